@@ -1,0 +1,96 @@
+"""``image list|tag|remove|export|import``: the verbs that need no network."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from gadgetstore.engine import reference
+from gadgetstore.engine.archive import export_images, import_archive
+from gadgetstore.engine.images import list_images
+
+from .context import AppContext, pass_app, user_errors
+from .listing import format_json, format_rows
+
+
+@click.command("list")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate digests and show raw creation times.")
+@click.option("-o", "--output", type=click.Choice(["columns", "json", "jsonpretty"]), default="columns")
+@pass_app
+@user_errors
+def list_cmd(app: AppContext, no_trunc: bool, output: str) -> None:
+    """List gadget images in the store."""
+    rows, warnings = list_images(app.store())
+    for warning in warnings:
+        click.echo(f"WARN: {warning}", err=True)
+    if output == "columns":
+        click.echo(format_rows(rows, sys.stdout.isatty(), no_trunc), nl=False)
+    else:
+        click.echo(format_json(rows, pretty=output == "jsonpretty"), nl=False)
+
+
+@click.command("tag")
+@click.argument("src")
+@click.argument("dst")
+@pass_app
+@user_errors
+def tag_cmd(app: AppContext, src: str, dst: str) -> None:
+    """Create a tag DST that refers to the image SRC."""
+    src_ref, dst_ref = reference.normalize(src), reference.normalize(dst)
+    if dst_ref.digest is not None:
+        raise click.UsageError("the destination must be a tag, not a digest")
+    store = app.store()
+    with store.transaction() as txn:
+        desc = store.resolve(str(src_ref), shown_as=src)
+        txn.tag(str(dst_ref), desc)
+    click.echo(f"Successfully tagged with {dst_ref.repository}:{dst_ref.tag_or_latest}@{desc.digest}", err=True)
+
+
+@click.command("remove")
+@click.argument("image")
+@pass_app
+@user_errors
+def remove_cmd(app: AppContext, image: str) -> None:
+    """Remove IMAGE: untag it, and delete its blobs unless another tag still uses them."""
+    app.store().remove_image(str(reference.normalize(image)), shown_as=image)
+    click.echo(f"Successfully removed {image}", err=True)
+
+
+@click.command("export")
+@click.argument("images", nargs=-1, required=True)
+@click.argument("dst_file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_app
+@user_errors
+def export_cmd(app: AppContext, images: tuple[str, ...], dst_file: Path) -> None:
+    """Export images to a tarball (zstd-compressed when DST_FILE ends in .tar.zst)."""
+    refs = [str(reference.normalize(image)) for image in images]
+    export_images(app.store(), refs, dst_file)
+    click.echo(f"Successfully exported images to {dst_file}", err=True)
+
+
+@click.command("import")
+@click.argument("src_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Choice(["", "json", "jsonpretty"]), default="")
+@pass_app
+@user_errors
+def import_cmd(app: AppContext, src_file: Path, output: str) -> None:
+    """Import images from a tarball made by ``image export`` (plain or zstd)."""
+    refs = import_archive(app.store(), src_file)
+    if output:
+        click.echo(json.dumps(refs, indent=2 if output == "jsonpretty" else None))
+        return
+    click.echo("Successfully imported images:")
+    for ref in refs:
+        click.echo(f"  {ref}")
+
+
+def register(image: click.Group) -> None:
+    image.add_command(list_cmd)
+    image.add_command(list_cmd, "ls")
+    image.add_command(tag_cmd)
+    image.add_command(remove_cmd)
+    image.add_command(remove_cmd, "rm")
+    image.add_command(export_cmd)
+    image.add_command(import_cmd)

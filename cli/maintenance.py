@@ -1,0 +1,46 @@
+"""``fsck`` and ``gc``: checking and tidying the store."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from gadgetstore.engine.fsck import fsck
+
+from .context import AppContext, pass_app, user_errors
+
+
+@click.command("fsck")
+@pass_app
+@user_errors
+def fsck_cmd(app: AppContext) -> None:
+    """Re-hash every blob and check the journal, index.json and every reference."""
+    report = fsck(app.store())
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    for problem in report.problems:
+        click.echo(f"damaged: {problem}")
+    click.echo(
+        f"checked {report.blobs_checked} blobs ({report.bytes_checked} bytes) and "
+        f"{report.references_checked} references: "
+        + ("no problems found" if report.clean else f"{len(report.problems)} problem(s)")
+    )
+    if not report.clean:
+        sys.exit(1)
+
+
+@click.command("gc")
+@pass_app
+@user_errors
+def gc_cmd(app: AppContext) -> None:
+    """Delete blobs that no tag reaches, and unfinished ingest files."""
+    report = app.store().gc()
+    click.echo(
+        f"removed {len(report.removed_blobs)} blobs ({report.removed_bytes} bytes) "
+        f"and {report.removed_ingest_files} ingest files"
+    )
+
+
+def register(root: click.Group) -> None:
+    root.add_command(fsck_cmd)
+    root.add_command(gc_cmd)

@@ -1,0 +1,1 @@
+"""ELF, BTF and wasm analysis of gadget layers (pure)."""

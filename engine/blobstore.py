@@ -1,0 +1,272 @@
+"""The blob half of the store: ``blobs/<alg>/<hex>``, written only through ``ingest/``.
+
+A blob becomes visible by one ``rename`` after its bytes were counted, hashed, fsync'd and made
+read-only, so a reader can never see a partial blob. Two writers of the same digest each write
+their own temporary file; whichever renames last replaces identical bytes, and one file remains.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import stat
+import tempfile
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from .digest import Digest
+from .errors import DigestMismatch, GadgetStoreError, ImageNotFound, IntegrityError, StoreError
+from .faults import crash_point
+from .fsutil import ensure_real_dir, fsync_dir, open_regular
+
+READ_CHUNK = 1024 * 1024
+INGEST_PREFIX = "ingest-"
+
+
+class BlobNotFound(ImageNotFound):
+    pass
+
+
+class BlobStore:
+    """Blob files of one store root; all paths are built from validated :class:`Digest` values."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs_dir = root / "blobs"
+        self.ingest_dir = root / "ingest"
+
+    def create_dirs(self) -> None:
+        ensure_real_dir(self.blobs_dir)
+        ensure_real_dir(self.blobs_dir / "sha256")
+        ensure_real_dir(self.ingest_dir, 0o700)
+
+    def path(self, digest: Digest) -> Path:
+        return self.blobs_dir / digest.algorithm / digest.hex
+
+    def stat(self, digest: Digest) -> os.stat_result | None:
+        try:
+            st = os.lstat(self.path(digest))
+        except FileNotFoundError:
+            return None
+        return st if stat.S_ISREG(st.st_mode) else None
+
+    def has(self, digest: Digest) -> bool:
+        return self.stat(digest) is not None
+
+    def open(self, digest: Digest) -> BinaryIO:
+        try:
+            fd = open_regular(self.path(digest))
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {digest} is not in the store") from None
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise StoreError(f"blob {digest} is a symlink; refusing to follow it") from None
+            raise
+        return os.fdopen(fd, "rb")
+
+    def read(self, digest: Digest, max_size: int | None = None, verify: bool = True) -> bytes:
+        """Read a whole blob (manifests, configs); verified, since they steer what we trust next."""
+        with self.open(digest) as f:
+            size = os.fstat(f.fileno()).st_size
+            if max_size is not None and size > max_size:
+                raise IntegrityError(f"blob {digest} is {size} bytes, more than the {max_size} allowed")
+            data = f.read()
+        if verify and Digest.of_bytes(data, digest.algorithm) != digest:
+            raise DigestMismatch(f"blob {digest} is damaged: its content has another digest")
+        return data
+
+    def rehash(self, digest: Digest) -> Digest:
+        hasher = digest.hasher()
+        with self.open(digest) as f:
+            while chunk := f.read(READ_CHUNK):
+                hasher.update(chunk)
+        return Digest(digest.algorithm, hasher.hexdigest())
+
+    def delete(self, digest: Digest) -> bool:
+        try:
+            os.unlink(self.path(digest))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def iter_digests(self) -> Iterator[Digest]:
+        """Every well-named blob file; stray names are skipped (fsck reports them)."""
+        for alg_dir in sorted(self.blobs_dir.iterdir()) if self.blobs_dir.is_dir() else []:
+            for entry in sorted(os.listdir(alg_dir)):
+                try:
+                    yield Digest.parse(f"{alg_dir.name}:{entry}")
+                except GadgetStoreError:
+                    continue
+
+    def stray_entries(self) -> list[Path]:
+        """Files under blobs/ whose names are not valid digests."""
+        out: list[Path] = []
+        for alg_dir in sorted(self.blobs_dir.iterdir()) if self.blobs_dir.is_dir() else []:
+            if not alg_dir.is_dir() or alg_dir.is_symlink():
+                out.append(alg_dir)
+                continue
+            for entry in sorted(os.listdir(alg_dir)):
+                try:
+                    Digest.parse(f"{alg_dir.name}:{entry}")
+                except GadgetStoreError:
+                    out.append(alg_dir / entry)
+        return out
+
+    def writer(self, expected: Digest | None = None, expected_size: int | None = None) -> IngestWriter:
+        return IngestWriter(self, expected, expected_size)
+
+    def put(self, data: bytes, expected: Digest | None = None) -> Digest:
+        """Store bytes (deduplicated); returns their digest."""
+        digest = Digest.of_bytes(data, expected.algorithm if expected else "sha256")
+        if expected is not None and digest != expected:
+            raise DigestMismatch(f"content has digest {digest}, expected {expected}")
+        if self.has(digest):
+            return digest
+        with self.writer(digest, len(data)) as w:
+            w.write(data)
+            w.commit()
+        return digest
+
+    def ingest_stream(
+        self, chunks: Iterable[bytes], expected: Digest, expected_size: int | None
+    ) -> bool:
+        """Stream into the store; returns False when the blob was already there (bytes still checked)."""
+        if self.has(expected):
+            hasher, count = expected.hasher(), 0
+            for chunk in chunks:
+                hasher.update(chunk)
+                count += len(chunk)
+                if expected_size is not None and count > expected_size:
+                    raise IntegrityError(f"blob {expected}: more than the {expected_size} bytes declared")
+            check_result(expected, expected_size, Digest(expected.algorithm, hasher.hexdigest()), count)
+            return False
+        with self.writer(expected, expected_size) as w:
+            for chunk in chunks:
+                w.write(chunk)
+            w.commit()
+        return True
+
+    def stale_ingest_files(self, older_than: float = 0.0) -> list[Path]:
+        now = time.time()
+        out = []
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self.ingest_dir):
+                if now - entry.stat(follow_symlinks=False).st_mtime >= older_than:
+                    out.append(Path(entry.path))
+        return sorted(out)
+
+
+def check_result(expected: Digest | None, expected_size: int | None, actual: Digest, size: int) -> None:
+    if expected_size is not None and size != expected_size:
+        raise IntegrityError(
+            f"blob {expected or actual}: got {size} bytes, expected {expected_size}"
+        )
+    if expected is not None and actual != expected:
+        raise DigestMismatch(f"blob {expected}: content has digest {actual}")
+
+
+class IngestWriter:
+    """Write one blob into ``ingest/``; :meth:`commit` verifies and publishes it atomically.
+
+    Sequential :meth:`write` calls are hashed as they arrive; :meth:`write_at` (for Range chunks
+    arriving out of order) makes :meth:`commit` re-hash the finished file instead.
+    """
+
+    def __init__(self, store: BlobStore, expected: Digest | None, expected_size: int | None) -> None:
+        self.store = store
+        self.expected = expected
+        self.expected_size = expected_size
+        self._algorithm = expected.algorithm if expected else "sha256"
+        self._hasher = hashlib.new(self._algorithm)
+        self._sequential = True
+        self._count = 0
+        prefix = f"{INGEST_PREFIX}{expected.algorithm}-{expected.hex}-" if expected else INGEST_PREFIX
+        fd, name = tempfile.mkstemp(prefix=prefix, dir=store.ingest_dir)
+        self.temp_path = Path(name)
+        self._file: BinaryIO | None = os.fdopen(fd, "w+b")
+        self.digest: Digest | None = None
+        self.sealed = False
+
+    def __enter__(self) -> IngestWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
+
+    def _check_limit(self, end: int) -> None:
+        if self.expected_size is not None and end > self.expected_size:
+            raise IntegrityError(
+                f"blob {self.expected}: more than the {self.expected_size} bytes declared"
+            )
+
+    def write(self, data: bytes) -> None:
+        assert self._file is not None, "writer is closed"
+        self._check_limit(self._count + len(data))
+        self._file.write(data)
+        self._hasher.update(data)
+        self._count += len(data)
+
+    def write_at(self, offset: int, data: bytes) -> None:
+        assert self._file is not None, "writer is closed"
+        self._check_limit(offset + len(data))
+        os.pwrite(self._file.fileno(), data, offset)
+        self._sequential = False
+        self._count = max(self._count, offset + len(data))
+
+    def seal(self) -> Digest:
+        """Flush, fsync and verify; the file stays in ``ingest/`` until :meth:`publish`."""
+        assert self._file is not None, "writer is closed"
+        self._file.flush()
+        crash_point("ingest.written")
+        os.fsync(self._file.fileno())
+        crash_point("ingest.synced")
+        size = os.fstat(self._file.fileno()).st_size
+        if self._sequential:
+            actual = Digest(self._algorithm, self._hasher.hexdigest())
+        else:
+            self._file.seek(0)
+            hasher = hashlib.new(self._algorithm)
+            while chunk := self._file.read(READ_CHUNK):
+                hasher.update(chunk)
+            actual = Digest(self._algorithm, hasher.hexdigest())
+        check_result(self.expected, self.expected_size, actual, size)
+        os.fchmod(self._file.fileno(), 0o444)
+        self._file.close()
+        self._file = None
+        self.digest = actual
+        self.sealed = True
+        return actual
+
+    def publish(self) -> bool:
+        """Rename the sealed file into ``blobs/``; False when the blob was there already."""
+        assert self.sealed and self.digest is not None, "seal() first"
+        target = self.store.path(self.digest)
+        if self.store.has(self.digest):
+            os.unlink(self.temp_path)
+            self.sealed = False
+            return False
+        ensure_real_dir(target.parent)
+        os.rename(self.temp_path, target)
+        self.sealed = False
+        crash_point("ingest.renamed")
+        fsync_dir(target.parent)
+        crash_point("ingest.dirsynced")
+        return True
+
+    def commit(self) -> Digest:
+        digest = self.seal()
+        self.publish()
+        return digest
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self.sealed or self.digest is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.temp_path)
+        self.sealed = False

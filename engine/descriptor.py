@@ -1,0 +1,125 @@
+"""OCI descriptors and the manifest graph: pure functions over parsed JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import mediatypes as mt
+from .digest import Digest
+from .errors import GadgetStoreError, InvalidManifest
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    """A descriptor; ``extra`` keeps every other field (annotations, platform, …) for round trips."""
+
+    media_type: str
+    digest: Digest
+    size: int
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    @classmethod
+    def from_json(cls, obj: object, where: str = "descriptor") -> Descriptor:
+        if not isinstance(obj, dict):
+            raise InvalidManifest(f"{where}: not a JSON object")
+        media_type = obj.get("mediaType", "")
+        size = obj.get("size")
+        if not isinstance(media_type, str):
+            raise InvalidManifest(f"{where}: mediaType is not a string")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InvalidManifest(f"{where}: size must be a non-negative integer")
+        try:
+            digest = Digest.parse(obj.get("digest", ""))
+        except GadgetStoreError as err:
+            raise InvalidManifest(f"{where}: {err}") from None
+        extra = {k: v for k, v in obj.items() if k not in ("mediaType", "digest", "size")}
+        return cls(media_type, digest, size, extra)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mediaType": self.media_type, "digest": str(self.digest), "size": self.size}
+        out.update(self.extra)
+        return out
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        ann = self.extra.get("annotations")
+        return ann if isinstance(ann, dict) else {}
+
+    @property
+    def architecture(self) -> str | None:
+        platform = self.extra.get("platform")
+        if isinstance(platform, dict) and isinstance(platform.get("architecture"), str):
+            return str(platform["architecture"])
+        return None
+
+    def with_annotations(self, annotations: dict[str, str] | None) -> Descriptor:
+        extra = dict(self.extra)
+        if annotations:
+            extra["annotations"] = dict(annotations)
+        else:
+            extra.pop("annotations", None)
+        return Descriptor(self.media_type, self.digest, self.size, extra)
+
+    def bare(self) -> Descriptor:
+        """Only mediaType, digest and size: what a tag points at."""
+        return Descriptor(self.media_type, self.digest, self.size)
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in mt.INDEX_TYPES
+
+    @property
+    def is_manifest(self) -> bool:
+        return self.media_type in mt.MANIFEST_TYPES
+
+
+def parse_document(data: bytes, where: str) -> dict[str, Any]:
+    """Parse a manifest or index, refusing oversized and ambiguous documents (CVE-2021-41190)."""
+    if len(data) > mt.MAX_MANIFEST_BYTES:
+        raise InvalidManifest(f"{where}: document is larger than {mt.MAX_MANIFEST_BYTES} bytes")
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidManifest(f"{where}: not valid JSON ({err})") from None
+    if not isinstance(doc, dict):
+        raise InvalidManifest(f"{where}: not a JSON object")
+    if "manifests" in doc and ("layers" in doc or "config" in doc):
+        raise InvalidManifest(f"{where}: ambiguous document with both manifests and layers")
+    return doc
+
+
+def children(doc: dict[str, Any], where: str) -> list[Descriptor]:
+    """Everything a manifest or index points at, in document order (config first)."""
+    out: list[Descriptor] = []
+    if "config" in doc:
+        out.append(Descriptor.from_json(doc["config"], f"{where}: config"))
+    for key in ("layers", "manifests"):
+        items = doc.get(key, [])
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            raise InvalidManifest(f"{where}: {key} is not a list")
+        out.extend(Descriptor.from_json(item, f"{where}: {key}[{i}]") for i, item in enumerate(items))
+    return out
+
+
+def subject(doc: dict[str, Any], where: str) -> Descriptor | None:
+    """The manifest a referrer (e.g. a signature) is attached to."""
+    if doc.get("subject") is None:
+        return None
+    return Descriptor.from_json(doc["subject"], f"{where}: subject")
+
+
+def is_document(desc: Descriptor) -> bool:
+    """Whether the blob is a manifest or index whose children must be walked."""
+    return desc.is_index or desc.is_manifest
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Compact JSON with Go's HTML escaping, as ig/oras write manifests and index.json."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return text.encode()

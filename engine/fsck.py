@@ -1,0 +1,107 @@
+"""``gadgetstore fsck``: re-hash every blob, check the journal, index.json and every reference."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from dataclasses import dataclass, field
+
+from .blobstore import BlobNotFound
+from .descriptor import Descriptor, children, is_document
+from .digest import Digest
+from .errors import GadgetStoreError
+from .store import Store
+
+
+@dataclass
+class FsckReport:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    blobs_checked: int = 0
+    bytes_checked: int = 0
+    references_checked: int = 0
+
+    @property
+    def clean(self) -> bool:
+        return not self.problems
+
+
+def fsck(store: Store) -> FsckReport:
+    report = FsckReport()
+    _check_journal_and_index(store, report)
+    damaged = _check_blobs(store, report)
+    _check_references(store, report, damaged)
+    stale = store.blobs.stale_ingest_files()
+    if stale:
+        report.notes.append(f"{len(stale)} unfinished ingest file(s) in ingest/ (gc removes them)")
+    return report
+
+
+def _check_journal_and_index(store: Store, report: FsckReport) -> None:
+    with store._locked():
+        store.journal.refresh()
+        if store.journal.damage:
+            report.problems.append(f"index journal: {store.journal.damage}")
+        expected = store.journal.state.oci_index(store.journal.length)
+        try:
+            actual = json.loads(store.index_path.read_bytes())
+        except FileNotFoundError:
+            report.problems.append("index.json is missing")
+            return
+        except ValueError:
+            report.problems.append("index.json is not valid JSON")
+            return
+    if actual != expected:
+        report.problems.append("index.json is out of step with the index journal")
+
+
+def _check_blobs(store: Store, report: FsckReport) -> set[Digest]:
+    damaged: set[Digest] = set()
+    for path in store.blobs.stray_entries():
+        report.problems.append(f"unexpected entry {path.relative_to(store.root)} under blobs/")
+    for digest in store.blobs.iter_digests():
+        st = os.lstat(store.blobs.path(digest))
+        if not stat.S_ISREG(st.st_mode):
+            report.problems.append(f"blob {digest} is not a regular file")
+            damaged.add(digest)
+            continue
+        report.blobs_checked += 1
+        report.bytes_checked += st.st_size
+        if store.blobs.rehash(digest) != digest:
+            report.problems.append(f"blob {digest} is damaged: its content has another digest")
+            damaged.add(digest)
+        elif st.st_mode & 0o222:
+            report.notes.append(f"blob {digest} is writable (expected read-only)")
+    return damaged
+
+
+def _check_references(store: Store, report: FsckReport, damaged: set[Digest]) -> None:
+    named: list[tuple[str, Descriptor]] = []
+    for ref, raw in sorted(store.journal.state.tags.items()):
+        named.append((f"tag {ref}", Descriptor.from_json(raw, f"tag {ref}")))
+    named.extend((f"pinned {pin.digest}", pin) for pin in store.pins())
+    checked: set[Digest] = set()
+    for name, root in named:
+        report.references_checked += 1
+        stack = [root]
+        while stack:
+            desc = stack.pop()
+            if desc.digest in checked:
+                continue
+            checked.add(desc.digest)
+            st = store.blobs.stat(desc.digest)
+            if st is None:
+                report.problems.append(f"{name}: blob {desc.digest} is missing")
+                continue
+            if st.st_size != desc.size:
+                report.problems.append(
+                    f"{name}: blob {desc.digest} has {st.st_size} bytes, descriptor says {desc.size}"
+                )
+                continue
+            if desc.digest in damaged or not is_document(desc):
+                continue
+            try:
+                stack.extend(children(store.read_document(desc), f"manifest {desc.digest}"))
+            except (GadgetStoreError, BlobNotFound) as err:
+                report.problems.append(f"{name}: {err}")

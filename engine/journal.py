@@ -1,0 +1,97 @@
+"""The index journal on disk: replay on open, append under lock, cut a bad tail, compact atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import journal_format as jf
+from .faults import crash_point
+from .fsutil import atomic_write, fsync_dir
+
+
+class Journal:
+    """One journal file. Reads need no lock; :meth:`append` and :meth:`cut_tail` need the store lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.state = jf.IndexState()
+        self.length = 0
+        self.damage: str | None = None
+        self._inode: int | None = None
+        self.transactions_since_snapshot = 0
+
+    def create_if_missing(self) -> None:
+        if not self.path.exists():
+            atomic_write(self.path, jf.HEADER, 0o644)
+
+    def refresh(self) -> None:
+        """Bring :attr:`state` up to date with what other processes appended or compacted."""
+        try:
+            with open(self.path, "rb") as f:
+                st = os.fstat(f.fileno())
+                if st.st_ino != self._inode or st.st_size < self.length:
+                    data = f.read()
+                    replay = jf.decode(data)
+                    self.state = jf.replay_state(replay)
+                    self.transactions_since_snapshot = len(replay.transactions)
+                elif st.st_size > self.length:
+                    f.seek(self.length)
+                    replay = jf.decode(f.read(), expect_header=False)
+                    replay.valid_length += self.length
+                    jf.replay_state(replay, self.state)
+                    self.transactions_since_snapshot += len(replay.transactions)
+                else:
+                    return
+        except FileNotFoundError:
+            self.state, self.length, self._inode, self.damage = jf.IndexState(), 0, None, None
+            return
+        self._inode = st.st_ino
+        self.length = replay.valid_length
+        self.damage = replay.damage
+
+    def cut_tail(self) -> str | None:
+        """Truncate a torn or corrupt tail (under the store lock); returns what was cut, if anything."""
+        self.refresh()
+        damage = self.damage
+        if damage is None:
+            return None
+        if self.length == 0:
+            # Not even a header survived: rebuild the file from the (empty) state.
+            self.compact()
+            return damage
+        with open(self.path, "r+b") as f:
+            f.truncate(self.length)
+            os.fsync(f.fileno())
+        self.damage = None
+        return damage
+
+    def append(self, ops: list[jf.Op]) -> None:
+        """Durably append one transaction; the caller holds the store lock and has cut the tail."""
+        line = jf.encode_transaction(ops)
+        with open(self.path, "ab") as f:
+            f.write(line)
+            f.flush()
+            crash_point("journal.written")
+            os.fsync(f.fileno())
+        crash_point("journal.synced")
+        self.state.apply(ops)
+        self.length += len(line)
+        self.transactions_since_snapshot += 1
+
+    def compact(self) -> None:
+        """Rewrite the journal as one snapshot transaction, atomically (temp, fsync, rename)."""
+        data = jf.HEADER
+        ops = self.state.snapshot_ops()
+        if ops:
+            data += jf.encode_transaction(ops)
+        atomic_write(self.path, data, 0o644)
+        crash_point("journal.compacted")
+        fsync_dir(self.path.parent)
+        st = os.stat(self.path)
+        self._inode, self.length, self.damage = st.st_ino, len(data), None
+        self.transactions_since_snapshot = 1 if ops else 0
+
+    def wants_compaction(self) -> bool:
+        live = len(self.state.tags) + len(self.state.pins)
+        return self.transactions_since_snapshot > max(256, live)

@@ -1,0 +1,139 @@
+"""The index journal's record format and the state it replays into (pure, no I/O).
+
+A journal is a header line followed by one line per committed transaction::
+
+    gadgetstore-journal 1
+    <crc32 as 8 hex digits> <compact JSON {"ops": [...]}>
+
+A line counts only when it is complete (ends in a newline) and its checksum matches; replay stops
+at the first line that does not, so a torn append or a damaged tail is detected, reported and cut,
+never trusted. Operations:
+
+    {"op": "tag",   "ref": REF, "desc": DESCRIPTOR}   REF now points at DESCRIPTOR
+    {"op": "untag", "ref": REF}
+    {"op": "pin",   "desc": DESCRIPTOR}                keep an untagged root (e.g. a signature)
+    {"op": "unpin", "digest": DIGEST}
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import mediatypes as mt
+
+HEADER = b"gadgetstore-journal 1\n"
+JOURNAL_LENGTH_ANNOTATION = "io.gadgetstore.journal.length"
+
+Op = dict[str, Any]
+
+
+def encode_transaction(ops: list[Op]) -> bytes:
+    payload = json.dumps({"ops": ops}, separators=(",", ":"), sort_keys=True).encode()
+    return b"%08x %s\n" % (zlib.crc32(payload), payload)
+
+
+@dataclass
+class Replay:
+    """Transactions decoded from a journal, where the valid part ends, and why it ended early."""
+
+    transactions: list[list[Op]]
+    valid_length: int
+    damage: str | None = None
+
+
+def decode(data: bytes, expect_header: bool = True) -> Replay:
+    """Decode whole, checksummed lines; positions are relative to ``data``."""
+    pos = 0
+    if expect_header:
+        if not data.startswith(HEADER):
+            if HEADER.startswith(data):
+                return Replay([], 0, "journal header is incomplete" if data else None)
+            return Replay([], 0, "journal header is missing or damaged")
+        pos = len(HEADER)
+    transactions: list[list[Op]] = []
+    while pos < len(data):
+        end = data.find(b"\n", pos)
+        if end < 0:
+            return Replay(transactions, pos, f"torn record at byte {pos} (no end of line)")
+        line = data[pos:end]
+        ops = _decode_line(line)
+        if ops is None:
+            return Replay(transactions, pos, f"corrupt record at byte {pos} (checksum or syntax)")
+        transactions.append(ops)
+        pos = end + 1
+    return Replay(transactions, pos)
+
+
+def _decode_line(line: bytes) -> list[Op] | None:
+    if len(line) < 10 or line[8:9] != b" ":
+        return None
+    try:
+        crc = int(line[:8], 16)
+    except ValueError:
+        return None
+    payload = line[9:]
+    if zlib.crc32(payload) != crc:
+        return None
+    try:
+        obj = json.loads(payload)
+    except ValueError:
+        return None
+    ops = obj.get("ops") if isinstance(obj, dict) else None
+    if not isinstance(ops, list) or not all(isinstance(op, dict) for op in ops):
+        return None
+    return ops
+
+
+@dataclass
+class IndexState:
+    """What the journal says: tags (reference → descriptor JSON) and pinned untagged roots."""
+
+    tags: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pins: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def apply(self, ops: list[Op]) -> None:
+        for op in ops:
+            kind = op.get("op")
+            if kind == "tag":
+                self.tags[op["ref"]] = op["desc"]
+            elif kind == "untag":
+                self.tags.pop(op["ref"], None)
+            elif kind == "pin":
+                self.pins[op["desc"]["digest"]] = op["desc"]
+            elif kind == "unpin":
+                self.pins.pop(op["digest"], None)
+            else:
+                raise ValueError(f"unknown journal operation {kind!r}")
+
+    def snapshot_ops(self) -> list[Op]:
+        """The operations that rebuild this state from nothing (what compaction writes)."""
+        ops: list[Op] = [{"op": "tag", "ref": ref, "desc": desc} for ref, desc in sorted(self.tags.items())]
+        ops.extend({"op": "pin", "desc": desc} for _, desc in sorted(self.pins.items()))
+        return ops
+
+    def oci_index(self, journal_length: int) -> dict[str, Any]:
+        """The OCI layout ``index.json`` for this state: tags carry ``ref.name`` as ig writes it."""
+        manifests: list[dict[str, Any]] = []
+        for ref, desc in sorted(self.tags.items()):
+            entry = dict(desc)
+            annotations = dict(entry.get("annotations") or {})
+            annotations[mt.ANNOTATION_REF_NAME] = ref
+            entry["annotations"] = annotations
+            manifests.append(entry)
+        manifests.extend(desc for _, desc in sorted(self.pins.items()))
+        return {
+            "schemaVersion": 2,
+            "mediaType": mt.OCI_INDEX,
+            "manifests": manifests,
+            "annotations": {JOURNAL_LENGTH_ANNOTATION: str(journal_length)},
+        }
+
+
+def replay_state(replay: Replay, state: IndexState | None = None) -> IndexState:
+    state = state or IndexState()
+    for ops in replay.transactions:
+        state.apply(ops)
+    return state

@@ -1,0 +1,141 @@
+"""Image references, normalised exactly as ``ig`` does (pkg/oci/oci.go, distribution/reference).
+
+``trace_open`` → ``ghcr.io/inspektor-gadget/gadget/trace_open:latest``; a first path component is a
+registry only when it has a ``.`` or ``:``, is ``localhost`` or has uppercase letters; ``docker.io``
+is never a default, but ``docker.io/x`` gains ``library/`` as Docker does.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .digest import Digest
+from .errors import InvalidDigest, InvalidReference
+
+DEFAULT_DOMAIN = "ghcr.io"
+OFFICIAL_REPO_PREFIX = "inspektor-gadget/gadget/"
+OFFICIAL_PREFIX = f"{DEFAULT_DOMAIN}/{OFFICIAL_REPO_PREFIX}"
+DEFAULT_TAG = "latest"
+NAME_TOTAL_LENGTH_MAX = 255
+
+_ALNUM = r"[a-z0-9]+"
+_SEPARATOR = r"(?:[._]|__|[-]+)"
+_PATH_COMPONENT = rf"{_ALNUM}(?:{_SEPARATOR}{_ALNUM})*"
+_DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN_NAME = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*"
+_IPV6 = r"\[(?:[a-fA-F0-9:]+)\]"
+_HOST = rf"(?:{_DOMAIN_NAME}|{_IPV6})"
+_DOMAIN = rf"{_HOST}(?::[0-9]+)?"
+_TAG = r"[\w][\w.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+_NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
+_REFERENCE_RE = re.compile(rf"^({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?$")
+_ANCHORED_IDENTIFIER_RE = re.compile(r"^[a-f0-9]{64}$")
+_TAG_RE = re.compile(rf"^{_TAG}$")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A parsed reference: ``domain/path[:tag][@digest]``."""
+
+    domain: str
+    path: str
+    tag: str | None = None
+    digest: Digest | None = None
+
+    @property
+    def repository(self) -> str:
+        return f"{self.domain}/{self.path}" if self.domain else self.path
+
+    @property
+    def tag_or_latest(self) -> str:
+        return self.tag or DEFAULT_TAG
+
+    def with_tag(self, tag: str) -> Reference:
+        return Reference(self.domain, self.path, tag, None)
+
+    def __str__(self) -> str:
+        text = self.repository
+        if self.tag is not None:
+            text += f":{self.tag}"
+        if self.digest is not None:
+            text += f"@{self.digest}"
+        return text
+
+
+def _split_name(name: str) -> tuple[str, str]:
+    """Split a matched name into (domain, path); the domain is empty when the name has none."""
+    first, sep, rest = name.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
+        return first, rest
+    return "", name
+
+
+def parse(text: str) -> Reference:
+    """Parse without normalising (``reference.Parse``): ``trace_open`` stays ``trace_open``."""
+    match = _REFERENCE_RE.match(text) if text else None
+    if match is None:
+        if text and text != text.lower() and _REFERENCE_RE.match(text.lower()):
+            raise InvalidReference(f"invalid reference {text!r}: repository name must be lowercase")
+        raise InvalidReference(f"invalid reference format {text!r}")
+    name, tag, digest_text = match.groups()
+    if len(name) > NAME_TOTAL_LENGTH_MAX:
+        raise InvalidReference(f"invalid reference {text!r}: repository name must not be more than 255 characters")
+    digest = None
+    if digest_text is not None:
+        try:
+            digest = Digest.parse(digest_text)
+        except InvalidDigest as err:
+            raise InvalidReference(f"invalid reference {text!r}: {err}") from None
+    domain, path = _split_name(name)
+    return Reference(domain, path, tag, digest)
+
+
+def _parse_normalized_named(text: str) -> Reference:
+    """``reference.ParseNormalizedNamed``: Docker's rules on a string that already has a domain."""
+    if _ANCHORED_IDENTIFIER_RE.match(text):
+        raise InvalidReference(
+            f"invalid repository name {text!r}: cannot specify 64-byte hexadecimal strings"
+        )
+    first, sep, rest = text.partition("/")
+    if not sep or ("." not in first and ":" not in first and first != "localhost" and first == first.lower()):
+        domain, remainder = "docker.io", text
+    else:
+        domain, remainder = first, rest
+    if domain == "index.docker.io":
+        domain = "docker.io"
+    if domain == "docker.io" and "/" not in remainder:
+        remainder = "library/" + remainder
+    name_part = remainder.split("@", 1)[0].split(":", 1)[0]
+    if name_part != name_part.lower():
+        raise InvalidReference(f"invalid reference {text!r}: repository name must be lowercase")
+    return parse(f"{domain}/{remainder}")
+
+
+def normalize(image: str) -> Reference:
+    """Normalise a user-typed image name as ``ig`` does, adding ``:latest`` to a bare name."""
+    if not image:
+        raise InvalidReference("invalid reference: empty image name")
+    if "://" in image:
+        raise InvalidReference(f"invalid reference {image!r}: remove the URL scheme")
+    first, sep, rest = image.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
+        domain, remainder = first, rest
+    else:
+        domain, remainder = DEFAULT_DOMAIN, image
+    if domain == DEFAULT_DOMAIN and "/" not in remainder:
+        remainder = OFFICIAL_REPO_PREFIX + remainder
+    ref = _parse_normalized_named(f"{domain}/{remainder}")
+    if ref.tag is None and ref.digest is None:
+        ref = Reference(ref.domain, ref.path, DEFAULT_TAG, None)
+    return ref
+
+
+def display_repository(repository: str) -> str:
+    """The repository as ``ig image list`` shows it: official gadgets by their short name."""
+    return repository.removeprefix(OFFICIAL_PREFIX)
+
+
+def is_valid_tag(tag: str) -> bool:
+    return bool(_TAG_RE.match(tag))

@@ -1,0 +1,1 @@
+"""Registry transfers: the trio HTTP client, auth, pull and push."""

@@ -1,0 +1,316 @@
+"""The store: an OCI image layout whose tags live in the index journal.
+
+Layout under the root::
+
+    oci-layout            {"imageLayoutVersion": "1.0.0"}
+    index.json            kept in step with the journal, for skopeo/oras/ig
+    index.journal         the source of truth for tags and pinned roots
+    index.json.lock       serialises journal appends (the lock file ig uses too)
+    gc.lock               lease held shared by writers, exclusively by gc
+    blobs/<alg>/<hex>     immutable, read-only blobs
+    ingest/               temporary files of blobs being written
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import journal_format as jf
+from . import mediatypes as mt
+from .blobstore import BlobNotFound, BlobStore
+from .descriptor import Descriptor, children, is_document, parse_document, subject
+from .digest import Digest
+from .errors import GadgetStoreError, ImageNotFound, StoreError
+from .faults import crash_point
+from .fsutil import atomic_write, ensure_real_dir
+from .journal import Journal
+from .locking import flocked
+
+OCI_LAYOUT_BYTES = json.dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}, separators=(",", ":")).encode()
+_SIGNATURE_TAG_RE = re.compile(r"^(sha256|sha512)-([0-9a-f]+)(\.sig|\.att|\.sbom)?$")
+
+
+def signature_tag_subject(ref: str) -> Digest | None:
+    """``sha256-<hex>.sig`` (cosign) and ``sha256-<hex>`` (referrers tag schema) name their subject."""
+    match = _SIGNATURE_TAG_RE.match(ref)
+    if match is None:
+        return None
+    try:
+        return Digest.parse(f"{match.group(1)}:{match.group(2)}")
+    except GadgetStoreError:
+        return None
+
+
+@dataclass
+class GcReport:
+    removed_blobs: list[Digest] = field(default_factory=list)
+    removed_bytes: int = 0
+    removed_ingest_files: int = 0
+
+
+class Transaction:
+    """Operations collected under the store lock and appended as one journal record."""
+
+    def __init__(self, state: jf.IndexState) -> None:
+        self.state = state
+        self.ops: list[jf.Op] = []
+
+    def tag(self, ref: str, desc: Descriptor) -> None:
+        self.ops.append({"op": "tag", "ref": ref, "desc": desc.to_json()})
+
+    def untag(self, ref: str) -> None:
+        self.ops.append({"op": "untag", "ref": ref})
+
+    def pin(self, desc: Descriptor) -> None:
+        self.ops.append({"op": "pin", "desc": desc.to_json()})
+
+    def unpin(self, digest: Digest) -> None:
+        self.ops.append({"op": "unpin", "digest": str(digest)})
+
+
+class Store:
+    """One store root. Cheap to open: replaying a compacted journal is one JSON parse."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.blobs = BlobStore(root)
+        self.journal = Journal(root / "index.journal")
+        self.index_path = root / "index.json"
+        self.lock_path = root / "index.json.lock"
+        self.lease_path = root / "gc.lock"
+
+    # -- opening ---------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, root: Path | str, create: bool = True) -> Store:
+        store = cls(Path(root))
+        store._prepare(create)
+        store.journal.refresh()
+        if store.journal.damage is not None or not store._index_json_in_step():
+            with store._locked():
+                store.journal.cut_tail()
+                store._write_index_json()
+        return store
+
+    def _prepare(self, create: bool) -> None:
+        layout = self.root / "oci-layout"
+        if not self.root.exists():
+            if not create:
+                raise StoreError(f"no store at {self.root}")
+            os.makedirs(self.root, 0o700, exist_ok=True)
+        ensure_real_dir(self.root, 0o700)
+        if layout.exists():
+            try:
+                version = json.loads(layout.read_bytes()).get("imageLayoutVersion")
+            except (ValueError, AttributeError):
+                version = None
+            if version != mt.OCI_LAYOUT_VERSION:
+                raise StoreError(f"{layout} is not an OCI image layout version {mt.OCI_LAYOUT_VERSION}")
+        elif not create:
+            raise StoreError(f"no store at {self.root} (oci-layout is missing)")
+        if not create:
+            return
+        self.blobs.create_dirs()
+        if not layout.exists():
+            atomic_write(layout, OCI_LAYOUT_BYTES)
+        if not self.journal.path.exists():
+            with self._locked():
+                if not self.journal.path.exists():
+                    self._adopt_existing_index()
+
+    def _adopt_existing_index(self) -> None:
+        """A layout written by another tool (or ig) becomes our journal's first snapshot."""
+        self.journal.create_if_missing()
+        self.journal.refresh()
+        if not self.index_path.exists():
+            self._write_index_json()
+            return
+        try:
+            index = json.loads(self.index_path.read_bytes())
+            entries = index.get("manifests") or []
+        except (ValueError, AttributeError):
+            raise StoreError(f"{self.index_path} is not valid JSON; cannot adopt this layout") from None
+        txn = Transaction(self.journal.state)
+        for i, entry in enumerate(entries):
+            desc = Descriptor.from_json(entry, f"index.json manifests[{i}]")
+            ref = desc.annotations.get(mt.ANNOTATION_REF_NAME)
+            if ref:
+                rest = {k: v for k, v in desc.annotations.items() if k != mt.ANNOTATION_REF_NAME}
+                txn.tag(ref, desc.with_annotations(rest))
+            elif desc.architecture is None:
+                txn.pin(desc)
+        if txn.ops:
+            self.journal.append(txn.ops)
+        self._write_index_json()
+
+    def _index_json_in_step(self) -> bool:
+        """Cheap check: index.json ends with the journal length it was written for."""
+        try:
+            with open(self.index_path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                f.seek(max(0, size - 256))
+                tail = f.read()
+        except FileNotFoundError:
+            return False
+        match = re.search(rb'"' + jf.JOURNAL_LENGTH_ANNOTATION.encode() + rb'":"(\d+)"', tail)
+        return match is not None and int(match.group(1)) == self.journal.length
+
+    def _write_index_json(self) -> None:
+        index = self.journal.state.oci_index(self.journal.length)
+        atomic_write(self.index_path, json.dumps(index, separators=(",", ":")).encode(), 0o644)
+        crash_point("index.replaced")
+
+    # -- locking ---------------------------------------------------------------------------------
+
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return flocked(self.lock_path, exclusive=True)
+
+    def lease(self) -> contextlib.AbstractContextManager[None]:
+        """Held by writers from their first blob commit to their last tag, so gc cannot race them."""
+        return flocked(self.lease_path, exclusive=False)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Collect tag/pin operations and append them as one durable journal record."""
+        with self._locked():
+            self.journal.cut_tail()
+            txn = Transaction(self.journal.state)
+            yield txn
+            if not txn.ops:
+                return
+            self.journal.append(txn.ops)
+            if self.journal.wants_compaction():
+                self.journal.compact()
+            self._write_index_json()
+
+    def refresh(self) -> None:
+        self.journal.refresh()
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def tags(self) -> list[str]:
+        return sorted(self.journal.state.tags)
+
+    def lookup(self, ref: str) -> Descriptor | None:
+        raw = self.journal.state.tags.get(ref)
+        return None if raw is None else Descriptor.from_json(raw, f"tag {ref}")
+
+    def resolve(self, ref: str, shown_as: str | None = None) -> Descriptor:
+        desc = self.lookup(ref)
+        if desc is None:
+            raise ImageNotFound(f"image {shown_as or ref!r} not found in the store")
+        return desc
+
+    def pins(self) -> list[Descriptor]:
+        return [Descriptor.from_json(raw, "pin") for raw in self.journal.state.pins.values()]
+
+    def read_document(self, desc: Descriptor) -> dict[str, Any]:
+        data = self.blobs.read(desc.digest, max_size=mt.MAX_MANIFEST_BYTES)
+        if len(data) != desc.size:
+            raise StoreError(f"blob {desc.digest} is {len(data)} bytes, its descriptor says {desc.size}")
+        return parse_document(data, f"manifest {desc.digest}")
+
+    def walk(self, roots: Iterable[Descriptor], missing_ok: bool = False) -> dict[Digest, Descriptor]:
+        """Every descriptor reachable from ``roots`` (roots included), keyed by digest."""
+        seen: dict[Digest, Descriptor] = {}
+        stack = list(roots)
+        while stack:
+            desc = stack.pop()
+            if desc.digest in seen:
+                continue
+            seen[desc.digest] = desc
+            if not is_document(desc):
+                continue
+            try:
+                doc = self.read_document(desc)
+            except BlobNotFound:
+                if missing_ok:
+                    continue
+                raise
+            stack.extend(children(doc, f"manifest {desc.digest}"))
+        return seen
+
+    def roots(self, exclude_refs: Iterable[str] = ()) -> list[Descriptor]:
+        skip = set(exclude_refs)
+        out = [Descriptor.from_json(raw, ref) for ref, raw in self.journal.state.tags.items() if ref not in skip]
+        return out + self.pins()
+
+    # -- removing --------------------------------------------------------------------------------
+
+    def remove_image(self, ref: str, shown_as: str | None = None) -> bool:
+        """Untag ``ref``; when nothing else tags its digest, drop its signatures and unreachable blobs.
+
+        Returns True when blobs were deleted, False when it was only untagged.
+        """
+        with flocked(self.lease_path, exclusive=True):
+            with self.transaction() as txn:
+                desc = self.resolve(ref, shown_as)
+                shared = any(
+                    other != ref and raw.get("digest") == str(desc.digest)
+                    for other, raw in self.journal.state.tags.items()
+                )
+                txn.untag(ref)
+                if not shared:
+                    self._drop_orphaned_signatures(txn, removed_ref=ref)
+            if shared:
+                return False
+            self._collect_garbage()
+            return True
+
+    def _drop_orphaned_signatures(self, txn: Transaction, removed_ref: str) -> None:
+        """Signatures (tags like ``sha256-<hex>.sig`` and pinned referrers) whose subject is gone."""
+        signature_refs = {r for r in self.journal.state.tags if signature_tag_subject(r) is not None}
+        image_roots = self.roots(exclude_refs=signature_refs | {removed_ref})
+        image_roots = [d for d in image_roots if d.digest not in self._pinned_referrer_digests()]
+        alive = set(self.walk(image_roots, missing_ok=True))
+        for sig_ref in sorted(signature_refs):
+            target = signature_tag_subject(sig_ref)
+            if target is not None and target not in alive:
+                txn.untag(sig_ref)
+        for pin in self.pins():
+            subj = self._subject_of(pin)
+            if subj is not None and subj not in alive:
+                txn.unpin(pin.digest)
+
+    def _pinned_referrer_digests(self) -> set[Digest]:
+        return {pin.digest for pin in self.pins() if self._subject_of(pin) is not None}
+
+    def _subject_of(self, desc: Descriptor) -> Digest | None:
+        if not is_document(desc):
+            return None
+        try:
+            subj = subject(self.read_document(desc), f"manifest {desc.digest}")
+        except GadgetStoreError:
+            return None
+        return subj.digest if subj else None
+
+    def gc(self) -> GcReport:
+        """Delete every blob no tag or pin reaches, and stale ingest files."""
+        with flocked(self.lease_path, exclusive=True):
+            return self._collect_garbage()
+
+    def _collect_garbage(self) -> GcReport:
+        """Caller holds the exclusive lease, so no writer has committed-but-untagged blobs."""
+        report = GcReport()
+        with self._locked():
+            self.journal.refresh()
+            reachable = set(self.walk(self.roots(), missing_ok=True))
+        for digest in list(self.blobs.iter_digests()):
+            if digest in reachable:
+                continue
+            st = self.blobs.stat(digest)
+            if self.blobs.delete(digest):
+                report.removed_blobs.append(digest)
+                report.removed_bytes += st.st_size if st else 0
+        for path in self.blobs.stale_ingest_files():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                report.removed_ingest_files += 1
+        return report

@@ -1,0 +1,43 @@
+"""Fixtures shared by every test directory."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gadgetstore.engine.store import Store
+
+PROJECT = Path(__file__).resolve().parents[1]
+SHARED = PROJECT.parent / "shared"
+TRACE_OPEN_TAR = SHARED / "fixtures" / "ig" / "trace_open.tar"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """Keep every test away from the developer's real store, auth files and proxies."""
+    for name in ("GADGETSTORE_ROOT", "REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "GADGETSTORE_CRASH_AT",
+                 "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    os.makedirs(tmp_path / "home", exist_ok=True)
+    yield
+
+
+@pytest.fixture
+def store_root(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def store(store_root: Path) -> Store:
+    return Store.open(store_root)
+
+
+@pytest.fixture
+def trace_open_tar() -> Path:
+    assert TRACE_OPEN_TAR.is_file(), f"missing fixture {TRACE_OPEN_TAR}"
+    return TRACE_OPEN_TAR
