@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from . import image_offline, maintenance
+from . import image_offline, inspect_cmd, maintenance
 from .context import AppContext
 
 
@@ -30,8 +30,12 @@ def image() -> None:
 
 
 image_offline.register(image)
+inspect_cmd.register(image)
 maintenance.register(cli)
 # Command modules of the other areas register here, one line each.
+from . import build_cmd  # noqa: E402
+
+build_cmd.register(image)
 
 
 def main() -> None:

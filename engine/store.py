@@ -118,6 +118,9 @@ class Store:
         if not create:
             return
         self.blobs.create_dirs()
+        for lock in (self.lock_path, self.lease_path):
+            if not lock.exists():
+                os.close(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
         if not layout.exists():
             atomic_write(layout, OCI_LAYOUT_BYTES)
         if not self.journal.path.exists():
@@ -192,6 +195,13 @@ class Store:
 
     def refresh(self) -> None:
         self.journal.refresh()
+
+    def compact(self) -> None:
+        """Rewrite the journal as a single snapshot (gc does this; it also happens automatically)."""
+        with self._locked():
+            self.journal.cut_tail()
+            self.journal.compact()
+            self._write_index_json()
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -299,6 +309,7 @@ class Store:
     def _collect_garbage(self) -> GcReport:
         """Caller holds the exclusive lease, so no writer has committed-but-untagged blobs."""
         report = GcReport()
+        self.compact()
         with self._locked():
             self.journal.refresh()
             reachable = set(self.walk(self.roots(), missing_ok=True))

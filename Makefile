@@ -1,0 +1,41 @@
+# Two entry points for a fresh Debian 12 machine (run as root, or with sudo for the apt step):
+#   make demo   — install everything, then build, serve, pull, mount and show a gadget
+#   make test   — install everything, then lint, type-check and run the whole test suite
+VENV ?= .venv
+PYTHON ?= python3
+APT_PACKAGES = build-essential pkg-config python3-venv python3-dev fuse3 libfuse3-dev \
+	clang llvm libbpf-dev linux-libc-dev bpftool docker-registry skopeo apache2-utils openssl zstd curl
+
+.PHONY: demo test lint system-packages venv bench clean
+
+system-packages:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+venv: system-packages $(VENV)/.installed
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy engine fusefs cli
+
+test: venv lint
+	$(VENV)/bin/pytest -q
+
+demo: venv
+	bash scripts/demo.sh
+
+bench: venv
+	$(VENV)/bin/python benchmarks/store_bench.py
+
+clean:
+	rm -rf $(VENV) demo-work benchmarks/work

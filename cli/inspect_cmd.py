@@ -1,0 +1,122 @@
+"""``image inspect``: every extra-info key of an image, or one of them, optionally through JSONPath."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import click
+import yaml
+from jsonpath_ng.exceptions import JsonPathParserError
+from jsonpath_ng.ext import parse as jsonpath_parse
+
+from gadgetstore.engine import reference
+from gadgetstore.engine.errors import GadgetStoreError
+from gadgetstore.engine.images import host_manifest
+from gadgetstore.engine.inspect import image_extra_info
+
+from .context import AppContext, pass_app, user_errors
+from .output import go_json, to_yaml
+
+_MULTI_MATCH = re.compile(r"\*|\.\.|\[\?|:")
+
+
+class InspectError(GadgetStoreError):
+    pass
+
+
+def decode_value(key: str, content_type: str, content: bytes) -> Any:
+    """What ``--extra-info KEY`` shows: parsed JSON or YAML, otherwise the raw text."""
+    text = content.decode("utf-8", errors="replace")
+    try:
+        if content_type == "application/json":
+            return json.loads(text)
+        if content_type == "text/yaml":
+            return yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as err:
+        raise InspectError(f"extra info {key} is not valid {content_type}: {err}") from None
+    return text
+
+
+def apply_jsonpath(value: Any, expression: str) -> Any:
+    """Evaluate ``$`` + EXPR; wildcards, filters and slices yield lists, plain paths one value."""
+    try:
+        matches = jsonpath_parse("$" + expression).find(value)
+    except (JsonPathParserError, Exception) as err:  # the library raises bare Exceptions on lexing
+        raise InspectError(f"invalid JSONPath {expression!r}: {err}") from None
+    if not matches:
+        raise InspectError(f"path {expression!r} not found")
+    if _MULTI_MATCH.search(expression):
+        return [m.value for m in matches]
+    return matches[0].value
+
+
+def render(value: Any, output: str) -> str:
+    if isinstance(value, str):
+        return value + "\n"
+    if output == "yaml":
+        return to_yaml(value)
+    return go_json(value, pretty=output == "jsonpretty") + "\n"
+
+
+def datasources(metadata: Any) -> list[dict[str, Any]]:
+    """Datasources and their fields as declared in gadget.yaml (runtime-added fields are not known offline)."""
+    out: list[dict[str, Any]] = []
+    declared = metadata.get("datasources") if isinstance(metadata, dict) else None
+    for name, spec in sorted((declared or {}).items()):
+        spec = spec or {}
+        fields = []
+        for index, (field_name, field_spec) in enumerate(sorted((spec.get("fields") or {}).items())):
+            field: dict[str, Any] = {"name": field_name, "fullName": field_name, "index": index}
+            annotations = (field_spec or {}).get("annotations")
+            if annotations:
+                field["annotations"] = {k: str(v) for k, v in annotations.items()}
+            fields.append(field)
+        source: dict[str, Any] = {"name": name, "fields": fields}
+        if spec.get("annotations"):
+            source["annotations"] = {k: str(v) for k, v in spec["annotations"].items()}
+        out.append(source)
+    return out
+
+
+@click.command("inspect")
+@click.argument("image")
+@click.option("-o", "--output", type=click.Choice(["json", "jsonpretty", "yaml"]), default="jsonpretty")
+@click.option("--extra-info", "extra_info", default="", help="Show only this extra-info key.")
+@click.option("--jsonpath", default="", help="JSONPath expression applied to --extra-info or --show-datasources.")
+@click.option("--show-datasources", is_flag=True, help="Show the datasources declared by the gadget.")
+@click.option("--arch", default=None, help="Architecture to inspect (default: this host's).")
+@pass_app
+@user_errors
+def inspect_cmd(app: AppContext, image: str, output: str, extra_info: str, jsonpath: str,
+                show_datasources: bool, arch: str | None) -> None:
+    """Inspect a gadget image: metadata, maps, programs, flowcharts and more."""
+    if extra_info and show_datasources:
+        raise click.UsageError("--extra-info and --show-datasources are mutually exclusive")
+    store = app.store()
+    root = store.resolve(str(reference.normalize(image)), shown_as=image)
+    info = image_extra_info(store, image, host_manifest(store, root, arch))
+    value: Any
+    if show_datasources:
+        metadata = decode_value("oci.metadata", *info["oci.metadata"]) if "oci.metadata" in info else {}
+        value = datasources(metadata)
+    elif extra_info:
+        if extra_info not in info:
+            raise InspectError(f"extra info {extra_info!r} not found (known: {', '.join(sorted(info))})")
+        content_type, content = info[extra_info]
+        value = decode_value(extra_info, content_type, content)
+        if jsonpath and content_type not in ("application/json", "text/yaml"):
+            raise InspectError(f"--jsonpath needs a JSON or YAML value; {extra_info} is {content_type}")
+    else:
+        if jsonpath:
+            raise click.UsageError("--jsonpath needs --extra-info or --show-datasources")
+        value = {key: {"content": content.decode("utf-8", errors="replace"), "contentType": content_type}
+                 for key, (content_type, content) in sorted(info.items())}
+    if jsonpath:
+        value = apply_jsonpath(value, jsonpath)
+    click.echo(render(value, output), nl=False)
+
+
+def register(image: click.Group) -> None:
+    image.add_command(inspect_cmd)

@@ -1,0 +1,168 @@
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from gadgetstore.engine.archive import export_images, import_archive
+from gadgetstore.engine.errors import ImageNotFound, InvalidArchive
+from gadgetstore.engine.fsck import fsck
+from gadgetstore.engine.store import Store
+
+TRACE_OPEN = "ghcr.io/inspektor-gadget/gadget/trace_open:latest"
+INDEX_DIGEST = "sha256:87c3ecca8d843f2e08382836cb0eff718fa5c56d786c73e2674d7e9db13a1ac7"
+
+
+def tar_members(path: Path) -> dict[str, bytes]:
+    with tarfile.open(path) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar if m.isreg()}  # type: ignore[union-attr]
+
+
+def tree_snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_real_export_imports_lists_and_reexports_identical_blobs(store: Store, trace_open_tar: Path,
+                                                                 tmp_path: Path) -> None:
+    assert import_archive(store, trace_open_tar) == [TRACE_OPEN]
+    assert str(store.resolve(TRACE_OPEN).digest) == INDEX_DIGEST
+    out = tmp_path / "out.tar"
+    export_images(store, [TRACE_OPEN], out)
+    original = {k: v for k, v in tar_members(trace_open_tar).items() if k.startswith("blobs/")}
+    exported = {k: v for k, v in tar_members(out).items() if k.startswith("blobs/")}
+    assert exported == original
+    index = json.loads(tar_members(out)["index.json"])
+    assert [(m["digest"], m["annotations"]["org.opencontainers.image.ref.name"]) for m in index["manifests"]] == [
+        (INDEX_DIGEST, TRACE_OPEN)
+    ]
+    assert fsck(store).clean
+
+
+def test_export_is_deterministic_and_zstd_round_trips(store: Store, trace_open_tar: Path, tmp_path: Path) -> None:
+    import_archive(store, trace_open_tar)
+    export_images(store, [TRACE_OPEN], tmp_path / "a.tar")
+    export_images(store, [TRACE_OPEN], tmp_path / "b.tar")
+    assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+    with tarfile.open(tmp_path / "a.tar") as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == sorted(m.name for m in members)
+    assert {m.mtime for m in members} == {0} and {m.uid for m in members} == {0}
+    export_images(store, [TRACE_OPEN], tmp_path / "c.tar.zst")
+    compressed = (tmp_path / "c.tar.zst").read_bytes()
+    assert compressed[:4] == b"\x28\xb5\x2f\xfd"
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(compressed) == (tmp_path / "a.tar").read_bytes()
+    fresh = Store.open(tmp_path / "fresh")
+    assert import_archive(fresh, tmp_path / "c.tar.zst") == [TRACE_OPEN]
+    assert fsck(fresh).clean
+
+
+def test_export_of_unknown_image_fails_and_writes_nothing(store: Store, tmp_path: Path) -> None:
+    with pytest.raises(ImageNotFound):
+        export_images(store, ["x.io/none:1"], tmp_path / "x.tar")
+    assert list(tmp_path.glob("*x.tar*")) == []
+
+
+# -- hostile and broken archives -------------------------------------------------------------------
+
+LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
+
+
+def _index_for(data: bytes, ref: str = "x.io/evil:1") -> bytes:
+    entry = {"mediaType": "application/octet-stream", "digest": "sha256:" + hashlib.sha256(data).hexdigest(),
+             "size": len(data), "annotations": {"org.opencontainers.image.ref.name": ref}}
+    return json.dumps({"schemaVersion": 2, "manifests": [entry]}).encode()
+
+
+def build_tar(path: Path, members: list[tarfile.TarInfo | tuple[str, bytes]]) -> Path:
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        for member in members:
+            if isinstance(member, tarfile.TarInfo):
+                tar.addfile(member)
+            else:
+                name, data = member
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def link(name: str, target: str, kind: bytes) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, target
+    return info
+
+
+PAYLOAD = b"payload"
+BLOB = "blobs/sha256/" + hashlib.sha256(PAYLOAD).hexdigest()
+GOOD = [("oci-layout", LAYOUT), ("index.json", _index_for(PAYLOAD)), (BLOB, PAYLOAD)]
+
+
+def device(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.CHRTYPE
+    return info
+
+
+HOSTILE: dict[str, tuple[list[tarfile.TarInfo | tuple[str, bytes]], str]] = {
+    "dotdot": ([*GOOD, ("../escape", b"x")], "traversal"),
+    "dotdot_inside": ([*GOOD, ("blobs/../../escape", b"x")], "traversal"),
+    "absolute": ([*GOOD, ("/etc/cron.d/x", b"x")], "absolute"),
+    "symlink_blob": ([GOOD[0], GOOD[1], link(BLOB, "/etc/passwd", tarfile.SYMTYPE)], "regular files"),
+    "hardlink": ([GOOD[0], GOOD[1], link(BLOB, "/etc/shadow", tarfile.LNKTYPE)], "regular files"),
+    "symlink_dir_then_file": ([*GOOD, link("blobs/sha512", "/tmp", tarfile.SYMTYPE)], "regular files"),
+    "device": ([*GOOD, device("blobs/sha256/dev")], "regular files"),
+    "unknown_file": ([*GOOD, ("blobs/sha256/notahex", b"x")], "invalid digest"),
+    "stray_file": ([*GOOD, ("etc/passwd", b"x")], "not part of an OCI image layout"),
+    "digest_mismatch": ([GOOD[0], GOOD[1], (BLOB, b"payloaX")], "digest"),
+    "missing_blob": ([GOOD[0], GOOD[1]], "missing"),
+    "duplicate_index": ([*GOOD, ("index.json", _index_for(PAYLOAD, "x.io/other:1"))], "twice"),
+    "no_layout": ([GOOD[1], GOOD[2]], "oci-layout"),
+    "bad_layout": ([("oci-layout", b'{"imageLayoutVersion":"2"}'), GOOD[1], GOOD[2]], "imageLayoutVersion"),
+    "no_index": ([GOOD[0], GOOD[2]], "index.json"),
+    "index_not_json": ([GOOD[0], ("index.json", b"{"), GOOD[2]], "not an OCI image index"),
+    "size_lies": ([GOOD[0], ("index.json", _index_for(PAYLOAD).replace(b'"size": 7', b'"size": 70')), GOOD[2]],
+                  "descriptor says 70"),
+    "bad_ref": ([GOOD[0], ("index.json", _index_for(PAYLOAD, "../../x")), GOOD[2]], "unsupported image reference"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_hostile_archive_is_refused_and_store_unchanged(store: Store, store_root: Path, trace_open_tar: Path,
+                                                       tmp_path: Path, case: str) -> None:
+    import_archive(store, trace_open_tar)
+    before = tree_snapshot(store_root)
+    members, message = HOSTILE[case]
+    archive = build_tar(tmp_path / f"{case}.tar", members)
+    with pytest.raises(InvalidArchive, match=message):
+        import_archive(store, archive)
+    assert tree_snapshot(store_root) == before
+
+
+@pytest.mark.parametrize("cut", [100, 512 * 3, 80_000, 184_000])
+def test_truncated_archive_is_refused_and_store_unchanged(store: Store, store_root: Path, trace_open_tar: Path,
+                                                         tmp_path: Path, cut: int) -> None:
+    before = tree_snapshot(store_root)
+    truncated = tmp_path / "t.tar"
+    truncated.write_bytes(trace_open_tar.read_bytes()[:cut])
+    with pytest.raises(InvalidArchive):
+        import_archive(store, truncated)
+    assert tree_snapshot(store_root) == before
+
+
+def test_truncated_zstd_archive_is_refused(store: Store, store_root: Path, trace_open_tar: Path,
+                                           tmp_path: Path) -> None:
+    before = tree_snapshot(store_root)
+    data = zstandard.ZstdCompressor().compress(trace_open_tar.read_bytes())
+    (tmp_path / "t.tar.zst").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InvalidArchive):
+        import_archive(store, tmp_path / "t.tar.zst")
+    assert tree_snapshot(store_root) == before
+
+
+def test_dot_slash_names_are_accepted(store: Store, tmp_path: Path) -> None:
+    archive = build_tar(tmp_path / "dot.tar", [(f"./{name}", data) for name, data in GOOD])
+    assert import_archive(store, archive) == ["x.io/evil:1"]
+    assert store.blobs.read(store.resolve("x.io/evil:1").digest) == PAYLOAD

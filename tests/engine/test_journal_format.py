@@ -1,0 +1,63 @@
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gadgetstore.engine import journal_format as jf
+
+DESC = {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": "sha256:" + "a" * 64, "size": 3}
+
+
+def journal(*transactions: list[jf.Op]) -> bytes:
+    return jf.HEADER + b"".join(jf.encode_transaction(ops) for ops in transactions)
+
+
+def test_replay_applies_transactions_in_order() -> None:
+    data = journal([{"op": "tag", "ref": "r1", "desc": DESC}], [{"op": "tag", "ref": "r2", "desc": DESC}],
+                   [{"op": "untag", "ref": "r1"}])
+    replay = jf.decode(data)
+    assert replay.damage is None and replay.valid_length == len(data)
+    assert list(jf.replay_state(replay).tags) == ["r2"]
+
+
+def test_torn_tail_is_detected_and_not_trusted() -> None:
+    full = journal([{"op": "tag", "ref": "r1", "desc": DESC}], [{"op": "tag", "ref": "r2", "desc": DESC}])
+    first_end = len(journal([{"op": "tag", "ref": "r1", "desc": DESC}]))
+    replay = jf.decode(full[:-1])  # lost the final newline
+    assert replay.valid_length == first_end
+    assert replay.damage is not None and "torn" in replay.damage
+    assert list(jf.replay_state(replay).tags) == ["r1"]
+
+
+def test_corrupt_record_stops_replay_there() -> None:
+    full = bytearray(journal([{"op": "tag", "ref": "r1", "desc": DESC}], [{"op": "tag", "ref": "r2", "desc": DESC}],
+                             [{"op": "tag", "ref": "r3", "desc": DESC}]))
+    second = full.index(b"r2")
+    full[second] = ord("x")  # same length, checksum no longer matches
+    replay = jf.decode(bytes(full))
+    assert replay.damage is not None and "corrupt" in replay.damage
+    assert list(jf.replay_state(replay).tags) == ["r1"]
+
+
+def test_damaged_header_trusts_nothing() -> None:
+    replay = jf.decode(b"garbage\n" + jf.encode_transaction([{"op": "tag", "ref": "r", "desc": DESC}]))
+    assert replay.valid_length == 0 and replay.damage and not replay.transactions
+
+
+def test_oci_index_carries_ref_names_and_journal_length() -> None:
+    state = jf.IndexState()
+    state.apply([{"op": "tag", "ref": "ghcr.io/x/y:latest", "desc": DESC}, {"op": "pin", "desc": DESC}])
+    index = state.oci_index(123)
+    assert index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] == "ghcr.io/x/y:latest"
+    assert "annotations" not in index["manifests"][1]
+    assert index["annotations"][jf.JOURNAL_LENGTH_ANNOTATION] == "123"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(min_size=1, max_size=20), min_size=1, max_size=8), st.data())
+def test_any_truncation_replays_a_prefix_of_what_was_written(refs: list[str], data: st.DataObject) -> None:
+    txs = [[{"op": "tag", "ref": ref, "desc": DESC}] for ref in refs]
+    full = journal(*txs)
+    cut = data.draw(st.integers(min_value=0, max_value=len(full)))
+    replay = jf.decode(full[:cut])
+    assert replay.transactions == txs[: len(replay.transactions)]
+    assert replay.valid_length <= cut
+    assert (replay.damage is None) == (replay.valid_length == cut)

@@ -1,0 +1,190 @@
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gadgetstore.engine import journal_format as jf
+from gadgetstore.engine.descriptor import Descriptor
+from gadgetstore.engine.digest import Digest
+from gadgetstore.engine.errors import ImageNotFound, StoreError
+from gadgetstore.engine.fsck import fsck
+from gadgetstore.engine.store import Store
+
+WORKER = Path(__file__).with_name("store_worker.py")
+
+
+def blob_desc(store: Store, text: str) -> Descriptor:
+    digest = store.blobs.put(text.encode())
+    return Descriptor("application/octet-stream", digest, len(text))
+
+
+def run_worker(root: Path, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess[bytes]:
+    env = dict(os.environ)
+    if crash_at:
+        env["GADGETSTORE_CRASH_AT"] = crash_at
+    return subprocess.run([sys.executable, str(WORKER), str(root), *args], env=env, capture_output=True, timeout=60)
+
+
+def test_new_store_is_an_oci_layout(store: Store, store_root: Path) -> None:
+    assert json.loads((store_root / "oci-layout").read_bytes()) == {"imageLayoutVersion": "1.0.0"}
+    index = json.loads((store_root / "index.json").read_bytes())
+    assert index["schemaVersion"] == 2 and index["manifests"] == []
+
+
+def test_tags_survive_reopen_and_index_json_follows(store: Store, store_root: Path) -> None:
+    desc = blob_desc(store, "one")
+    with store.transaction() as txn:
+        txn.tag("example.com/a:1", desc)
+        txn.tag("example.com/a:2", desc)
+    with store.transaction() as txn:
+        txn.untag("example.com/a:1")
+    reopened = Store.open(store_root)
+    assert reopened.tags() == ["example.com/a:2"]
+    assert reopened.resolve("example.com/a:2").digest == desc.digest
+    index = json.loads((store_root / "index.json").read_bytes())
+    names = [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]]
+    assert names == ["example.com/a:2"]
+    with pytest.raises(ImageNotFound):
+        reopened.resolve("example.com/a:1")
+
+
+def test_other_process_changes_are_seen_on_refresh(store: Store, store_root: Path) -> None:
+    assert run_worker(store_root, "put-and-tag", "x.io/r:1", "payload").returncode == 0
+    assert store.lookup("x.io/r:1") is None
+    store.refresh()
+    assert store.lookup("x.io/r:1") is not None
+
+
+def test_torn_journal_tail_is_cut_on_open(store: Store, store_root: Path) -> None:
+    desc = blob_desc(store, "one")
+    with store.transaction() as txn:
+        txn.tag("x.io/keep:1", desc)
+    journal = store_root / "index.journal"
+    good_length = journal.stat().st_size
+    with open(journal, "ab") as f:
+        f.write(jf.encode_transaction([{"op": "tag", "ref": "x.io/torn:1", "desc": desc.to_json()}])[:-5])
+    reopened = Store.open(store_root)
+    assert reopened.tags() == ["x.io/keep:1"]
+    assert journal.stat().st_size == good_length
+    assert fsck(reopened).clean
+
+
+def test_corrupt_record_in_the_middle_cuts_everything_after_it(store: Store, store_root: Path) -> None:
+    desc = blob_desc(store, "one")
+    for ref in ("x.io/a:1", "x.io/b:1", "x.io/c:1"):
+        with store.transaction() as txn:
+            txn.tag(ref, desc)
+    journal = store_root / "index.journal"
+    data = bytearray(journal.read_bytes())
+    data[data.index(b"x.io/b:1")] = ord("X")
+    os.chmod(journal, 0o644)
+    journal.write_bytes(bytes(data))
+    reopened = Store.open(store_root)
+    assert reopened.tags() == ["x.io/a:1"]
+    assert fsck(reopened).clean
+
+
+def test_compaction_keeps_state_and_shrinks_the_journal(store: Store, store_root: Path) -> None:
+    desc = blob_desc(store, "one")
+    for i in range(300):
+        with store.transaction() as txn:
+            txn.tag("x.io/r:keep", desc)
+            txn.tag(f"x.io/r:{i}", desc)
+            txn.untag(f"x.io/r:{i}")
+    journal = store_root / "index.journal"
+    assert journal.read_bytes().count(b"\n") < 100, "automatic compaction should have run"
+    assert Store.open(store_root).tags() == ["x.io/r:keep"]
+    store.compact()
+    assert journal.read_bytes().count(b"\n") == 2
+    assert Store.open(store_root).tags() == ["x.io/r:keep"]
+
+
+def test_four_processes_tagging_at_once_lose_nothing(store: Store, store_root: Path) -> None:
+    procs = [
+        subprocess.Popen([sys.executable, str(WORKER), str(store_root), "tag-many", f"x.io/p{n}", "40"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for n in range(4)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+    reopened = Store.open(store_root)
+    assert len(reopened.tags()) == 160
+    index = json.loads((store_root / "index.json").read_bytes())
+    assert len(index["manifests"]) == 160
+    assert fsck(reopened).clean
+
+
+def test_store_adopts_an_existing_oci_layout(tmp_path: Path) -> None:
+    root = tmp_path / "layout"
+    (root / "blobs" / "sha256").mkdir(parents=True)
+    data = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'
+    digest = Digest.of_bytes(data)
+    (root / "blobs" / "sha256" / digest.hex).write_bytes(data)
+    (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    entry = {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": str(digest), "size": len(data),
+             "annotations": {"org.opencontainers.image.ref.name": "x.io/adopted:1"}}
+    (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
+    store = Store.open(root)
+    assert store.tags() == ["x.io/adopted:1"]
+    assert fsck(store).clean
+
+
+def test_not_a_store_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "oci-layout").write_text('{"imageLayoutVersion":"9"}')
+    with pytest.raises(StoreError, match="not an OCI image layout"):
+        Store.open(tmp_path)
+
+
+def test_opening_ten_thousand_tags_is_fast(store: Store, store_root: Path) -> None:
+    desc = blob_desc(store, "one")
+    with store.transaction() as txn:
+        for i in range(10_000):
+            txn.tag(f"registry.example.com/gadgets/g{i}:v1", desc)
+    store.compact()
+    start = time.perf_counter()
+    reopened = Store.open(store_root)
+    elapsed = time.perf_counter() - start
+    assert len(reopened.tags()) == 10_000
+    assert elapsed < 1.0, f"opening 10k tags took {elapsed:.3f}s (benchmark target 0.2s)"
+
+
+INGEST_POINTS = ["ingest.written", "ingest.synced", "ingest.renamed", "ingest.dirsynced"]
+JOURNAL_POINTS = ["journal.written", "journal.synced", "index.replaced"]
+
+
+@pytest.mark.parametrize("point", INGEST_POINTS + JOURNAL_POINTS)
+def test_kill_at_each_crash_point_loses_nothing_reported_done(store: Store, store_root: Path, point: str) -> None:
+    before = run_worker(store_root, "put-and-tag", "x.io/before:1", "first payload")
+    assert before.stdout.strip() == b"DONE"
+    crashed = run_worker(store_root, "put-and-tag", "x.io/after:1", "second payload", crash_at=point)
+    assert crashed.returncode == -9, crashed.stderr.decode()
+    assert b"DONE" not in crashed.stdout
+    reopened = Store.open(store_root)
+    report = fsck(reopened)
+    assert report.clean, report.problems
+    assert reopened.resolve("x.io/before:1").digest == Digest.of_bytes(b"first payload")
+    after = reopened.lookup("x.io/after:1")
+    if point in ("journal.synced", "index.replaced"):
+        assert after is not None, "a synced journal record must survive"
+    if after is not None:
+        assert reopened.blobs.read(after.digest) == b"second payload"
+    # The store stays writable and gc tidies any leftovers of the crashed ingest.
+    assert run_worker(store_root, "put-and-tag", "x.io/later:1", "third payload").returncode == 0
+    reopened.gc()
+    assert not list(reopened.blobs.ingest_dir.iterdir())
+    assert fsck(Store.open(store_root)).clean
+
+
+def test_kill_during_compaction_keeps_every_tag(store: Store, store_root: Path) -> None:
+    for i in range(5):
+        assert run_worker(store_root, "put-and-tag", f"x.io/t:{i}", f"payload {i}").returncode == 0
+    crashed = run_worker(store_root, "compact", crash_at="journal.compacted")
+    assert crashed.returncode == -9
+    reopened = Store.open(store_root)
+    assert reopened.tags() == [f"x.io/t:{i}" for i in range(5)]
+    assert fsck(reopened).clean
