@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import click
+
 from gadgetstore.engine.build import BuildRequest, build_image
 
 from .context import AppContext, pass_app, user_errors
@@ -22,13 +23,20 @@ from .context import AppContext, pass_app, user_errors
     "-o", "--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
     help="Folder to keep the generated files in (default: a temporary folder).",
 )
+@click.option(
+    "-l", "--local", is_flag=True,
+    help="Accepted for ig compatibility; gadgetstore always builds with the local clang.",
+)
 @pass_app
 @user_errors
-def build(app: AppContext, path: Path, image: str, build_file: Path | None, output_dir: Path | None) -> None:
+def build(
+    app: AppContext, path: Path, image: str, build_file: Path | None, output_dir: Path | None, local: bool
+) -> None:
     """Build a gadget image from PATH (default: the current directory).
 
     Set SOURCE_DATE_EPOCH for a reproducible image digest.
     """
+    del local  # always local: there is no builder container
     request = BuildRequest(
         gadget_dir=path,
         build_file=build_file,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+
 from gadgetstore.engine.errors import GadgetStoreError
 from gadgetstore.engine.paths import default_store_root
 from gadgetstore.engine.store import Store

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+
 from gadgetstore.engine import reference
 from gadgetstore.engine.archive import export_images, import_archive
 from gadgetstore.engine.images import list_images

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+
 from gadgetstore.engine.fsck import fsck
 
 from .context import AppContext, pass_app, user_errors

@@ -146,7 +146,12 @@ def find_sources(request: BuildRequest) -> GadgetSources:
     if metadata is not None and not metadata.is_file():
         metadata = None
 
-    if ebpf is None and metadata is None and wasm is None and not _has_go_sources(gadget_dir):
+    if ebpf is None and metadata is None and wasm is None:
+        if _has_go_sources(gadget_dir):
+            raise BuildError(
+                f"{gadget_dir} has only Go sources (go/); building wasm modules from Go is not supported, "
+                "build the .wasm module yourself and set 'wasm' in build.yaml"
+            )
         raise BuildError(
             "at least one of ebpf source (program.bpf.c), metadata (gadget.yaml), "
             ".go files (present in go folder) or wasm module is required"
@@ -201,7 +206,15 @@ def _run(command: list[str], cwd: Path, what: str) -> None:
         raise BuildError(f"{what}: timed out after {COMPILE_TIMEOUT} s") from None
     if result.returncode != 0:
         message = (result.stderr or result.stdout).rstrip() or "(no output)"
-        raise BuildError(f"{what} failed (exit status {result.returncode}):\n{message}")
+        raise BuildError(f"{what} failed (exit status {result.returncode}):\n{message}{_missing_header_hint(message)}")
+
+
+def _missing_header_hint(message: str) -> str:
+    """The usual first-build failure is a missing -dev package; say which one."""
+    for header, package in (("bpf/", "libbpf-dev"), ("linux/", "linux-libc-dev"), ("asm/", "linux-libc-dev")):
+        if f"'{header}" in message and "file not found" in message:
+            return f"\n(hint: install {package}, e.g. apt-get install {package})"
+    return ""
 
 
 def compile_ebpf(sources: GadgetSources, arch: str, out_dir: Path, include_dirs: tuple[Path, ...] | None) -> Path:

@@ -60,8 +60,9 @@ class BuildError(GadgetStoreError):
 
 
 def _kind(node: yaml.Node) -> str:
-    return "sequence" if isinstance(node, yaml.SequenceNode) else "mapping" if isinstance(node, yaml.MappingNode) \
-        else "scalar"
+    if isinstance(node, yaml.SequenceNode):
+        return "sequence"
+    return "mapping" if isinstance(node, yaml.MappingNode) else "scalar"
 
 
 def _scalar_text(node: yaml.Node, where: str) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from elftools.elf.elffile import ELFFile
+
 from gadgetstore.engine import mediatypes as mt
 from gadgetstore.engine.build import (
     BuildError,
@@ -127,6 +128,14 @@ def test_go_and_rust_wasm_builds_are_refused_clearly(tmp_path: Path, wasm: str) 
         find_sources(BuildRequest(gadget))
 
 
+def test_go_folder_alone_is_refused_clearly(tmp_path: Path) -> None:
+    gadget = make_gadget(tmp_path / "g", source=None, metadata=None)
+    (gadget / "go").mkdir()
+    (gadget / "go" / "program.go").write_text("package main\n")
+    with pytest.raises(BuildError, match="building wasm modules from Go is not supported"):
+        find_sources(BuildRequest(gadget))
+
+
 def test_source_that_looks_like_a_flag_is_refused(tmp_path: Path) -> None:
     gadget = make_gadget(tmp_path / "g", source=None)
     (gadget / "-x.c").write_text("int x;\n")
@@ -221,3 +230,10 @@ def test_compile_error_shows_clang_and_leaves_the_store_alone(tmp_path: Path, st
     assert "undeclared_thing" in message and "error:" in message
     assert snapshot(store_root) == before
     assert Store.open(store_root).tags() == []
+
+
+@needs_clang
+def test_missing_bpf_header_hints_at_the_package(tmp_path: Path) -> None:
+    gadget = make_gadget(tmp_path / "g", source="#include <bpf/not_a_header_anywhere.h>\n")
+    with pytest.raises(BuildError, match="hint: install libbpf-dev"):
+        compile_gadget(BuildRequest(gadget))

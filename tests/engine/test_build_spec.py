@@ -6,6 +6,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from gadgetstore.engine import mediatypes as mt
 from gadgetstore.engine.buildspec import (
     ArchLayers,
