@@ -87,9 +87,11 @@ def list_images(store: Store) -> tuple[list[ImageRow], list[str]]:
     warnings: list[str] = []
     for ref_text in store.tags():
         try:
-            ref = reference.parse(ref_text)
+            ref = reference.normalize(ref_text)
         except GadgetStoreError:
-            continue  # signature tags such as sha256-<hex>.sig are not images
+            continue
+        if str(ref) != ref_text:
+            continue  # as in ig: tags that are not full references (sha256-<hex>.sig, …) are not images
         desc = store.lookup(ref_text)
         if desc is None:
             continue

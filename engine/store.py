@@ -53,6 +53,7 @@ class GcReport:
     removed_blobs: list[Digest] = field(default_factory=list)
     removed_bytes: int = 0
     removed_ingest_files: int = 0
+    removed_cache_entries: int = 0
 
 
 class Transaction:
@@ -85,6 +86,7 @@ class Store:
         self.index_path = root / "index.json"
         self.lock_path = root / "index.json.lock"
         self.lease_path = root / "gc.lock"
+        self.analysis_dir = root / "analysis"
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -320,8 +322,23 @@ class Store:
             if self.blobs.delete(digest):
                 report.removed_blobs.append(digest)
                 report.removed_bytes += st.st_size if st else 0
+        report.removed_cache_entries = self._prune_analysis_cache(reachable)
         for path in self.blobs.stale_ingest_files():
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
                 report.removed_ingest_files += 1
         return report
+
+    def _prune_analysis_cache(self, reachable: set[Digest]) -> int:
+        """Analysis results (``analysis/<version>/<alg>/<hex>.json``) of layers that are gone."""
+        removed = 0
+        for entry in sorted(self.analysis_dir.glob("*/*/*.json")):
+            try:
+                digest = Digest.parse(f"{entry.parent.name}:{entry.stem}")
+            except GadgetStoreError:
+                digest = None
+            if digest is None or digest not in reachable:
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+                    removed += 1
+        return removed

@@ -126,3 +126,16 @@ def test_fsck_reports_a_damaged_journal(store: Store, store_root: Path) -> None:
         f.write(b"deadbeef {broken\n")
     report = fsck(store)
     assert any("index journal" in p for p in report.problems)
+
+
+def test_list_skips_signature_and_bare_tags(store: Store) -> None:
+    from gadgetstore.engine.images import list_images
+
+    image = make_image(store, "x.io/a:1", [b"layer"])
+    sign(store, image, ref_style=True)
+    with store.transaction() as txn:
+        txn.tag(f"sha256-{image.digest.hex}", image)
+        txn.tag("latest", image)
+    rows, warnings = list_images(store)
+    assert [(r.repository, r.tag) for r in rows] == [("x.io/a", "1")]
+    assert warnings == []

@@ -1,0 +1,45 @@
+"""Media types, annotation keys and tag names of cosign, Sigstore bundles and notation."""
+
+from __future__ import annotations
+
+from ..digest import Digest
+
+# cosign
+SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+COSIGN_SIG_ARTIFACT = "application/vnd.dev.cosign.artifact.sig.v1+json"
+COSIGN_SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+COSIGN_REKOR_BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
+SIMPLE_SIGNING_TYPE = "cosign container image signature"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+
+# Sigstore bundle
+BUNDLE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
+BUNDLE_V03_ALT = "application/vnd.dev.sigstore.bundle+json;version=0.3"
+BUNDLE_CONTENT_ANNOTATION = "dev.sigstore.bundle.content"
+BUNDLE_PREDICATE_ANNOTATION = "dev.sigstore.bundle.predicateType"
+COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
+IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+IN_TOTO_STATEMENT_V1 = "https://in-toto.io/Statement/v1"
+
+# notation
+NOTATION_ARTIFACT = "application/vnd.cncf.notary.signature"
+JWS_ENVELOPE = "application/jose+json"
+COSE_ENVELOPE = "application/cose"
+NOTATION_PAYLOAD = "application/vnd.cncf.notary.payload.v1+json"
+NOTATION_THUMBPRINT_ANNOTATION = "io.cncf.notary.x509chain.thumbprint#S256"
+
+# OCI empty descriptor (image-spec 1.1): the two bytes ``{}``
+EMPTY_JSON = b"{}"
+EMPTY_JSON_DIGEST = Digest.of_bytes(EMPTY_JSON)
+
+SIGNATURE_ARTIFACT_TYPES = (COSIGN_SIG_ARTIFACT, BUNDLE_V03, NOTATION_ARTIFACT)
+
+
+def legacy_signature_tag(digest: Digest) -> str:
+    """cosign's ``sha256-<hex>.sig`` tag, stored without repository as ig does."""
+    return f"{digest.algorithm}-{digest.hex}.sig"
+
+
+def referrers_tag(digest: Digest) -> str:
+    """The OCI referrers tag schema fallback: ``sha256-<hex>`` tags an index of referrers."""
+    return f"{digest.algorithm}-{digest.hex}"

@@ -1,0 +1,93 @@
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from gadgetstore.cli.main import cli
+from gadgetstore.engine import inspect as inspect_mod
+from gadgetstore.engine.archive import import_archive
+from gadgetstore.engine.images import host_manifest
+from gadgetstore.engine.store import Store
+
+TRACE_OPEN = "ghcr.io/inspektor-gadget/gadget/trace_open:latest"
+
+
+@pytest.fixture
+def imported(tmp_path: Path, trace_open_tar: Path) -> Path:
+    root = tmp_path / "s"
+    import_archive(Store.open(root), trace_open_tar)
+    return root
+
+
+def inspect(root: Path, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["--store", str(root), "image", "inspect", "trace_open", *args])
+    assert "Traceback" not in result.stdout + result.stderr
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_default_output_lists_every_key_with_content_type(imported: Path) -> None:
+    code, out, _ = inspect(imported)
+    assert code == 0 and out.endswith("}\n")
+    data = json.loads(out)
+    assert list(data) == sorted(data)
+    for key in ("oci.manifest", "oci.metadata", "oci.digest", "oci.created", "oci.repository", "oci.tag",
+                "ebpf.sections", "ebpf.maps", "ebpf.programs", "ebpf.variables", "ebpf.flowchart", "ebpf.sequence"):
+        assert key in data, key
+    assert data["oci.repository"] == {"content": "trace_open", "contentType": "text/plain"}
+    assert data["oci.digest"]["content"] == "sha256:4326d8996b54290ca8e8422cf7119ccb7822650ae40837805f5ff867250ca2fe"
+    assert data["ebpf.flowchart"]["contentType"] == "text/mermaid"
+    code, compact, _ = inspect(imported, "-o", "json")
+    assert json.loads(compact) == data and compact.count("\n") == 1
+    assert "--\\u003e" in compact, "Go's encoding/json escapes > in mermaid arrows"
+    code, as_yaml, _ = inspect(imported, "-o", "yaml")
+    assert yaml.safe_load(as_yaml) == data
+
+
+def test_extra_info_values_are_decoded_by_content_type(imported: Path) -> None:
+    _, out, _ = inspect(imported, "--extra-info", "oci.created")
+    assert out == "2024-05-15T18:45:32Z\n"
+    _, out, _ = inspect(imported, "--extra-info", "ebpf.maps", "-o", "json")
+    assert {m["Name"]: m["Type"] for m in json.loads(out)}["events"] == "RingBuf"
+    _, out, _ = inspect(imported, "--extra-info", "oci.metadata", "--jsonpath", ".name")
+    assert out == "trace open\n", "string results of --jsonpath are printed raw"
+    _, out, _ = inspect(imported, "--extra-info", "oci.manifest", "--jsonpath", ".layers[*].size", "-o", "json")
+    assert json.loads(out) == [88760]
+    _, out, _ = inspect(imported, "--extra-info", "ebpf.flowchart")
+    assert out.startswith("flowchart LR\n")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--extra-info", "nope"], "Error: extra info 'nope' not found"),
+        (["--extra-info", "oci.manifest", "--jsonpath", ".nothing"], "Error: path '.nothing' not found"),
+        (["--extra-info", "oci.created", "--jsonpath", ".x"], "Error: --jsonpath needs a JSON or YAML value"),
+    ],
+)
+def test_inspect_errors_are_one_line(imported: Path, args: list[str], message: str) -> None:
+    code, _, err = inspect(imported, *args)
+    assert code == 1 and err.startswith(message) and err.count("\n") == 1
+
+
+def test_analysis_is_cached_by_layer_digest(imported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = Store.open(imported)
+    manifest = host_manifest(store, store.resolve(TRACE_OPEN), "amd64")
+    first = inspect_mod.image_extra_info(store, "trace_open", manifest)
+    layer = manifest.layer("application/vnd.gadget.ebpf.program.v1+binary")
+    assert layer is not None and inspect_mod.cache_path(store, layer.digest).is_file()
+
+    def must_not_run(_: bytes) -> dict[str, tuple[str, bytes]]:
+        raise AssertionError("analysis should come from the cache")
+
+    monkeypatch.setitem(inspect_mod._ANALYZERS, "application/vnd.gadget.ebpf.program.v1+binary", must_not_run)
+    assert inspect_mod.image_extra_info(store, "trace_open", manifest) == first
+
+
+def test_gc_prunes_cache_of_removed_layers(imported: Path) -> None:
+    store = Store.open(imported)
+    manifest = host_manifest(store, store.resolve(TRACE_OPEN), "amd64")
+    inspect_mod.image_extra_info(store, "trace_open", manifest)
+    store.remove_image(TRACE_OPEN)
+    assert not list(store.analysis_dir.rglob("*.json"))
