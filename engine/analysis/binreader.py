@@ -24,7 +24,7 @@ class ByteReader:
     report offsets a user can look up with a hex dump of the whole layer.
     """
 
-    __slots__ = ("_u16", "_u32", "_s16", "_s32", "_u64", "base", "data", "little_endian", "part")
+    __slots__ = ("_s16", "_s32", "_u16", "_u32", "_u64", "base", "data", "little_endian", "part")
 
     def __init__(self, data: bytes, part: str, *, little_endian: bool = True, base: int = 0) -> None:
         self.data = data
