@@ -1,0 +1,299 @@
+"""The socket side, kept thin: h11 on trio streams, one task per connection, bounded.
+
+Accepting waits for a free connection slot, so overload backs up into the kernel's listen queue
+instead of into memory. A connection waits at most ``idle_timeout`` for its next request and at
+most ``io_timeout`` for any single receive or send. Blob bytes are read with ``preadv`` in worker
+threads, one chunk at a time into a buffer reused per connection, so the event loop never blocks
+on the disk. :meth:`Server.shutdown`
+stops accepting, closes idle keep-alive connections at once, and gives requests in flight
+``shutdown_grace`` seconds to finish.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import BinaryIO, cast
+
+import h11
+import trio
+
+from gadgetstore.engine.errors import GadgetStoreError
+from gadgetstore.engine.store import Store
+
+from .messages import BlobSlice, Request, Response, error
+from .routes import route
+from .source import CatalogSource
+
+log = logging.getLogger("gadgetstore.serve")
+
+_ACCEPT_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+_RECEIVE_SIZE = 64 * 1024
+_MAX_HEADER_BYTES = 16 * 1024
+_MAX_DISCARDED_BODY = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    max_connections: int = 128
+    idle_timeout: float = 30.0
+    io_timeout: float = 60.0
+    chunk_size: int = 1024 * 1024
+    disk_threads: int = 8
+    refresh_interval: float = 1.0
+    shutdown_grace: float = 5.0
+
+
+class _Damaged(Exception):
+    """A blob file whose size differs from its descriptor: answered as unknown, never streamed."""
+
+
+class Server:
+    def __init__(self, store: Store, config: ServeConfig | None = None) -> None:
+        self.config = config or ServeConfig()
+        self.blobs = store.blobs
+        self.source = CatalogSource(store, self.config.refresh_interval)
+        self._slots = trio.Semaphore(self.config.max_connections)
+        self.disk = trio.CapacityLimiter(self.config.disk_threads)
+        self._stop = trio.Event()
+        self.draining = False
+        self.idle: set[trio.CancelScope] = set()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+
+    async def serve(
+        self, listeners: list[trio.SocketListener], *, task_status: trio.TaskStatus[list[tuple[str, int]]]
+    ) -> None:
+        """Serve until :meth:`shutdown`; reports the bound (host, port) pairs once accepting."""
+        try:
+            await self.source.current()
+            async with trio.open_nursery() as connections:
+                async with trio.open_nursery() as accepting:
+                    for listener in listeners:
+                        accepting.start_soon(self._accept_loop, listener, connections)
+                    task_status.started([listener.socket.getsockname()[:2] for listener in listeners])
+                    await self._stop.wait()
+                    accepting.cancel_scope.cancel()
+                for listener in listeners:  # refuse new connections at once, not after the drain
+                    await listener.aclose()
+                self.draining = True
+                for scope in list(self.idle):
+                    scope.cancel()
+                connections.cancel_scope.deadline = trio.current_time() + self.config.shutdown_grace
+        finally:
+            for listener in listeners:
+                await listener.aclose()
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        while True:
+            await self._slots.acquire()
+            try:
+                stream = await listener.accept()
+            except OSError as err:
+                self._slots.release()
+                if err.errno not in _ACCEPT_RESOURCE_ERRNOS:
+                    raise
+                log.warning("accept failed (%s); retrying shortly", os.strerror(err.errno or 0))
+                await trio.sleep(0.1)
+                continue
+            except BaseException:
+                self._slots.release()
+                raise
+            nursery.start_soon(self._connection, stream)
+
+    async def _connection(self, stream: trio.SocketStream) -> None:
+        try:
+            await _Connection(self, stream).run()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, h11.ProtocolError) as err:
+            log.debug("connection closed: %r", err)
+        except Exception:
+            log.exception("unexpected error; closing the connection")
+        finally:
+            self._slots.release()
+            await stream.aclose()
+
+    def open_blob(self, blob: BlobSlice) -> BinaryIO:
+        """Blocking: open the blob and check its size against the descriptor that led here."""
+        f = self.blobs.open(blob.digest)
+        if os.fstat(f.fileno()).st_size != blob.size:
+            f.close()
+            raise _Damaged(f"blob {blob.digest} has the wrong size in the store")
+        return f
+
+
+class _Connection:
+    def __init__(self, server: Server, stream: trio.SocketStream) -> None:
+        self.server = server
+        self.config = server.config
+        self.stream = stream
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BYTES)
+        self._buffer: memoryview | None = None
+        try:
+            host, port = stream.socket.getpeername()[:2]
+            self.peer = f"{host}:{port}"
+        except OSError:
+            self.peer = "?"
+
+    async def run(self) -> None:
+        while True:
+            try:
+                event = await self._wait_for_request()
+            except h11.RemoteProtocolError as err:
+                await self._reject(err)
+                return
+            if event is None:
+                return
+            await self._answer(event)
+            if self.h11.our_state is not h11.DONE or self.h11.their_state is not h11.DONE:
+                return
+            self.h11.start_next_cycle()
+
+    async def _wait_for_request(self) -> h11.Request | None:
+        """The next request's head, or None on close, idle timeout or shutdown."""
+        if self.server.draining:
+            return None
+        with trio.CancelScope(deadline=trio.current_time() + self.config.idle_timeout) as scope:
+            self.server.idle.add(scope)
+            try:
+                event = await self._next_event()
+            finally:
+                self.server.idle.discard(scope)
+        if scope.cancelled_caught or not isinstance(event, h11.Request):
+            return None
+        return event
+
+    async def _next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        while True:
+            event = self.h11.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            self.h11.receive_data(await self.stream.receive_some(_RECEIVE_SIZE))
+
+    async def _send(self, *events: h11.Event) -> None:
+        """Send events as one write: a head and a small body go out in one TCP segment."""
+        pieces: list[bytes] = []
+        for event in events:
+            if isinstance(event, h11.Data):
+                pieces.extend(self.h11.send_with_data_passthrough(event) or ())  # no copy of blob chunks
+            else:
+                pieces.append(self.h11.send(event) or b"")
+        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        if data:
+            with trio.fail_after(self.config.io_timeout):
+                await self.stream.send_all(data)
+
+    async def _reject(self, err: h11.RemoteProtocolError) -> None:
+        if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            response = error(err.error_status_hint, "UNSUPPORTED", f"malformed HTTP request: {err}")
+            await self._send_response(response.with_headers(("Connection", "close")), head=False)
+
+    async def _answer(self, event: h11.Request) -> None:
+        request = _request_of(event)
+        close = False
+        if len(event.target) + sum(len(n) + len(v) for n, v in event.headers) > _MAX_HEADER_BYTES:
+            # h11 bounds only heads that arrive in pieces; one large read must be bounded here.
+            too_large = error(431, "UNSUPPORTED", "request header fields too large")
+            await self._send_response(too_large.with_headers(("Connection", "close")), head=False)
+            return
+        if self.h11.their_state is h11.SEND_BODY:
+            close = self.h11.they_are_waiting_for_100_continue or not await self._discard_body()
+        try:
+            response = route(request, await self.server.source.current())
+        except Exception:
+            log.exception("failed to answer %s %s", request.method, request.target)
+            response = error(500, "UNKNOWN", "internal error while answering the request")
+        if close:
+            response = response.with_headers(("Connection", "close"))
+        head = request.method.upper() == "HEAD"
+        if response.blob is not None:
+            await self._send_blob(response, response.blob, head)
+        else:
+            await self._send_response(response, head)
+        log.info('%s "%s %s" %d %d', self.peer, request.method, request.target, response.status,
+                 0 if head else response.content_length)
+
+    async def _discard_body(self) -> bool:
+        """Read a request body we will not use (push attempts); False when it is too large."""
+        budget = _MAX_DISCARDED_BODY
+        with trio.fail_after(self.config.io_timeout):
+            while True:
+                event = await self._next_event()
+                if isinstance(event, h11.EndOfMessage):
+                    return True
+                if not isinstance(event, h11.Data):
+                    return False
+                budget -= len(event.data)
+                if budget < 0:
+                    return False
+
+    async def _send_response(self, response: Response, head: bool) -> None:
+        body = [h11.Data(data=response.body)] if response.body and not head else []
+        await self._send(_head_of(response), *body, h11.EndOfMessage())
+
+    async def _send_blob(self, response: Response, blob: BlobSlice, head: bool) -> None:
+        try:
+            f = await trio.to_thread.run_sync(self.server.open_blob, blob, limiter=self.server.disk)
+        except (GadgetStoreError, _Damaged, OSError) as err:
+            log.warning("cannot serve %s: %s", blob.digest, err)
+            missing = error(404, "BLOB_UNKNOWN", f"blob {blob.digest} is not available in the store")
+            await self._send_response(missing, head)
+            return
+        try:
+            if head:
+                await self._send(_head_of(response), h11.EndOfMessage())
+                return
+            offset, end = blob.offset, blob.offset + blob.length
+            first = await self._read_chunk(f, blob, offset, end)
+            offset += len(first)
+            await self._send(_head_of(response), _data(first), *self._end_if(offset == end))
+            while offset < end:
+                chunk = await self._read_chunk(f, blob, offset, end)
+                offset += len(chunk)
+                await self._send(_data(chunk), *self._end_if(offset == end))
+        finally:
+            f.close()
+
+    @staticmethod
+    def _end_if(done: bool) -> list[h11.Event]:
+        return [h11.EndOfMessage()] if done else []
+
+    async def _read_chunk(self, f: BinaryIO, blob: BlobSlice, offset: int, end: int) -> memoryview:
+        """One ``preadv`` in a worker thread into this connection's reused buffer.
+
+        Reusing one buffer spares a fresh (page-faulting) allocation per chunk; it is safe because
+        each chunk is fully sent before the next is read.
+        """
+        if offset == end:
+            return memoryview(b"")
+        if self._buffer is None:
+            self._buffer = memoryview(bytearray(self.config.chunk_size))
+        view = self._buffer[: min(self.config.chunk_size, end - offset)]
+        count = await trio.to_thread.run_sync(os.preadv, f.fileno(), [view], offset, limiter=self.server.disk)
+        if not count:
+            raise trio.BrokenResourceError(f"blob {blob.digest} ended early on disk")
+        return view[:count]
+
+
+def _data(chunk: memoryview) -> h11.Data:
+    # h11 only takes len() of the data and passes it through, so a view of the reused buffer is fine.
+    return h11.Data(data=cast(bytes, chunk))
+
+
+def _head_of(response: Response) -> h11.Response:
+    try:
+        reason = HTTPStatus(response.status).phrase.encode()
+    except ValueError:
+        reason = b""
+    return h11.Response(status_code=response.status, headers=response.wire_headers(), reason=reason)
+
+
+def _request_of(event: h11.Request) -> Request:
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in event.headers:
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return Request(event.method.decode("ascii"), event.target.decode("latin-1"), headers)

@@ -1,0 +1,29 @@
+"""A store with images, tags, signatures and referrers, and ``serve`` running on it in a thread."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_PROJECT = str(Path(__file__).resolve().parents[3])
+if _PROJECT not in sys.path:
+    sys.path.insert(0, _PROJECT)
+
+from tests.engine.serve.support import Fixture, RunningServer, build_fixture_store, start_server  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def fixture_store(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
+    return build_fixture_store(tmp_path_factory.mktemp("serve") / "store")
+
+
+@pytest.fixture(scope="module")
+def server(fixture_store: Fixture) -> Iterator[RunningServer]:
+    running = start_server(fixture_store.root)
+    try:
+        yield running
+    finally:
+        running.stop()
