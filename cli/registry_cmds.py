@@ -1,0 +1,197 @@
+"""``image pull``, ``image push``, ``login`` and ``logout``: the commands that talk to registries.
+
+Messages follow ``ig``: pull/push progress and success lines go to stderr, login/logout to stdout.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+import trio
+
+from gadgetstore.engine.reference import normalize
+from gadgetstore.engine.registry import authfile as authfiles
+from gadgetstore.engine.registry.client import Session, TransferOptions
+from gadgetstore.engine.registry.errors import RegistryError
+from gadgetstore.engine.registry.pull import PullResult, pull_images
+from gadgetstore.engine.registry.push import push_image
+
+from .context import AppContext, pass_app, user_errors
+
+MAX_PASSWORD_STDIN = 100 * 1024
+
+
+def _insecure(values: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(v.strip() for value in values for v in value.split(",") if v.strip())
+
+
+authfile_option = click.option(
+    "--authfile", type=click.Path(dir_okay=False, path_type=Path),
+    help="Auth file (default: $REGISTRY_AUTH_FILE, then the gadgetstore default, then ~/.docker/config.json).",
+)
+insecure_option = click.option(
+    "--insecure-registries", multiple=True, metavar="HOST[:PORT],...",
+    help="Registries reached over plain HTTP and without credentials (exact host:port).",
+)
+cert_dir_option = click.option(
+    "--cert-dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Directory with CA certificates (*.crt) and a client certificate (*.cert, *.key).",
+)
+
+
+@click.command("pull")
+@click.argument("images", nargs=-1, required=True)
+@authfile_option
+@insecure_option
+@cert_dir_option
+@click.option("--max-concurrent-downloads", type=click.IntRange(1, 256), default=16, show_default=True)
+@click.option("--range-threshold", type=click.IntRange(1), default=8 * 1024 * 1024, show_default=True,
+              help="Blobs larger than this many bytes are fetched as parallel Range chunks.")
+@pass_app
+@user_errors
+def pull(app: AppContext, images: tuple[str, ...], authfile: Path | None, insecure_registries: tuple[str, ...],
+         cert_dir: Path | None, max_concurrent_downloads: int,
+         range_threshold: int) -> None:
+    """Pull one or more gadget images into the store."""
+    for image in images:
+        normalize(image)  # a bad name fails before any transfer starts
+    store = app.store()
+    options = TransferOptions(
+        authfile=authfile, insecure_registries=_insecure(insecure_registries), cert_dir=cert_dir,
+        max_concurrent_blobs=max_concurrent_downloads,
+        range_threshold=range_threshold, chunk_size=range_threshold,
+    )
+
+    def started(image: str) -> None:
+        click.echo(f"Pulling {normalize(image)}...", err=True)  # the full name, as ig prints it
+
+    def finished(result: PullResult) -> None:
+        if result.error is None:
+            click.echo(f"Successfully pulled {result.summary}", err=True)
+        else:
+            click.echo(f"Error: pulling {result.image}: {result.error}", err=True)
+
+    results = trio.run(lambda: pull_images(store, list(images), options, on_start=started, on_done=finished))
+    if any(r.error is not None for r in results):
+        sys.exit(1)
+
+
+@click.command("push")
+@click.argument("image")
+@authfile_option
+@insecure_option
+@cert_dir_option
+@pass_app
+@user_errors
+def push(app: AppContext, image: str, authfile: Path | None, insecure_registries: tuple[str, ...],
+         cert_dir: Path | None) -> None:
+    """Push a gadget image from the store to its registry."""
+    normalize(image)
+    store = app.store()
+    options = TransferOptions(authfile=authfile, insecure_registries=_insecure(insecure_registries), cert_dir=cert_dir)
+    click.echo(f"Pushing {normalize(image)}...", err=True)
+    result = trio.run(lambda: push_image(store, image, options))
+    click.echo(f"Successfully pushed {result.summary}", err=True)
+
+
+def _registry_name(registry: str) -> str:
+    """Accept ``host[:port]`` or a URL; refuse a repository path (a common slip)."""
+    key = authfiles.registry_key(registry)
+    if not key:
+        raise RegistryError(f"invalid registry {registry!r}")
+    return key
+
+
+async def _verify_login(registry: str, options: TransferOptions) -> None:
+    async with Session(options) as session:
+        client = await session.client(registry)
+        await client.ping()
+
+
+@click.command("login")
+@click.argument("registry")
+@click.option("-u", "--username", help="Username.")
+@click.option("-p", "--password", help="Password (insecure: prefer --password-stdin).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--get-login", is_flag=True, help="Print the username stored for REGISTRY.")
+@authfile_option
+@cert_dir_option
+@click.option("-v", "--verbose", is_flag=True, help="Print which auth file is used.")
+@user_errors
+def login(registry: str, username: str | None, password: str | None, password_stdin: bool, get_login: bool,
+          authfile: Path | None, cert_dir: Path | None, verbose: bool) -> None:
+    """Log in to REGISTRY, checking the credentials there before storing them."""
+    name = _registry_name(registry)
+    if get_login:
+        creds = _stored_login(name, authfile)
+        if creds is None or not creds.username:
+            raise RegistryError(f"not logged into {name}")
+        click.echo(creds.username)
+        return
+    if password is not None:
+        click.echo("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", err=True)
+        if password_stdin:
+            raise click.UsageError("--password and --password-stdin are mutually exclusive")
+    if password_stdin:
+        if not username:
+            raise click.UsageError("--password-stdin needs --username")
+        raw = sys.stdin.buffer.read(MAX_PASSWORD_STDIN + 1)
+        if len(raw) > MAX_PASSWORD_STDIN:
+            raise click.UsageError("password on standard input is longer than 100 KiB")
+        password = raw.decode().rstrip("\r\n")
+    if not username:
+        username = click.prompt("Username")
+    if password is None:
+        password = click.prompt("Password", hide_input=True)
+    if not username or not password:
+        raise click.UsageError("username and password are required")
+    path = _write_path(authfile)
+    creds = authfiles.Credentials(username, password)
+    options = TransferOptions(authfile=path, cert_dir=cert_dir, credentials={name: creds}, retries=1)
+    trio.run(_verify_login, name, options)
+    authfiles.store_credentials(path, name, username, password)
+    if verbose:
+        click.echo(f"Used: {path}")
+    click.echo("Login Succeeded!")
+
+
+def _write_path(explicit: Path | None) -> Path:
+    return authfiles.auth_file_path(explicit, for_write=True)
+
+
+def _stored_login(registry: str, explicit: Path | None) -> authfiles.Credentials | None:
+    return authfiles.lookup(authfiles.load(authfiles.auth_file_path(explicit)), registry)
+
+
+@click.command("logout")
+@click.argument("registry", required=False)
+@click.option("-a", "--all", "all_", is_flag=True, help="Remove the credentials of every registry.")
+@authfile_option
+@user_errors
+def logout(registry: str | None, all_: bool, authfile: Path | None) -> None:
+    """Remove stored credentials for REGISTRY (or all of them)."""
+    path = _write_path(authfile)
+    if all_:
+        if registry:
+            raise click.UsageError("--all takes no REGISTRY")
+        if os.path.exists(path):
+            authfiles.remove_all(path)
+        click.echo("Removed login credentials for all registries")
+        return
+    if not registry:
+        raise click.UsageError("REGISTRY is required unless --all is given")
+    name = _registry_name(registry)
+    if not authfiles.remove_credentials(path, name):
+        raise RegistryError(f"not logged into {name}")
+    click.echo(f"Removed login credentials for {name}")
+
+
+def register(root: click.Group, image: click.Group) -> None:
+    """Add ``image pull``/``image push`` and the top-level ``login``/``logout``."""
+    image.add_command(pull)
+    image.add_command(push)
+    root.add_command(login)
+    root.add_command(logout)

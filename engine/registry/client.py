@@ -1,0 +1,371 @@
+"""One registry as seen by a transfer: auth, redirects, retries and error messages.
+
+A :class:`Session` owns the connection pool and one :class:`RegistryClient` per registry host, so
+many concurrent pulls share keep-alive connections and tokens. ``Authorization`` is attached per
+hop, and only when that hop's origin is the registry's own: a redirect to a CDN or an upload
+``Location`` on another host gets no credentials.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import ssl
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlencode, urljoin
+
+import trio
+
+from . import auth as authlib
+from .authfile import Credentials, credentials_for
+from .errors import AuthError, NotFoundInRegistry, RateLimited, RegistryError, RegistryUnavailable, TransportError
+from .http import Headers, Origin, Pool, Response, origin_of
+
+MAX_TOKEN_BYTES = 1024 * 1024
+MAX_ERROR_BYTES = 64 * 1024
+MAX_REDIRECTS = 5
+MAX_RETRY_AFTER = 60.0
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+
+
+@dataclass
+class TransferOptions:
+    """Knobs shared by pull, push and login; defaults suit gadget-sized images."""
+
+    authfile: Path | None = None
+    insecure_registries: frozenset[str] = frozenset()
+    plain_http: frozenset[str] = frozenset()  # like ig login --plain-http: http, but credentials still sent
+    ca_file: Path | None = None
+    cert_dir: Path | None = None
+    credentials: dict[str, Credentials] = field(default_factory=dict)
+    trusted_realm_hosts: frozenset[str] = frozenset({"auth.docker.io"})
+    max_connections_per_origin: int = 8
+    max_concurrent_blobs: int = 16
+    max_concurrent_images: int = 16
+    range_threshold: int = 8 * 1024 * 1024
+    chunk_size: int = 8 * 1024 * 1024
+    chunk_parallelism: int = 4
+    upload_chunk_size: int = 8 * 1024 * 1024
+    retries: int = 4
+    backoff_base: float = 0.2
+    backoff_max: float = 8.0
+    connect_timeout: float = 15.0
+    read_timeout: float = 60.0
+
+
+def make_ssl_context(ca_file: Path | None, cert_dir: Path | None) -> ssl.SSLContext:
+    """System CAs plus ``ca_file``; a ``cert_dir`` adds ``*.crt`` CAs and a ``*.cert``/``*.key`` client pair."""
+    ctx = ssl.create_default_context()
+    if ca_file is not None:
+        ctx.load_verify_locations(cafile=str(ca_file))
+    if cert_dir is not None:
+        for crt in sorted(cert_dir.glob("*.crt")):
+            ctx.load_verify_locations(cafile=str(crt))
+        for cert in sorted(cert_dir.glob("*.cert")):
+            key = cert.with_suffix(".key")
+            if not key.exists():
+                raise RegistryError(f"client certificate {cert} has no matching {key.name}")
+            ctx.load_cert_chain(str(cert), str(key))
+    return ctx
+
+
+def registry_endpoint(domain: str) -> str:
+    return "registry-1.docker.io" if domain in ("docker.io", "index.docker.io") else domain
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return min(MAX_RETRY_AFTER, max(0.0, float(value.strip())))
+    except ValueError:
+        pass
+    try:
+        from email.utils import parsedate_to_datetime
+
+        return min(MAX_RETRY_AFTER, max(0.0, parsedate_to_datetime(value).timestamp() - time.time()))
+    except (TypeError, ValueError):
+        return None
+
+
+def _error_detail(body: bytes) -> str:
+    """The distribution-spec ``errors`` list as one short line."""
+    try:
+        obj = json.loads(body)
+        errors = obj.get("errors") if isinstance(obj, dict) else None
+        if isinstance(errors, list) and errors:
+            parts = []
+            for err in errors[:3]:
+                if isinstance(err, dict):
+                    code, message = str(err.get("code", "")), str(err.get("message", ""))
+                    parts.append(f"{code.lower()}: {message}" if code else message)
+            return "; ".join(p for p in parts if p)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    text = body[:200].decode("utf-8", "replace").strip()
+    return " ".join(text.split())
+
+
+class RegistryClient:
+    """Requests to one registry host, authenticated and retried."""
+
+    def __init__(self, domain: str, session: Session) -> None:
+        self.domain = domain
+        self.session = session
+        self.options = session.options
+        self.insecure = domain in self.options.insecure_registries
+        scheme = "http" if self.insecure or domain in self.options.plain_http else "https"
+        self.base_url = f"{scheme}://{registry_endpoint(domain)}"
+        self.origin: Origin = origin_of(self.base_url)
+        self.credentials: Credentials | None = None
+        self._challenge: authlib.Challenge | None = None
+        self._tokens = authlib.TokenCache()
+        self._token_locks: dict[tuple[str, ...], trio.Lock] = {}
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    # -- auth ------------------------------------------------------------------------------------
+
+    def _auth_header(self, scopes: tuple[str, ...]) -> str | None:
+        if self.insecure or self._challenge is None:
+            return None
+        if self._challenge.scheme == "basic":
+            return authlib.basic_header(self.credentials) if self.credentials else None
+        token = self._tokens.get(scopes, trio.current_time())
+        return f"Bearer {token}" if token else None
+
+    async def _authenticate(self, resp: Response, scopes: tuple[str, ...], retry: bool) -> None:
+        """React to a 401: pick the challenge, then get a token or decide to send Basic."""
+        challenges = authlib.parse_challenges(resp.header_all("www-authenticate"))
+        detail = _error_detail(await self._read_error_body(resp))
+        if self.insecure:
+            raise AuthError(f"{self.domain}: authentication required, but credentials are never sent to "
+                            f"insecure registries" + (f" ({detail})" if detail else ""))
+        bearer = next((c for c in challenges if c.scheme == "bearer"), None)
+        basic = next((c for c in challenges if c.scheme == "basic"), None)
+        if bearer is None and basic is None:
+            raise AuthError(f"{self.domain}: authentication required (401 Unauthorized) with no usable challenge")
+        if bearer is None:
+            if self.credentials is None or not self.credentials.username:
+                raise AuthError(f"{self.domain}: authentication required (401 Unauthorized); log in first")
+            if retry:
+                raise AuthError(f"{self.domain}: 401 Unauthorized: invalid username or password")
+            self._challenge = basic
+            return
+        if retry and bearer.error not in ("insufficient_scope", "invalid_token"):
+            raise AuthError(f"{self.domain}: 401 Unauthorized" + (f": {detail}" if detail else ""))
+        self._challenge = bearer
+        wanted = tuple(sorted(set(scopes) | set(bearer.params.get("scope", "").split()) - {""}))
+        await self._fetch_token(bearer, scopes, wanted, force=retry)
+
+    async def _fetch_token(self, challenge: authlib.Challenge, key: tuple[str, ...], scopes: tuple[str, ...],
+                           force: bool) -> None:
+        """One token request per scope set at a time; concurrent 401s share its result."""
+        lock = self._token_locks.setdefault(key, trio.Lock())
+        requested_at = trio.current_time()
+        async with lock:
+            if not force and self._tokens.fetched_since(key, requested_at):
+                return
+            realm = challenge.realm
+            authlib.check_realm(realm, self.origin.scheme, self.origin.host)
+            query: list[tuple[str, str]] = []
+            if challenge.params.get("service"):
+                query.append(("service", challenge.params["service"]))
+            query.extend(("scope", s) for s in scopes)
+            creds = self.credentials
+            send_creds = creds is not None and authlib.may_send_credentials(
+                realm, self.origin.host, self.options.trusted_realm_hosts
+            )
+            headers: list[tuple[str, str]] = [("Accept", "application/json")]
+            if send_creds and creds is not None and creds.identity_token:
+                form = [("grant_type", "refresh_token"), ("refresh_token", creds.identity_token),
+                        ("client_id", "gadgetstore"), *query]
+                body = urlencode(form).encode()
+                headers.append(("Content-Type", "application/x-www-form-urlencoded"))
+                method, url = "POST", realm
+            else:
+                if send_creds and creds is not None and creds.username:
+                    headers.append(("Authorization", authlib.basic_header(creds)))
+                    query.append(("account", creds.username))
+                body = None
+                method = "GET"
+                url = realm + ("&" if "?" in realm else "?") + urlencode(query) if query else realm
+            resp = await self._send_with_retries(method, url, headers, body, None)
+            async with resp:
+                if resp.status != 200:
+                    detail = _error_detail(await self._read_error_body(resp))
+                    what = "invalid username or password" if resp.status == 401 else f"status {resp.status}"
+                    raise AuthError(f"{self.domain}: token request to {realm} failed: {what}"
+                                    + (f" ({detail})" if detail else ""))
+                data = await resp.read(MAX_TOKEN_BYTES)
+            token = authlib.parse_token_response(data, time.time(), f"{self.domain} token realm")
+            self._tokens.put(key, token, trio.current_time())
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    async def _read_error_body(self, resp: Response) -> bytes:
+        try:
+            return await resp.read(MAX_ERROR_BYTES)
+        except TransportError:
+            await resp.aclose()
+            return b""
+
+    async def _backoff(self, attempt: int, retry_after: float | None) -> None:
+        if retry_after is not None:
+            delay = retry_after
+        else:
+            delay = min(self.options.backoff_max, self.options.backoff_base * (2**attempt))
+            delay *= 0.5 + random.random() / 2
+        await trio.sleep(delay)
+
+    async def _send_with_retries(
+        self, method: str, url: str, headers: Headers, body: bytes | None, scopes: tuple[str, ...] | None,
+        follow: bool = True,
+    ) -> Response:
+        """Connection errors, 429 and 5xx are retried with backoff; anything else is returned."""
+        attempt = 0
+        while True:
+            try:
+                resp = await self._send_following(method, url, headers, body, scopes, follow)
+            except TransportError as err:
+                if not err.retriable or attempt >= self.options.retries:
+                    raise
+                await self._backoff(attempt, None)
+                attempt += 1
+                continue
+            if (resp.status == 429 or resp.status >= 500) and attempt < self.options.retries:
+                wait = _retry_after(resp.header("retry-after"))
+                await resp.discard()
+                await self._backoff(attempt, wait)
+                attempt += 1
+                continue
+            return resp
+
+    async def _send_following(
+        self, method: str, url: str, headers: Headers, body: bytes | None, scopes: tuple[str, ...] | None,
+        follow: bool,
+    ) -> Response:
+        pool = self.session.pool
+        for _ in range(MAX_REDIRECTS + 1):
+            hop_headers = list(headers)
+            if scopes is not None and origin_of(url) == self.origin:
+                header = self._auth_header(scopes)
+                if header:
+                    hop_headers.append(("Authorization", header))
+            resp = await pool.request(method, url, hop_headers, body)
+            if not follow or resp.status not in REDIRECT_STATUSES:
+                return resp
+            location = resp.header("location")
+            await resp.discard()
+            if not location:
+                raise RegistryError(f"{url}: redirect without a Location header")
+            target = urljoin(url, location)
+            if origin_of(url).scheme == "https" and origin_of(target).scheme != "https":
+                raise RegistryError(f"refusing redirect from {origin_of(url)} to plain-http {origin_of(target)}")
+            if resp.status == 303:
+                method, body = "GET", None
+            url = target
+        raise RegistryError(f"{url}: more than {MAX_REDIRECTS} redirects")
+
+    async def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        scopes: tuple[str, ...],
+        ok: tuple[int, ...] = (200,),
+        headers: Headers = (),
+        body: bytes | None = None,
+        what: str = "",
+        follow: bool = True,
+    ) -> Response:
+        """One request, authenticated as ``scopes`` need; statuses outside ``ok`` raise."""
+        url = path_or_url if "://" in path_or_url else self.url(path_or_url)
+        what = what or f"{method} {url}"
+        auth_attempts = 0
+        while True:
+            resp = await self._send_with_retries(method, url, headers, body, scopes, follow)
+            if resp.status in ok:
+                return resp
+            if resp.status == 401 and origin_of(resp.url) == self.origin and auth_attempts < 2:
+                await self._authenticate(resp, scopes, retry=auth_attempts > 0)
+                auth_attempts += 1
+                continue
+            raise await self.error_for(resp, what)
+
+    async def error_for(self, resp: Response, what: str) -> RegistryError:
+        status = resp.status
+        body = b"" if resp.method == "HEAD" else await self._read_error_body(resp)
+        await resp.aclose()
+        detail = _error_detail(body)
+        suffix = f": {detail}" if detail else ""
+        if status == 401:
+            return AuthError(f"{what}: 401 Unauthorized{suffix}")
+        if status == 403:
+            return AuthError(f"{what}: access denied (403 Forbidden){suffix}")
+        if status == 404:
+            return NotFoundInRegistry(f"{what}: not found (404){suffix}")
+        if status == 429:
+            return RateLimited(f"{what}: too many requests (429), gave up after {self.options.retries} retries")
+        if status >= 500:
+            return RegistryUnavailable(
+                f"{what}: registry error {status} {resp.reason}, gave up after {self.options.retries} retries{suffix}"
+            )
+        return RegistryError(f"{what}: unexpected status {status} {resp.reason}{suffix}")
+
+    async def ping(self) -> None:
+        """GET /v2/, authenticating if asked: what ``login`` verifies before storing anything."""
+        resp = await self.request("GET", "/v2/", scopes=(), what=f"{self.domain}")
+        await resp.discard()
+
+
+class Session:
+    """Pool, per-registry clients and shared limits for one batch of transfers."""
+
+    def __init__(self, options: TransferOptions | None = None) -> None:
+        self.options = options or TransferOptions()
+        self._ssl: ssl.SSLContext | None = None
+        self.pool = Pool(
+            self._ssl_context,
+            max_per_origin=self.options.max_connections_per_origin,
+            connect_timeout=self.options.connect_timeout,
+            read_timeout=self.options.read_timeout,
+        )
+        self._clients: dict[str, RegistryClient] = {}
+        self.blob_limiter = trio.CapacityLimiter(self.options.max_concurrent_blobs)
+
+    def _ssl_context(self, origin: Origin) -> ssl.SSLContext:
+        if self._ssl is None:  # a token realm or redirect on https before any https registry
+            self._ssl = make_ssl_context(self.options.ca_file, self.options.cert_dir)
+        return self._ssl
+
+    async def client(self, domain: str) -> RegistryClient:
+        """The client of ``domain``; its credentials and TLS settings are read off the event loop."""
+        client = self._clients.get(domain)
+        if client is not None:
+            return client
+        client = RegistryClient(domain, self)
+        if not client.insecure:
+            if self._ssl is None:
+                self._ssl = await trio.to_thread.run_sync(
+                    make_ssl_context, self.options.ca_file, self.options.cert_dir
+                )
+            client.credentials = self.options.credentials.get(domain) or await trio.to_thread.run_sync(
+                credentials_for, domain, self.options.authfile
+            )
+        return self._clients.setdefault(domain, client)
+
+    async def aclose(self) -> None:
+        await self.pool.aclose()
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,42 @@
+"""Errors of registry transfers, under the engine's one hierarchy.
+
+    GadgetStoreError
+    └── RegistryError             a registry answered something we cannot use
+        ├── TransportError        connection refused/reset/timed out, TLS failure (retried)
+        ├── AuthError             401/403, bad credentials, a refused token realm
+        ├── NotFoundInRegistry    404 for a manifest or blob
+        ├── RateLimited           429 after every retry
+        └── RegistryUnavailable   5xx after every retry
+"""
+
+from __future__ import annotations
+
+from ..errors import GadgetStoreError
+
+
+class RegistryError(GadgetStoreError):
+    pass
+
+
+class TransportError(RegistryError):
+    """Retriable: nothing useful came back on this connection."""
+
+    def __init__(self, message: str, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+class AuthError(RegistryError):
+    pass
+
+
+class NotFoundInRegistry(RegistryError):
+    pass
+
+
+class RateLimited(RegistryError):
+    pass
+
+
+class RegistryUnavailable(RegistryError):
+    pass

@@ -1,0 +1,321 @@
+"""A small pooled HTTP/1.1 client on trio sockets and h11.
+
+Why not httpx: on two cores the cost per request is the bottleneck of a bulk pull, and a bare h11
+exchange over kept-alive trio sockets is several times cheaper. This layer knows nothing about
+registries: no auth, no redirects, no retries — those live in :mod:`.client`.
+
+One :class:`Pool` keeps idle keep-alive connections per origin and bounds the connections in use
+per origin with a semaphore. A :class:`Response` owns its connection until its body is read to the
+end (then the connection goes back to the pool) or it is closed early (then the connection is
+dropped, since its unread body would poison the next exchange).
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from urllib.parse import urlsplit
+
+import h11
+import trio
+
+from .errors import TransportError
+
+RECEIVE_SIZE = 256 * 1024
+USER_AGENT = "gadgetstore/0.1"
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+Headers = Sequence[tuple[str, str]]
+
+
+class BodyTooLarge(TransportError):
+    """A body was longer than the caller allowed; never retried."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retriable=False)
+
+
+@dataclass(frozen=True)
+class Origin:
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def netloc(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if DEFAULT_PORTS.get(self.scheme) == self.port else f"{host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.netloc}"
+
+
+def split_url(url: str) -> tuple[Origin, str]:
+    """(origin, request target) of an absolute http(s) URL; default ports made explicit."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise TransportError(f"unsupported URL {url!r}", retriable=False)
+    try:
+        port = parts.port or DEFAULT_PORTS[scheme]
+    except ValueError:
+        raise TransportError(f"invalid port in URL {url!r}", retriable=False) from None
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return Origin(scheme, parts.hostname.lower(), port), target
+
+
+def origin_of(url: str) -> Origin:
+    return split_url(url)[0]
+
+
+class Connection:
+    """One socket (TLS or not) with its h11 state machine."""
+
+    def __init__(self, origin: Origin, stream: trio.abc.Stream, read_timeout: float) -> None:
+        self.origin = origin
+        self.stream = stream
+        self.read_timeout = read_timeout
+        self.h11 = h11.Connection(h11.CLIENT)
+
+    async def send(self, event: h11.Event) -> None:
+        data = self.h11.send(event)
+        if data:
+            await self.stream.send_all(data)
+
+    async def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
+        while True:
+            event = self.h11.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            with trio.fail_after(self.read_timeout):
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+            self.h11.receive_data(bytes(data))
+
+    def reusable(self) -> bool:
+        if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
+            self.h11.start_next_cycle()
+            return True
+        return False
+
+    async def aclose(self) -> None:
+        await trio.aclose_forcefully(self.stream)
+
+
+def _transport_error(err: BaseException, origin: Origin, what: str) -> TransportError:
+    """Name the failure for a user; certificate problems are not worth a retry."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return TransportError(f"{origin}: TLS certificate not trusted: {cause.verify_message}", retriable=False)
+        if isinstance(cause, ssl.SSLError):
+            return TransportError(f"{origin}: TLS error: {cause.reason or cause}", retriable=False)
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(err, trio.TooSlowError):
+        return TransportError(f"{origin}: timed out while {what}")
+    detail = str(err) or type(err).__name__
+    return TransportError(f"{origin}: connection failed while {what}: {detail}")
+
+
+_NETWORK_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, h11.ProtocolError)
+
+
+class Response:
+    """Status and headers of one exchange; the body is streamed on demand."""
+
+    def __init__(
+        self, pool: Pool, conn: Connection, slot: trio.Semaphore, url: str, method: str, head: h11.Response
+    ) -> None:
+        self._pool = pool
+        self._conn: Connection | None = conn
+        self._slot = slot
+        self.url = url
+        self.method = method
+        self.status = head.status_code
+        self.reason = head.reason.decode("latin-1", "replace")
+        self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers]
+        self._done = False
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def header_all(self, name: str) -> list[str]:
+        name = name.lower()
+        return [value for key, value in self.headers if key == name]
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        """Yield body pieces as they arrive; the connection returns to the pool at the end."""
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            while True:
+                event = await conn.next_event()
+                if isinstance(event, h11.Data):
+                    yield bytes(event.data)
+                elif isinstance(event, h11.EndOfMessage):
+                    self._done = True
+                    break
+                else:
+                    raise TransportError(f"{conn.origin}: connection closed in the middle of a response body")
+        except _NETWORK_ERRORS as err:
+            raise _transport_error(err, conn.origin, "reading a response body") from err
+        finally:
+            if self._done:
+                await self._release(keep=True)
+
+    async def read(self, limit: int) -> bytes:
+        """The whole body, refusing more than ``limit`` bytes (the buffer grows only with data)."""
+        parts: list[bytes] = []
+        total = 0
+        async for chunk in self.iter_chunks():
+            total += len(chunk)
+            if total > limit:
+                await self.aclose()
+                raise BodyTooLarge(f"{self.url}: response body is larger than {limit} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def discard(self, limit: int = 64 * 1024) -> None:
+        """Drop the body: read a short one to keep the connection, else close it."""
+        length = self.header("content-length")
+        if self.method != "HEAD" and (length is None or not length.isdigit() or int(length) > limit):
+            await self.aclose()
+            return
+        try:
+            await self.read(limit)
+        except TransportError:
+            await self.aclose()
+
+    async def _release(self, keep: bool) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            if keep and conn.reusable():
+                self._pool._checkin(conn)
+            else:
+                with trio.CancelScope(shield=True):
+                    await conn.aclose()
+        finally:
+            self._slot.release()
+
+    async def aclose(self) -> None:
+        bodiless = self.method == "HEAD" or self.status in (204, 304)
+        if bodiless and self._conn is not None and not self._done:
+            # h11 already knows these responses end right after the head.
+            try:
+                event = self._conn.h11.next_event()
+                self._done = isinstance(event, h11.EndOfMessage)
+            except h11.ProtocolError:
+                self._done = False
+        await self._release(keep=self._done)
+
+    async def __aenter__(self) -> Response:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class Pool:
+    """Keep-alive connections per origin, at most ``max_per_origin`` of them busy at once."""
+
+    def __init__(
+        self,
+        ssl_context: Callable[[Origin], ssl.SSLContext],
+        max_per_origin: int = 8,
+        connect_timeout: float = 15.0,
+        read_timeout: float = 60.0,
+    ) -> None:
+        self._ssl_context = ssl_context
+        self.max_per_origin = max_per_origin
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._idle: dict[Origin, list[Connection]] = {}
+        self._slots: dict[Origin, trio.Semaphore] = {}
+        self.connections_opened = 0
+        self.requests_sent = 0
+
+    async def request(self, method: str, url: str, headers: Headers = (), body: bytes | None = None) -> Response:
+        """Send one request and return once the response head arrived."""
+        origin, target = split_url(url)
+        slot = self._slots.setdefault(origin, trio.Semaphore(self.max_per_origin))
+        await slot.acquire()
+        try:
+            wire_headers = [("Host", origin.netloc), ("User-Agent", USER_AGENT), *headers]
+            if body is not None or method in ("POST", "PUT", "PATCH"):
+                wire_headers.append(("Content-Length", str(len(body or b""))))
+            for attempt in range(2):
+                conn, reused = await self._checkout(origin)
+                try:
+                    head = await self._exchange(conn, method, target, wire_headers, body)
+                except _NETWORK_ERRORS as err:
+                    with trio.CancelScope(shield=True):
+                        await conn.aclose()
+                    if reused and attempt == 0:
+                        continue  # the server closed an idle keep-alive connection: try a fresh one
+                    raise _transport_error(err, origin, f"sending {method} {target}") from err
+                except BaseException:
+                    with trio.CancelScope(shield=True):
+                        await conn.aclose()
+                    raise
+                self.requests_sent += 1
+                return Response(self, conn, slot, url, method, head)
+            raise AssertionError("unreachable")
+        except BaseException:
+            slot.release()
+            raise
+
+    async def _exchange(
+        self, conn: Connection, method: str, target: str, headers: Headers, body: bytes | None
+    ) -> h11.Response:
+        await conn.send(h11.Request(method=method, target=target, headers=list(headers)))
+        if body:
+            await conn.send(h11.Data(data=body))
+        await conn.send(h11.EndOfMessage())
+        while True:
+            event = await conn.next_event()
+            if isinstance(event, h11.InformationalResponse):
+                continue
+            if isinstance(event, h11.Response):
+                return event
+            raise h11.RemoteProtocolError(f"unexpected {type(event).__name__} instead of a response")
+
+    async def _checkout(self, origin: Origin) -> tuple[Connection, bool]:
+        idle = self._idle.get(origin)
+        if idle:
+            return idle.pop(), True
+        try:
+            with trio.fail_after(self.connect_timeout):
+                tcp = await trio.open_tcp_stream(origin.host, origin.port)
+                stream: trio.abc.Stream = tcp
+                if origin.scheme == "https":
+                    tls = trio.SSLStream(
+                        tcp, self._ssl_context(origin), server_hostname=origin.host, https_compatible=True
+                    )
+                    await tls.do_handshake()
+                    stream = tls
+        except _NETWORK_ERRORS as err:
+            raise _transport_error(err, origin, "connecting") from err
+        self.connections_opened += 1
+        return Connection(origin, stream, self.read_timeout), False
+
+    def _checkin(self, conn: Connection) -> None:
+        self._idle.setdefault(conn.origin, []).append(conn)
+
+    async def aclose(self) -> None:
+        idle, self._idle = self._idle, {}
+        with trio.CancelScope(shield=True):
+            for conns in idle.values():
+                for conn in conns:
+                    await conn.aclose()

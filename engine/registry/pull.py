@@ -1,0 +1,264 @@
+"""Pulling images into the store: resolve, fetch what is missing, then tag.
+
+The graph is walked top-down: the root (by tag or digest), then per-arch manifests, then configs
+and layers. A blob already in the store is skipped without any request; a blob two images share
+is downloaded once (the second waits on the first). The shared lease is held from before the
+first commit until the tag is written, so ``gc`` never removes a committed but untagged blob.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from .. import mediatypes as mt
+from ..descriptor import Descriptor, children, is_document, parse_document
+from ..digest import Digest
+from ..errors import GadgetStoreError, InvalidManifest, StoreError
+from ..reference import Reference, normalize
+from ..store import Store
+from .blobfetch import BlobFetcher
+from .client import RegistryClient, Session, TransferOptions
+from .manifests import Document, fetch_document, media_type_of
+from .tasks import task_group
+
+
+@dataclass
+class PullResult:
+    image: str  # as typed
+    reference: str = ""  # str(normalize(image)), the tag written
+    descriptor: Descriptor | None = None
+    blobs_fetched: int = 0
+    bytes_fetched: int = 0
+    error: GadgetStoreError | None = None
+
+    @property
+    def summary(self) -> str:
+        """``<repo>:<tag>@<digest>`` as ig prints after ``Successfully pulled``."""
+        ref = normalize(self.image)
+        name = ref.repository + (f":{ref.tag}" if ref.tag else "")
+        return f"{name}@{self.descriptor.digest if self.descriptor else ''}"
+
+
+@dataclass
+class _Stats:
+    blobs: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class _Shared:
+    """State shared by the pulls of one batch: who is downloading what."""
+
+    inflight: dict[Digest, trio.Event] = field(default_factory=dict)
+
+
+@dataclass
+class _PendingTag:
+    ref: str
+    desc: Descriptor
+    done: bool = False
+    error: BaseException | None = None
+
+
+class _TagCommitter:
+    """Group commit: tags that become ready while a journal append runs go in the next one together.
+
+    Each tag still lands only after all of its image's blobs are in; batching only saves the
+    per-transaction fsyncs when many images finish at once.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._pending: list[_PendingTag] = []
+        self._lock = trio.Lock()
+
+    async def tag(self, ref: str, desc: Descriptor) -> None:
+        entry = _PendingTag(ref, desc)
+        self._pending.append(entry)
+        async with self._lock:
+            if not entry.done:
+                batch, self._pending = self._pending, []
+                try:
+                    await trio.to_thread.run_sync(self._commit, batch)
+                except BaseException as err:
+                    for item in batch:
+                        item.error = err
+                    raise
+                finally:
+                    for item in batch:
+                        item.done = True
+        if entry.error is not None:
+            raise entry.error
+
+    def _commit(self, batch: list[_PendingTag]) -> None:
+        with self.store.transaction() as txn:
+            for item in batch:
+                txn.tag(item.ref, item.desc.bare())
+
+
+class Puller:
+    """Pull images through one :class:`Session` into one store."""
+
+    def __init__(self, store: Store, session: Session) -> None:
+        self.store = store
+        self.session = session
+        self.options = session.options
+        self._shared = _Shared()
+        self._tags = _TagCommitter(store)
+
+    async def pull(self, image: str) -> PullResult:
+        """Pull one image and tag it; raises on failure (nothing is tagged then)."""
+        ref = normalize(image)
+        client = await self.session.client(ref.domain)
+        stats = _Stats()
+        root = await self._root(client, ref, stats)
+        await self._graph(client, ref.path, root, stats, arch=None)
+        tag = str(ref)
+        await self._tags.tag(tag, root.desc)
+        return PullResult(image, tag, root.desc, stats.blobs, stats.bytes)
+
+    async def _root(self, client: RegistryClient, ref: Reference, stats: _Stats) -> Document:
+        where = f"{ref}"
+        if ref.digest is not None:
+            local = await self._local_document(ref.digest, None)
+            if local is not None:
+                return local
+            doc = await fetch_document(client, ref.path, str(ref.digest), ref.digest, where)
+        else:
+            doc = await fetch_document(client, ref.path, ref.tag_or_latest, None, where)
+        await self._save_document(doc, stats)
+        return doc
+
+    async def _local_document(self, digest: Digest, desc: Descriptor | None) -> Document | None:
+        """A manifest we already have, read and re-verified off the event loop."""
+        return await trio.to_thread.run_sync(self._read_local, digest, desc)
+
+    def _read_local(self, digest: Digest, desc: Descriptor | None) -> Document | None:
+        if not self.store.blobs.has(digest):
+            return None
+        data = self.store.blobs.read(digest, max_size=mt.MAX_MANIFEST_BYTES)
+        if desc is not None and desc.size != len(data):
+            raise InvalidManifest(f"manifest {digest} is {len(data)} bytes, its descriptor says {desc.size}")
+        doc = parse_document(data, f"manifest {digest}")
+        media_type = (desc.media_type if desc else "") or media_type_of(doc, "", f"manifest {digest}")
+        return Document(Descriptor(media_type, digest, len(data)), data, doc)
+
+    async def _save_document(self, doc: Document, stats: _Stats) -> None:
+        await trio.to_thread.run_sync(self.store.blobs.put, doc.data, doc.desc.digest)
+        stats.blobs += 1
+        stats.bytes += len(doc.data)
+
+    def _plan(self, parent: Document, arch: str | None) -> tuple[list[tuple[Descriptor, str | None]], list[Descriptor]]:
+        """Walk everything under ``parent`` the store already has, in one thread call.
+
+        Returns the documents still to fetch (with the architecture they belong to) and the
+        plain blobs still missing; a warm re-pull thus costs one request and two thread hops.
+        """
+        docs: list[tuple[Descriptor, str | None]] = []
+        blobs: dict[Digest, Descriptor] = {}
+        seen: set[tuple[Digest, str | None]] = set()  # ig lists one manifest twice for arch-less gadgets
+        stack: list[tuple[Document, str | None]] = [(parent, arch)]
+        while stack:
+            doc, doc_arch = stack.pop()
+            for kid in children(doc.doc, f"manifest {doc.desc.digest}"):
+                kid_arch = kid.architecture or doc_arch
+                if (kid.digest, kid_arch) in seen:
+                    continue
+                seen.add((kid.digest, kid_arch))
+                if is_document(kid):
+                    local = self._read_local(kid.digest, kid)
+                    if local is None:
+                        docs.append((kid, kid_arch))
+                    else:
+                        stack.append((local, kid_arch))
+                elif not self.store.blobs.has(kid.digest):
+                    blobs[kid.digest] = kid
+        return docs, list(blobs.values())
+
+    async def _graph(self, client: RegistryClient, repo: str, parent: Document, stats: _Stats,
+                     arch: str | None) -> None:
+        """Everything under ``parent`` that the store lacks, fetched concurrently."""
+        docs, blobs = await trio.to_thread.run_sync(self._plan, parent, arch)
+        async with task_group() as nursery:
+            for desc, doc_arch in docs:
+                nursery.start_soon(self._child_document, client, repo, desc, stats, doc_arch)
+            for desc in blobs:
+                nursery.start_soon(self._blob, client, repo, desc, stats)
+
+    async def _child_document(self, client: RegistryClient, repo: str, desc: Descriptor, stats: _Stats,
+                              arch: str | None) -> None:
+        doc = await fetch_document(client, repo, str(desc.digest), desc, f"manifest {desc.digest}")
+        await self._save_document(doc, stats)
+        await self._graph(client, repo, doc, stats, arch)
+
+    async def _blob(self, client: RegistryClient, repo: str, desc: Descriptor, stats: _Stats) -> None:
+        inflight = self._shared.inflight
+        while (event := inflight.get(desc.digest)) is not None:
+            await event.wait()
+            if await trio.to_thread.run_sync(self.store.blobs.has, desc.digest):
+                return
+        event = inflight[desc.digest] = trio.Event()
+        try:
+            async with self.session.blob_limiter:
+                received = await BlobFetcher(self.store, client).fetch(repo, desc)
+            stats.blobs += 1
+            stats.bytes += received
+        finally:
+            del inflight[desc.digest]
+            event.set()
+
+
+async def pull_images(
+    store: Store,
+    images: Sequence[str],
+    options: TransferOptions | None = None,
+    *,
+    on_start: Callable[[str], None] | None = None,
+    on_done: Callable[[PullResult], None] | None = None,
+) -> list[PullResult]:
+    """Pull many images concurrently into ``store``; one result per image, in input order.
+
+    A failed image carries its ``error``; the others still complete. ``on_start``/``on_done``
+    are called from the event loop as each image begins and ends (for progress messages).
+    """
+    options = options or TransferOptions()
+    results = [PullResult(image) for image in images]
+    limit = trio.Semaphore(max(1, options.max_concurrent_images))
+    lease = contextlib.ExitStack()
+    await trio.to_thread.run_sync(lease.enter_context, store.lease())
+    try:
+        async with Session(options) as session:
+            puller = Puller(store, session)
+
+            async def one(i: int) -> None:
+                async with limit:
+                    if on_start:
+                        on_start(images[i])
+                    try:
+                        results[i] = await puller.pull(images[i])
+                    except GadgetStoreError as err:
+                        results[i].error = err
+                    except OSError as err:  # e.g. a full disk: this image fails, the others go on
+                        results[i].error = StoreError(f"{err.strerror or err}" + (
+                            f": {err.filename}" if err.filename else ""))
+                    if on_done:
+                        on_done(results[i])
+
+            async with trio.open_nursery() as nursery:
+                for i in range(len(images)):
+                    nursery.start_soon(one, i)
+    finally:
+        await trio.to_thread.run_sync(lease.close)
+    return results
+
+
+async def pull_image(store: Store, image: str, options: TransferOptions | None = None) -> PullResult:
+    """Pull one image; raises its error instead of returning it."""
+    (result,) = await pull_images(store, [image], options)
+    if result.error is not None:
+        raise result.error
+    return result

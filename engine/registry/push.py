@@ -1,0 +1,216 @@
+"""Pushing an image from the store: blobs, then manifests, then the tagged root last.
+
+Each blob is HEAD-checked first; a missing one is mounted from another repository of the same
+registry when one is known to hold it, else uploaded — in one PUT when small, as PATCH chunks when
+large. Manifests go up bottom-up so the registry never sees a parent before its children, and
+the root is PUT under the tag only when everything below it is in place.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import urlencode, urljoin
+
+import trio
+
+from ..descriptor import Descriptor, children, is_document, parse_document
+from ..errors import GadgetStoreError
+from ..reference import normalize
+from ..store import Store
+from .client import RegistryClient, Session, TransferOptions
+from .errors import RegistryError, TransportError
+from .http import Response
+from .tasks import task_group
+
+OCTET = ("Content-Type", "application/octet-stream")
+
+
+@dataclass
+class PushResult:
+    reference: str
+    descriptor: Descriptor
+    blobs_uploaded: int = 0
+    blobs_mounted: int = 0
+    blobs_skipped: int = 0
+
+    @property
+    def summary(self) -> str:
+        ref = normalize(self.reference)
+        name = ref.repository + (f":{ref.tag}" if ref.tag else "")
+        return f"{name}@{self.descriptor.digest}"
+
+
+@dataclass(frozen=True)
+class _Node:
+    desc: Descriptor
+    data: bytes
+    kids: tuple[Descriptor, ...]
+
+
+def _read_graph(store: Store, root: Descriptor) -> tuple[list[_Node], list[Descriptor]]:
+    """Documents in bottom-up order (root last) and the distinct plain blobs under them."""
+    docs: list[_Node] = []
+    blobs: dict[str, Descriptor] = {}
+    seen: set[str] = set()
+
+    def visit(desc: Descriptor) -> None:
+        if str(desc.digest) in seen:
+            return
+        seen.add(str(desc.digest))
+        data = store.blobs.read(desc.digest, max_size=4 * 1024 * 1024)
+        kids = children(parse_document(data, f"manifest {desc.digest}"), f"manifest {desc.digest}")
+        for kid in kids:
+            if is_document(kid):
+                visit(kid)
+            else:
+                blobs.setdefault(str(kid.digest), kid)
+        docs.append(_Node(desc, data, tuple(kids)))
+
+    visit(root)
+    return docs, list(blobs.values())
+
+
+class Pusher:
+    def __init__(self, store: Store, client: RegistryClient, repo: str, mount_from: Sequence[str]) -> None:
+        self.store = store
+        self.client = client
+        self.repo = repo
+        self.mount_from = [m for m in mount_from if m != repo]
+        self.options = client.options
+        self.scopes = (f"repository:{repo}:pull,push",)
+        self.uploaded = self.mounted = self.skipped = 0
+
+    async def push_blob(self, desc: Descriptor) -> None:
+        resp = await self.client.request(
+            "HEAD", f"/v2/{self.repo}/blobs/{desc.digest}", scopes=self.scopes, ok=(200, 404),
+            what=f"checking blob {desc.digest}",
+        )
+        exists = resp.status == 200
+        await resp.aclose()
+        if exists:
+            self.skipped += 1
+            return
+        attempt = 0
+        while True:
+            try:
+                await self._upload(desc)
+                return
+            except TransportError as err:
+                if not err.retriable or attempt >= self.options.retries:
+                    raise
+                attempt += 1
+                await trio.sleep(min(self.options.backoff_max, self.options.backoff_base * 2**attempt))
+
+    async def _upload(self, desc: Descriptor) -> None:
+        location = None
+        for source in self.mount_from:
+            query = urlencode({"mount": str(desc.digest), "from": source})
+            resp = await self.client.request(
+                "POST", f"/v2/{self.repo}/blobs/uploads/?{query}",
+                scopes=(*self.scopes, f"repository:{source}:pull"), ok=(201, 202), what=f"mounting {desc.digest}",
+            )
+            status, location = resp.status, self._location(resp)
+            await resp.discard()
+            if status == 201:
+                self.mounted += 1
+                return
+            break
+        if location is None:
+            resp = await self.client.request(
+                "POST", f"/v2/{self.repo}/blobs/uploads/", scopes=self.scopes, ok=(202,),
+                what=f"starting upload of {desc.digest}",
+            )
+            location = self._location(resp)
+            await resp.discard()
+        step = max(1, self.options.upload_chunk_size)
+        data = b""
+        if desc.size <= step:
+            data = await trio.to_thread.run_sync(self.store.blobs.read, desc.digest)
+        else:  # chunked: read one chunk at a time; the registry checks the digest at the final PUT
+            for start in range(0, desc.size, step):
+                chunk = await trio.to_thread.run_sync(self._read_range, desc, start, step)
+                resp = await self.client.request(
+                    "PATCH", location, scopes=self.scopes, ok=(202,), body=chunk,
+                    headers=[OCTET, ("Content-Range", f"{start}-{start + len(chunk) - 1}")],
+                    what=f"uploading {desc.digest}",
+                )
+                location = self._location(resp)
+                await resp.discard()
+        sep = "&" if "?" in location else "?"
+        resp = await self.client.request(
+            "PUT", f"{location}{sep}{urlencode({'digest': str(desc.digest)})}", scopes=self.scopes, ok=(201,),
+            body=data, headers=[OCTET], what=f"uploading {desc.digest}",
+        )
+        await resp.discard()
+        self.uploaded += 1
+
+    def _read_range(self, desc: Descriptor, start: int, size: int) -> bytes:
+        with self.store.blobs.open(desc.digest) as f:
+            data = os.pread(f.fileno(), min(size, desc.size - start), start)
+        if start + len(data) > desc.size or not data:
+            raise RegistryError(f"blob {desc.digest} in the store is shorter than its descriptor says")
+        return data
+
+    def _location(self, resp: Response) -> str:
+        """The upload URL to use next, absolute; credentials follow it only if it stays on our origin."""
+        location = resp.header("location")
+        if not location:
+            raise RegistryError(f"{resp.url}: upload response without a Location header")
+        return urljoin(resp.url, location)
+
+    async def push_document(self, node: _Node, reference: str) -> None:
+        resp = await self.client.request(
+            "PUT", f"/v2/{self.repo}/manifests/{reference}", scopes=self.scopes, ok=(201,), body=node.data,
+            headers=[("Content-Type", node.desc.media_type)], what=f"pushing manifest {node.desc.digest}",
+        )
+        announced = resp.header("docker-content-digest")
+        await resp.discard()
+        if announced and announced.strip() != str(node.desc.digest):
+            raise RegistryError(f"registry stored manifest {node.desc.digest} as {announced}")
+
+
+def _mount_sources(store: Store, domain: str, repo: str, root: Descriptor) -> list[str]:
+    """Other repositories on the same registry whose tag in the store points at the same image."""
+    out: list[str] = []
+    for tag in store.tags():
+        try:
+            ref = normalize(tag)
+        except GadgetStoreError:
+            continue
+        desc = store.lookup(tag)
+        if ref.domain == domain and ref.path != repo and desc is not None and desc.digest == root.digest:
+            out.append(ref.path)
+    return sorted(set(out))
+
+
+async def push_image(
+    store: Store, image: str, options: TransferOptions | None = None, *, mount_from: Sequence[str] = ()
+) -> PushResult:
+    """Push the image tagged ``normalize(image)`` to its registry and return what was sent."""
+    ref = normalize(image)
+    full = str(ref)
+
+    def prepare() -> tuple[Descriptor, list[_Node], list[Descriptor], list[str]]:
+        store.refresh()
+        root = store.resolve(full, shown_as=image)
+        docs, blobs = _read_graph(store, root)
+        return root, docs, blobs, [*mount_from, *_mount_sources(store, ref.domain, ref.path, root)]
+
+    root, docs, blobs, sources = await trio.to_thread.run_sync(prepare)
+    async with Session(options) as session:
+        client = await session.client(ref.domain)
+        pusher = Pusher(store, client, ref.path, sources)
+        async with task_group() as nursery:
+            for blob in blobs:
+                nursery.start_soon(_limited, session, pusher, blob)
+        for node in docs[:-1]:
+            await pusher.push_document(node, str(node.desc.digest))
+        await pusher.push_document(docs[-1], ref.tag or str(ref.digest))
+    return PushResult(full, root, pusher.uploaded, pusher.mounted, pusher.skipped)
+
+
+async def _limited(session: Session, pusher: Pusher, blob: Descriptor) -> None:
+    async with session.blob_limiter:
+        await pusher.push_blob(blob)

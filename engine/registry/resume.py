@@ -1,0 +1,146 @@
+"""Resuming a killed ranged download from the partial file it left in ``ingest/``.
+
+A ranged download writes chunks at their offsets, so its ingest file is sparse: the data extents
+the file system reports (``SEEK_DATA``/``SEEK_HOLE``) are the bytes that arrived. Extents are
+trimmed back to a block boundary (the last block may be partly written) and their bytes copied
+into the new writer; only the rest is fetched. Nothing here is trusted: the whole blob is still
+re-hashed at commit, and a mismatch makes the caller start over.
+
+Every ranged writer keeps an ``flock`` on its file and a ``.ranged`` marker beside it, so a file
+that is locked is live and skipped. Reading a file is harmless (the commit verifies), but only a
+marked file, or one untouched for ``STALE_AFTER``, is deleted after its bytes were adopted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..blobstore import INGEST_PREFIX, IngestWriter
+from ..descriptor import Descriptor
+from ..store import Store
+
+BLOCK = 4096
+COPY_SIZE = 1024 * 1024
+STALE_AFTER = 10.0
+
+
+@dataclass
+class Partial:
+    path: Path
+    fd: int  # open and flocked by us until :func:`release`
+    extents: list[tuple[int, int]]
+    removable: bool
+
+    @property
+    def bytes(self) -> int:
+        return sum(end - start for start, end in self.extents)
+
+
+def lock_writer(writer: IngestWriter) -> int:
+    """Mark ``writer``'s file as live for other processes; close the returned fd to release."""
+    fd = os.open(writer.temp_path, os.O_RDONLY | os.O_CLOEXEC)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _data_extents(fd: int, size: int) -> list[tuple[int, int]]:
+    extents: list[tuple[int, int]] = []
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as err:
+            if err.errno == errno.ENXIO:
+                break
+            raise
+        end = min(size, os.lseek(fd, start, os.SEEK_HOLE))
+        # The block an extent ends in may be only partly written: keep it only at end of file.
+        trimmed = end if end == size else end - BLOCK
+        if trimmed > start:
+            extents.append((start, trimmed))
+        pos = max(end, start + 1)
+    return extents
+
+
+def find_partial(store: Store, desc: Descriptor) -> Partial | None:
+    """The partial ingest file of ``desc`` with the most data that no live writer holds."""
+    prefix = f"{INGEST_PREFIX}{desc.digest.algorithm}-{desc.digest.hex}-"
+    best: Partial | None = None
+    now = time.time()
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(store.blobs.ingest_dir):
+            if not entry.name.startswith(prefix) or entry.name.endswith(".ranged"):
+                continue
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            try:
+                fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                st = os.fstat(fd)
+                if st.st_size > desc.size:
+                    raise BlockingIOError
+                removable = _was_ranged(entry) or now - st.st_mtime >= STALE_AFTER
+                found = Partial(Path(entry.path), fd, _data_extents(fd, st.st_size), removable)
+            except OSError:
+                os.close(fd)
+                continue
+            if best is None or found.bytes > best.bytes:
+                if best is not None:
+                    os.close(best.fd)
+                best = found
+            else:
+                os.close(found.fd)
+    if best is not None and best.bytes == 0:
+        os.close(best.fd)
+        return None
+    return best
+
+
+def _was_ranged(entry: os.DirEntry[str]) -> bool:
+    """Ranged writers leave a ``.ranged`` marker beside their file: such a file is ours once unlocked."""
+    return os.path.exists(entry.path + ".ranged")
+
+
+def mark_ranged(writer: IngestWriter) -> None:
+    Path(str(writer.temp_path) + ".ranged").touch()
+
+
+def unmark_ranged(writer: IngestWriter) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(str(writer.temp_path) + ".ranged")
+
+
+def adopt(partial: Partial, writer: IngestWriter, chunks: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Copy each chunk's already-present prefix into ``writer``; returns the (start, end) left to fetch."""
+    todo: list[tuple[int, int]] = []
+    for start, end in chunks:
+        have = start
+        for ext_start, ext_end in partial.extents:
+            if ext_start <= have < ext_end:
+                have = min(end, ext_end)
+        pos = start
+        while pos < have:
+            n = min(COPY_SIZE, have - pos)
+            writer.write_at(pos, os.pread(partial.fd, n, pos))
+            pos += n
+        if have < end:
+            todo.append((have, end))
+    return todo
+
+
+def release(partial: Partial, adopted: bool) -> None:
+    """Drop our lock; remove the old file (and its marker) once its bytes are safely elsewhere."""
+    if adopted and partial.removable:
+        for path in (partial.path, Path(str(partial.path) + ".ranged")):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+    os.close(partial.fd)

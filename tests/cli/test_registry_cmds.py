@@ -1,0 +1,180 @@
+"""``image pull``/``image push``/``login``/``logout`` through the click CLI, against real registries."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+_PROJECT = str(Path(__file__).resolve().parents[2])
+if _PROJECT not in sys.path:
+    sys.path.insert(0, _PROJECT)
+
+from gadgetstore.cli.main import cli  # noqa: E402
+from gadgetstore.engine.reference import normalize  # noqa: E402
+from gadgetstore.engine.registry import authfile  # noqa: E402
+from gadgetstore.engine.store import Store  # noqa: E402
+from tests.support import registry as _registry  # noqa: E402
+from tests.support.images import make_gadget_image, verify_store  # noqa: E402
+from tests.support.registry import TEST_PASSWORD, TEST_USER, RegistryServer, unique_repo  # noqa: E402
+
+anon_registry = _registry.anon_registry
+htpasswd_registry = _registry.htpasswd_registry
+
+
+def run(*args: str, input: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def cert_dir(htpasswd_registry: RegistryServer, tmp_path: Path) -> Path:
+    assert htpasswd_registry.ca is not None
+    directory = tmp_path / "certs"
+    directory.mkdir()
+    shutil.copy(htpasswd_registry.ca.ca_cert, directory / "ca.crt")
+    return directory
+
+
+def test_login_get_login_logout(htpasswd_registry: RegistryServer, cert_dir: Path, tmp_path: Path) -> None:
+    auth = tmp_path / "conf" / "auth.json"
+    reg = htpasswd_registry.host
+    code, out, err = run("login", reg, "-u", TEST_USER, "--password-stdin", "--authfile", str(auth),
+                         "--cert-dir", str(cert_dir), "-v", input=TEST_PASSWORD + "\n")
+    assert code == 0, err
+    assert out.endswith("Login Succeeded!\n") and f"Used: {auth}" in out
+    assert TEST_PASSWORD not in out + err
+    assert stat.S_IMODE(auth.stat().st_mode) == 0o600
+    assert stat.S_IMODE(auth.parent.stat().st_mode) == 0o700
+    assert authfile.lookup(json.loads(auth.read_text()), reg) == authfile.Credentials(TEST_USER, TEST_PASSWORD)
+
+    assert run("login", reg, "--get-login", "--authfile", str(auth)) == (0, f"{TEST_USER}\n", "")
+    assert run("logout", reg, "--authfile", str(auth)) == (0, f"Removed login credentials for {reg}\n", "")
+    code, out, err = run("login", reg, "--get-login", "--authfile", str(auth))
+    assert code != 0 and err == f"Error: not logged into {reg}\n"
+    code, out, err = run("logout", reg, "--authfile", str(auth))
+    assert code != 0 and err == f"Error: not logged into {reg}\n"
+
+
+def test_login_password_flag_warns(htpasswd_registry: RegistryServer, cert_dir: Path, tmp_path: Path) -> None:
+    auth = tmp_path / "auth.json"
+    code, out, err = run("login", htpasswd_registry.host, "-u", TEST_USER, "-p", TEST_PASSWORD,
+                         "--authfile", str(auth), "--cert-dir", str(cert_dir))
+    assert code == 0
+    assert "WARNING! Using --password via the CLI is insecure. Use --password-stdin." in err
+    assert out == "Login Succeeded!\n"
+
+
+def test_login_wrong_password_stores_nothing(htpasswd_registry: RegistryServer, cert_dir: Path,
+                                             tmp_path: Path) -> None:
+    auth = tmp_path / "auth.json"
+    code, _out, err = run("login", htpasswd_registry.host, "-u", TEST_USER, "--password-stdin", "--authfile",
+                         str(auth), "--cert-dir", str(cert_dir), input="wrong\n")
+    assert code != 0
+    assert err.startswith("Error: ") and "invalid username or password" in err and "wrong" not in err
+    assert not auth.exists()
+
+
+def test_logout_all_and_env_auth_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_file = tmp_path / "env-auth.json"
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(env_file))
+    authfile.store_credentials(env_file, "a.example:5000", "u", "p")
+    authfile.store_credentials(env_file, "b.example", "u", "p")
+    assert run("login", "b.example", "--get-login") == (0, "u\n", "")
+    assert run("logout", "--all") == (0, "Removed login credentials for all registries\n", "")
+    assert json.loads(env_file.read_text())["auths"] == {}
+
+
+def test_auth_file_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    default = Path(os.environ["XDG_DATA_HOME"]) / "gadgetstore" / "config.json"
+    docker = Path(os.environ["HOME"]) / ".docker" / "config.json"
+    assert authfile.auth_file_path() == docker  # default missing: docker's file is read
+    assert authfile.auth_file_path(for_write=True) == default
+    default.parent.mkdir(parents=True)
+    default.write_text("{}")
+    assert authfile.auth_file_path() == default
+    monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "env.json"))
+    assert authfile.auth_file_path() == tmp_path / "env.json"
+    assert authfile.auth_file_path(tmp_path / "flag.json") == tmp_path / "flag.json"
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.delenv("REGISTRY_AUTH_FILE")
+    assert authfile.auth_file_path(for_write=True) == Path("/var/lib/gadgetstore/config.json")
+
+
+def test_docker_config_fallback_is_used_for_pull(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    docker = Path(os.environ["HOME"]) / ".docker" / "config.json"
+    authfile.store_credentials(docker, "https://index.docker.io/v1/", "hub-user", "hub-pass")
+    creds = authfile.credentials_for("docker.io", None)
+    assert creds is not None and creds.username == "hub-user"
+
+
+def test_pull_and_push_messages(anon_registry: RegistryServer, tmp_path: Path) -> None:
+    src_root, dst_root = tmp_path / "src", tmp_path / "dst"
+    src = Store.open(src_root)
+    repo = unique_repo("cli")
+    images = [anon_registry.ref(repo, f"v{i}") for i in range(3)]
+    digests = [make_gadget_image(src, image).digest for image in images]
+    for image in images:
+        code, out, err = run("--store", str(src_root), "image", "push", image, "--insecure-registries",
+                             anon_registry.host)
+        assert code == 0, err
+        assert err.splitlines()[-1] == f"Successfully pushed {normalize(image).repository}:{normalize(image).tag}" \
+                                       f"@{digests[images.index(image)]}"
+
+    code, out, err = run("--store", str(dst_root), "image", "pull", *images, "--insecure-registries",
+                         f"other:1,{anon_registry.host}")
+    assert code == 0, err
+    assert out == ""
+    lines = err.splitlines()
+    for image, digest in zip(images, digests, strict=True):
+        assert f"Pulling {image}..." in lines  # already a full name: unchanged by normalisation
+        assert f"Successfully pulled {anon_registry.host}/{repo}:{image.rsplit(':', 1)[1]}@{digest}" in lines
+    assert sorted(Store.open(dst_root).tags()) == sorted(str(normalize(i)) for i in images)
+    verify_store(dst_root)
+
+
+def test_pull_failure_is_one_line(anon_registry: RegistryServer, tmp_path: Path) -> None:
+    missing = anon_registry.ref(unique_repo("cli"), "nope")
+    code, _out, err = run("--store", str(tmp_path / "s"), "image", "pull", missing, "--insecure-registries",
+                         anon_registry.host)
+    assert code == 1
+    assert err.splitlines()[0] == f"Pulling {missing}..."
+    assert err.splitlines()[1].startswith(f"Error: pulling {missing}: ") and "not found" in err
+    assert "Traceback" not in err
+
+
+def test_pull_prints_normalised_name(tmp_path: Path) -> None:
+    # A missing --authfile fails before any connection is made, so this never touches the network.
+    code, _, err = run("--store", str(tmp_path / "s"), "image", "pull", "trace_open",
+                       "--authfile", str(tmp_path / "missing.json"))
+    assert code == 1
+    assert err.splitlines()[0] == "Pulling ghcr.io/inspektor-gadget/gadget/trace_open:latest..."
+    assert "does not exist" in err
+    assert "Traceback" not in err
+
+
+def test_pull_with_login_over_tls(htpasswd_registry: RegistryServer, cert_dir: Path, tmp_path: Path) -> None:
+    auth = tmp_path / "auth.json"
+    src_root = tmp_path / "src"
+    image = htpasswd_registry.ref(unique_repo("cli"), "v1")
+    digest = make_gadget_image(Store.open(src_root), image).digest
+    assert run("login", htpasswd_registry.host, "-u", TEST_USER, "--password-stdin", "--authfile", str(auth),
+               "--cert-dir", str(cert_dir), input=TEST_PASSWORD)[0] == 0
+    code, _, err = run("--store", str(src_root), "image", "push", image, "--authfile", str(auth),
+                       "--cert-dir", str(cert_dir))
+    assert code == 0, err
+    code, _, err = run("--store", str(tmp_path / "dst"), "image", "pull", image, "--authfile", str(auth),
+                       "--cert-dir", str(cert_dir), "--platform", "linux/amd64")
+    assert code == 0, err
+    assert f"@{digest}" in err
+    code, _, err = run("--store", str(tmp_path / "dst2"), "image", "pull", image, "--cert-dir", str(cert_dir),
+                       "--authfile", str(tmp_path / "missing.json"))
+    assert code != 0 and "does not exist" in err

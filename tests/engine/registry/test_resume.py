@@ -1,0 +1,108 @@
+"""A killed ranged pull leaves a sparse ingest file; the next pull fetches only what is missing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import trio
+
+from gadgetstore.engine.registry import resume
+from gadgetstore.engine.registry.client import TransferOptions
+from gadgetstore.engine.registry.pull import pull_image
+from gadgetstore.engine.registry.push import push_image
+from gadgetstore.engine.store import Store
+from tests.support.fakes import FaultProxy
+from tests.support.images import graph_digests, make_gadget_image, pseudo_random, verify_store
+from tests.support.registry import RegistryServer, unique_repo
+
+PROJECT = str(Path(__file__).resolve().parents[3])
+SIZE = 3 * 1024 * 1024
+CHUNK = 256 * 1024
+
+
+def _opts(*hosts: str) -> TransferOptions:
+    return TransferOptions(insecure_registries=frozenset(hosts), range_threshold=1024 * 1024, chunk_size=CHUNK,
+                           chunk_parallelism=2)
+
+
+def _range_bytes(proxy: FaultProxy) -> int:
+    total = 0
+    for method, path, headers in proxy.requests:
+        rng = headers.get("Range")
+        if method == "GET" and "/blobs/" in path and rng:
+            first, last = rng.removeprefix("bytes=").split("-")
+            total += int(last) - int(first) + 1
+    return total
+
+
+async def test_resume_from_partial_ingest(anon_registry: RegistryServer, tmp_path: Path) -> None:
+    src = Store.open(tmp_path / "src")
+    repo = unique_repo("resume")
+    image = anon_registry.ref(repo, "v1")
+    make_gadget_image(src, image, layer_size=SIZE, archs=("amd64",))
+    await push_image(src, image, _opts(anon_registry.host))
+    layer = pseudo_random(SIZE, f"{image}/amd64")
+
+    # What a pull killed after the first 5 chunks (and part of the 6th) leaves behind.
+    dst = Store.open(tmp_path / "dst")
+    layer_digest = next(d for d in graph_digests(src, image) if src.blobs.stat(d).st_size == SIZE)
+    writer = dst.blobs.writer(layer_digest, SIZE)
+    for off in range(0, 5 * CHUNK, CHUNK):
+        writer.write_at(off, layer[off:off + CHUNK])
+    writer.write_at(5 * CHUNK, layer[5 * CHUNK:5 * CHUNK + 10_000])
+    resume.mark_ranged(writer)
+    os.utime(writer.temp_path, (0, 0))
+
+    proxy = FaultProxy(anon_registry.host)
+    try:
+        await pull_image(dst, f"{proxy.host}/{repo}:v1", _opts(proxy.host))
+        fetched = _range_bytes(proxy)
+    finally:
+        proxy.close()
+    assert fetched <= SIZE - 5 * CHUNK + 8192  # the remainder plus at most a couple of blocks
+    assert fetched >= SIZE - 5 * CHUNK - 10_000
+    assert not writer.temp_path.exists()
+    verify_store(tmp_path / "dst")
+
+
+async def test_killed_pull_resumes(anon_registry: RegistryServer, tmp_path: Path) -> None:
+    src = Store.open(tmp_path / "src")
+    repo = unique_repo("resume")
+    image = anon_registry.ref(repo, "v1")
+    make_gadget_image(src, image, layer_size=SIZE, archs=("amd64",))
+    await push_image(src, image, _opts(anon_registry.host))
+
+    proxy = FaultProxy(anon_registry.host)
+    try:
+        proxy.add(r"GET /v2/.*/blobs/", "delay", seconds=20, range_start=5 * CHUNK)  # chunk 5 hangs
+        script = "\n".join([
+            "import sys, trio",
+            f"sys.path.insert(0, {PROJECT!r})",
+            "from gadgetstore.engine.store import Store",
+            "from gadgetstore.engine.registry.client import TransferOptions",
+            "from gadgetstore.engine.registry.pull import pull_image",
+            f"opts = TransferOptions(insecure_registries=frozenset({{{proxy.host!r}}}), range_threshold=1048576,"
+            f" chunk_size={CHUNK}, chunk_parallelism=2)",
+            f"trio.run(pull_image, Store.open({str(tmp_path / 'dst')!r}), {f'{proxy.host}/{repo}:v1'!r}, opts)",
+        ])
+        child = await trio.lowlevel.open_process([sys.executable, "-c", script])
+        try:
+            for _ in range(300):
+                if _range_bytes(proxy) >= SIZE:  # every chunk asked for; all but chunk 5 will arrive
+                    break
+                await trio.sleep(0.05)
+            await trio.sleep(0.5)
+        finally:
+            child.send_signal(signal.SIGKILL)
+            await child.wait()
+        before = _range_bytes(proxy)
+        assert before >= SIZE - CHUNK  # the killed pull asked for (nearly) everything
+        await pull_image(Store.open(tmp_path / "dst"), f"{proxy.host}/{repo}:v1", _opts(proxy.host))
+        after = _range_bytes(proxy) - before
+    finally:
+        proxy.close()
+    assert after <= CHUNK + 8192  # only the stalled chunk (and a block before it) is fetched again
+    verify_store(tmp_path / "dst")

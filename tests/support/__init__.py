@@ -1,0 +1,1 @@
+"""Helpers shared by test directories: real registries, synthetic gadget images, a fault proxy."""

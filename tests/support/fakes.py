@@ -1,0 +1,209 @@
+"""Tiny HTTP servers for tests: a scripted fake registry and a fault-injecting proxy.
+
+Both run in a background thread (``http.server``), so the code under test (trio, in the test's
+own thread) talks to them over real sockets. :class:`FaultProxy` forwards to a real registry and
+applies :class:`Fault` rules: truncate, corrupt, delay, drop, answer with a status, ignore Range.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    drop: bool = False  # close the connection without answering
+
+
+Handler = Callable[[Request], Reply]
+
+
+class FakeServer:
+    """Serve ``handler`` on 127.0.0.1:<random port>; records every request."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests: list[Request] = []
+        outer = self
+
+        class _H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                req = Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                outer.requests.append(req)
+                reply = outer.handler(req)
+                if reply.drop:
+                    self.close_connection = True
+                    return
+                self.send_response(reply.status)
+                headers = {"Content-Length": str(len(reply.body)), **reply.headers}
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(reply.body)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _H)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@dataclass
+class Fault:
+    """Applied to the next ``times`` requests whose ``METHOD path`` matches ``pattern``.
+
+    kind: ``status`` (answer ``status`` with ``headers``), ``drop`` (close without answering),
+    ``truncate`` (send the head and ``at`` body bytes, then close), ``corrupt`` (flip byte ``at``),
+    ``delay`` (sleep ``seconds`` first), ``ignore-range`` (forward without the Range header).
+    """
+
+    pattern: str
+    kind: str
+    times: int = 1
+    status: int = 503
+    headers: dict[str, str] = field(default_factory=dict)
+    at: int = 0
+    seconds: float = 0.0
+    range_start: int | None = None  # only Range requests starting at this byte
+    hits: int = 0
+
+
+class FaultProxy:
+    """A reverse proxy in front of ``upstream`` (``host:port``, plain HTTP) that misbehaves on cue."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.faults: list[Fault] = []
+        self._lock = threading.Lock()
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        outer = self
+
+        class _H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                outer.requests.append((self.command, self.path, dict(headers)))
+                fault = outer._take(f"{self.command} {self.path}", headers.get("Range"))
+                if fault is not None and fault.kind == "delay":
+                    time.sleep(fault.seconds)
+                if fault is not None and fault.kind == "drop":
+                    self.close_connection = True
+                    return
+                if fault is not None and fault.kind == "status":
+                    self.send_response(fault.status)
+                    for key, value in {"Content-Length": "0", **fault.headers}.items():
+                        self.send_header(key, value)
+                    self.end_headers()
+                    return
+                if fault is not None and fault.kind == "ignore-range":
+                    headers = {k: v for k, v in headers.items() if k.lower() != "range"}
+                conn = http.client.HTTPConnection(outer.upstream, timeout=30)
+                try:
+                    conn.request(self.command, self.path, body=body or None, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    self.send_response(resp.status)
+                    for key, value in resp.getheaders():
+                        if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                            if key.lower() == "location" and value.startswith(f"http://{outer.upstream}"):
+                                value = value.replace(outer.upstream, f"127.0.0.1:{outer.port}", 1)
+                            self.send_header(key, value)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    if self.command == "HEAD":
+                        return
+                    if fault is not None and fault.kind == "truncate":
+                        self.wfile.write(data[: fault.at])
+                        self.wfile.flush()
+                        self.close_connection = True
+                        return
+                    if fault is not None and fault.kind == "corrupt" and data:
+                        pos = min(fault.at, len(data) - 1)
+                        data = data[:pos] + bytes([data[pos] ^ 0xFF]) + data[pos + 1:]
+                    self.wfile.write(data)
+                finally:
+                    conn.close()
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _H)
+        self._server.daemon_threads = True
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def add(self, pattern: str, kind: str, **kw: Any) -> Fault:
+        fault = Fault(pattern, kind, **kw)
+        with self._lock:
+            self.faults.append(fault)
+        return fault
+
+    def _take(self, line: str, range_header: str | None) -> Fault | None:
+        start = int(range_header.removeprefix("bytes=").split("-")[0]) if range_header else None
+        with self._lock:
+            for fault in self.faults:
+                if fault.range_start is not None and fault.range_start != start:
+                    continue
+                if fault.hits < fault.times and re.search(fault.pattern, line):
+                    fault.hits += 1
+                    return fault
+        return None
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def serving(handler: Handler) -> Iterator[FakeServer]:
+    """Generator for a pytest fixture: ``yield from serving(handler)``."""
+    server = FakeServer(handler)
+    try:
+        yield server
+    finally:
+        server.close()

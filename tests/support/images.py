@@ -1,0 +1,82 @@
+"""Synthetic gadget images shaped like ``ig image build`` output, written straight into a store.
+
+An index (amd64, arm64) → one manifest per arch (``artifactType`` gadget, no ``mediaType`` field)
+→ a gadget.yaml config and one eBPF layer per arch, with deterministic pseudo-random bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from gadgetstore.engine import mediatypes as mt
+from gadgetstore.engine.descriptor import Descriptor
+from gadgetstore.engine.digest import Digest
+from gadgetstore.engine.reference import normalize
+from gadgetstore.engine.store import Store
+
+
+def pseudo_random(size: int, seed: str) -> bytes:
+    """Incompressible, reproducible bytes (sha256 in counter mode)."""
+    out = bytearray()
+    counter = 0
+    base = seed.encode()
+    while len(out) < size:
+        out += hashlib.sha256(base + counter.to_bytes(8, "big")).digest() * 64
+        counter += 1
+    return bytes(out[:size])
+
+
+def _compact(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def make_gadget_image(
+    store: Store, image: str, *, layer_size: int = 40_000, seed: str | None = None,
+    archs: tuple[str, ...] = ("amd64", "arm64"), shared_layer: bytes | None = None,
+) -> Descriptor:
+    """Build and tag ``image`` (normalised) in ``store``; returns the root index descriptor."""
+    seed = seed or image
+    name = image.rsplit("/", 1)[-1].split(":")[0]
+    annotations = {"org.opencontainers.image.title": name, "org.opencontainers.image.created": "2026-01-01T00:00:00Z"}
+    config = f"name: {name}\ndescription: test gadget {seed}\n".encode()
+    config_desc = {"mediaType": mt.GADGET_CONFIG, "digest": str(store.blobs.put(config)), "size": len(config)}
+    entries = []
+    for arch in archs:
+        layer = shared_layer if shared_layer is not None else pseudo_random(layer_size, f"{seed}/{arch}")
+        layer_digest = store.blobs.put(layer)
+        manifest = {"schemaVersion": 2, "artifactType": mt.GADGET_ARTIFACT, "config": config_desc,
+                    "layers": [{"mediaType": mt.GADGET_EBPF, "digest": str(layer_digest), "size": len(layer)}],
+                    "annotations": annotations}
+        data = _compact(manifest)
+        digest = store.blobs.put(data)
+        entries.append({"mediaType": mt.OCI_MANIFEST, "digest": str(digest), "size": len(data),
+                        "annotations": annotations, "platform": {"architecture": arch, "os": "linux"}})
+    index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries, "annotations": annotations}
+    data = _compact(index)
+    root = Descriptor(mt.OCI_INDEX, store.blobs.put(data), len(data))
+    with store.transaction() as txn:
+        txn.tag(str(normalize(image)), root)
+    return root
+
+
+def verify_store(root: Path) -> int:
+    """Reopen the store and rehash every blob; returns the number of blobs. Fails on any damage."""
+    store = Store.open(root)
+    count = 0
+    for digest in store.blobs.iter_digests():
+        assert store.blobs.rehash(digest) == digest, f"blob {digest} is corrupt"
+        count += 1
+    leftovers = [p for p in store.blobs.stale_ingest_files() if p.exists()]
+    assert not leftovers, f"ingest files left behind: {leftovers}"
+    for ref in store.tags():
+        desc = store.lookup(ref)
+        assert desc is not None
+        store.walk([desc])  # every reachable blob is present and verifies
+    return count
+
+
+def graph_digests(store: Store, image: str) -> set[Digest]:
+    desc = store.resolve(str(normalize(image)))
+    return set(store.walk([desc]))
