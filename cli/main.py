@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from . import image_offline, inspect_cmd, maintenance
+# Command modules: add yours to this import and one register line below.
+from . import build_cmd, image_offline, inspect_cmd, maintenance, mount, registry_cmds, serve_cmd, sign_cmds
 from .context import AppContext
 
 
@@ -33,9 +34,11 @@ image_offline.register(image)
 inspect_cmd.register(image)
 maintenance.register(cli)
 # Command modules of the other areas register here, one line each.
-from . import build_cmd  # noqa: E402
-
 build_cmd.register(image)
+registry_cmds.register(cli, image)
+serve_cmd.register(cli)
+sign_cmds.register(cli, image)
+mount.register(cli)
 
 
 def main() -> None:

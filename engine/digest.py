@@ -48,11 +48,3 @@ class Digest:
 
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.hex}"
-
-
-def is_digest(text: str) -> bool:
-    try:
-        Digest.parse(text)
-    except InvalidDigest:
-        return False
-    return True

@@ -6,7 +6,6 @@ import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import StoreError
@@ -55,13 +54,3 @@ def open_regular(path: Path) -> int:
         os.close(fd)
         raise StoreError(f"{path} is not a regular file")
     return fd
-
-
-@contextlib.contextmanager
-def removing_on_error(path: Path) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        raise

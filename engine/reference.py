@@ -52,9 +52,6 @@ class Reference:
     def tag_or_latest(self) -> str:
         return self.tag or DEFAULT_TAG
 
-    def with_tag(self, tag: str) -> Reference:
-        return Reference(self.domain, self.path, tag, None)
-
     def __str__(self) -> str:
         text = self.repository
         if self.tag is not None:

@@ -1,1 +1,13 @@
-"""The read-only FUSE view of the store."""
+"""The read-only FUSE view of the store (``gadgetstore mount``).
+
+Layers, each only using the ones below it::
+
+    runner      mount/serve/unmount lifecycle, signals, background tasks
+    adapter     pyfuse3 Operations: inodes in, attributes/bytes out, every error → FUSEError
+    loader      the only disk access (worker threads): journal snapshots, documents, extra info,
+                verified blob fds          blobfds: shared blob fds, non-blocking cached reads
+    live        which kernel entries a new snapshot invalidates
+    inodes      inode numbers and kernel lookup counts
+    model       paths → nodes over a catalog plus loaded facts (pure; raises Missing for I/O)
+    catalog     journal snapshot → directory tree        facts / nodes: plain values
+"""

@@ -23,6 +23,7 @@ from . import auth as authlib
 from .authfile import Credentials, credentials_for
 from .errors import AuthError, NotFoundInRegistry, RateLimited, RegistryError, RegistryUnavailable, TransportError
 from .http import Headers, Origin, Pool, Response, origin_of
+from .mirrors_config import RegistriesConfig
 
 MAX_TOKEN_BYTES = 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
@@ -54,6 +55,7 @@ class TransferOptions:
     backoff_max: float = 8.0
     connect_timeout: float = 15.0
     read_timeout: float = 60.0
+    registries: RegistriesConfig | None = None  # mirrors per upstream (see .mirrors)
 
 
 def make_ssl_context(ca_file: Path | None, cert_dir: Path | None) -> ssl.SSLContext:
@@ -336,9 +338,12 @@ class Session:
             read_timeout=self.options.read_timeout,
         )
         self._clients: dict[str, RegistryClient] = {}
+        self.origin_ssl: dict[Origin, ssl.SSLContext] = {}  # e.g. a mirror's own CA, never the upstream's client cert
         self.blob_limiter = trio.CapacityLimiter(self.options.max_concurrent_blobs)
 
     def _ssl_context(self, origin: Origin) -> ssl.SSLContext:
+        if origin in self.origin_ssl:
+            return self.origin_ssl[origin]
         if self._ssl is None:  # a token realm or redirect on https before any https registry
             self._ssl = make_ssl_context(self.options.ca_file, self.options.cert_dir)
         return self._ssl

@@ -20,9 +20,10 @@ from ..digest import Digest
 from ..errors import GadgetStoreError, InvalidManifest, StoreError
 from ..reference import Reference, normalize
 from ..store import Store
-from .blobfetch import BlobFetcher
 from .client import RegistryClient, Session, TransferOptions
-from .manifests import Document, fetch_document, media_type_of
+from .manifests import Document, media_type_of
+from .mirrors import Sources, Tallies
+from .signatures import SignatureFetch, VerifyPolicy, discard_refused, settle_signatures
 from .tasks import task_group
 
 
@@ -34,6 +35,9 @@ class PullResult:
     blobs_fetched: int = 0
     bytes_fetched: int = 0
     error: GadgetStoreError | None = None
+    sources: Tallies = field(default_factory=dict)  # bytes per source (upstream, each mirror)
+    signatures: int = 0  # signature manifests stored with the image (see .signatures)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def summary(self) -> str:
@@ -47,6 +51,7 @@ class PullResult:
 class _Stats:
     blobs: int = 0
     bytes: int = 0
+    sources: Tallies = field(default_factory=dict)
 
 
 @dataclass
@@ -103,12 +108,14 @@ class _TagCommitter:
 class Puller:
     """Pull images through one :class:`Session` into one store."""
 
-    def __init__(self, store: Store, session: Session) -> None:
+    def __init__(self, store: Store, session: Session, policy: VerifyPolicy | None = None) -> None:
         self.store = store
         self.session = session
+        self.policy = policy
         self.options = session.options
         self._shared = _Shared()
         self._tags = _TagCommitter(store)
+        self._sources = Sources(session)  # mirrors first, as the session's registries config says
 
     async def pull(self, image: str) -> PullResult:
         """Pull one image and tag it; raises on failure (nothing is tagged then)."""
@@ -116,10 +123,16 @@ class Puller:
         client = await self.session.client(ref.domain)
         stats = _Stats()
         root = await self._root(client, ref, stats)
-        await self._graph(client, ref.path, root, stats, arch=None)
         tag = str(ref)
+        signatures = SignatureFetch(self.store, client, ref.path, root.desc, self.session.blob_limiter)
+        async with task_group() as nursery:
+            nursery.start_soon(self._graph, client, ref.path, root, stats, None)
+            nursery.start_soon(signatures.run)
+        # recorded (and verified) before the tag, under the batch's lease: see .signatures
+        outcome = await settle_signatures(self.store, tag, root.desc, signatures, self.policy)
         await self._tags.tag(tag, root.desc)
-        return PullResult(image, tag, root.desc, stats.blobs, stats.bytes)
+        return PullResult(image, tag, root.desc, stats.blobs, stats.bytes, sources=stats.sources,
+                          signatures=outcome.count, warnings=outcome.warnings)
 
     async def _root(self, client: RegistryClient, ref: Reference, stats: _Stats) -> Document:
         where = f"{ref}"
@@ -127,9 +140,9 @@ class Puller:
             local = await self._local_document(ref.digest, None)
             if local is not None:
                 return local
-            doc = await fetch_document(client, ref.path, str(ref.digest), ref.digest, where)
+            doc = await self._sources.document(client, ref.path, str(ref.digest), ref.digest, where, stats.sources)
         else:
-            doc = await fetch_document(client, ref.path, ref.tag_or_latest, None, where)
+            doc = await self._sources.document(client, ref.path, ref.tag_or_latest, None, where, stats.sources)
         await self._save_document(doc, stats)
         return doc
 
@@ -191,7 +204,8 @@ class Puller:
 
     async def _child_document(self, client: RegistryClient, repo: str, desc: Descriptor, stats: _Stats,
                               arch: str | None) -> None:
-        doc = await fetch_document(client, repo, str(desc.digest), desc, f"manifest {desc.digest}")
+        doc = await self._sources.document(client, repo, str(desc.digest), desc, f"manifest {desc.digest}",
+                                           stats.sources)
         await self._save_document(doc, stats)
         await self._graph(client, repo, doc, stats, arch)
 
@@ -204,7 +218,7 @@ class Puller:
         event = inflight[desc.digest] = trio.Event()
         try:
             async with self.session.blob_limiter:
-                received = await BlobFetcher(self.store, client).fetch(repo, desc)
+                received = await self._sources.blob(self.store, client, repo, desc, stats.sources)
             stats.blobs += 1
             stats.bytes += received
         finally:
@@ -219,11 +233,13 @@ async def pull_images(
     *,
     on_start: Callable[[str], None] | None = None,
     on_done: Callable[[PullResult], None] | None = None,
+    verify: VerifyPolicy | None = None,
 ) -> list[PullResult]:
     """Pull many images concurrently into ``store``; one result per image, in input order.
 
     A failed image carries its ``error``; the others still complete. ``on_start``/``on_done``
     are called from the event loop as each image begins and ends (for progress messages).
+    ``verify`` refuses to tag an image whose signature does not verify; its blobs are then deleted.
     """
     options = options or TransferOptions()
     results = [PullResult(image) for image in images]
@@ -232,7 +248,7 @@ async def pull_images(
     await trio.to_thread.run_sync(lease.enter_context, store.lease())
     try:
         async with Session(options) as session:
-            puller = Puller(store, session)
+            puller = Puller(store, session, verify)
 
             async def one(i: int) -> None:
                 async with limit:
@@ -253,12 +269,14 @@ async def pull_images(
                     nursery.start_soon(one, i)
     finally:
         await trio.to_thread.run_sync(lease.close)
+    await discard_refused(store, (r.error for r in results))  # needs the exclusive lease: after ours
     return results
 
 
-async def pull_image(store: Store, image: str, options: TransferOptions | None = None) -> PullResult:
+async def pull_image(store: Store, image: str, options: TransferOptions | None = None, *,
+                     verify: VerifyPolicy | None = None) -> PullResult:
     """Pull one image; raises its error instead of returning it."""
-    (result,) = await pull_images(store, [image], options)
+    (result,) = await pull_images(store, [image], options, verify=verify)
     if result.error is not None:
         raise result.error
     return result

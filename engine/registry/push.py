@@ -22,6 +22,7 @@ from ..store import Store
 from .client import RegistryClient, Session, TransferOptions
 from .errors import RegistryError, TransportError
 from .http import Response
+from .signatures import push_signatures
 from .tasks import task_group
 
 OCTET = ("Content-Type", "application/octet-stream")
@@ -34,6 +35,7 @@ class PushResult:
     blobs_uploaded: int = 0
     blobs_mounted: int = 0
     blobs_skipped: int = 0
+    signatures: int = 0  # stored signatures pushed after the image (see .signatures)
 
     @property
     def summary(self) -> str:
@@ -208,7 +210,10 @@ async def push_image(
         for node in docs[:-1]:
             await pusher.push_document(node, str(node.desc.digest))
         await pusher.push_document(docs[-1], ref.tag or str(ref.digest))
-    return PushResult(full, root, pusher.uploaded, pusher.mounted, pusher.skipped)
+        # after the image, so a registry never lists a signature of something it does not have
+        signatures = await push_signatures(store, client, ref.path, root.digest, pusher.push_blob,
+                                           session.blob_limiter)
+    return PushResult(full, root, pusher.uploaded, pusher.mounted, pusher.skipped, signatures)
 
 
 async def _limited(session: Session, pusher: Pusher, blob: Descriptor) -> None:

@@ -1,0 +1,153 @@
+"""Trying mirrors before the upstream, with the same verification and without upstream secrets.
+
+Each mirror gets its own :class:`MirrorClient` on the session's shared pool: no credentials, no
+``--cert-dir`` client certificate, no retries (a mirror is an optimisation, so the next source is
+tried at once). Everything a mirror sends is checked exactly like the upstream's answer — manifests
+against the digest asked for, blobs re-hashed at commit — so a lying mirror costs one wasted
+download, and is then skipped for :data:`COOLDOWN` seconds, like a mirror that is down. A 404 is
+normal (a peer that lacks the blob) and only moves on to the next source.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import TypeVar
+from urllib.parse import quote
+
+import trio
+
+from ..descriptor import Descriptor
+from ..digest import Digest
+from ..errors import GadgetStoreError
+from ..store import Store
+from .blobfetch import BlobFetcher
+from .client import RegistryClient, Session, make_ssl_context
+from .errors import NotFoundInRegistry
+from .http import origin_of
+from .manifests import Document, fetch_document
+from .mirrors_config import Mirror
+
+log = logging.getLogger("gadgetstore.registry.mirrors")
+COOLDOWN = 30.0
+T = TypeVar("T")
+
+
+@dataclass
+class SourceTally:
+    """What one source delivered to one image: verified bytes and items, and failed attempts."""
+
+    bytes: int = 0
+    items: int = 0
+    failures: int = 0
+
+
+Tallies = dict[str, SourceTally]
+
+
+def upstream_label(domain: str) -> str:
+    return f"upstream {domain}"
+
+
+def mirror_label(mirror: Mirror) -> str:
+    return f"mirror {mirror.label}"
+
+
+def merge(into: Tallies, other: Tallies) -> None:
+    for name, tally in other.items():
+        total = into.setdefault(name, SourceTally())
+        total.bytes += tally.bytes
+        total.items += tally.items
+        total.failures += tally.failures
+
+
+class MirrorClient(RegistryClient):
+    """A registry client aimed at a mirror: paths get the prefix and ``ns=<upstream>``."""
+
+    def __init__(self, mirror: Mirror, upstream: str, session: Session) -> None:
+        super().__init__(upstream, session)
+        self.mirror = mirror
+        self.upstream = upstream
+        self.domain = mirror.label  # error messages name the mirror
+        self.options = replace(session.options, retries=0)
+        self.insecure = mirror.insecure
+        self.base_url = mirror.base_url
+        self.origin = origin_of(self.base_url)
+        self.credentials = None
+
+    def url(self, path: str) -> str:
+        if self.mirror.path_prefix and path.startswith("/v2/") and len(path) > 4:
+            path = f"/v2/{self.mirror.path_prefix}/{path[4:]}"
+        return f"{self.base_url}{path}{'&' if '?' in path else '?'}ns={quote(self.upstream, safe='')}"
+
+
+class Sources:
+    """The mirrors of a batch's upstreams, tried in order; the upstream client comes last."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.config = session.options.registries
+        self._clients: dict[tuple[Mirror, str], MirrorClient] = {}
+        self._down_until: dict[Mirror, float] = {}
+
+    async def _client(self, mirror: Mirror, upstream: str) -> MirrorClient:
+        client = self._clients.get((mirror, upstream))
+        if client is None:
+            origin = origin_of(mirror.base_url)
+            if origin.scheme == "https" and origin not in self.session.origin_ssl:
+                self.session.origin_ssl[origin] = await trio.to_thread.run_sync(make_ssl_context, mirror.ca_file, None)
+            client = self._clients.setdefault((mirror, upstream), MirrorClient(mirror, upstream, self.session))
+        return client
+
+    def _usable(self, domain: str, by_tag: bool) -> list[Mirror]:
+        if self.config is None:
+            return []
+        now = trio.current_time()
+        return [m for m in self.config.mirrors_for(domain)
+                if (m.resolve or not by_tag) and self._down_until.get(m, 0.0) <= now]
+
+    async def _first(self, upstream: RegistryClient, by_tag: bool, tallies: Tallies,
+                     fetch: Callable[[RegistryClient], Awaitable[tuple[T, int]]]) -> T:
+        for mirror in self._usable(upstream.domain, by_tag):
+            tally = tallies.setdefault(mirror_label(mirror), SourceTally())
+            try:
+                value, size = await fetch(await self._client(mirror, upstream.domain))
+            except GadgetStoreError as err:
+                tally.failures += 1
+                if not isinstance(err, NotFoundInRegistry):
+                    self._down_until[mirror] = trio.current_time() + COOLDOWN
+                    log.warning("mirror %s skipped for %.0f s: %s", mirror.label, COOLDOWN, err)
+                continue
+            tally.bytes += size
+            tally.items += 1
+            return value
+        tally = tallies.setdefault(upstream_label(upstream.domain), SourceTally())
+        try:
+            value, size = await fetch(upstream)
+        except GadgetStoreError:
+            tally.failures += 1
+            raise
+        tally.bytes += size
+        tally.items += 1
+        return value
+
+    async def document(self, upstream: RegistryClient, repo: str, reference: str,
+                       expected: Descriptor | Digest | None, where: str, tallies: Tallies) -> Document:
+        """A manifest or index; by tag only mirrors with ``resolve`` are asked."""
+
+        async def fetch(client: RegistryClient) -> tuple[Document, int]:
+            doc = await fetch_document(client, repo, reference, expected, where)
+            return doc, len(doc.data)
+
+        return await self._first(upstream, expected is None, tallies, fetch)
+
+    async def blob(self, store: Store, upstream: RegistryClient, repo: str, desc: Descriptor,
+                   tallies: Tallies) -> int:
+        """Download and commit ``desc``; returns the bytes received from the source that served it."""
+
+        async def fetch(client: RegistryClient) -> tuple[int, int]:
+            received = await BlobFetcher(store, client).fetch(repo, desc)
+            return received, received
+
+        return await self._first(upstream, False, tallies, fetch)

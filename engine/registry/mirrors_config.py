@@ -1,0 +1,179 @@
+"""``registries.toml``: ordered mirrors per upstream registry (pure: parsing and validation only).
+
+In the spirit of containerd's ``hosts.toml``, but one file for every registry::
+
+    [[registry."ghcr.io".mirror]]
+    url = "http://10.0.0.7:5050"       # a `gadgetstore serve` peer
+    insecure = true                    # plain HTTP; required for http:// URLs
+    path_prefix = "ghcr.io"            # ask for /v2/ghcr.io/<path>/... (full names on a peer)
+
+    [[registry."ghcr.io".mirror]]
+    url = "https://cache.kube-system.svc:5000"   # a docker-registry pull-through cache
+    ca_file = "/etc/gadgetstore/cache-ca.crt"    # trusted for this mirror only
+    resolve = false                              # tags are still resolved at the upstream
+
+Mirrors are tried in order for content addressed by digest; a mirror with ``resolve = true`` may
+also answer tag lookups (it then decides which digest a tag means — trust it accordingly). The
+upstream is always the last resort. Unknown keys are errors, so a typo never silently disables a
+mirror. Where the file is: ``--registries-config``, then ``$GADGETSTORE_REGISTRIES_CONFIG``, then
+``/etc/gadgetstore/registries.toml`` if it exists.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from ..errors import GadgetStoreError
+
+DEFAULT_PATH = Path("/etc/gadgetstore/registries.toml")
+ENV_VAR = "GADGETSTORE_REGISTRIES_CONFIG"
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_MIRRORS = 16
+_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_MIRROR_KEYS = {"url", "insecure", "ca_file", "path_prefix", "resolve"}
+
+
+class RegistriesConfigError(GadgetStoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class Mirror:
+    """One mirror of one upstream; ``base_url`` is ``scheme://host[:port]`` without a path."""
+
+    base_url: str
+    insecure: bool = False
+    ca_file: Path | None = None
+    path_prefix: str = ""
+    resolve: bool = False
+
+    @property
+    def label(self) -> str:
+        """How summaries and messages name this mirror."""
+        return self.base_url + (f"/{self.path_prefix}" if self.path_prefix else "")
+
+
+@dataclass(frozen=True)
+class RegistriesConfig:
+    mirrors: dict[str, tuple[Mirror, ...]] = field(default_factory=dict)
+    source: Path | None = None
+
+    def mirrors_for(self, domain: str) -> tuple[Mirror, ...]:
+        return self.mirrors.get(domain, ())
+
+
+def _mirror(raw: Any, where: str, base_dir: Path) -> Mirror:
+    if not isinstance(raw, dict):
+        raise RegistriesConfigError(f"{where}: a mirror must be a table")
+    unknown = set(raw) - _MIRROR_KEYS
+    if unknown:
+        raise RegistriesConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    url = raw.get("url")
+    if not isinstance(url, str) or not url.strip():
+        raise RegistriesConfigError(f"{where}: url is required")
+    for key in ("insecure", "resolve"):
+        if key in raw and not isinstance(raw[key], bool):
+            raise RegistriesConfigError(f"{where}: {key} must be true or false")
+    insecure = bool(raw.get("insecure", False))
+    url = url.strip()
+    explicit = "://" in url
+    parts = urlsplit(url if explicit else f"//{url}")
+    scheme = parts.scheme.lower() if explicit else ("http" if insecure else "https")
+    if scheme not in ("http", "https"):
+        raise RegistriesConfigError(f"{where}: url {url!r} must be http(s)://HOST[:PORT] or HOST[:PORT]")
+    if scheme == "http" and not insecure:
+        raise RegistriesConfigError(f"{where}: url {url!r} is plain HTTP; say insecure = true to allow it")
+    if scheme == "https" and insecure:
+        raise RegistriesConfigError(f"{where}: url {url!r} is https but insecure = true asks for plain HTTP")
+    try:
+        port = parts.port
+    except ValueError:
+        raise RegistriesConfigError(f"{where}: url {url!r} has an invalid port") from None
+    if not parts.hostname or parts.username or parts.password or parts.query or parts.fragment:
+        raise RegistriesConfigError(f"{where}: url {url!r} must be just scheme, host and port")
+    if parts.path not in ("", "/"):
+        raise RegistriesConfigError(f"{where}: url {url!r} has a path; use path_prefix for that")
+    host = parts.hostname.lower()
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
+    prefix = raw.get("path_prefix", "")
+    if not isinstance(prefix, str):
+        raise RegistriesConfigError(f"{where}: path_prefix must be a string")
+    prefix = prefix.strip("/")
+    if prefix and not all(_COMPONENT_RE.match(c) for c in prefix.split("/")):
+        raise RegistriesConfigError(f"{where}: path_prefix {prefix!r} is not a valid repository path")
+    ca_file = raw.get("ca_file")
+    ca_path: Path | None = None
+    if ca_file is not None:
+        if not isinstance(ca_file, str) or not ca_file:
+            raise RegistriesConfigError(f"{where}: ca_file must be a path")
+        if scheme != "https":
+            raise RegistriesConfigError(f"{where}: ca_file needs an https mirror")
+        ca_path = Path(ca_file) if os.path.isabs(ca_file) else base_dir / ca_file
+    return Mirror(f"{scheme}://{netloc}", insecure, ca_path, prefix, bool(raw.get("resolve", False)))
+
+
+def parse(text: str, source: Path | None = None) -> RegistriesConfig:
+    """Validate ``text``; relative ``ca_file`` paths are relative to the file's directory."""
+    where = str(source) if source else "registries config"
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise RegistriesConfigError(f"{where}: not valid TOML: {err}") from None
+    unknown = set(data) - {"registry"}
+    if unknown:
+        raise RegistriesConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    registries = data.get("registry", {})
+    if not isinstance(registries, dict):
+        raise RegistriesConfigError(f"{where}: [registry] must be a table of registries")
+    base_dir = source.parent if source else Path.cwd()
+    mirrors: dict[str, tuple[Mirror, ...]] = {}
+    for domain, entry in registries.items():
+        here = f"{where}: registry {domain!r}"
+        if not isinstance(entry, dict):
+            raise RegistriesConfigError(f"{here}: must be a table")
+        if set(entry) - {"mirror"}:
+            raise RegistriesConfigError(f"{here}: unknown key(s) {', '.join(sorted(set(entry) - {'mirror'}))}")
+        raw = entry.get("mirror", [])
+        if not isinstance(raw, list):
+            raise RegistriesConfigError(f"{here}: mirror must be an array of tables ([[registry.\"…\".mirror]])")
+        if len(raw) > MAX_MIRRORS:
+            raise RegistriesConfigError(f"{here}: more than {MAX_MIRRORS} mirrors")
+        mirrors[domain] = tuple(_mirror(m, f"{here} mirror {i + 1}", base_dir) for i, m in enumerate(raw))
+    return RegistriesConfig(mirrors, source)
+
+
+def config_path(explicit: Path | None) -> tuple[Path, bool]:
+    """(path, required): an explicit or environment path must exist; the default may be absent."""
+    if explicit is not None:
+        return explicit, True
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env), True
+    return DEFAULT_PATH, False
+
+
+def load(explicit: Path | None = None) -> RegistriesConfig:
+    """Read the config that applies; an absent default file means no mirrors."""
+    path, required = config_path(explicit)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        if required:
+            raise RegistriesConfigError(f"registries config {path} does not exist") from None
+        return RegistriesConfig()
+    except OSError as err:
+        raise RegistriesConfigError(f"cannot read registries config {path}: {err.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise RegistriesConfigError(f"registries config {path} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise RegistriesConfigError(f"registries config {path} is not UTF-8") from None
+    return parse(text, path)

@@ -1,0 +1,457 @@
+"""Signatures on the wire: ``pull`` brings an image's signatures along, ``push`` sends them back.
+
+Pull looks, concurrently with the image graph, in the image's own repository for cosign's legacy
+tag ``sha256-<hex>.sig`` and for referrers of the root digest: the OCI 1.1 Referrers API, or the
+``sha256-<hex>`` referrers-tag index when the registry has no such API (distribution 2.8 answers
+404). Only referrers of :data:`SIGNATURE_ARTIFACT_TYPES` (cosign OCI 1.1, Sigstore bundle, notation)
+are kept. Unlike ig (first format wins) every format found is stored, so a later offline
+``verify`` can use whichever one the trusted key made. A missing signature is not an error; a
+signature that cannot be fetched is a warning, never a failed pull.
+
+Ordering: the signatures are recorded (tags / pins, one journal record each) *before* the image
+tag, under the pull's shared lease. Verification reads them from the store, and the tag must come
+only after a verdict; the lease keeps ``gc``/``remove`` from dropping them in between. When
+verification refuses the image its records are undone and, once the batch has released its
+lease, the blobs nothing else reaches are deleted under the exclusive lease (a targeted gc).
+
+Push sends the stored signatures after the image: the legacy tag under the same repository,
+referrers by digest (a registry with the Referrers API links them through ``subject`` and says so
+with ``OCI-Subject``); when a registry does not confirm that, the ``sha256-<hex>`` referrers-tag
+index is fetched, merged and put back, as the distribution spec asks of clients.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
+
+import trio
+
+from .. import mediatypes as mt
+from ..descriptor import Descriptor, canonical_json, children, is_document, parse_document, subject
+from ..digest import Digest
+from ..errors import GadgetStoreError, InvalidManifest
+from ..locking import flocked
+from ..signatures import constants as sc
+from ..signatures.errors import SignatureError
+from ..signatures.keys import PublicKey, default_public_keys, load_public_keys
+from ..signatures.locate import artifact_type_of, record_pulled_signature, signature_artifacts
+from ..signatures.verify import VerifyResult, verify_cosign
+from ..store import Store
+from .blobfetch import BlobFetcher
+from .client import RegistryClient
+from .errors import NotFoundInRegistry, RegistryError
+from .manifests import Document, fetch_document
+
+POLICY_FILE = "policy.json"
+MAX_REFERRERS = 16  # signature referrers fetched per image: a hostile listing cannot make us fetch more
+MAX_REFERRER_PAGES = 8
+MAX_SIGNATURE_BLOB = 1024 * 1024  # what the verifier reads at most (signatures.encoding)
+MAX_SIGNATURE_CHILDREN = 8
+_API_MISSING = (400, 404, 405)  # the Referrers API is absent: fall back to the referrers tag
+BlobPusher = Callable[[Descriptor], Awaitable[None]]
+_LINK_NEXT_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+
+
+class PolicyError(GadgetStoreError):
+    pass
+
+
+class SignatureRefused(SignatureError):
+    """``pull --verify`` (or the store policy) refused the image; ``discard`` are its blobs to delete."""
+
+    def __init__(self, message: str, discard: frozenset[Digest] = frozenset()) -> None:
+        super().__init__(message)
+        self.discard = discard
+
+
+# -- policy ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifyPolicy:
+    """Verify pulled images with these cosign keys (``None``: Inspektor Gadget's key) before tagging."""
+
+    keys: tuple[PublicKey, ...] | None = None
+    source: str = "--verify"
+
+    def public_keys(self) -> list[PublicKey]:
+        return default_public_keys() if self.keys is None else list(self.keys)
+
+
+def load_policy(store_root: Path) -> VerifyPolicy | None:
+    """``<store>/policy.json``: ``{"verify": true, "publicKeys": ["<PEM>", …]}``; None when off or absent.
+
+    A store-wide setting so an air-gapped store can never gain an unverified image by a forgotten flag.
+    """
+    path = store_root / POLICY_FILE
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise PolicyError(f"cannot read store policy {path}: {err.strerror or err}") from None
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise PolicyError(f"store policy {path} is not valid JSON ({err})") from None
+    if not isinstance(doc, dict) or set(doc) - {"verify", "publicKeys"}:
+        raise PolicyError(f'store policy {path} must be an object with only "verify" and "publicKeys"')
+    verify = doc.get("verify", False)
+    pems = doc.get("publicKeys")
+    if not isinstance(verify, bool):
+        raise PolicyError(f'store policy {path}: "verify" must be true or false')
+    if pems is not None and (not isinstance(pems, list) or not all(isinstance(p, str) for p in pems)):
+        raise PolicyError(f'store policy {path}: "publicKeys" must be a list of PEM strings')
+    if not verify:
+        return None
+    keys = None if pems is None else tuple(load_public_keys(pems))
+    if keys is not None and not keys:
+        raise PolicyError(f'store policy {path}: "publicKeys" is empty; nothing could ever verify')
+    return VerifyPolicy(keys, f"store policy {path}")
+
+
+# -- pull --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FetchedSignature:
+    """A signature whose blobs are in the store: tagged (``sha256-<hex>.sig``) or, with tag None, pinned."""
+
+    desc: Descriptor
+    tag: str | None
+
+
+@dataclass
+class SignatureFetch:
+    """Fetch the signatures of ``subject`` from ``repo`` into the store's blobs (nothing recorded yet)."""
+
+    store: Store
+    client: RegistryClient
+    repo: str
+    subject: Descriptor
+    limiter: trio.CapacityLimiter
+    found: list[FetchedSignature] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return (f"repository:{self.repo}:pull",)
+
+    async def run(self) -> None:
+        """Both lookups at once; a registry that fails one only costs a warning."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._guarded, self._legacy, "cosign signature tag")
+            nursery.start_soon(self._guarded, self._referrers, "signature referrers")
+
+    async def _guarded(self, step: Callable[[], Awaitable[None]], what: str) -> None:
+        try:
+            await step()
+        except GadgetStoreError as err:
+            self.warnings.append(f"could not fetch the {what} of {self.subject.digest}: {err}")
+
+    async def _by_tag(self, tag: str) -> Document | None:
+        try:
+            return await fetch_document(self.client, self.repo, tag, None, f"{self.repo}:{tag}")
+        except NotFoundInRegistry:
+            return None
+
+    async def _legacy(self) -> None:
+        tag = sc.legacy_signature_tag(self.subject.digest)
+        doc = await self._by_tag(tag)
+        if doc is None:
+            return
+        await self._save(doc)
+        self.found.append(FetchedSignature(doc.desc.bare(), tag))
+
+    async def _referrers(self) -> None:
+        listing = await self._referrers_api()
+        if listing is None:
+            index = await self._by_tag(sc.referrers_tag(self.subject.digest))
+            if index is None:
+                return
+            if not index.desc.is_index:
+                raise InvalidManifest(f"referrers tag {sc.referrers_tag(self.subject.digest)} is not an index")
+            listing = _entries(index.doc.get("manifests"), "referrers tag index")
+        wanted = [d for d in listing if d.extra.get("artifactType") in sc.SIGNATURE_ARTIFACT_TYPES]
+        unique = list({d.digest: d for d in wanted}.values())
+        if len(unique) > MAX_REFERRERS:
+            self.warnings.append(f"{len(unique)} signature referrers listed for {self.subject.digest}; "
+                                 f"fetching the first {MAX_REFERRERS}")
+        async with trio.open_nursery() as nursery:
+            for desc in unique[:MAX_REFERRERS]:
+                nursery.start_soon(self._guarded, partial(self._referrer, desc), f"referrer {desc.digest}")
+
+    async def _referrers_api(self) -> list[Descriptor] | None:
+        """The Referrers API listing (all pages), or None when the registry does not have the API."""
+        out: list[Descriptor] = []
+        url = f"/v2/{self.repo}/referrers/{self.subject.digest}"
+        for _ in range(MAX_REFERRER_PAGES):
+            resp = await self.client.request("GET", url, scopes=self.scopes, ok=(200, *_API_MISSING),
+                                             headers=[("Accept", mt.OCI_INDEX)], what=f"referrers of {url}")
+            async with resp:
+                if resp.status != 200:
+                    await resp.discard()
+                    return out or None
+                data = await resp.read(mt.MAX_MANIFEST_BYTES)
+                link = resp.header("link")
+            try:
+                doc = json.loads(data)
+            except (ValueError, UnicodeDecodeError):
+                return None  # a 200 that is not JSON: some front end, not the API
+            if not isinstance(doc, dict):
+                return None
+            out.extend(_entries(doc.get("manifests"), "referrers listing"))
+            match = _LINK_NEXT_RE.search(link or "")
+            if match is None:
+                return out
+            url = urljoin(resp.url, match.group(1))
+        return out
+
+    async def _referrer(self, listed: Descriptor) -> None:
+        where = f"signature referrer {listed.digest}"
+        doc = await fetch_document(self.client, self.repo, str(listed.digest), listed.bare(), where)
+        subj = subject(doc.doc, where)
+        if subj is None or subj.digest != self.subject.digest:
+            raise InvalidManifest(f"{where}: its subject is not {self.subject.digest}")
+        kind = artifact_type_of(doc.doc)
+        if kind not in sc.SIGNATURE_ARTIFACT_TYPES:
+            raise InvalidManifest(f"{where}: artifact type {kind or 'none'} is not a signature type")
+        await self._save(doc)
+        self.found.append(FetchedSignature(Descriptor(doc.desc.media_type, doc.desc.digest, doc.desc.size,
+                                                      {"artifactType": kind}), None))
+
+    async def _save(self, doc: Document) -> None:
+        """A signature manifest's config and layers, then the manifest: small, flat, verified."""
+        where = f"signature manifest {doc.desc.digest}"
+        if not doc.desc.is_manifest:
+            raise InvalidManifest(f"{where} is an index, not a signature manifest")
+        kids = children(doc.doc, where)
+        if len(kids) > MAX_SIGNATURE_CHILDREN:
+            raise InvalidManifest(f"{where} has {len(kids)} blobs; a signature has a few")
+        for kid in kids:
+            if is_document(kid) or kid.size > MAX_SIGNATURE_BLOB:
+                raise InvalidManifest(f"{where}: blob {kid.digest} ({kid.media_type}, {kid.size} bytes) "
+                                      "is not what a signature holds")
+        for kid in kids:
+            if not await trio.to_thread.run_sync(self.store.blobs.has, kid.digest):
+                async with self.limiter:
+                    await BlobFetcher(self.store, self.client).fetch(self.repo, kid)
+        await trio.to_thread.run_sync(self.store.blobs.put, doc.data, doc.desc.digest)
+
+
+def _entries(items: object, where: str) -> list[Descriptor]:
+    if not isinstance(items, list):
+        raise InvalidManifest(f"{where} has no manifests list")
+    return [Descriptor.from_json(item, f"{where} manifests[{i}]") for i, item in enumerate(items)]
+
+
+@dataclass
+class _Recorded:
+    """What recording changed, so a refusal can put the journal back as it was."""
+
+    tags: dict[str, Descriptor | None] = field(default_factory=dict)  # tag -> its previous target
+    pins: list[Digest] = field(default_factory=list)  # newly pinned
+
+
+def _record(store: Store, found: Sequence[FetchedSignature], warnings: list[str]) -> _Recorded:
+    """Blocking: tag or pin each fetched signature (the caller holds the store's lease)."""
+    store.refresh()
+    done = _Recorded()
+    pinned = {pin.digest for pin in store.pins()}
+    for sig in found:
+        previous = store.lookup(sig.tag) if sig.tag is not None else None
+        try:
+            record_pulled_signature(store, sig.desc, sig.tag)
+        except GadgetStoreError as err:
+            warnings.append(f"could not keep signature {sig.desc.digest}: {err}")
+            continue
+        if sig.tag is not None:
+            done.tags.setdefault(sig.tag, previous)
+        elif sig.desc.digest not in pinned:
+            done.pins.append(sig.desc.digest)
+            pinned.add(sig.desc.digest)
+    return done
+
+
+def _undo(store: Store, done: _Recorded) -> None:
+    with store.transaction() as txn:
+        for tag, previous in done.tags.items():
+            if previous is None:
+                txn.untag(tag)
+            else:
+                txn.tag(tag, previous)
+        for digest in done.pins:
+            txn.unpin(digest)
+
+
+def _verify_or_undo(store: Store, ref: str, root: Descriptor, found: Sequence[FetchedSignature],
+                    done: _Recorded, policy: VerifyPolicy) -> VerifyResult:
+    """Blocking: the verdict; on refusal, undo the records and name every blob the pull brought."""
+    try:
+        return verify_cosign(store, ref, root.digest, policy.public_keys())
+    except SignatureError as err:
+        graph = store.walk([root, *(sig.desc for sig in found)], missing_ok=True)
+        _undo(store, done)
+        raise SignatureRefused(f"signature verification failed ({policy.source}), image not tagged: {err}",
+                               frozenset(graph)) from None
+
+
+@dataclass
+class SignatureOutcome:
+    count: int
+    warnings: list[str]
+    verified: VerifyResult | None = None
+
+
+async def settle_signatures(store: Store, ref: str, root: Descriptor, fetch: SignatureFetch,
+                            policy: VerifyPolicy | None) -> SignatureOutcome:
+    """Record what ``fetch`` found, then verify when ``policy`` asks; raises SignatureRefused."""
+    warnings = list(fetch.warnings)
+    done = await trio.to_thread.run_sync(_record, store, list(fetch.found), warnings)
+    outcome = SignatureOutcome(len(fetch.found), warnings)
+    if policy is not None:
+        outcome.verified = await trio.to_thread.run_sync(
+            _verify_or_undo, store, ref, root, list(fetch.found), done, policy)
+    return outcome
+
+
+def _discard(store: Store, digests: set[Digest]) -> int:
+    """Blocking targeted gc: delete those of ``digests`` no tag or pin reaches, under the exclusive lease."""
+    with flocked(store.lease_path, exclusive=True):
+        with store.transaction():  # the journal lock, for a stable view; no operations are added
+            store.refresh()
+            reachable = set(store.walk(store.roots(), missing_ok=True))
+        return sum(1 for digest in sorted(digests - reachable, key=str) if store.blobs.delete(digest))
+
+
+async def discard_refused(store: Store, errors: Iterable[BaseException | None]) -> int:
+    """After a batch released its lease: delete the blobs of images a signature check refused."""
+    digests: set[Digest] = set()
+    for err in errors:
+        if isinstance(err, SignatureRefused):
+            digests |= err.discard
+    if not digests:
+        return 0
+    return await trio.to_thread.run_sync(_discard, store, digests)
+
+
+# -- push --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Artifact:
+    """One signature to send: its documents bottom-up (top last), plain blobs, and how to name the top."""
+
+    docs: tuple[tuple[Descriptor, bytes], ...]
+    blobs: tuple[Descriptor, ...]
+    tag: str | None  # the legacy tag; None: a referrer, put by digest
+    listing: Descriptor | None = None  # for referrers: its entry in a referrers index
+
+
+def _listing_entry(desc: Descriptor, doc: dict[str, Any]) -> Descriptor:
+    """A referrer as the Referrers API lists it: artifactType and the manifest's annotations."""
+    extra: dict[str, Any] = {"artifactType": artifact_type_of(doc)}
+    annotations = doc.get("annotations")
+    if isinstance(annotations, dict) and annotations:
+        extra["annotations"] = annotations
+    return Descriptor(desc.media_type, desc.digest, desc.size, extra)
+
+
+def _flat_artifact(store: Store, desc: Descriptor, tag: str | None) -> _Artifact:
+    data = store.blobs.read(desc.digest, max_size=mt.MAX_MANIFEST_BYTES)
+    doc = parse_document(data, f"signature {desc.digest}")
+    kids = children(doc, f"signature {desc.digest}")
+    if any(is_document(kid) for kid in kids):
+        raise InvalidManifest(f"signature {desc.digest} nests manifests; only flat signatures are pushed")
+    listing = _listing_entry(desc.bare(), doc) if tag is None else None
+    return _Artifact(((desc.bare(), data),), tuple(kids), tag, listing)
+
+
+def plan_signature_push(store: Store, digest: Digest) -> list[_Artifact]:
+    """Blocking: what to push for the image ``digest``; a referrers-tag index is unpacked into referrers."""
+    out: list[_Artifact] = []
+    seen: set[Digest] = set()
+    for artifact in signature_artifacts(store, digest):
+        if artifact.tag == sc.referrers_tag(digest):
+            index = parse_document(store.blobs.read(artifact.desc.digest, max_size=mt.MAX_MANIFEST_BYTES),
+                                   f"referrers index {artifact.tag}")
+            entries = [e for e in _entries(index.get("manifests"), f"referrers index {artifact.tag}")
+                       if store.blobs.has(e.digest)]
+            items: list[tuple[Descriptor, str | None]] = [(e, None) for e in entries]
+        else:
+            items = [(artifact.desc, artifact.tag)]
+        for desc, tag in items:
+            if desc.digest not in seen:
+                seen.add(desc.digest)
+                out.append(_flat_artifact(store, desc, tag))
+    return out
+
+
+async def _put_manifest(client: RegistryClient, repo: str, desc: Descriptor, data: bytes, reference: str
+                        ) -> bool:
+    """PUT one document; True when the registry confirmed a ``subject`` link (``OCI-Subject``)."""
+    resp = await client.request(
+        "PUT", f"/v2/{repo}/manifests/{reference}", scopes=(f"repository:{repo}:pull,push",), ok=(201,),
+        body=data, headers=[("Content-Type", desc.media_type)], what=f"pushing signature {desc.digest}",
+    )
+    linked = resp.header("oci-subject") is not None
+    await resp.discard()
+    return linked
+
+
+async def _update_referrers_tag(client: RegistryClient, repo: str, digest: Digest,
+                                entries: Sequence[Descriptor]) -> None:
+    """Merge ``entries`` into the registry's ``sha256-<hex>`` index, as spec'd for registries without the API."""
+    tag = sc.referrers_tag(digest)
+    try:
+        current = await fetch_document(client, repo, tag, None, f"{repo}:{tag}")
+    except NotFoundInRegistry:
+        current = None
+    listed: list[dict[str, Any]] = []
+    if current is not None:
+        if not current.desc.is_index:
+            raise RegistryError(f"{repo}:{tag} exists but is not a referrers index; not overwriting it")
+        manifests = current.doc.get("manifests")
+        listed = [m for m in manifests if isinstance(m, dict)] if isinstance(manifests, list) else []
+    known = {m.get("digest") for m in listed}
+    added = [e.to_json() for e in entries if str(e.digest) not in known]
+    if not added:
+        return
+    data = canonical_json({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [*listed, *added]})
+    index = Descriptor(mt.OCI_INDEX, Digest.of_bytes(data), len(data))
+    await _put_manifest(client, repo, index, data, tag)
+
+
+async def push_signatures(store: Store, client: RegistryClient, repo: str, digest: Digest,
+                          push_blob: BlobPusher, limiter: trio.CapacityLimiter) -> int:
+    """Push every stored signature of the image ``digest`` into ``repo``; returns how many.
+
+    ``push_blob`` is the image pusher's (HEAD, mount or upload); the image itself must be pushed first.
+    """
+    artifacts = await trio.to_thread.run_sync(plan_signature_push, store, digest)
+    unlinked: list[Descriptor] = []
+    for artifact in artifacts:
+        async with trio.open_nursery() as nursery:
+            for blob in artifact.blobs:
+                nursery.start_soon(_limited_blob, push_blob, blob, limiter)
+        for desc, data in artifact.docs[:-1]:
+            await _put_manifest(client, repo, desc, data, str(desc.digest))
+        top, data = artifact.docs[-1]
+        linked = await _put_manifest(client, repo, top, data, artifact.tag or str(top.digest))
+        if artifact.listing is not None and not linked:
+            unlinked.append(artifact.listing)
+    if unlinked:
+        await _update_referrers_tag(client, repo, digest, unlinked)
+    return len(artifacts)
+
+
+async def _limited_blob(push_blob: BlobPusher, blob: Descriptor, limiter: trio.CapacityLimiter) -> None:
+    async with limiter:
+        await push_blob(blob)

@@ -1,0 +1,76 @@
+"""Listing a repository's tags (``GET /v2/<name>/tags/list``) for ``image pull --all-tags``.
+
+Pages are followed through the ``Link: <…>; rel="next"`` header, but only on the registry's own
+origin (a page must not send us, with our token, somewhere else), and everything is bounded:
+pages, tags and bytes per page, so a hostile or broken registry cannot keep us listing forever.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from urllib.parse import urljoin
+
+from ..reference import Reference, is_valid_tag
+from .client import Session
+from .errors import RegistryError
+from .http import origin_of
+
+PAGE_SIZE = 1000
+MAX_PAGES = 100
+MAX_TAGS = 10_000
+MAX_PAGE_BYTES = 4 * 1024 * 1024
+_LINK_RE = re.compile(r'<([^>]*)>((?:\s*;\s*[^;,]+)*)')
+_REL_NEXT_RE = re.compile(r'(?:^|;)\s*rel\s*=\s*"?([^";]*)"?', re.IGNORECASE)
+
+
+def next_link(values: list[str], base_url: str) -> str | None:
+    """The absolute URL of the ``rel="next"`` page, if any (RFC 8288, as registries send it)."""
+    for value in values:
+        for match in _LINK_RE.finditer(value):
+            rel = _REL_NEXT_RE.search(match.group(2))
+            if rel is not None and "next" in rel.group(1).lower().split():
+                return urljoin(base_url, match.group(1).strip())
+    return None
+
+
+def _page_tags(data: bytes, where: str) -> list[str]:
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise RegistryError(f"{where}: tag list is not JSON") from None
+    tags = obj.get("tags") if isinstance(obj, dict) else None
+    if tags is None:
+        return []  # some registries send "tags": null for an empty repository
+    if not isinstance(tags, list) or not all(isinstance(t, str) and is_valid_tag(t) for t in tags):
+        raise RegistryError(f"{where}: tag list has invalid entries")
+    return tags
+
+
+async def list_tags(session: Session, ref: Reference, *, page_size: int = PAGE_SIZE,
+                    max_tags: int = MAX_TAGS, max_pages: int = MAX_PAGES) -> list[str]:
+    """Every tag of ``ref``'s repository, in the registry's order, without duplicates."""
+    client = await session.client(ref.domain)
+    where = f"tags of {ref.repository}"
+    url = client.url(f"/v2/{ref.path}/tags/list?n={page_size}")
+    tags: dict[str, None] = {}
+    seen_urls: set[str] = set()
+    for _ in range(max_pages):
+        seen_urls.add(url)
+        resp = await client.request("GET", url, scopes=(f"repository:{ref.path}:pull",), what=where)
+        async with resp:
+            data = await resp.read(MAX_PAGE_BYTES)
+            links = resp.header_all("link")
+        for tag in _page_tags(data, where):
+            tags[tag] = None
+        if len(tags) > max_tags:
+            raise RegistryError(f"{where}: more than {max_tags} tags")
+        following = next_link(links, url)
+        if following is None:
+            return list(tags)
+        if origin_of(following) != client.origin:
+            raise RegistryError(f"{where}: refusing a next-page link to another origin ({origin_of(following)})")
+        if following in seen_urls:
+            raise RegistryError(f"{where}: the next-page link repeats an earlier page")
+        url = following
+    raise RegistryError(f"{where}: more than {max_pages} pages of tags")

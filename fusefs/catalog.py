@@ -1,0 +1,97 @@
+"""One immutable snapshot of the journal, laid out as the directory tree of the FUSE view.
+
+Full references become ``<registry>/<repo…>/<tag>``; official gadgets
+(``ghcr.io/inspektor-gadget/gadget/*``) also get their short name at the top. When two
+references want the same path, the first one wins in this order: full references sorted, then
+short names sorted. A path that is an image hides anything a longer reference would put below it
+(a tag directory holds only image files). Names that would shadow ``by-digest`` or ``blobs`` and
+short names that look like a registry are not offered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gadgetstore.engine import reference
+from gadgetstore.engine.descriptor import Descriptor
+from gadgetstore.engine.digest import Digest
+from gadgetstore.engine.errors import GadgetStoreError
+from gadgetstore.engine.store import signature_tag_subject
+
+from .nodes import ImageRef
+
+RESERVED = frozenset({"by-digest", "blobs"})
+
+Path = tuple[str, ...]
+
+
+def _looks_like_registry(component: str) -> bool:
+    return "." in component or ":" in component or component == "localhost" or component != component.lower()
+
+
+@dataclass(frozen=True)
+class Catalog:
+    images: Mapping[Path, ImageRef] = field(default_factory=dict)
+    dirs: Mapping[Path, frozenset[str]] = field(default_factory=lambda: {(): frozenset()})
+    roots: Mapping[Digest, Descriptor] = field(default_factory=dict)
+    """Every tagged or pinned root, by digest (what ``by-digest`` lists without reading blobs)."""
+    typed_by_digest: Mapping[Digest, str] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, tags: Mapping[str, Any], pins: Iterable[Any] = ()) -> Catalog:
+        """``tags``/``pins`` are the journal's raw descriptor JSON; unusable entries are skipped."""
+        full: list[tuple[Path, ImageRef]] = []
+        short: list[tuple[Path, ImageRef]] = []
+        roots: dict[Digest, Descriptor] = {}
+        typed_by_digest: dict[Digest, str] = {}
+        for ref_text in sorted(tags):
+            if signature_tag_subject(ref_text) is not None:
+                continue
+            try:
+                ref = reference.parse(ref_text)
+                desc = Descriptor.from_json(tags[ref_text], f"tag {ref_text}")
+            except GadgetStoreError:
+                continue
+            if (ref.tag is None and ref.digest is not None) or signature_tag_subject(ref.tag or "") is not None:
+                continue  # digest-only references and cosign/referrers signature tags are not images
+            tag = ref.tag_or_latest
+            typed = f"{ref.repository}:{tag}"
+            roots.setdefault(desc.digest, desc)
+            typed_by_digest.setdefault(desc.digest, typed)
+            full.append(((*ref.repository.split("/"), tag), ImageRef(typed, desc)))
+            name = reference.display_repository(ref.repository)
+            if name != ref.repository and not _looks_like_registry(name.split("/")[0]):
+                short.append(((*name.split("/"), tag), ImageRef(f"{name}:{tag}", desc)))
+        for raw in pins:
+            try:
+                desc = Descriptor.from_json(raw, "pin")
+            except GadgetStoreError:
+                continue
+            roots.setdefault(desc.digest, desc)
+        images: dict[Path, ImageRef] = {}
+        for path, image in full + short:
+            if path[0] not in RESERVED and path not in images:
+                images[path] = image
+        return cls._layout(images, roots, typed_by_digest)
+
+    @classmethod
+    def _layout(
+        cls, candidates: dict[Path, ImageRef], roots: dict[Digest, Descriptor], typed: dict[Digest, str]
+    ) -> Catalog:
+        dirs: dict[Path, set[str]] = {(): set()}
+        images: dict[Path, ImageRef] = {}
+        # Shorter paths first, so an image at a/b is placed before a/b/latest is considered.
+        for path in sorted(candidates, key=lambda p: (len(p), p)):
+            prefixes = [path[:i] for i in range(1, len(path))]
+            if any(p in images for p in prefixes) or path in dirs:
+                continue
+            images[path] = candidates[path]
+            for i in range(len(path)):
+                dirs.setdefault(path[:i], set()).add(path[i])
+        return cls(images, {p: frozenset(names) for p, names in dirs.items()}, roots, typed)
+
+    def typed_for(self, digest: Digest) -> str:
+        """The name extra-info uses for ``by-digest/<alg>/<hex>``: a tag of that digest if there is one."""
+        return self.typed_by_digest.get(digest) or f"by-digest@{digest}"

@@ -1,0 +1,240 @@
+"""The pyfuse3 handlers called directly on a real store, without mounting."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+from typing import cast
+
+import pyfuse3
+import pytest
+import trio
+
+from gadgetstore.engine.digest import Digest
+from gadgetstore.engine.store import Store
+from gadgetstore.fusefs.adapter import LONG_TIMEOUT, VOLATILE_TIMEOUT, GadgetFs
+from gadgetstore.fusefs.catalog import Catalog
+from gadgetstore.fusefs.loader import StoreReader
+from gadgetstore.fusefs.model import FsModel
+
+from .helpers import WASM_MODULE, make_gadget, tag, untag
+
+CTX = cast(pyfuse3.RequestContext, None)
+ROOT = pyfuse3.ROOT_INODE
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, bytes]] = []
+
+    def __call__(self, entries: Sequence[tuple[int, bytes]]) -> None:
+        self.calls.extend(entries)
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def fs(store: Store, recorder: Recorder) -> GadgetFs:
+    tag(store, {"localhost:5000/g:v1": make_gadget(store, "g", wasm=WASM_MODULE)})
+    reader = StoreReader(store)
+    return GadgetFs(reader, FsModel(reader.snapshot() or Catalog(), "amd64"), invalidate=recorder)
+
+
+async def walk(fs: GadgetFs, path: str) -> pyfuse3.EntryAttributes:
+    ino = ROOT
+    attrs = await fs.getattr(ROOT, CTX)
+    for name in path.split("/"):
+        attrs = await fs.lookup(ino, pyfuse3.FileNameT(os.fsencode(name)), CTX)
+        ino = attrs.st_ino
+    return attrs
+
+
+async def cat(fs: GadgetFs, path: str) -> bytes:
+    attrs = await walk(fs, path)
+    info = await fs.open(attrs.st_ino, os.O_RDONLY, CTX)
+    assert info.keep_cache
+    try:
+        chunks = []
+        offset = 0
+        while chunk := await fs.read(info.fh, offset, 7):
+            chunks.append(chunk)
+            offset += len(chunk)
+        return b"".join(chunks)
+    finally:
+        await fs.release(info.fh)
+
+
+async def test_attributes_and_timeouts(fs: GadgetFs, store: Store) -> None:
+    image = await walk(fs, "localhost:5000/g/v1")
+    assert stat.S_ISDIR(image.st_mode) and image.st_mode & 0o777 == 0o555
+    assert image.entry_timeout == image.attr_timeout == LONG_TIMEOUT
+    program = await walk(fs, "localhost:5000/g/v1/program.wasm")
+    assert stat.S_ISREG(program.st_mode) and program.st_mode & 0o777 == 0o444
+    assert program.st_size == len(WASM_MODULE)
+    blob = await walk(fs, f"blobs/sha256/{store.blobs.path(store.lookup('localhost:5000/g:v1').digest).name}")  # type: ignore[union-attr]
+    assert blob.entry_timeout == VOLATILE_TIMEOUT
+    again = await fs.getattr(program.st_ino, CTX)
+    assert (again.st_ino, again.st_size) == (program.st_ino, program.st_size)
+
+
+async def test_reads_match_the_store(fs: GadgetFs, store: Store) -> None:
+    root = store.lookup("localhost:5000/g:v1")
+    assert root is not None
+    assert await cat(fs, "localhost:5000/g/v1/digest") == f"{root.digest}\n".encode()
+    assert await cat(fs, "localhost:5000/g/v1/index.json") == store.blobs.read(root.digest)
+    assert await cat(fs, "localhost:5000/g/v1/program.wasm") == WASM_MODULE
+    assert await cat(fs, "localhost:5000/g/v1/extra-info/oci.repository") == b"localhost:5000/g"
+
+
+async def test_writes_are_refused(fs: GadgetFs) -> None:
+    attrs = await walk(fs, "localhost:5000/g/v1/digest")
+    for flags in (os.O_WRONLY, os.O_RDWR, os.O_RDONLY | os.O_APPEND):
+        with pytest.raises(pyfuse3.FUSEError) as err:
+            await fs.open(attrs.st_ino, flags, CTX)
+        assert err.value.errno == errno.EROFS
+    for handler in (fs.mkdir, fs.unlink, fs.rmdir, fs.rename, fs.setattr, fs.write, fs.create, fs.symlink, fs.link):
+        with pytest.raises(pyfuse3.FUSEError) as err:
+            await handler(ROOT, b"x", CTX)  # type: ignore[operator]
+        assert err.value.errno == errno.EROFS
+
+
+async def test_unknown_inodes_and_names(fs: GadgetFs) -> None:
+    with pytest.raises(pyfuse3.FUSEError) as err:
+        await fs.getattr(pyfuse3.InodeT(12345), CTX)
+    assert err.value.errno == errno.ENOENT
+    with pytest.raises(pyfuse3.FUSEError) as err:
+        await walk(fs, "localhost:5000/nope")
+    assert err.value.errno == errno.ENOENT
+    file = await walk(fs, "localhost:5000/g/v1/digest")
+    with pytest.raises(pyfuse3.FUSEError) as err:
+        await fs.lookup(file.st_ino, pyfuse3.FileNameT(b"x"), CTX)
+    assert err.value.errno == errno.ENOTDIR
+
+
+async def test_lookup_counts_and_forget(fs: GadgetFs) -> None:
+    attrs = await walk(fs, "localhost:5000/g/v1/digest")
+    await walk(fs, "localhost:5000/g/v1/digest")
+    assert fs.table.nlookup(attrs.st_ino) == 2
+    await fs.forget([(attrs.st_ino, 2)])
+    assert attrs.st_ino not in fs.table
+    assert (await walk(fs, "localhost:5000/g/v1/digest")).st_ino == attrs.st_ino
+
+
+async def test_damaged_blob_is_eio_and_the_rest_reads(fs: GadgetFs, store: Store) -> None:
+    program = (await walk(fs, "localhost:5000/g/v1/program.wasm"))
+    node = fs.table.node(program.st_ino)
+    assert node.blob is not None
+    path = store.blobs.path(node.blob)
+    os.chmod(path, 0o644)
+    path.write_bytes(WASM_MODULE.replace(b"asm", b"ASM"))
+    with pytest.raises(pyfuse3.FUSEError) as err:
+        await cat(fs, "localhost:5000/g/v1/program.wasm")
+    assert err.value.errno == errno.EIO
+    assert await cat(fs, "localhost:5000/g/v1/metadata.yaml") == b"name: g\ndescription: test gadget\n"
+
+
+async def test_open_file_survives_removal(fs: GadgetFs, store: Store) -> None:
+    attrs = await walk(fs, "localhost:5000/g/v1/program.wasm")
+    info = await fs.open(attrs.st_ino, os.O_RDONLY, CTX)
+    assert store.remove_image("localhost:5000/g:v1")
+    await fs.refresh()
+    assert await fs.read(info.fh, 0, 100) == WASM_MODULE
+    await fs.release(info.fh)
+
+
+async def test_changes_queue_invalidations(fs: GadgetFs, store: Store, recorder: Recorder) -> None:
+    v1 = await walk(fs, "localhost:5000/g/v1")
+    parent = await walk(fs, "localhost:5000/g")
+    untag(store, "localhost:5000/g:v1")
+    tag(store, {"localhost:5000/h:v2": make_gadget(store, "h")})
+    await fs.refresh()
+    await fs.flush_invalidations()
+    assert (parent.st_ino, b"v1") in recorder.calls
+    assert all(ino != ROOT for ino, _ in recorder.calls)  # root's "localhost:5000" stays valid
+    assert v1.st_ino in fs.table  # the kernel may still hold it (cwd, open files)
+    await walk(fs, "localhost:5000/h/v2/digest")
+
+
+async def test_lookup_miss_rereads_the_journal(fs: GadgetFs, store: Store) -> None:
+    await trio.sleep(0.06)
+    tag(store, {"example.com/new:v1": make_gadget(store, "new")})
+    assert (await walk(fs, "example.com/new/v1/created")).st_size > 0
+
+
+async def test_poller_keeps_running(fs: GadgetFs, store: Store, recorder: Recorder) -> None:
+    await walk(fs, "localhost:5000/g/v1")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fs.poll_journal, 0.01)
+        nursery.start_soon(fs.send_invalidations)
+        untag(store, "localhost:5000/g:v1")
+        with trio.fail_after(5):
+            while not recorder.calls:  # noqa: ASYNC110 - polling a plain callback recorder
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+
+
+def test_reader_snapshot_only_on_change(store: Store, tmp_path: Path) -> None:
+    reader = StoreReader(store)
+    assert reader.snapshot() is not None
+    assert reader.snapshot() is None
+    tag(store, {"example.com/x:v1": make_gadget(store, "x")})
+    catalog = reader.snapshot()
+    assert catalog is not None and ("example.com", "x", "v1") in catalog.images
+
+
+async def test_undecodable_layer_fails_only_extra_info(store: Store) -> None:
+    tag(store, {"example.com/bad:v1": make_gadget(store, "bad", program=b"\x7fELF-truncated")})
+    reader = StoreReader(store)
+    fs = GadgetFs(reader, FsModel(reader.snapshot() or Catalog(), "amd64"), invalidate=Recorder())
+    with pytest.raises(pyfuse3.FUSEError) as err:
+        await walk(fs, "example.com/bad/v1/extra-info/oci.tag")
+    assert err.value.errno == errno.EIO
+    assert await cat(fs, "example.com/bad/v1/program.bpf.o") == b"\x7fELF-truncated"
+
+
+async def test_by_digest_manifest_keeps_its_architecture(fs: GadgetFs, store: Store) -> None:
+    root = store.lookup("localhost:5000/g:v1")
+    assert root is not None
+    arm = next(m for m in store.read_document(root)["manifests"] if m["platform"]["architecture"] == "arm64")
+    hexpart = arm["digest"].split(":")[1]
+    assert (await walk(fs, f"by-digest/sha256/{hexpart}/arch/arm64/digest")).st_size == len(arm["digest"]) + 1
+    with pytest.raises(pyfuse3.FUSEError):
+        await walk(fs, f"by-digest/sha256/{hexpart}/arch/amd64")
+    # The host is amd64 here, but an arm64 manifest has no host files: only digest, created, index.json, arch.
+    with pytest.raises(pyfuse3.FUSEError):
+        await walk(fs, f"by-digest/sha256/{hexpart}/manifest.json")
+    assert await cat(fs, f"by-digest/sha256/{hexpart}/arch/arm64/manifest.json") == store.blobs.read(
+        Digest.parse(arm["digest"])
+    )
+
+
+async def test_poller_survives_a_failing_snapshot(
+    fs: GadgetFs, store: Store, recorder: Recorder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = fs.reader.snapshot
+    calls = 0
+
+    def flaky() -> Catalog | None:
+        nonlocal calls
+        calls += 1
+        if calls <= 3:
+            raise ValueError("unknown journal operation 'frob'")
+        return real()
+
+    monkeypatch.setattr(fs.reader, "snapshot", flaky)
+    await walk(fs, "localhost:5000/g/v1")
+    untag(store, "localhost:5000/g:v1")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(fs.poll_journal, 0.01)
+        nursery.start_soon(fs.send_invalidations)
+        with trio.fail_after(5):
+            while not recorder.calls:  # noqa: ASYNC110 - polling a plain callback recorder
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert sum("cannot re-read the journal" in r.message for r in caplog.records) == 1

@@ -1,0 +1,274 @@
+"""The pure path → node model, fed with hand-made facts instead of a store."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pytest
+
+from gadgetstore.engine import mediatypes as mt
+from gadgetstore.engine.descriptor import Descriptor
+from gadgetstore.engine.digest import Digest
+from gadgetstore.engine.errors import InvalidManifest
+from gadgetstore.engine.images import ArchManifest
+from gadgetstore.fusefs.catalog import Catalog
+from gadgetstore.fusefs.facts import (
+    BlobListFact,
+    BlobStatFact,
+    DocFact,
+    ExtraFact,
+    Fact,
+    ImageData,
+    ImageFact,
+    LoadFailed,
+)
+from gadgetstore.fusefs.inodes import InodeTable
+from gadgetstore.fusefs.live import stale_entries
+from gadgetstore.fusefs.model import MAX_EXTRA_INFO, FsModel, Missing, NotFound
+from gadgetstore.fusefs.nodes import Kind
+
+T = TypeVar("T")
+
+
+def _desc(media_type: str, data: bytes, **extra: Any) -> Descriptor:
+    return Descriptor(media_type, Digest("sha256", hashlib.sha256(data).hexdigest()), len(data), extra)
+
+
+class Image:
+    """An index with amd64/arm64 manifests, kept as parsed documents."""
+
+    def __init__(self, name: str, arches: tuple[str, ...] = ("amd64", "arm64"), wasm: bool = False) -> None:
+        self.config = _desc(mt.GADGET_CONFIG, f"name: {name}\n".encode())
+        self.manifests: list[ArchManifest] = []
+        self.layers: dict[str, Descriptor] = {}
+        for arch in arches:
+            layer = _desc(mt.GADGET_WASM if wasm else mt.GADGET_EBPF, f"{name}-{arch}".encode())
+            self.layers[arch] = layer
+            doc = {"schemaVersion": 2, "config": self.config.to_json(), "layers": [layer.to_json()],
+                   "annotations": {mt.ANNOTATION_CREATED: f"created-{arch}"}}
+            desc = _desc(mt.OCI_MANIFEST, json.dumps(doc).encode(), platform={"architecture": arch, "os": "linux"})
+            self.manifests.append(ArchManifest(arch, desc, doc))
+        self.root_doc = {"manifests": [m.desc.to_json() for m in self.manifests],
+                         "annotations": {mt.ANNOTATION_CREATED: "created-index"}}
+        self.root = _desc(mt.OCI_INDEX, json.dumps(self.root_doc).encode())
+        self.data = ImageData.of(self.root, self.root_doc, self.manifests)
+
+
+class Facts:
+    """Answers the model's questions from in-memory images and counts what was asked."""
+
+    def __init__(self, *images: Image) -> None:
+        self.images = {i.root.digest: i for i in images}
+        self.blobs: dict[str, int] = {}
+        self.asked: list[Fact] = []
+
+    def value(self, fact: Fact) -> Any:
+        self.asked.append(fact)
+        if isinstance(fact, ImageFact):
+            return self.images[fact.root.digest].data
+        if isinstance(fact, ExtraFact):
+            return {"oci.tag": fact.typed.encode(), "ebpf.maps": str(fact.manifest_digest).encode(), "bad/name": b""}
+        if isinstance(fact, DocFact):
+            return None
+        if isinstance(fact, BlobStatFact):
+            return self.blobs.get(fact.digest.hex)
+        if isinstance(fact, BlobListFact):
+            return dict(self.blobs)
+        raise AssertionError(fact)
+
+    def answer(self, model: FsModel, question: Callable[[], T]) -> T:
+        for _ in range(5):
+            try:
+                return question()
+            except Missing as missing:
+                for fact in missing.facts:
+                    model.add_fact(fact, self.value(fact))
+        raise AssertionError("model keeps asking")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _catalog(**tags: Image) -> Catalog:
+    return Catalog.build({ref.replace("__", ":"): img.root.to_json() for ref, img in tags.items()})
+
+
+@pytest.fixture
+def gadget() -> Image:
+    return Image("trace_tcp")
+
+
+@pytest.fixture
+def model(gadget: Image) -> FsModel:
+    return FsModel(Catalog.build({"ghcr.io/inspektor-gadget/gadget/trace_tcp:latest": gadget.root.to_json()}), "amd64")
+
+
+def names(facts: Facts, model: FsModel, path: str) -> list[str]:
+    node = facts.answer(model, lambda: model.resolve(path.split("/") if path else []))
+    return [n for n, _ in facts.answer(model, lambda: model.children(node))]
+
+
+def test_root_and_namespaces_need_no_loading(model: FsModel) -> None:
+    facts = Facts()
+    assert names(facts, model, "") == ["blobs", "by-digest", "ghcr.io", "trace_tcp"]
+    assert names(facts, model, "ghcr.io/inspektor-gadget/gadget") == ["trace_tcp"]
+    assert names(facts, model, "trace_tcp") == ["latest"]
+    assert facts.asked == []
+
+
+def test_image_directory(model: FsModel, gadget: Image) -> None:
+    facts = Facts(gadget)
+    assert names(facts, model, "trace_tcp/latest") == [
+        "arch", "created", "digest", "extra-info", "index.json", "manifest.json", "metadata.yaml", "program.bpf.o",
+    ]
+    digest = model.resolve(["trace_tcp", "latest", "digest"])
+    assert digest.data == f"{gadget.root.digest}\n".encode() and digest.size == len(digest.data)
+    assert model.resolve(["trace_tcp", "latest", "created"]).data == b"created-amd64\n"
+    program = model.resolve(["trace_tcp", "latest", "program.bpf.o"])
+    assert (program.blob, program.size) == (gadget.layers["amd64"].digest, gadget.layers["amd64"].size)
+    index = model.resolve(["trace_tcp", "latest", "index.json"])
+    assert (index.blob, index.size) == (gadget.root.digest, gadget.root.size)
+    assert model.resolve(["trace_tcp", "latest", "metadata.yaml"]).blob == gadget.config.digest
+    assert [f for f in facts.asked if not isinstance(f, ImageFact)] == []
+
+
+def test_arch_directories(model: FsModel, gadget: Image) -> None:
+    facts = Facts(gadget)
+    assert names(facts, model, "trace_tcp/latest/arch") == ["amd64", "arm64"]
+    assert names(facts, model, "trace_tcp/latest/arch/arm64") == [
+        "created", "digest", "extra-info", "index.json", "manifest.json", "metadata.yaml", "program.bpf.o",
+    ]
+    arm = gadget.manifests[1]
+    assert model.resolve(["trace_tcp", "latest", "arch", "arm64", "digest"]).data == f"{arm.desc.digest}\n".encode()
+    arm_program = model.resolve(["trace_tcp", "latest", "arch", "arm64", "program.bpf.o"])
+    assert arm_program.blob == gadget.layers["arm64"].digest
+
+
+def test_extra_info_uses_the_name_as_typed(model: FsModel, gadget: Image) -> None:
+    facts = Facts(gadget)
+    assert names(facts, model, "trace_tcp/latest/extra-info") == ["ebpf.maps", "oci.tag"]  # unsafe names dropped
+    short = facts.answer(model, lambda: model.resolve(["trace_tcp", "latest", "extra-info", "oci.tag"]))
+    full_path = ["ghcr.io", "inspektor-gadget", "gadget", "trace_tcp", "latest", "extra-info", "oci.tag"]
+    full = facts.answer(model, lambda: model.resolve(full_path))
+    assert short.data == b"trace_tcp:latest"
+    assert full.data == b"ghcr.io/inspektor-gadget/gadget/trace_tcp:latest"
+    assert short.key != full.key
+
+
+def test_host_arch_missing_leaves_only_the_arch_dirs(gadget: Image) -> None:
+    model = FsModel(_catalog(**{"example.com/g__v1": gadget}), "riscv64")
+    facts = Facts(gadget)
+    assert names(facts, model, "example.com/g/v1") == ["arch", "created", "digest", "index.json"]
+    assert model.resolve(["example.com", "g", "v1", "created"]).data == b"created-index\n"
+
+
+def test_wasm_program() -> None:
+    img = Image("w", wasm=True)
+    model = FsModel(_catalog(**{"example.com/w__v1": img}), "amd64")
+    assert "program.wasm" in names(Facts(img), model, "example.com/w/v1")
+
+
+def test_blob_files_share_a_key_across_paths(model: FsModel, gadget: Image) -> None:
+    facts = Facts(gadget)
+    a = facts.answer(model, lambda: model.resolve(["trace_tcp", "latest", "program.bpf.o"]))
+    b = facts.answer(model, lambda: model.resolve(["trace_tcp", "latest", "arch", "amd64", "program.bpf.o"]))
+    assert a.key == b.key
+    assert model.resolve(["trace_tcp", "latest", "arch"]).key != model.resolve(["trace_tcp", "latest"]).key
+
+
+def test_unknown_names(model: FsModel, gadget: Image) -> None:
+    facts = Facts(gadget)
+    for path in (["nope"], ["trace_tcp", "v9"], ["trace_tcp", "latest", "nope"], ["blobs", "md5"],
+                 ["by-digest", "sha256", "zz"], ["trace_tcp", "latest", "arch", "s390x"]):
+        with pytest.raises(NotFound):
+            facts.answer(model, lambda p=path: model.resolve(p))  # type: ignore[misc]
+
+
+def test_by_digest(model: FsModel, gadget: Image) -> None:
+    facts = Facts(gadget)
+    listing = names(facts, model, "by-digest/sha256")
+    assert listing == sorted([gadget.root.digest.hex] + [m.desc.digest.hex for m in gadget.manifests])
+    node = facts.answer(model, lambda: model.resolve(["by-digest", "sha256", gadget.root.digest.hex]))
+    assert node.kind is Kind.IMAGE and node.image is not None
+    assert node.image.typed == "ghcr.io/inspektor-gadget/gadget/trace_tcp:latest"
+    other = Digest("sha256", "ab" * 32)
+    with pytest.raises(NotFound):
+        facts.answer(model, lambda: model.resolve(["by-digest", "sha256", other.hex]))
+    assert facts.asked[-1] == DocFact(other)
+    arm = gadget.manifests[1]
+    fresh = FsModel(model.catalog, "amd64")
+    node = Facts(gadget).answer(fresh, lambda: fresh.resolve(["by-digest", "sha256", arm.desc.digest.hex]))
+    assert node.image is not None and node.image.root.architecture == "arm64"  # same answer without a prior listing
+
+
+def test_blobs_dir_and_volatile_expiry(gadget: Image) -> None:
+    clock = Clock()
+    model = FsModel(Catalog(), "amd64", clock)
+    facts = Facts()
+    facts.blobs = {"ab" * 32: 5}
+    assert names(facts, model, "blobs/sha256") == ["ab" * 32]
+    facts.blobs = {}
+    assert names(facts, model, "blobs/sha256") == ["ab" * 32]  # still within the TTL
+    clock.now += 2
+    assert names(facts, model, "blobs/sha256") == []
+    with pytest.raises(NotFound):
+        facts.answer(model, lambda: model.resolve(["blobs", "sha256", "ab" * 32]))
+
+
+def test_failed_loads_raise_then_expire(model: FsModel, gadget: Image) -> None:
+    clock = Clock()
+    model.clock = clock
+    model.add_fact(ImageFact(gadget.root), LoadFailed(InvalidManifest("broken")))
+    node = model.resolve(["trace_tcp", "latest"])
+    with pytest.raises(InvalidManifest):
+        model.children(node)
+    clock.now += 2
+    with pytest.raises(Missing):
+        model.children(node)
+
+
+def test_extra_info_cache_is_bounded(model: FsModel, gadget: Image) -> None:
+    manifest = gadget.manifests[0]
+    for i in range(MAX_EXTRA_INFO + 5):
+        model.add_fact(ExtraFact(f"t{i}", manifest.desc.digest, manifest), {"k": b"v"})
+    with pytest.raises(Missing):
+        model._get(ExtraFact("t0", manifest.desc.digest, manifest))
+    assert model._get(ExtraFact(f"t{MAX_EXTRA_INFO}", manifest.desc.digest, manifest)) == {"k": b"v"}
+
+
+def test_retag_and_removal_make_handed_out_names_stale(gadget: Image) -> None:
+    other = Image("other")
+    model = FsModel(_catalog(**{"example.com/a__v1": gadget, "example.com/b__v1": gadget}), "amd64")
+    table = InodeTable(model.root)
+    walked: dict[str, int] = {}
+    for path in (["example.com"], ["example.com", "a"], ["example.com", "a", "v1"], ["example.com", "b"],
+                 ["example.com", "b", "v1"]):
+        parent = model.resolve(path[:-1])
+        ino = table.assign(model.child(parent, path[-1]))
+        table.remember(ino, walked.get("/".join(path[:-1]), 1), path[-1])
+        walked["/".join(path)] = ino
+    model.set_catalog(_catalog(**{"example.com/a__v1": other}))
+    stale = stale_entries(table, model)
+    assert stale == [
+        (walked["example.com/a"], "v1", walked["example.com/a/v1"]),
+        (walked["example.com/b"], "v1", walked["example.com/b/v1"]),
+        (walked["example.com"], "b", walked["example.com/b"]),
+    ]
+
+
+def test_by_digest_forgets_the_manifests_of_removed_images(model: FsModel, gadget: Image) -> None:
+    facts = Facts(gadget)
+    arm = gadget.manifests[1].desc.digest.hex
+    facts.answer(model, lambda: model.resolve(["by-digest", "sha256", arm]))
+    model.set_catalog(Catalog())
+    with pytest.raises(NotFound):
+        facts.answer(model, lambda: model.resolve(["by-digest", "sha256", arm]))
+    assert names(facts, model, "by-digest/sha256") == []
