@@ -40,6 +40,8 @@ step "$GS" image push --insecure-registries "$REGISTRY" "$IMAGE"
 # Node 2: pull, list, inspect.
 export GADGETSTORE_ROOT="$WORK/node2"
 step "$GS" image pull --insecure-registries "$REGISTRY" "$IMAGE"
+FIXTURE="$PWD/../shared/fixtures/ig/trace_open.tar"
+[ -f "$FIXTURE" ] && step "$GS" image import "$FIXTURE"   # a real `ig image export`, for comparison
 step "$GS" image list --no-trunc
 step "$GS" image inspect "$IMAGE" --extra-info ebpf.maps -o json
 step "$GS" image inspect "$IMAGE" --extra-info ebpf.flowchart
@@ -50,5 +52,10 @@ step "$GS" mount --background "$MNT"
 step ls "$MNT" "$MNT/$REGISTRY/gadgets/trace_demo/v1"
 step cat "$MNT/$REGISTRY/gadgets/trace_demo/v1/extra-info/ebpf.maps"
 echo
+if [ -f "$FIXTURE" ]; then
+    step ls "$MNT/trace_open/latest" "$MNT/trace_open/latest/extra-info"
+    step cat "$MNT/trace_open/latest/extra-info/ebpf.maps"
+    echo
+fi
 step "$GS" umount "$MNT"
 step "$GS" fsck

@@ -172,7 +172,7 @@ def test_pull_with_login_over_tls(htpasswd_registry: RegistryServer, cert_dir: P
                        "--cert-dir", str(cert_dir))
     assert code == 0, err
     code, _, err = run("--store", str(tmp_path / "dst"), "image", "pull", image, "--authfile", str(auth),
-                       "--cert-dir", str(cert_dir), "--platform", "linux/amd64")
+                       "--cert-dir", str(cert_dir))
     assert code == 0, err
     assert f"@{digest}" in err
     code, _, err = run("--store", str(tmp_path / "dst2"), "image", "pull", image, "--cert-dir", str(cert_dir),
