@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import click
@@ -12,9 +13,11 @@ from jsonpath_ng.exceptions import JsonPathParserError
 from jsonpath_ng.ext import parse as jsonpath_parse
 
 from gadgetstore.engine import reference
+from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.errors import GadgetStoreError
 from gadgetstore.engine.images import host_manifest
 from gadgetstore.engine.inspect import image_extra_info
+from gadgetstore.engine.store import Store
 
 from .context import AppContext, pass_app, user_errors
 from .output import go_json, to_yaml
@@ -52,6 +55,25 @@ def apply_jsonpath(value: Any, expression: str) -> Any:
     return matches[0].value
 
 
+def resolve_or_pull(store: Store, image: str, pull: str, authfile: Path | None,
+                    insecure_registries: tuple[str, ...]) -> Descriptor:
+    """ig's ``--pull`` policy: ``missing`` pulls only when the store lacks the image."""
+    ref = str(reference.normalize(image))
+    desc = store.lookup(ref)
+    if pull == "always" or (desc is None and pull == "missing"):
+        import trio  # the registry stack is only loaded when a pull is needed
+
+        from gadgetstore.engine.registry.client import TransferOptions
+        from gadgetstore.engine.registry.pull import pull_image
+
+        insecure = frozenset(v.strip() for value in insecure_registries for v in value.split(",") if v.strip())
+        options = TransferOptions(authfile=authfile, insecure_registries=insecure)
+        click.echo(f"Pulling {ref}...", err=True)
+        trio.run(pull_image, store, image, options)
+        store.refresh()
+    return store.resolve(ref, shown_as=image)
+
+
 def render(value: Any, output: str) -> str:
     if isinstance(value, str):
         return value + "\n"
@@ -87,15 +109,21 @@ def datasources(metadata: Any) -> list[dict[str, Any]]:
 @click.option("--jsonpath", default="", help="JSONPath expression applied to --extra-info or --show-datasources.")
 @click.option("--show-datasources", is_flag=True, help="Show the datasources declared by the gadget.")
 @click.option("--arch", default=None, help="Architecture to inspect (default: this host's).")
+@click.option("--pull", type=click.Choice(["always", "missing", "never"]), default="missing", show_default=True,
+              help="When to pull the image from its registry first.")
+@click.option("--authfile", type=click.Path(dir_okay=False, path_type=Path), help="Auth file for the pull.")
+@click.option("--insecure-registries", multiple=True, metavar="HOST[:PORT],...",
+              help="Registries reached over plain HTTP and without credentials (exact host:port).")
 @pass_app
 @user_errors
 def inspect_cmd(app: AppContext, image: str, output: str, extra_info: str, jsonpath: str,
-                show_datasources: bool, arch: str | None) -> None:
+                show_datasources: bool, arch: str | None, pull: str, authfile: Path | None,
+                insecure_registries: tuple[str, ...]) -> None:
     """Inspect a gadget image: metadata, maps, programs, flowcharts and more."""
     if extra_info and show_datasources:
         raise click.UsageError("--extra-info and --show-datasources are mutually exclusive")
     store = app.store()
-    root = store.resolve(str(reference.normalize(image)), shown_as=image)
+    root = resolve_or_pull(store, image, pull, authfile, insecure_registries)
     info = image_extra_info(store, image, host_manifest(store, root, arch))
     value: Any
     if show_datasources:

@@ -10,6 +10,8 @@ import pytest
 
 from gadgetstore.engine.store import Store
 
+pytest_plugins = ["tests.support.registry"]  # real docker-registry fixtures for every directory
+
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT.parent / "shared"
 TRACE_OPEN_TAR = SHARED / "fixtures" / "ig" / "trace_open.tar"

@@ -91,3 +91,23 @@ def test_gc_prunes_cache_of_removed_layers(imported: Path) -> None:
     inspect_mod.image_extra_info(store, "trace_open", manifest)
     store.remove_image(TRACE_OPEN)
     assert not list(store.analysis_dir.rglob("*.json"))
+
+
+def test_missing_image_is_pulled_first(tmp_path: Path, trace_open_tar: Path, anon_registry) -> None:  # type: ignore[no-untyped-def]
+    """ig's default ``--pull missing``: inspect fetches an image the store does not have yet."""
+    image = anon_registry.ref("gadgets/trace_open", "v1")
+    src = tmp_path / "src"
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--store", str(src), "image", "import", str(trace_open_tar)]).exit_code == 0
+    assert runner.invoke(cli, ["--store", str(src), "image", "tag", "trace_open", image]).exit_code == 0
+    pushed = runner.invoke(cli, ["--store", str(src), "image", "push", "--insecure-registries", anon_registry.host,
+                                 image])
+    assert pushed.exit_code == 0, pushed.stderr
+    dst = tmp_path / "dst"
+    never = runner.invoke(cli, ["--store", str(dst), "image", "inspect", image, "--pull", "never"])
+    assert never.exit_code == 1 and "not found in the store" in never.stderr
+    result = runner.invoke(cli, ["--store", str(dst), "image", "inspect", image, "--insecure-registries",
+                                 anon_registry.host, "--extra-info", "oci.created"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "2024-05-15T18:45:32Z\n"
+    assert Store.open(dst).lookup(image) is not None
