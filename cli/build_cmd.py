@@ -46,7 +46,3 @@ def build(
     built = build_image(app.store, request, image)
     # ig prints this with cobra's cmd.Printf, which goes to stderr.
     click.echo(f"Successfully built {built}", err=True)
-
-
-def register(group: click.Group) -> None:
-    group.add_command(build)

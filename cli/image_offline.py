@@ -85,13 +85,3 @@ def import_cmd(app: AppContext, src_file: Path, output: str) -> None:
     click.echo("Successfully imported images:")
     for ref in refs:
         click.echo(f"  {ref}")
-
-
-def register(image: click.Group) -> None:
-    image.add_command(list_cmd)
-    image.add_command(list_cmd, "ls")
-    image.add_command(tag_cmd)
-    image.add_command(remove_cmd)
-    image.add_command(remove_cmd, "rm")
-    image.add_command(export_cmd)
-    image.add_command(import_cmd)

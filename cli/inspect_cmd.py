@@ -144,7 +144,3 @@ def inspect_cmd(app: AppContext, image: str, output: str, extra_info: str, jsonp
     if jsonpath:
         value = apply_jsonpath(value, jsonpath)
     click.echo(render(value, output), nl=False)
-
-
-def register(image: click.Group) -> None:
-    image.add_command(inspect_cmd)

@@ -1,4 +1,8 @@
-"""The ``gadgetstore`` command: ``image`` verbs as in ``ig image``, plus store maintenance."""
+"""The ``gadgetstore`` command: ``image`` verbs as in ``ig image``, plus store maintenance.
+
+Commands are named here and imported on first use (see :mod:`.lazy`); each lives in the module
+of its area.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,40 @@ from pathlib import Path
 
 import click
 
-# Command modules: add yours to this import and one register line below.
-from . import build_cmd, image_offline, inspect_cmd, maintenance, mount, registry_cmds, serve_cmd, sign_cmds
 from .context import AppContext
+from .lazy import LazyGroup
+
+_PKG = "gadgetstore.cli"
+
+IMAGE_COMMANDS = {
+    "list": f"{_PKG}.image_offline:list_cmd",
+    "ls": f"{_PKG}.image_offline:list_cmd",
+    "tag": f"{_PKG}.image_offline:tag_cmd",
+    "remove": f"{_PKG}.image_offline:remove_cmd",
+    "rm": f"{_PKG}.image_offline:remove_cmd",
+    "export": f"{_PKG}.image_offline:export_cmd",
+    "import": f"{_PKG}.image_offline:import_cmd",
+    "inspect": f"{_PKG}.inspect_cmd:inspect_cmd",
+    "build": f"{_PKG}.build_cmd:build",
+    "pull": f"{_PKG}.registry_cmds:pull",
+    "push": f"{_PKG}.registry_cmds:push",
+    "verify": f"{_PKG}.sign_cmds:verify_cmd",
+    "sign": f"{_PKG}.sign_cmds:sign_cmd",
+}
+
+ROOT_COMMANDS = {
+    "fsck": f"{_PKG}.maintenance:fsck_cmd",
+    "gc": f"{_PKG}.maintenance:gc_cmd",
+    "login": f"{_PKG}.registry_cmds:login",
+    "logout": f"{_PKG}.registry_cmds:logout",
+    "serve": f"{_PKG}.serve_cmd:serve",
+    "key": f"{_PKG}.sign_cmds:key_group",
+    "mount": f"{_PKG}.mount:mount_cmd",
+    "umount": f"{_PKG}.mount:umount_cmd",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, lazy_commands=ROOT_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--store",
     "store_root",
@@ -25,20 +57,9 @@ def cli(ctx: click.Context, store_root: Path | None) -> None:
     ctx.obj = AppContext(store_root=store_root)
 
 
-@cli.group()
+@cli.group(cls=LazyGroup, lazy_commands=IMAGE_COMMANDS)
 def image() -> None:
     """Manage gadget images."""
-
-
-image_offline.register(image)
-inspect_cmd.register(image)
-maintenance.register(cli)
-# Command modules of the other areas register here, one line each.
-build_cmd.register(image)
-registry_cmds.register(cli, image)
-serve_cmd.register(cli)
-sign_cmds.register(cli, image)
-mount.register(cli)
 
 
 def main() -> None:

@@ -40,8 +40,3 @@ def gc_cmd(app: AppContext) -> None:
         f"removed {len(report.removed_blobs)} blobs ({report.removed_bytes} bytes) "
         f"and {report.removed_ingest_files} ingest files"
     )
-
-
-def register(root: click.Group) -> None:
-    root.add_command(fsck_cmd)
-    root.add_command(gc_cmd)

@@ -50,7 +50,3 @@ def serve(app: AppContext, listen: str, max_connections: int, quiet: bool) -> No
             click.echo(f"serving {store.root} read-only on http://{shown}:{port}/v2/", err=True)
 
     trio.run(run, store, listen, ServeConfig(max_connections=max_connections), ready)
-
-
-def register(root: click.Group) -> None:
-    root.add_command(serve)

@@ -81,9 +81,3 @@ def generate_cmd(prefix: Path, kind: str, force: bool) -> None:
     key_path, pub_path = write_key_pair(prefix, generate_private_key(kind), force=force)
     click.echo(f"Private key written to {key_path}", err=True)
     click.echo(f"Public key written to {pub_path}", err=True)
-
-
-def register(root: click.Group, image: click.Group) -> None:
-    image.add_command(verify_cmd)
-    image.add_command(sign_cmd)
-    root.add_command(key_group)
