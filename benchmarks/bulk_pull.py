@@ -4,21 +4,31 @@
     .venv/bin/python benchmarks/bulk_pull.py -n 200     # the G200 corpus of performance-anchors.md §8
 
 Peers (same registry, same images, empty destination each run, median of the runs):
-  curl      ``curl --parallel --parallel-max 8`` over every manifest and blob URL: the wire+disk
-            floor (no verification, no fsync, no store)
-  skopeo    ``skopeo copy --all --preserve-digests`` per image, sequentially, into one OCI layout
-  oras-py   the oras-py client, image after image (index, then each per-arch manifest's layers)
-Ratios are peer time / gadgetstore time (above 1 means gadgetstore is faster), except the curl
-floor, reported as gadgetstore time / curl time (the brief's goal is at most 2.0).
+  curl         ``curl --parallel --parallel-max 8`` over every manifest and blob URL: the wire+disk
+               floor (no verification, no fsync, no store)
+  skopeo-seq   ``skopeo copy --all --preserve-digests`` per image, sequentially, into one OCI layout
+  skopeo-4par  the same, 4 processes at a time, each into its own OCI layout (parallel skopeo
+               processes sharing one layout lose tags: its index.json is written unlocked)
+  oras-py      the oras-py client, image after image (index, then each per-arch manifest's layers)
+Every tool runs once per round and the rounds are interleaved, so load from other work on the
+machine falls on all of them alike. The registry's access log is on: each run's requests and
+bytes served are counted from it, and the warm re-pull (same images into the filled store) must
+make no blob request at all.
+
+Ratios (issue 3): gadgetstore / curl floor (target <= 1.5), each peer / gadgetstore (targets:
+oras-py >= 2.2, skopeo-4par >= 2.7), and each tool / curl floor (the issue's peer figures are
+oras-py 3.3, skopeo-4par 4.0, skopeo-seq 5.2 on 200 images).
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import functools
 import hashlib
 import json
 import random
+import re
 import resource
 import shutil
 import statistics
@@ -27,6 +37,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import trio
@@ -82,6 +93,61 @@ def build_corpus(store: Store, host: str, n: int, seed: int) -> tuple[list[str],
     return images, total
 
 
+ACCESS_LOG_CONFIG = {"log": {"level": "error", "accesslog": {"disabled": False}}}
+_LOG_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<status>\d{3}) (?P<size>\d+|-)')
+
+
+@dataclass
+class Requests:
+    """What the registry served between two marks of its access log."""
+
+    total: int = 0
+    blob_gets: int = 0
+    blob_heads: int = 0
+    manifests: int = 0
+    blob_bytes: int = 0
+    bytes: int = 0
+
+    @property
+    def blob_requests(self) -> int:
+        return self.blob_gets + self.blob_heads
+
+
+class AccessLog:
+    """docker-registry's combined-format access log (its stdout, see ``start_registry``), read by offsets."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+
+    def mark(self) -> None:
+        self.offset = self.path.stat().st_size
+
+    def since_mark(self, settle: float = 0.3) -> Requests:
+        """Requests logged since :meth:`mark` (after ``settle`` s: a line is written after its response)."""
+        time.sleep(settle)
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            text = f.read().decode("utf-8", "replace")
+        out = Requests()
+        for line in text.splitlines():
+            match = _LOG_LINE.search(line)
+            if match is None or not match["path"].startswith("/v2/"):
+                continue
+            size = int(match["size"]) if match["size"] != "-" else 0
+            out.total += 1
+            out.bytes += size
+            if "/blobs/" in match["path"]:
+                if match["method"] == "HEAD":
+                    out.blob_heads += 1
+                elif match["method"] == "GET":
+                    out.blob_gets += 1
+                    out.blob_bytes += size
+            elif "/manifests/" in match["path"]:
+                out.manifests += 1
+        return out
+
+
 def measure(fn: Callable[[], None]) -> tuple[float, float]:
     """(wall seconds, CPU seconds of this process and its children)."""
     before_self = resource.getrusage(resource.RUSAGE_SELF)
@@ -127,10 +193,22 @@ def run_gadgetstore(images: list[str], host: str, dest: Path) -> None:
         raise SystemExit(f"gadgetstore pull failed: {failed[0].error}")
 
 
+def _skopeo(image: str, layout: Path, tag: str) -> None:
+    subprocess.run(["skopeo", "copy", "-q", "--all", "--preserve-digests", "--src-tls-verify=false",
+                    f"docker://{image}", f"oci:{layout}:{tag}"], check=True)
+
+
 def run_skopeo(images: list[str], dest: Path) -> None:
+    """Sequentially, one process per image, all into one OCI layout (blobs shared)."""
     for i, image in enumerate(images):
-        subprocess.run(["skopeo", "copy", "-q", "--all", "--preserve-digests", "--src-tls-verify=false",
-                        f"docker://{image}", f"oci:{dest}:img{i}"], check=True)
+        _skopeo(image, dest, f"img{i}")
+
+
+def run_skopeo_parallel(images: list[str], dest: Path, jobs: int = 4) -> None:
+    """``jobs`` skopeo processes at a time (like ``xargs -P4``), one OCI layout per image."""
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        for future in [pool.submit(_skopeo, image, dest / f"img{i}", f"img{i}") for i, image in enumerate(images)]:
+            future.result()
 
 
 def run_oras(images: list[str], host: str, dest: Path) -> None:
@@ -150,18 +228,50 @@ def run_curl(config: Path, outdir: Path) -> None:
                     str(config)], check=True)
 
 
+@dataclass
+class Sample:
+    wall: float
+    cpu: float
+    requests: Requests
+
+
+def ratio_table(timings: dict[str, list[Sample]], floor: str = "curl", ours: str = "gadgetstore") -> list[str]:
+    """The issue's ratios from medians of one invocation (every tool measured in the same rounds)."""
+    med = {name: statistics.median(s.wall for s in samples) for name, samples in timings.items()}
+    lines = [f"{'ratio':<34}{'median':>8}  {'per round':<24}target"]
+
+    def per_round(a: str, b: str) -> str:
+        return " ".join(f"{x.wall / y.wall:.2f}" for x, y in zip(timings[a], timings[b], strict=False))
+
+    def row(label: str, a: str, b: str, target: str) -> None:
+        if a in med and b in med:
+            lines.append(f"{label:<34}{med[a] / med[b]:>8.2f}  {per_round(a, b):<24}{target}")
+
+    row(f"{ours} / {floor} floor", ours, floor, "<= 1.5")
+    for peer, target in (("oras-py", ">= 2.2"), ("skopeo-4par", ">= 2.7"), ("skopeo-seq", "")):
+        row(f"{peer} / {ours}", peer, ours, target)
+    for peer, issue in (("oras-py", 3.3), ("skopeo-4par", 4.0), ("skopeo-seq", 5.2)):
+        row(f"{peer} / {floor} floor", peer, floor, f"(issue: {issue})")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-n", "--images", type=int, default=20)
     parser.add_argument("-r", "--runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["curl", "skopeo", "oras"])
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["curl", "skopeo", "skopeo-seq", "skopeo-4par", "oras", "warm"])
     args = parser.parse_args()
+    skip = set(args.skip)
+    if "skopeo" in skip:
+        skip |= {"skopeo-seq", "skopeo-4par"}
 
     work = Path(tempfile.mkdtemp(prefix="bulk-pull-"))
     try:
-        with start_registry(work / "registry") as registry:
+        with start_registry(work / "registry", extra_config=ACCESS_LOG_CONFIG) as registry:
             host = registry.host
+            log = AccessLog(work / "registry" / "registry.log")
             src = Store.open(work / "src")
             images, unique_layer_bytes = build_corpus(src, host, args.images, args.seed)
             options = TransferOptions(insecure_registries=frozenset({host}))
@@ -174,54 +284,68 @@ def main() -> None:
             trio.run(push_all)
             total_bytes = sum(p.stat().st_size for p in (work / "src" / "blobs" / "sha256").iterdir())
             print(f"corpus: {len(images)} images, {total_bytes / 1e6:.1f} MB of unique blobs "
-                  f"({unique_layer_bytes / 1e6:.1f} MB of layers)")
+                  f"({unique_layer_bytes / 1e6:.1f} MB of layers)", flush=True)
 
-            timings: dict[str, list[tuple[float, float]]] = {}
             run_gadgetstore(images, host, work / "warm-up")  # untimed: lets the registry settle after the push
             shutil.rmtree(work / "warm-up")
 
-            def repeat(name: str, fn: Callable[[Path], None]) -> None:
-                for run in range(args.runs):
-                    dest = work / f"{name}-{run}"
-                    dest.mkdir()
-                    timings.setdefault(name, []).append(measure(functools.partial(fn, dest)))
-                    if name != "gadgetstore-warm":
-                        shutil.rmtree(dest)
-
-            repeat("gadgetstore", lambda d: run_gadgetstore(images, host, d / "store"))
-            warm = work / "warm-store"
-            run_gadgetstore(images, host, warm)
-            repeat("gadgetstore-warm", lambda d: run_gadgetstore(images, host, warm))
-            if "curl" not in args.skip:
+            tools: dict[str, Callable[[Path], None]] = {
+                "gadgetstore": lambda d: run_gadgetstore(images, host, d / "store")}
+            if "curl" not in skip:
                 config = curl_config(src, images, host, work / "curl-out")
+                tools["curl"] = lambda d: run_curl(config, d)
+            if "oras" not in skip:
+                tools["oras-py"] = lambda d: run_oras(images, host, d)
+            if "skopeo-4par" not in skip:
+                tools["skopeo-4par"] = lambda d: run_skopeo_parallel(images, d)
+            if "skopeo-seq" not in skip:
+                tools["skopeo-seq"] = lambda d: run_skopeo(images, d / "layout")
 
-                def curl(d: Path) -> None:
-                    (work / "curl-out").mkdir(exist_ok=True)
-                    run_curl(config, d)
-                    shutil.rmtree(work / "curl-out")
+            timings: dict[str, list[Sample]] = {}
+            for run in range(args.runs):
+                for name, fn in tools.items():
+                    dest = work / f"{name}-{run}"
+                    if name == "curl":
+                        dest = work / "curl-out"
+                    dest.mkdir()
+                    log.mark()
+                    wall, cpu = measure(functools.partial(fn, dest))
+                    timings.setdefault(name, []).append(Sample(wall, cpu, log.since_mark()))
+                    print(f"  round {run + 1}: {name:<12} {wall:7.3f} s", flush=True)
+                    shutil.rmtree(dest, ignore_errors=True)
 
-                repeat("curl", curl)
-            if "skopeo" not in args.skip:
-                repeat("skopeo", lambda d: run_skopeo(images, d / "layout"))
-            if "oras" not in args.skip:
-                repeat("oras-py", lambda d: run_oras(images, host, d))
+            warm_rows: list[Sample] = []
+            if "warm" not in skip:
+                warm = work / "warm-store"
+                run_gadgetstore(images, host, warm)
+                for _ in range(args.runs):
+                    log.mark()
+                    wall, cpu = measure(functools.partial(run_gadgetstore, images, host, warm))
+                    warm_rows.append(Sample(wall, cpu, log.since_mark()))
+                timings["gadgetstore-warm"] = warm_rows
 
-        ours = statistics.median(w for w, _ in timings["gadgetstore"])
-        print(f"\n{'tool':<18}{'median s':>10}{'cpu s':>9}{'MB/s':>9}   ratio")
-        for name, values in timings.items():
-            wall = statistics.median(w for w, _ in values)
-            cpu = statistics.median(c for _, c in values)
-            if name == "gadgetstore":
-                ratio = "1.00 (reference)"
-            elif name == "curl":
-                ratio = f"gadgetstore/curl = {ours / wall:.2f}"
-            elif name == "gadgetstore-warm":
-                ratio = f"warm/cold = {wall / ours:.3f}"
-            else:
-                ratio = f"{name}/gadgetstore = {wall / ours:.1f}x"
-            print(f"{name:<18}{wall:>10.3f}{cpu:>9.2f}{total_bytes / 1e6 / wall:>9.1f}   {ratio}")
+        ours = statistics.median(s.wall for s in timings["gadgetstore"])
+        print(f"\n{'tool':<18}{'median s':>10}{'cpu s':>8}{'MB/s':>8}{'requests':>10}{'blob GET':>10}"
+              f"{'blob HEAD':>10}{'MB served':>10}")
+        for name, samples in timings.items():
+            wall = statistics.median(s.wall for s in samples)
+            cpu = statistics.median(s.cpu for s in samples)
+            req = samples[len(samples) // 2].requests
+            print(f"{name:<18}{wall:>10.3f}{cpu:>8.2f}{total_bytes / 1e6 / wall:>8.1f}{req.total:>10}"
+                  f"{req.blob_gets:>10}{req.blob_heads:>10}{req.bytes / 1e6:>10.1f}")
+        print()
+        for line in ratio_table({k: v for k, v in timings.items() if k != "gadgetstore-warm"}):
+            print(line)
+        if warm_rows:
+            blob_requests = max(s.requests.blob_requests for s in warm_rows)
+            wall = statistics.median(s.wall for s in warm_rows)
+            verdict = "OK" if blob_requests == 0 else "FAIL"
+            print(f"\nwarm re-pull: {wall:.3f} s = {wall / ours:.3f} of the cold pull; blob requests "
+                  f"{blob_requests} (must be 0: {verdict}); manifest requests "
+                  f"{max(s.requests.manifests for s in warm_rows)}, all requests "
+                  f"{max(s.requests.total for s in warm_rows)} for {len(images)} tags")
         digest = hashlib.sha256(json.dumps(images).encode()).hexdigest()[:8]
-        print(f"\n(corpus seed {args.seed}, id {digest}, {args.runs} runs, median)")
+        print(f"\n(corpus seed {args.seed}, id {digest}, {args.runs} interleaved rounds, median)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -16,9 +16,13 @@ from gadgetstore.engine.reference import normalize
 from gadgetstore.engine.registry import authfile as authfiles
 from gadgetstore.engine.registry.client import Session, TransferOptions
 from gadgetstore.engine.registry.errors import RegistryError
+from gadgetstore.engine.registry.mirrors_config import load as load_registries
 from gadgetstore.engine.registry.pull import PullResult, pull_images
 from gadgetstore.engine.registry.push import push_image
+from gadgetstore.engine.registry.signatures import VerifyPolicy, load_policy
+from gadgetstore.engine.signatures.keys import load_public_keys
 
+from . import bulk_pull as bulk
 from .context import AppContext, pass_app, user_errors
 
 MAX_PASSWORD_STDIN = 100 * 1024
@@ -43,40 +47,93 @@ cert_dir_option = click.option(
 
 
 @click.command("pull")
-@click.argument("images", nargs=-1, required=True)
+@click.argument("images", nargs=-1)
+@click.option("--from-file", "from_file", metavar="LIST",
+              help="Also pull the references in LIST (one per line, '#' comments; '-' is stdin).")
+@click.option("--all-tags", is_flag=True, help="Treat IMAGES as repositories and pull every tag of each.")
+@click.option("--tags-page-size", type=click.IntRange(1, 10_000), default=bulk.PAGE_SIZE, hidden=True)
+@click.option("--registries-config", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="GADGETSTORE_REGISTRIES_CONFIG",
+              help="Mirrors per registry (default: /etc/gadgetstore/registries.toml if it exists).")
 @authfile_option
 @insecure_option
 @cert_dir_option
 @click.option("--max-concurrent-downloads", type=click.IntRange(1, 256), default=16, show_default=True)
 @click.option("--range-threshold", type=click.IntRange(1), default=8 * 1024 * 1024, show_default=True,
               help="Blobs larger than this many bytes are fetched as parallel Range chunks.")
+@click.option("--verify", is_flag=True,
+              help="Tag an image only if its cosign signature verifies (pulled images' blobs are deleted otherwise).")
+@click.option("--public-keys", "public_keys", multiple=True,
+              help="Keys (inline PEM, comma-separated) for --verify (default: the store policy's, "
+                   "else Inspektor Gadget's key).")
 @pass_app
 @user_errors
 def pull(app: AppContext, images: tuple[str, ...], authfile: Path | None, insecure_registries: tuple[str, ...],
          cert_dir: Path | None, max_concurrent_downloads: int,
-         range_threshold: int) -> None:
-    """Pull one or more gadget images into the store."""
+         range_threshold: int, verify: bool, public_keys: tuple[str, ...], from_file: str | None,
+         all_tags: bool, tags_page_size: int, registries_config: Path | None) -> None:
+    """Pull one or more gadget images into the store, with their signatures.
+
+    Signatures (cosign 'sha256-<hex>.sig' tag, OCI 1.1 and bundle referrers, notation) are stored
+    too, so 'image verify' works offline. With --verify, or when the store holds a policy file
+    STORE/policy.json such as {"verify": true, "publicKeys": ["-----BEGIN PUBLIC KEY-----..."]}
+    ("publicKeys" optional, default Inspektor Gadget's key), an image whose signature does not
+    verify is not tagged.
+
+    All images share one connection pool and one download budget; at the end, the bytes fetched
+    from each source (upstream, each mirror of the registries config) are printed.
+    """
+    if not images and not from_file:
+        raise click.UsageError("give IMAGES, --from-file LIST, or both")
+    if all_tags and not images:
+        raise click.UsageError("--all-tags needs at least one repository")
     for image in images:
         normalize(image)  # a bad name fails before any transfer starts
+    listed = bulk.read_image_list(from_file) if from_file else []
+    registries = load_registries(registries_config)
     store = app.store()
+    policy = pull_policy(app.root, verify, public_keys)
     options = TransferOptions(
         authfile=authfile, insecure_registries=_insecure(insecure_registries), cert_dir=cert_dir,
         max_concurrent_blobs=max_concurrent_downloads,
-        range_threshold=range_threshold, chunk_size=range_threshold,
+        range_threshold=range_threshold, chunk_size=range_threshold, registries=registries,
     )
+    if all_tags:
+        tagged, skipped = trio.run(bulk.expand_all_tags, images, options, tags_page_size)
+        if skipped:
+            click.echo(f"Skipping {skipped} signature/attestation tag(s)", err=True)
+        images = tuple(tagged)
+    images = tuple(bulk.unique([*images, *listed]))
 
     def started(image: str) -> None:
         click.echo(f"Pulling {normalize(image)}...", err=True)  # the full name, as ig prints it
 
     def finished(result: PullResult) -> None:
+        for warning in result.warnings:
+            click.echo(f"WARN: {warning}", err=True)
         if result.error is None:
             click.echo(f"Successfully pulled {result.summary}", err=True)
         else:
             click.echo(f"Error: pulling {result.image}: {result.error}", err=True)
 
-    results = trio.run(lambda: pull_images(store, list(images), options, on_start=started, on_done=finished))
+    results = trio.run(lambda: pull_images(store, list(images), options, on_start=started, on_done=finished,
+                                           verify=policy))
+    for line in bulk.summary_lines(results):
+        click.echo(line, err=True)
     if any(r.error is not None for r in results):
         sys.exit(1)
+
+
+def pull_policy(store_root: Path, verify: bool, public_keys: tuple[str, ...]) -> VerifyPolicy | None:
+    """``--verify``/``--public-keys`` over the store's policy file; keys alone do not turn verification on."""
+    policy = load_policy(store_root)
+    if not verify and policy is None:
+        if public_keys:
+            raise click.UsageError("--public-keys needs --verify (or a store policy that verifies)")
+        return None
+    source = "--verify" if verify or policy is None else policy.source
+    keys = tuple(load_public_keys(public_keys)) if public_keys else (policy.keys if policy else None)
+    return VerifyPolicy(keys, source)
 
 
 @click.command("push")
@@ -88,12 +145,14 @@ def pull(app: AppContext, images: tuple[str, ...], authfile: Path | None, insecu
 @user_errors
 def push(app: AppContext, image: str, authfile: Path | None, insecure_registries: tuple[str, ...],
          cert_dir: Path | None) -> None:
-    """Push a gadget image from the store to its registry."""
+    """Push a gadget image from the store to its registry, with its stored signatures."""
     normalize(image)
     store = app.store()
     options = TransferOptions(authfile=authfile, insecure_registries=_insecure(insecure_registries), cert_dir=cert_dir)
     click.echo(f"Pushing {normalize(image)}...", err=True)
     result = trio.run(lambda: push_image(store, image, options))
+    if result.signatures:
+        click.echo(f"Pushed {result.signatures} signature(s) of {result.descriptor.digest}", err=True)
     click.echo(f"Successfully pushed {result.summary}", err=True)
 
 
@@ -187,11 +246,3 @@ def logout(registry: str | None, all_: bool, authfile: Path | None) -> None:
     if not authfiles.remove_credentials(path, name):
         raise RegistryError(f"not logged into {name}")
     click.echo(f"Removed login credentials for {name}")
-
-
-def register(root: click.Group, image: click.Group) -> None:
-    """Add ``image pull``/``image push`` and the top-level ``login``/``logout``."""
-    image.add_command(pull)
-    image.add_command(push)
-    root.add_command(login)
-    root.add_command(logout)

@@ -4,6 +4,8 @@ The graph is walked top-down: the root (by tag or digest), then per-arch manifes
 and layers. A blob already in the store is skipped without any request; a blob two images share
 is downloaded once (the second waits on the first). The shared lease is held from before the
 first commit until the tag is written, so ``gc`` never removes a committed but untagged blob.
+The image's signatures are fetched alongside its graph and recorded (and, when asked, verified)
+just before the tag: see :mod:`.signatures`.
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ class Puller:
         self._shared = _Shared()
         self._tags = _TagCommitter(store)
         self._sources = Sources(session)  # mirrors first, as the session's registries config says
+        self._no_referrers_api: set[str] = set()  # registries whose Referrers API answered 404
 
     async def pull(self, image: str) -> PullResult:
         """Pull one image and tag it; raises on failure (nothing is tagged then)."""
@@ -124,12 +127,14 @@ class Puller:
         stats = _Stats()
         root = await self._root(client, ref, stats)
         tag = str(ref)
-        signatures = SignatureFetch(self.store, client, ref.path, root.desc, self.session.blob_limiter)
+        signatures = SignatureFetch(self.store, client, ref.path, root.desc, self.session.blob_limiter,
+                                    self._no_referrers_api)
         async with task_group() as nursery:
             nursery.start_soon(self._graph, client, ref.path, root, stats, None)
             nursery.start_soon(signatures.run)
         # recorded (and verified) before the tag, under the batch's lease: see .signatures
-        outcome = await settle_signatures(self.store, tag, root.desc, signatures, self.policy)
+        outcome = await settle_signatures(self.store, tag, root.desc, signatures, self.policy,
+                                          self._tags._lock)  # one journal user at a time in this batch
         await self._tags.tag(tag, root.desc)
         return PullResult(image, tag, root.desc, stats.blobs, stats.bytes, sources=stats.sources,
                           signatures=outcome.count, warnings=outcome.warnings)

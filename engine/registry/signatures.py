@@ -6,13 +6,17 @@ tag ``sha256-<hex>.sig`` and for referrers of the root digest: the OCI 1.1 Refer
 404). Only referrers of :data:`SIGNATURE_ARTIFACT_TYPES` (cosign OCI 1.1, Sigstore bundle, notation)
 are kept. Unlike ig (first format wins) every format found is stored, so a later offline
 ``verify`` can use whichever one the trusted key made. A missing signature is not an error; a
-signature that cannot be fetched is a warning, never a failed pull.
+signature that cannot be fetched is a warning, never a failed pull. Referrers found through a
+referrers-tag index are pinned one by one rather than keeping that index: it may list other
+artifacts (SBOMs, …) whose blobs are not fetched, and a tagged index must reach only present blobs.
 
 Ordering: the signatures are recorded (tags / pins, one journal record each) *before* the image
 tag, under the pull's shared lease. Verification reads them from the store, and the tag must come
 only after a verdict; the lease keeps ``gc``/``remove`` from dropping them in between. When
 verification refuses the image its records are undone and, once the batch has released its
 lease, the blobs nothing else reaches are deleted under the exclusive lease (a targeted gc).
+A crash between the two leaves signature records of an untagged digest (harmless; ``remove`` of
+another image drops such orphans). ``--verify`` checks cosign signatures only (notation: no).
 
 Push sends the stored signatures after the image: the legacy tag under the same repository,
 referrers by digest (a registry with the Referrers API links them through ``subject`` and says so
@@ -137,6 +141,7 @@ class SignatureFetch:
     repo: str
     subject: Descriptor
     limiter: trio.CapacityLimiter
+    no_referrers_api: set[str] = field(default_factory=set)  # shared by a batch: registries that said 404
     found: list[FetchedSignature] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -171,8 +176,11 @@ class SignatureFetch:
         self.found.append(FetchedSignature(doc.desc.bare(), tag))
 
     async def _referrers(self) -> None:
-        listing = await self._referrers_api()
+        """The API, else the referrers tag; a registry without the API is not asked again in this batch."""
+        api_absent = self.client.domain in self.no_referrers_api
+        listing = None if api_absent else await self._referrers_api()
         if listing is None:
+            self.no_referrers_api.add(self.client.domain)
             index = await self._by_tag(sc.referrers_tag(self.subject.digest))
             if index is None:
                 return
@@ -258,6 +266,7 @@ class _Recorded:
 
     tags: dict[str, Descriptor | None] = field(default_factory=dict)  # tag -> its previous target
     pins: list[Digest] = field(default_factory=list)  # newly pinned
+    unchanged: int = 0  # recorded, but already pinned before
 
 
 def _record(store: Store, found: Sequence[FetchedSignature], warnings: list[str]) -> _Recorded:
@@ -267,6 +276,10 @@ def _record(store: Store, found: Sequence[FetchedSignature], warnings: list[str]
     pinned = {pin.digest for pin in store.pins()}
     for sig in found:
         previous = store.lookup(sig.tag) if sig.tag is not None else None
+        if (previous is not None and previous.digest == sig.desc.digest) or (
+                sig.tag is None and sig.desc.digest in pinned):
+            done.unchanged += 1  # a warm re-pull appends nothing to the journal
+            continue
         try:
             record_pulled_signature(store, sig.desc, sig.tag)
         except GadgetStoreError as err:
@@ -274,7 +287,7 @@ def _record(store: Store, found: Sequence[FetchedSignature], warnings: list[str]
             continue
         if sig.tag is not None:
             done.tags.setdefault(sig.tag, previous)
-        elif sig.desc.digest not in pinned:
+        else:
             done.pins.append(sig.desc.digest)
             pinned.add(sig.desc.digest)
     return done
@@ -311,14 +324,27 @@ class SignatureOutcome:
 
 
 async def settle_signatures(store: Store, ref: str, root: Descriptor, fetch: SignatureFetch,
-                            policy: VerifyPolicy | None) -> SignatureOutcome:
-    """Record what ``fetch`` found, then verify when ``policy`` asks; raises SignatureRefused."""
+                            policy: VerifyPolicy | None, journal_lock: trio.Lock) -> SignatureOutcome:
+    """Record what ``fetch`` found, then verify when ``policy`` asks; raises SignatureRefused.
+
+    ``journal_lock`` is the one the batch's tag commits hold: the store's in-memory journal state
+    is not safe to read in one thread while another thread appends to it.
+    """
     warnings = list(fetch.warnings)
-    done = await trio.to_thread.run_sync(_record, store, list(fetch.found), warnings)
-    outcome = SignatureOutcome(len(fetch.found), warnings)
-    if policy is not None:
-        outcome.verified = await trio.to_thread.run_sync(
-            _verify_or_undo, store, ref, root, list(fetch.found), done, policy)
+    if not fetch.found and policy is None:
+        return SignatureOutcome(0, warnings)  # unsigned: no thread hop, no lock
+    async with journal_lock:
+        done = await trio.to_thread.run_sync(_record, store, list(fetch.found), warnings)
+        outcome = SignatureOutcome(len(done.tags) + len(done.pins) + done.unchanged, warnings)
+        if policy is not None:
+            try:
+                outcome.verified = await trio.to_thread.run_sync(
+                    _verify_or_undo, store, ref, root, list(fetch.found), done, policy)
+            except SignatureRefused as err:
+                if not warnings:
+                    raise
+                # the cause may be a lookup that failed: say so in the same line
+                raise SignatureRefused(f"{err} (also: {'; '.join(warnings)})", err.discard) from None
     return outcome
 
 
@@ -339,7 +365,10 @@ async def discard_refused(store: Store, errors: Iterable[BaseException | None]) 
             digests |= err.discard
     if not digests:
         return 0
-    return await trio.to_thread.run_sync(_discard, store, digests)
+    try:
+        return await trio.to_thread.run_sync(_discard, store, digests)
+    except GadgetStoreError:  # a damaged store graph: keep everything, ``gc``/``fsck`` will say why
+        return 0
 
 
 # -- push --------------------------------------------------------------------------------------

@@ -1,0 +1,333 @@
+"""One large blob from a local docker-registry: gadgetstore vs a single curl stream, skopeo, oras-py;
+gadgetstore's peak memory; and resuming after ``kill -9`` at about half of the blob.
+
+    .venv/bin/python benchmarks/big_blob.py                # 1 GiB blob, 3 interleaved rounds
+    .venv/bin/python benchmarks/big_blob.py --size 256     # MiB; smaller for a quick look
+
+The image is an index → one amd64 manifest → a small config and one incompressible layer of
+``--size`` MiB, pushed by gadgetstore (chunked PATCH uploads) to a docker-registry on 127.0.0.1
+with its access log on. Each round runs every tool once into an empty destination:
+
+  gadgetstore  ``pull_images`` in a child process (Range chunks of ``chunk_size`` × ``chunk_parallelism``,
+               verified, fsync'd, renamed): the time is the pull inside the child (no interpreter start),
+               the memory is the child's peak RSS (``ru_maxrss``) and, for reference, its RSS before the pull
+  curl         one ``curl -o`` stream of the blob URL: the wire floor (no verification, no fsync)
+  skopeo       ``skopeo copy --all --preserve-digests`` into an OCI layout
+  oras-py      oras-py: the index, then the manifest by digest (oras-py pulls no index by itself)
+A hash floor (``hashlib.sha256`` over the blob from the page cache, 1 MiB reads) is printed too.
+
+Resume: a gadgetstore pull runs in a child; when its ingest file holds half the blob it gets
+SIGKILL; the bytes on disk are counted (data extents of the sparse file); the re-pull's blob bytes
+are summed from the registry's access log. Target: re-fetched ≤ 1.05 × what remained.
+Targets (issue 3): gadgetstore ≤ 1.25 × curl; peak RSS ≤ 64 MiB + chunk size × parallelism.
+Everything started here is stopped, and every temporary file removed, at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import errno
+import functools
+import hashlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import trio
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bulk_pull import ACCESS_LOG_CONFIG, AccessLog, measure  # noqa: E402
+
+from gadgetstore.engine import mediatypes as mt  # noqa: E402
+from gadgetstore.engine.descriptor import Descriptor  # noqa: E402
+from gadgetstore.engine.digest import Digest  # noqa: E402
+from gadgetstore.engine.reference import normalize  # noqa: E402
+from gadgetstore.engine.registry.client import TransferOptions  # noqa: E402
+from gadgetstore.engine.registry.pull import pull_images  # noqa: E402
+from gadgetstore.engine.registry.push import push_image  # noqa: E402
+from gadgetstore.engine.store import Store  # noqa: E402
+from tests.support.registry import start_registry  # noqa: E402
+
+MIB = 1024 * 1024
+
+
+def options_for(host: str, chunk_size: int, parallelism: int) -> TransferOptions:
+    return TransferOptions(insecure_registries=frozenset({host}), chunk_size=chunk_size,
+                           chunk_parallelism=parallelism)
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def child_pull(dest: str, host: str, image: str, chunk_size: int, parallelism: int) -> None:
+    """Run in the child: one pull, then a JSON line with its time, CPU and memory."""
+    import resource
+
+    store = Store.open(Path(dest))
+    before = _rss_kib()
+    start = time.perf_counter()
+    results = trio.run(pull_images, store, [image], options_for(host, chunk_size, parallelism))
+    seconds = time.perf_counter() - start
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    if results[0].error is not None:
+        raise SystemExit(f"gadgetstore pull failed: {results[0].error}")
+    print(json.dumps({"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime, "maxrss_kib": usage.ru_maxrss,
+                      "rss_before_kib": before, "bytes": results[0].bytes_fetched}), flush=True)
+
+
+def child_command(dest: Path, host: str, image: str, args: argparse.Namespace) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), "--child", str(dest), host, image,
+            "--chunk-size", str(args.chunk_size), "--parallelism", str(args.parallelism)]
+
+
+def build_image(store: Store, host: str, size: int) -> tuple[str, Digest]:
+    """index → amd64 manifest → config + one ``size``-byte layer of random bytes; returns (image, layer digest)."""
+    with store.blobs.writer(None, None) as writer:
+        left = size
+        while left:
+            n = min(4 * MIB, left)
+            writer.write(os.urandom(n))
+            left -= n
+        layer = writer.commit()
+    config = b"name: big\ndescription: one large layer\n"
+    cdesc = {"mediaType": mt.GADGET_CONFIG, "digest": str(store.blobs.put(config)), "size": len(config)}
+    ldesc = {"mediaType": mt.GADGET_EBPF, "digest": str(layer), "size": size}
+    manifest = json.dumps({"schemaVersion": 2, "artifactType": mt.GADGET_ARTIFACT, "config": cdesc,
+                           "layers": [ldesc]}, separators=(",", ":")).encode()
+    entry = {"mediaType": mt.OCI_MANIFEST, "digest": str(store.blobs.put(manifest)), "size": len(manifest),
+             "platform": {"architecture": "amd64", "os": "linux"}}
+    index = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [entry]},
+                       separators=(",", ":")).encode()
+    image = f"{host}/bench/big:v1"
+    with store.transaction() as txn:
+        txn.tag(str(normalize(image)), Descriptor(mt.OCI_INDEX, store.blobs.put(index), len(index)))
+    return image, layer
+
+
+def hash_floor(path: Path) -> float:
+    start = time.perf_counter()
+    hasher = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(MIB):
+            hasher.update(chunk)
+    return time.perf_counter() - start
+
+
+def run_oras(host: str, image: str, dest: Path) -> None:
+    import oras.provider
+
+    reg = oras.provider.Registry(hostname=host, insecure=True)
+    ref = normalize(image)
+    index = reg.get_manifest(f"{host}/{ref.path}:{ref.tag}", allowed_media_type=[mt.OCI_INDEX])
+    for entry in index["manifests"]:
+        reg.pull(target=f"{host}/{ref.path}@{entry['digest']}", outdir=str(dest / entry["digest"][7:]),
+                 allowed_media_type=[mt.OCI_MANIFEST])
+
+
+def data_bytes(path: Path) -> int:
+    """Bytes in the data extents of a (sparse) file."""
+    total = 0
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        pos = 0
+        while pos < size:
+            try:
+                start = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError as err:
+                if err.errno == errno.ENXIO:
+                    break
+                raise
+            end = min(size, os.lseek(fd, start, os.SEEK_HOLE))
+            total += end - start
+            pos = end
+    finally:
+        os.close(fd)
+    return total
+
+
+def ingest_file(dest: Path, layer: Digest) -> Path | None:
+    prefix = f"ingest-{layer.algorithm}-{layer.hex}-"
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(dest / "ingest"):
+            if entry.name.startswith(prefix) and not entry.name.endswith(".ranged"):
+                return Path(entry.path)
+    return None
+
+
+def wait_quiet(path: Path, quiet: float = 0.5, timeout: float = 10.0) -> None:
+    """Until ``path`` stops growing (the registry logs a broken response when it notices)."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        size = path.stat().st_size
+        if size != last:
+            last, since = size, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.05)
+
+
+def resume_experiment(work: Path, host: str, image: str, layer: Digest, size: int, log: AccessLog,
+                      args: argparse.Namespace) -> dict[str, float]:
+    dest = work / "resume-store"
+    Store.open(dest)
+    proc = subprocess.Popen(child_command(dest, host, image, args), stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        arrived = 0
+        while time.monotonic() < deadline and proc.poll() is None:
+            path = ingest_file(dest, layer)
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    arrived = os.stat(path).st_blocks * 512
+                if arrived >= size * args.kill_at:
+                    break
+            time.sleep(0.002)
+        if proc.poll() is not None:
+            raise SystemExit("resume experiment: the pull ended before it could be killed; try a larger --size")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    path = ingest_file(dest, layer)
+    present = data_bytes(path) if path is not None else 0
+    remaining = size - present
+    wait_quiet(log.path)
+    log.mark()
+    out = subprocess.run(child_command(dest, host, image, args), check=True, capture_output=True, text=True)
+    stats = json.loads(out.stdout.strip().splitlines()[-1])
+    served = log.since_mark()
+    if ingest_file(dest, layer) is not None:
+        print("  note: an ingest file of the blob is still there after the re-pull")
+    ok = Store.open(dest).blobs.rehash(layer) == layer
+    shutil.rmtree(dest)
+    return {"present": present, "remaining": remaining, "refetched": served.blob_bytes,
+            "requests": served.blob_gets, "seconds": stats["seconds"], "verified": float(ok)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=1024, help="blob size in MiB (default 1024)")
+    parser.add_argument("-r", "--runs", type=int, default=3)
+    parser.add_argument("--chunk-size", type=int, default=TransferOptions().chunk_size)
+    parser.add_argument("--parallelism", type=int, default=TransferOptions().chunk_parallelism)
+    parser.add_argument("--kill-at", type=float, default=0.5, help="fraction of the blob on disk at the kill")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["curl", "skopeo", "oras", "resume"])
+    parser.add_argument("--child", nargs=3, metavar=("DEST", "HOST", "IMAGE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child_pull(*args.child, args.chunk_size, args.parallelism)
+        return
+    size = args.size * MIB
+    work = Path(tempfile.mkdtemp(prefix="big-blob-"))
+    try:
+        with start_registry(work / "registry", extra_config=ACCESS_LOG_CONFIG) as registry:
+            host = registry.host
+            log = AccessLog(work / "registry" / "registry.log")
+            src = Store.open(work / "src")
+            image, layer = build_image(src, host, size)
+            start = time.perf_counter()
+            trio.run(push_image, src, image, options_for(host, args.chunk_size, args.parallelism))
+            print(f"blob {layer}: {args.size} MiB, pushed in {time.perf_counter() - start:.1f} s", flush=True)
+            hash_s = statistics.median(hash_floor(src.blobs.path(layer)) for _ in range(3))
+            shutil.rmtree(src.root)  # the registry has it now: one copy of the blob on disk less
+            blob_url = f"http://{host}/v2/{normalize(image).path}/blobs/{layer}"
+
+            gs_stats: list[dict[str, float]] = []
+
+            def gadgetstore(dest: Path) -> float:
+                out = subprocess.run(child_command(dest, host, image, args), check=True, capture_output=True,
+                                     text=True)
+                gs_stats.append(json.loads(out.stdout.strip().splitlines()[-1]))
+                return float(gs_stats[-1]["seconds"])
+
+            def timed(fn: Callable[[Path], object]) -> Callable[[Path], float]:
+                return lambda d: measure(functools.partial(fn, d))[0]
+
+            tools: dict[str, Callable[[Path], float]] = {"gadgetstore": lambda d: gadgetstore(d / "store")}
+            if "curl" not in args.skip:
+                tools["curl"] = timed(lambda d: subprocess.run(["curl", "-sf", "-o", str(d / "blob"), blob_url],
+                                                               check=True))
+            if "skopeo" not in args.skip:
+                tools["skopeo"] = timed(lambda d: subprocess.run(
+                    ["skopeo", "copy", "-q", "--all", "--preserve-digests", "--src-tls-verify=false",
+                     f"docker://{image}", f"oci:{d / 'layout'}:big"], check=True))
+            if "oras" not in args.skip:
+                tools["oras-py"] = timed(lambda d: run_oras(host, image, d))
+
+            times: dict[str, list[float]] = {}
+            requests: dict[str, int] = {}
+            for run in range(args.runs):
+                for name, fn in tools.items():
+                    dest = work / f"{name}-{run}"
+                    dest.mkdir()
+                    log.mark()
+                    seconds = fn(dest)
+                    requests[name] = log.since_mark(settle=0.2).blob_gets
+                    times.setdefault(name, []).append(seconds)
+                    print(f"  round {run + 1}: {name:<12} {seconds:7.3f} s", flush=True)
+                    shutil.rmtree(dest)
+
+            resume: dict[str, float] | None = None
+            if "resume" not in args.skip:
+                resume = resume_experiment(work, host, image, layer, size, log, args)
+
+        med = {name: statistics.median(values) for name, values in times.items()}
+        ours = med["gadgetstore"]
+        print(f"\n{'tool':<14}{'median s':>10}{'MiB/s':>9}{'blob GETs':>11}   per round")
+        for name, values in times.items():
+            print(f"{name:<14}{med[name]:>10.3f}{args.size / med[name]:>9.0f}{requests[name]:>11}   "
+                  + " ".join(f"{v:.3f}" for v in values))
+        print(f"{'sha256 floor':<14}{hash_s:>10.3f}{args.size / hash_s:>9.0f}")
+        print(f"\n{'ratio':<28}{'median':>8}  per round")
+        if "curl" in med:
+            per = " ".join(f"{a / b:.2f}" for a, b in zip(times["gadgetstore"], times["curl"], strict=False))
+            print(f"{'gadgetstore / curl':<28}{ours / med['curl']:>8.2f}  {per}   target <= 1.25")
+            floor = max(med["curl"], hash_s)
+            print(f"{'gadgetstore / max(curl,sha)':<28}{ours / floor:>8.2f}")
+            for peer, issue in (("skopeo", 4.4), ("oras-py", 4.8)):
+                if peer in med:
+                    print(f"{peer + ' / curl':<28}{med[peer] / med['curl']:>8.2f}  (issue, 256 MiB: {issue})")
+        for peer in ("skopeo", "oras-py"):
+            if peer in med:
+                print(f"{peer + ' / gadgetstore':<28}{med[peer] / ours:>8.2f}")
+        peak = max(s["maxrss_kib"] for s in gs_stats) / 1024
+        base = statistics.median(s["rss_before_kib"] for s in gs_stats) / 1024
+        bound = 64 + args.chunk_size / MIB * args.parallelism
+        cpu = statistics.median(s["cpu"] for s in gs_stats)
+        print(f"\ngadgetstore peak RSS {peak:.1f} MiB (RSS before the pull {base:.1f} MiB); bound 64 + "
+              f"{args.chunk_size // MIB} MiB x {args.parallelism} = {bound:.0f} MiB: "
+              f"{'OK' if peak <= bound else 'MISSED'}; CPU {cpu:.2f} s per pull")
+        if resume is not None:
+            extra = resume["refetched"] / resume["remaining"] - 1 if resume["remaining"] else float("inf")
+            print(f"resume: killed with {resume['present'] / MIB:.1f} MiB of {args.size} MiB on disk; re-pull "
+                  f"fetched {resume['refetched'] / MIB:.1f} MiB in {int(resume['requests'])} blob GETs for "
+                  f"{resume['remaining'] / MIB:.1f} MiB remaining: {extra * 100:+.2f}% "
+                  f"({'OK' if extra <= 0.05 else 'MISSED'}, target <= +5%); re-pull {resume['seconds']:.2f} s; "
+                  f"blob verified: {bool(resume['verified'])}")
+        print(f"\n({args.runs} interleaved rounds, median; chunk {args.chunk_size // MIB} MiB x {args.parallelism})")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

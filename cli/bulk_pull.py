@@ -1,0 +1,112 @@
+"""What ``image pull`` needs for bulk use: image lists, ``--all-tags`` expansion, the per-source summary.
+
+Kept out of :mod:`.registry_cmds` so the command itself stays a thin list of options.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterable, Sequence
+
+from gadgetstore.engine.errors import GadgetStoreError
+from gadgetstore.engine.reference import normalize, parse
+from gadgetstore.engine.registry.client import Session, TransferOptions
+from gadgetstore.engine.registry.mirrors import Tallies, merge
+from gadgetstore.engine.registry.pull import PullResult
+from gadgetstore.engine.registry.taglist import PAGE_SIZE, list_tags
+
+__all__ = ["PAGE_SIZE", "expand_all_tags", "read_image_list", "summary_lines", "unique"]
+
+MAX_LIST_BYTES = 1024 * 1024
+# cosign's tag-based artifacts: not images of their own (they come with the image they sign)
+_ARTIFACT_TAG_RE = re.compile(r"^sha256-[0-9a-f]{64}(\.[a-z]+)?$")
+
+
+class ImageListError(GadgetStoreError):
+    pass
+
+
+def read_image_list(path: str) -> list[str]:
+    """References from ``path`` (``-`` is stdin): one per line, ``#`` starts a comment."""
+    where = "standard input" if path == "-" else path
+    try:
+        if path == "-":
+            raw = sys.stdin.buffer.read(MAX_LIST_BYTES + 1)
+        else:
+            with open(path, "rb") as f:
+                raw = f.read(MAX_LIST_BYTES + 1)
+    except OSError as err:
+        raise ImageListError(f"cannot read image list {where}: {err.strerror}") from None
+    if len(raw) > MAX_LIST_BYTES:
+        raise ImageListError(f"image list {where} is larger than {MAX_LIST_BYTES} bytes")
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise ImageListError(f"image list {where} is not UTF-8") from None
+    images = []
+    for number, line in enumerate(text.splitlines(), 1):
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        try:
+            normalize(entry)
+        except GadgetStoreError as err:
+            raise ImageListError(f"{where}:{number}: {err}") from None
+        images.append(entry)
+    return images
+
+
+def unique(images: Iterable[str]) -> list[str]:
+    """First occurrence of each normalised name, in order: one pull per image."""
+    seen: set[str] = set()
+    out = []
+    for image in images:
+        key = str(normalize(image))
+        if key not in seen:
+            seen.add(key)
+            out.append(image)
+    return out
+
+
+async def expand_all_tags(repositories: Sequence[str], options: TransferOptions,
+                          page_size: int = PAGE_SIZE) -> tuple[list[str], int]:
+    """``REPO:TAG`` for every tag of each repository, and how many artifact tags were skipped."""
+    images: list[str] = []
+    skipped = 0
+    async with Session(options) as session:
+        for repo in repositories:
+            typed = parse(repo)
+            if typed.tag is not None or typed.digest is not None:
+                raise ImageListError(f"--all-tags takes repositories without a tag or digest, not {repo!r}")
+            ref = normalize(repo)
+            for tag in await list_tags(session, ref, page_size=page_size):
+                if _ARTIFACT_TAG_RE.match(tag):
+                    skipped += 1
+                else:
+                    images.append(f"{ref.repository}:{tag}")
+    return images, skipped
+
+
+def human_bytes(n: int) -> str:
+    if n < 1000:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("kB", "MB", "GB"):
+        value /= 1000
+        if value < 1000 or unit == "GB":
+            break
+    return f"{value:.1f} {unit}"
+
+
+def summary_lines(results: Sequence[PullResult]) -> list[str]:
+    """Bytes per source (upstream, each mirror) over every image, for the end of a pull."""
+    totals: Tallies = {}
+    for result in results:
+        merge(totals, result.sources)
+    total = sum(t.bytes for t in totals.values())
+    lines = [f"Fetched {human_bytes(total)} for {len(results)} image(s):"]
+    for name, tally in sorted(totals.items(), key=lambda item: (not item[0].startswith("mirror"), item[0])):
+        failed = f", {tally.failures} failed attempt(s)" if tally.failures else ""
+        lines.append(f"  {name}: {human_bytes(tally.bytes)} ({tally.bytes} bytes, {tally.items} item(s){failed})")
+    return lines
