@@ -25,7 +25,7 @@ import zstandard
 from . import mediatypes as mt
 from . import reference
 from .blobstore import READ_CHUNK, IngestWriter
-from .descriptor import Descriptor, canonical_json, children, is_document, parse_document, subject
+from .descriptor import Descriptor, canonical_json, children, is_document, parse_document
 from .digest import Digest
 from .errors import GadgetStoreError, ImageNotFound, IntegrityError, InvalidArchive
 from .fsutil import fsync_dir
@@ -58,7 +58,7 @@ def plan_export(store: Store, refs: list[str]) -> ExportPlan:
         subj = signature_tag_subject(sig_ref)
         if subj is not None and subj in plan.blobs:
             tagged[sig_ref] = store.resolve(sig_ref)
-    pinned = [pin for pin in store.pins() if _subject_digest(store, pin) in plan.blobs]
+    pinned = [pin for pin in store.pins() if store.subject_of(pin) in plan.blobs]
     plan.blobs.update(store.walk([*tagged.values(), *pinned], missing_ok=False))
     for ref, desc in tagged.items():
         entry = desc.to_json()
@@ -67,16 +67,6 @@ def plan_export(store: Store, refs: list[str]) -> ExportPlan:
     plan.entries.extend(pin.to_json() for pin in pinned)
     plan.entries.sort(key=lambda e: (e["digest"], e.get("annotations", {}).get(mt.ANNOTATION_REF_NAME, "")))
     return plan
-
-
-def _subject_digest(store: Store, desc: Descriptor) -> Digest | None:
-    if not is_document(desc):
-        return None
-    try:
-        subj = subject(store.read_document(desc), f"manifest {desc.digest}")
-    except GadgetStoreError:
-        return None
-    return subj.digest if subj else None
 
 
 def _tar_info(name: str, size: int, mode: int) -> tarfile.TarInfo:

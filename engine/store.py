@@ -287,14 +287,15 @@ class Store:
             if target is not None and target not in alive:
                 txn.untag(sig_ref)
         for pin in self.pins():
-            subj = self._subject_of(pin)
+            subj = self.subject_of(pin)
             if subj is not None and subj not in alive:
                 txn.unpin(pin.digest)
 
     def _pinned_referrer_digests(self) -> set[Digest]:
-        return {pin.digest for pin in self.pins() if self._subject_of(pin) is not None}
+        return {pin.digest for pin in self.pins() if self.subject_of(pin) is not None}
 
-    def _subject_of(self, desc: Descriptor) -> Digest | None:
+    def subject_of(self, desc: Descriptor) -> Digest | None:
+        """The digest a referrer (a signature, say) is attached to; None for anything else."""
         if not is_document(desc):
             return None
         try:
