@@ -421,7 +421,8 @@ def scenario_peers(net: Network, work: Path, count: int, images: Path, image_lis
 def report(outcomes: list[Outcome], unique: int, single: float, net: Network, rate: str | None,
            store_root: Path) -> str:
     """The table; the CPU floor is the slowest time the nodes' own CPU use allows on this machine."""
-    where = "network namespaces on a bridge" if net.namespaces else "loopback (no network namespaces: not root?)"
+    where = "network namespaces on a bridge" if net.namespaces else \
+        "loopback only (no namespaces: --no-netns, not root, or `ip netns` failed)"
     cores = os.cpu_count() or 1
     link = f"shaped to {rate}" if rate else "unshaped"
     lines = [f"nodes in {where}; stores under {store_root}; {cores} CPUs; upstream link {link}; "
