@@ -7,16 +7,22 @@ import sys
 import click
 
 from gadgetstore.engine.fsck import fsck
+from gadgetstore.engine.fsck import repair as repair_store
+from gadgetstore.engine.store import Store
 
 from .context import AppContext, pass_app, user_errors
 
 
 @click.command("fsck")
+@click.option("--repair", is_flag=True, help="Rebuild a damaged journal and quarantine damaged blobs first.")
 @pass_app
 @user_errors
-def fsck_cmd(app: AppContext) -> None:
+def fsck_cmd(app: AppContext, repair: bool) -> None:
     """Re-hash every blob and check the journal, index.json and every reference."""
-    report = fsck(app.store())
+    if repair:
+        for action in repair_store(Store.open(app.root, allow_damage=True)):
+            click.echo(f"repaired: {action}")
+    report = fsck(Store.open(app.root, readonly=True, allow_damage=True))
     for note in report.notes:
         click.echo(f"note: {note}")
     for problem in report.problems:

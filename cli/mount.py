@@ -53,7 +53,7 @@ def mount_cmd(
         fail(str(err), 2)
     if os.path.ismount(mountpoint):
         fail(f"{mountpoint} is already a mount point")
-    store = Store.open(app.root, create=False)
+    store = Store.open(app.root, readonly=True)
     if not background:
         _setup_logging(log_file, debug)
         serve(store, mountpoint, fuse_options)

@@ -235,8 +235,13 @@ def _stage_blob(
 
 
 def _staged_bytes(store: Store, staged: _Staged, desc: Descriptor) -> bytes:
+    """A manifest or index from the archive; refused before reading when it claims to be huge."""
+    if desc.size > MAX_METADATA_FILE:
+        raise InvalidArchive(f"manifest {desc.digest} is {desc.size} bytes, more than {MAX_METADATA_FILE} allowed")
     writer = staged.sealed.get(desc.digest)
     if writer is not None:
+        if os.stat(writer.temp_path).st_size != desc.size:
+            raise InvalidArchive(f"blob {desc.digest}: descriptor says {desc.size} bytes, archive has another size")
         return writer.temp_path.read_bytes()
     if desc.digest in staged.already_stored or store.blobs.has(desc.digest):
         return store.blobs.read(desc.digest, max_size=MAX_METADATA_FILE)

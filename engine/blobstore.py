@@ -93,9 +93,14 @@ class BlobStore:
             return False
         return True
 
+    def _algorithm_dirs(self) -> list[Path]:
+        if not self.blobs_dir.is_dir():
+            return []
+        return [d for d in sorted(self.blobs_dir.iterdir()) if d.is_dir() and not d.is_symlink()]
+
     def iter_digests(self) -> Iterator[Digest]:
         """Every well-named blob file; stray names are skipped (fsck reports them)."""
-        for alg_dir in sorted(self.blobs_dir.iterdir()) if self.blobs_dir.is_dir() else []:
+        for alg_dir in self._algorithm_dirs():
             for entry in sorted(os.listdir(alg_dir)):
                 try:
                     yield Digest.parse(f"{alg_dir.name}:{entry}")
@@ -248,6 +253,8 @@ class IngestWriter:
         if self.store.has(self.digest):
             os.unlink(self.temp_path)
             self.sealed = False
+            # Another writer's rename may not be durable yet; make it so before we rely on it.
+            fsync_dir(target.parent)
             return False
         ensure_real_dir(target.parent)
         os.rename(self.temp_path, target)

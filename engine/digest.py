@@ -21,7 +21,7 @@ class Digest:
 
     @classmethod
     def parse(cls, text: str) -> Digest:
-        match = _DIGEST_RE.match(text) if isinstance(text, str) else None
+        match = _DIGEST_RE.fullmatch(text) if isinstance(text, str) else None
         if match is None:
             raise InvalidDigest(f"invalid digest {text!r}: expected 'sha256:' followed by lowercase hex")
         algorithm, hexpart = match.groups()

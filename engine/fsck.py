@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from dataclasses import dataclass, field
 
+from . import journal_format as jf
 from .blobstore import BlobNotFound
 from .descriptor import Descriptor, children, is_document
 from .digest import Digest
@@ -25,6 +27,34 @@ class FsckReport:
     @property
     def clean(self) -> bool:
         return not self.problems
+
+
+def repair(store: Store) -> list[str]:
+    """Make a damaged store usable again; returns what was done, one line per action.
+
+    A damaged journal is kept as ``index.journal.damaged-<time>`` and rebuilt from every intact
+    record; damaged blobs are moved to ``quarantine/`` so a re-pull or re-import fetches them again;
+    index.json is rewritten from the journal.
+    """
+    actions: list[str] = []
+    with store._locked():
+        store.journal.refresh()
+        if store.journal.damage is not None:
+            data = store.journal.path.read_bytes()
+            backup = store.root / f"index.journal.damaged-{int(time.time())}"
+            backup.write_bytes(data)
+            kept, dropped = jf.salvage(data)
+            store.journal.replace(kept)
+            actions.append(f"rebuilt the index journal from {len(kept)} intact record(s), dropped {dropped}; "
+                           f"the damaged journal is kept as {backup.name}")
+        for digest in list(store.blobs.iter_digests()):
+            if store.blobs.rehash(digest) != digest:
+                quarantine = store.root / "quarantine"
+                quarantine.mkdir(mode=0o700, exist_ok=True)
+                os.replace(store.blobs.path(digest), quarantine / f"{digest.algorithm}-{digest.hex}")
+                actions.append(f"moved damaged blob {digest} to quarantine/; pull or import the image again")
+        store._write_index_json()
+    return actions
 
 
 def fsck(store: Store) -> FsckReport:

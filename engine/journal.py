@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from . import journal_format as jf
+from .errors import StoreError
 from .faults import crash_point
 from .fsutil import atomic_write, fsync_dir
 
@@ -18,6 +19,7 @@ class Journal:
         self.state = jf.IndexState()
         self.length = 0
         self.damage: str | None = None
+        self.torn = False
         self._inode: int | None = None
         self.transactions_since_snapshot = 0
 
@@ -49,22 +51,36 @@ class Journal:
         self._inode = st.st_ino
         self.length = replay.valid_length
         self.damage = replay.damage
+        self.torn = replay.torn
 
     def cut_tail(self) -> str | None:
-        """Truncate a torn or corrupt tail (under the store lock); returns what was cut, if anything."""
+        """Truncate an unfinished final append (under the store lock); returns what was cut.
+
+        A complete record that fails its checksum is not cut: that is damage, not a torn write,
+        and only ``fsck --repair`` may decide what to keep.
+        """
         self.refresh()
         damage = self.damage
         if damage is None:
             return None
+        if not self.torn:
+            raise StoreError(f"index journal {self.path} is damaged ({damage}); run 'gadgetstore fsck --repair'")
         if self.length == 0:
-            # Not even a header survived: rebuild the file from the (empty) state.
-            self.compact()
+            self.compact()  # not even the header was written
             return damage
         with open(self.path, "r+b") as f:
             f.truncate(self.length)
             os.fsync(f.fileno())
         self.damage = None
+        self.torn = False
         return damage
+
+    def replace(self, transactions: list[list[jf.Op]]) -> None:
+        """Replace the whole journal by the state these transactions build (fsck --repair)."""
+        self.state = jf.IndexState()
+        for ops in transactions:
+            self.state.apply(ops)
+        self.compact()
 
     def append(self, ops: list[jf.Op]) -> None:
         """Durably append one transaction; the caller holds the store lock and has cut the tail."""
@@ -89,7 +105,7 @@ class Journal:
         crash_point("journal.compacted")
         fsync_dir(self.path.parent)
         st = os.stat(self.path)
-        self._inode, self.length, self.damage = st.st_ino, len(data), None
+        self._inode, self.length, self.damage, self.torn = st.st_ino, len(data), None, False
         self.transactions_since_snapshot = 1 if ops else 0
 
     def wants_compaction(self) -> bool:

@@ -42,6 +42,8 @@ class Replay:
     transactions: list[list[Op]]
     valid_length: int
     damage: str | None = None
+    torn: bool = False
+    """True when the damage is only an unfinished final line: an append cut short, safe to cut."""
 
 
 def decode(data: bytes, expect_header: bool = True) -> Replay:
@@ -50,14 +52,14 @@ def decode(data: bytes, expect_header: bool = True) -> Replay:
     if expect_header:
         if not data.startswith(HEADER):
             if HEADER.startswith(data):
-                return Replay([], 0, "journal header is incomplete" if data else None)
+                return Replay([], 0, "journal header is incomplete" if data else None, torn=bool(data))
             return Replay([], 0, "journal header is missing or damaged")
         pos = len(HEADER)
     transactions: list[list[Op]] = []
     while pos < len(data):
         end = data.find(b"\n", pos)
         if end < 0:
-            return Replay(transactions, pos, f"torn record at byte {pos} (no end of line)")
+            return Replay(transactions, pos, f"torn record at byte {pos} (no end of line)", torn=True)
         line = data[pos:end]
         ops = _decode_line(line)
         if ops is None:
@@ -65,6 +67,25 @@ def decode(data: bytes, expect_header: bool = True) -> Replay:
         transactions.append(ops)
         pos = end + 1
     return Replay(transactions, pos)
+
+
+def salvage(data: bytes) -> tuple[list[list[Op]], int]:
+    """Every intact transaction, skipping damaged lines (and a damaged header); returns (kept, dropped).
+
+    For ``fsck --repair`` only: normal replay never skips a damaged record.
+    """
+    body = data[len(HEADER):] if data.startswith(HEADER) else data[data.find(b"\n") + 1 :]
+    kept: list[list[Op]] = []
+    dropped = 0
+    for line in body.split(b"\n"):
+        if not line:
+            continue
+        ops = _decode_line(line)
+        if ops is None:
+            dropped += 1
+        else:
+            kept.append(ops)
+    return kept, dropped
 
 
 def _decode_line(line: bytes) -> list[Op] | None:

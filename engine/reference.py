@@ -71,9 +71,9 @@ def _split_name(name: str) -> tuple[str, str]:
 
 def parse(text: str) -> Reference:
     """Parse without normalising (``reference.Parse``): ``trace_open`` stays ``trace_open``."""
-    match = _REFERENCE_RE.match(text) if text else None
+    match = _REFERENCE_RE.fullmatch(text) if text else None
     if match is None:
-        if text and text != text.lower() and _REFERENCE_RE.match(text.lower()):
+        if text and text != text.lower() and _REFERENCE_RE.fullmatch(text.lower()):
             raise InvalidReference(f"invalid reference {text!r}: repository name must be lowercase")
         raise InvalidReference(f"invalid reference format {text!r}")
     name, tag, digest_text = match.groups()
@@ -91,7 +91,7 @@ def parse(text: str) -> Reference:
 
 def _parse_normalized_named(text: str) -> Reference:
     """``reference.ParseNormalizedNamed``: Docker's rules on a string that already has a domain."""
-    if _ANCHORED_IDENTIFIER_RE.match(text):
+    if _ANCHORED_IDENTIFIER_RE.fullmatch(text):
         raise InvalidReference(
             f"invalid repository name {text!r}: cannot specify 64-byte hexadecimal strings"
         )
@@ -135,4 +135,4 @@ def display_repository(repository: str) -> str:
 
 
 def is_valid_tag(tag: str) -> bool:
-    return bool(_TAG_RE.match(tag))
+    return bool(_TAG_RE.fullmatch(tag))

@@ -84,6 +84,7 @@ class Store:
         self.blobs = BlobStore(root)
         self.journal = Journal(root / "index.journal")
         self.index_path = root / "index.json"
+        self.sync_path = root / "index.json.sync"
         self.lock_path = root / "index.json.lock"
         self.lease_path = root / "gc.lock"
         self.analysis_dir = root / "analysis"
@@ -91,13 +92,34 @@ class Store:
     # -- opening ---------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, root: Path | str, create: bool = True) -> Store:
+    def open(cls, root: Path | str, readonly: bool = False, allow_damage: bool = False) -> Store:
+        """Open (and unless ``readonly``, create) a store.
+
+        A read-only open writes nothing: a layout from another tool is read from its index.json.
+        A damaged journal is refused with a pointer to ``fsck --repair`` unless ``allow_damage``
+        (fsck itself); an unfinished final append is cut when the store is opened for writing.
+        """
         store = cls(Path(root))
-        store._prepare(create)
+        store._prepare(create=not readonly)
         store.journal.refresh()
-        if store.journal.damage is not None or not store._index_json_in_step():
+        if not store.journal.path.exists():
+            if readonly:
+                store.journal.state.apply(store._ops_from_index_json())
+                return store
+            with store._locked():
+                if not store.journal.path.exists():
+                    store._adopt_existing_index()
+            store.journal.refresh()
+        damaged = store.journal.damage is not None and not store.journal.torn
+        if damaged and not allow_damage:
+            raise StoreError(
+                f"index journal {store.journal.path} is damaged ({store.journal.damage}); "
+                "run 'gadgetstore fsck --repair'"
+            )
+        if not readonly and not damaged and (store.journal.damage is not None or not store._index_json_in_step()):
             with store._locked():
                 store.journal.cut_tail()
+                store._merge_foreign_index_edits()
                 store._write_index_json()
         return store
 
@@ -125,23 +147,18 @@ class Store:
                 os.close(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
         if not layout.exists():
             atomic_write(layout, OCI_LAYOUT_BYTES)
-        if not self.journal.path.exists():
-            with self._locked():
-                if not self.journal.path.exists():
-                    self._adopt_existing_index()
 
-    def _adopt_existing_index(self) -> None:
-        """A layout written by another tool (or ig) becomes our journal's first snapshot."""
-        self.journal.create_if_missing()
-        self.journal.refresh()
-        if not self.index_path.exists():
-            self._write_index_json()
-            return
+    def _ops_from_index_json(self) -> list[jf.Op]:
+        """Tags (entries with ``ref.name``) and pins (other platform-less entries) of index.json."""
         try:
             index = json.loads(self.index_path.read_bytes())
             entries = index.get("manifests") or []
-        except (ValueError, AttributeError):
-            raise StoreError(f"{self.index_path} is not valid JSON; cannot adopt this layout") from None
+            if not isinstance(entries, list):
+                raise TypeError
+        except FileNotFoundError:
+            return []
+        except (ValueError, AttributeError, TypeError):
+            raise StoreError(f"{self.index_path} is not a valid OCI image index") from None
         txn = Transaction(self.journal.state)
         for i, entry in enumerate(entries):
             desc = Descriptor.from_json(entry, f"index.json manifests[{i}]")
@@ -151,26 +168,67 @@ class Store:
                 txn.tag(ref, desc.with_annotations(rest))
             elif desc.architecture is None:
                 txn.pin(desc)
-        if txn.ops:
-            self.journal.append(txn.ops)
+        return txn.ops
+
+    def _adopt_existing_index(self) -> None:
+        """A layout written by another tool (or ig) becomes our journal's first snapshot."""
+        ops = self._ops_from_index_json()
+        self.journal.create_if_missing()
+        self.journal.refresh()
+        if ops:
+            self.journal.append(ops)
         self._write_index_json()
 
-    def _index_json_in_step(self) -> bool:
-        """Cheap check: index.json ends with the journal length it was written for."""
+    def _merge_foreign_index_edits(self) -> None:
+        """Adopt what another tool (skopeo, oras, ig) changed in index.json since we last wrote it.
+
+        Our last write is remembered in ``index.json.sync`` (size, mtime, inode); when index.json
+        differs from that, its entries are compared with the journal and the differences appended.
+        """
+        if not self.index_path.exists() or self._index_json_unchanged_since_our_write():
+            return
+        foreign = jf.IndexState()
         try:
-            with open(self.index_path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
-                f.seek(max(0, size - 256))
-                tail = f.read()
+            foreign.apply(self._ops_from_index_json())
+        except GadgetStoreError:
+            return  # unreadable: not an edit to adopt; it is rewritten from the journal
+        state = self.journal.state
+        ops: list[jf.Op] = []
+        ops += [{"op": "tag", "ref": r, "desc": d} for r, d in sorted(foreign.tags.items()) if state.tags.get(r) != d]
+        ops += [{"op": "untag", "ref": r} for r in sorted(state.tags) if r not in foreign.tags]
+        ops += [{"op": "pin", "desc": d} for k, d in sorted(foreign.pins.items()) if state.pins.get(k) != d]
+        ops += [{"op": "unpin", "digest": k} for k in sorted(state.pins) if k not in foreign.pins]
+        if ops:
+            self.journal.append(ops)
+
+    def _index_stat_key(self) -> list[int] | None:
+        try:
+            st = os.stat(self.index_path)
         except FileNotFoundError:
-            return False
-        match = re.search(rb'"' + jf.JOURNAL_LENGTH_ANNOTATION.encode() + rb'":"(\d+)"', tail)
-        return match is not None and int(match.group(1)) == self.journal.length
+            return None
+        return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+    def _read_sync_record(self) -> dict[str, Any]:
+        try:
+            record = json.loads(self.sync_path.read_bytes())
+        except (OSError, ValueError):
+            return {}
+        return record if isinstance(record, dict) else {}
+
+    def _index_json_unchanged_since_our_write(self) -> bool:
+        return self._read_sync_record().get("index") == self._index_stat_key()
+
+    def _index_json_in_step(self) -> bool:
+        """Cheap check (two small reads): index.json is ours and reflects the whole journal."""
+        record = self._read_sync_record()
+        return record.get("journal_length") == self.journal.length and record.get("index") == self._index_stat_key()
 
     def _write_index_json(self) -> None:
         index = self.journal.state.oci_index(self.journal.length)
         atomic_write(self.index_path, json.dumps(index, separators=(",", ":")).encode(), 0o644)
         crash_point("index.replaced")
+        record = {"journal_length": self.journal.length, "index": self._index_stat_key()}
+        atomic_write(self.sync_path, json.dumps(record).encode(), 0o644)
 
     # -- locking ---------------------------------------------------------------------------------
 
@@ -186,6 +244,7 @@ class Store:
         """Collect tag/pin operations and append them as one durable journal record."""
         with self._locked():
             self.journal.cut_tail()
+            self._merge_foreign_index_edits()
             txn = Transaction(self.journal.state)
             yield txn
             if not txn.ops:

@@ -43,3 +43,13 @@ def store(store_root: Path) -> Store:
 def trace_open_tar() -> Path:
     assert TRACE_OPEN_TAR.is_file(), f"missing fixture {TRACE_OPEN_TAR}"
     return TRACE_OPEN_TAR
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """In CI every dependency is installed, so a skip means a missing install step: fail instead."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.skipped and os.environ.get("GADGETSTORE_REQUIRE_ALL") == "1" and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped where every dependency must be present: {report.longrepr}"

@@ -1,5 +1,9 @@
 """Credentials in a docker ``config.json`` (``{"auths": {"<registry>": {"auth": base64(user:pass)}}}``).
 
+As in docker, a credential helper named by ``credHelpers[<registry>]``, else by ``credsStore``, owns a
+registry's login: it is asked instead of ``auths`` (its "not found" means no credentials), ``login``
+stores through it and ``logout`` erases through it, leaving no secret in the file.
+
 Where: ``--authfile``, then ``REGISTRY_AUTH_FILE``, then ``/var/lib/gadgetstore/config.json`` (root) or
 ``$XDG_DATA_HOME/gadgetstore/config.json``; for reading only, a missing default falls back to the
 docker CLI's file (``$DOCKER_CONFIG/config.json`` or ``~/.docker/config.json``), as ``ig`` does.
@@ -19,9 +23,11 @@ from typing import Any
 from ..errors import GadgetStoreError
 from ..fsutil import atomic_write
 from ..paths import SYSTEM_ROOT, data_home
+from . import credhelper
 
 MAX_AUTH_FILE_BYTES = 4 * 1024 * 1024
 DOCKER_HUB_KEYS = ("docker.io", "index.docker.io", "registry-1.docker.io")
+DOCKER_HUB_SERVER_URL = "https://index.docker.io/v1/"  # what docker hands helpers for Docker Hub
 
 
 class AuthFileError(GadgetStoreError):
@@ -130,10 +136,50 @@ def lookup(config: dict[str, Any], registry: str) -> Credentials | None:
     return Credentials(identity_token=identity) if identity else None
 
 
+def helper_for(config: dict[str, Any], registry: str) -> str | None:
+    """The credential helper that owns ``registry``: ``credHelpers`` (exact key first), else ``credsStore``."""
+    helpers = config.get("credHelpers")
+    if isinstance(helpers, dict):
+        exact = helpers.get(registry)
+        if isinstance(exact, str) and exact:
+            return exact
+        wanted = registry_key(registry)
+        for key, name in helpers.items():
+            if registry_key(key) == wanted and isinstance(name, str) and name:
+                return name
+    store = config.get("credsStore")
+    return store if isinstance(store, str) and store else None
+
+
+def helper_server_url(registry: str) -> str:
+    """The ServerURL docker uses with helpers: the host[:port], or its legacy URL for Docker Hub."""
+    key = registry_key(registry)
+    return DOCKER_HUB_SERVER_URL if key == "index.docker.io" else key
+
+
+def resolve(config: dict[str, Any], registry: str) -> Credentials | None:
+    """The credentials for ``registry``: from its helper if one is configured, else from ``auths``.
+
+    Blocks on the helper's subprocess: async callers use ``trio.to_thread.run_sync``.
+    """
+    helper = helper_for(config, registry)
+    if helper is None:
+        return lookup(config, registry)
+    found = credhelper.get(helper, helper_server_url(registry))
+    if found is None:
+        return None
+    if found.username == credhelper.TOKEN_USERNAME:
+        return Credentials(identity_token=found.secret)
+    return Credentials(found.username, found.secret)
+
+
 def credentials_for(registry: str, authfile: Path | None) -> Credentials | None:
-    """What pull/push send to ``registry``; an explicit ``--authfile`` must exist."""
+    """What pull/push send to ``registry``; an explicit ``--authfile`` must exist.
+
+    May run a credential helper: call it from trio code only through ``trio.to_thread.run_sync``.
+    """
     path = auth_file_path(authfile)
-    return lookup(load(path, missing_ok=authfile is None), registry)
+    return resolve(load(path, missing_ok=authfile is None), registry)
 
 
 def _save(path: Path, config: dict[str, Any]) -> None:
@@ -144,23 +190,36 @@ def _save(path: Path, config: dict[str, Any]) -> None:
     atomic_write(path, (json.dumps(config, indent="\t") + "\n").encode(), 0o600)
 
 
-def store_credentials(path: Path, registry: str, username: str, password: str) -> None:
+def store_credentials(path: Path, registry: str, username: str, password: str) -> str | None:
+    """Store a login; with a helper configured it gets the secret and the file only an empty marker entry.
+
+    Returns the helper's name, if one was used.
+    """
     config = load(path)
     auths = dict(_entries(config))
     old = _find_key(config, registry)
     if old is not None:
         del auths[old]
-    token = base64.b64encode(f"{username}:{password}".encode()).decode()
-    auths[registry_key(registry)] = {"auth": token}
+    helper = helper_for(config, registry)
+    if helper is not None:
+        credhelper.store(helper, helper_server_url(registry), username, password)
+        auths[registry_key(registry)] = {}  # as docker: the login is listed, its secret lives in the helper
+    else:
+        token = base64.b64encode(f"{username}:{password}".encode()).decode()
+        auths[registry_key(registry)] = {"auth": token}
     config["auths"] = auths
     _save(path, config)
+    return helper
 
 
 def remove_credentials(path: Path, registry: str) -> bool:
+    """Forget a login in the file and in its helper; False when neither had one."""
     config = load(path)
+    helper = helper_for(config, registry)
+    erased = credhelper.erase(helper, helper_server_url(registry)) if helper is not None else False
     key = _find_key(config, registry)
     if key is None:
-        return False
+        return erased
     auths = dict(_entries(config))
     del auths[key]
     config["auths"] = auths
@@ -168,7 +227,29 @@ def remove_credentials(path: Path, registry: str) -> bool:
     return True
 
 
-def remove_all(path: Path) -> None:
+def remove_all(path: Path) -> list[str]:
+    """Forget every login the file knows of, erasing helper-held ones too.
+
+    Only registries named in ``auths`` or ``credHelpers`` are erased: a ``credsStore`` keychain also
+    holds other tools' logins, so it is never listed and wiped. Returns one warning per helper failure.
+    """
     config = load(path)
+    known = list(_entries(config))
+    helpers = config.get("credHelpers")
+    if isinstance(helpers, dict):
+        known += [key for key in helpers if isinstance(key, str)]
+    warnings: list[str] = []
+    done: set[tuple[str, str]] = set()
+    for key in known:
+        helper = helper_for(config, key)
+        url = helper_server_url(key)
+        if helper is None or (helper, url) in done:
+            continue
+        done.add((helper, url))
+        try:
+            credhelper.erase(helper, url)
+        except credhelper.CredentialHelperError as err:
+            warnings.append(f"could not erase credentials for {registry_key(key)}: {err}")
     config["auths"] = {}
     _save(path, config)
+    return warnings

@@ -136,3 +136,30 @@ def test_store_option_beats_environment(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert (tmp_path / "env" / "index.journal").exists()
     result = CliRunner().invoke(cli, ["--store", str(tmp_path / "opt"), "image", "list"])
     assert result.exit_code == 0 and "trace_open" not in result.stdout
+
+
+def test_damaged_journal_through_the_cli(tmp_path: Path, trace_open_tar: Path) -> None:
+    store = tmp_path / "s"
+    run(store, "image", "import", str(trace_open_tar))
+    run(store, "image", "tag", "trace_open", "x.io/copy:1")
+    journal = store / "index.journal"
+    data = bytearray(journal.read_bytes())
+    data[data.index(b"x.io/copy:1")] = ord("X")
+    journal.write_bytes(bytes(data))
+    code, _, err = run(store, "image", "list")
+    assert code == 1 and "damaged" in err and "fsck --repair" in err and err.count("\n") == 1
+    code, out, _ = run(store, "fsck")
+    assert code == 1 and "damaged: index journal" in out
+    code, out, _ = run(store, "fsck", "--repair")
+    assert code == 0 and "repaired: rebuilt the index journal" in out and "no problems found" in out
+    code, out, _ = run(store, "image", "list")
+    assert code == 0 and "trace_open" in out
+
+
+def test_garbage_index_json_is_rewritten_from_the_journal(tmp_path: Path, trace_open_tar: Path) -> None:
+    store = tmp_path / "s"
+    run(store, "image", "import", str(trace_open_tar))
+    (store / "index.json").write_text("{not json")
+    code, out, _ = run(store, "image", "list")
+    assert code == 0 and "trace_open" in out
+    assert json.loads((store / "index.json").read_bytes())["manifests"][0]["digest"] == DIGEST

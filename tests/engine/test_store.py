@@ -73,18 +73,88 @@ def test_torn_journal_tail_is_cut_on_open(store: Store, store_root: Path) -> Non
     assert fsck(reopened).clean
 
 
-def test_corrupt_record_in_the_middle_cuts_everything_after_it(store: Store, store_root: Path) -> None:
+def damage_middle_record(store: Store, store_root: Path) -> Path:
     desc = blob_desc(store, "one")
     for ref in ("x.io/a:1", "x.io/b:1", "x.io/c:1"):
         with store.transaction() as txn:
             txn.tag(ref, desc)
     journal = store_root / "index.journal"
     data = bytearray(journal.read_bytes())
-    data[data.index(b"x.io/b:1")] = ord("X")
+    data[data.index(b"x.io/b:1")] = ord("X")  # a complete record that no longer matches its checksum
     os.chmod(journal, 0o644)
     journal.write_bytes(bytes(data))
+    return journal
+
+
+def test_damaged_record_is_refused_not_cut(store: Store, store_root: Path) -> None:
+    journal = damage_middle_record(store, store_root)
+    before = (journal.read_bytes(), (store_root / "index.json").read_bytes())
+    with pytest.raises(StoreError, match=r"damaged .*fsck --repair"):
+        Store.open(store_root)
+    with pytest.raises(StoreError, match="fsck --repair"):
+        Store.open(store_root, readonly=True)
+    assert (journal.read_bytes(), (store_root / "index.json").read_bytes()) == before, "nothing may be cut or rewritten"
+    report = fsck(Store.open(store_root, readonly=True, allow_damage=True))
+    assert any("index journal" in p for p in report.problems)
+
+
+def test_repair_salvages_every_intact_record(store: Store, store_root: Path) -> None:
+    from gadgetstore.engine.fsck import repair
+
+    damage_middle_record(store, store_root)
+    actions = repair(Store.open(store_root, allow_damage=True))
+    assert any("dropped 1" in a for a in actions)
+    assert list(store_root.glob("index.journal.damaged-*")), "the damaged journal is kept"
     reopened = Store.open(store_root)
-    assert reopened.tags() == ["x.io/a:1"]
+    assert reopened.tags() == ["x.io/a:1", "x.io/c:1"]
+    assert fsck(reopened).clean
+
+
+def test_damaged_header_is_refused_and_repairable(store: Store, store_root: Path) -> None:
+    from gadgetstore.engine.fsck import repair
+
+    with store.transaction() as txn:
+        txn.tag("x.io/a:1", blob_desc(store, "one"))
+    journal = store_root / "index.journal"
+    journal.write_bytes(b"X" + journal.read_bytes()[1:])
+    with pytest.raises(StoreError):
+        Store.open(store_root)
+    repair(Store.open(store_root, allow_damage=True))
+    assert Store.open(store_root).tags() == ["x.io/a:1"]
+
+
+def test_readonly_open_of_a_foreign_layout_writes_nothing(tmp_path: Path) -> None:
+    root = make_foreign_layout(tmp_path)
+    before = sorted((p.name, p.read_bytes() if p.is_file() else b"") for p in root.rglob("*"))
+    store = Store.open(root, readonly=True)
+    assert store.tags() == ["x.io/adopted:1"]
+    assert sorted((p.name, p.read_bytes() if p.is_file() else b"") for p in root.rglob("*")) == before
+
+
+def test_tags_added_to_index_json_by_another_tool_are_adopted(store: Store, store_root: Path) -> None:
+    desc = blob_desc(store, "one")
+    with store.transaction() as txn:
+        txn.tag("x.io/ours:1", desc)
+        txn.tag("x.io/gone:1", desc)
+    index = json.loads((store_root / "index.json").read_bytes())
+    index["manifests"] = [m for m in index["manifests"]
+                          if m["annotations"]["org.opencontainers.image.ref.name"] != "x.io/gone:1"]
+    index["manifests"].append({**desc.to_json(), "annotations": {"org.opencontainers.image.ref.name": "extra"}})
+    (store_root / "index.json").write_text(json.dumps(index, indent=1))  # as another tool would rewrite it
+    reopened = Store.open(store_root)
+    assert reopened.tags() == ["extra", "x.io/ours:1"]
+    assert fsck(reopened).clean
+
+
+def test_skopeo_writing_into_the_store_is_seen(store: Store, store_root: Path, trace_open_tar: Path) -> None:
+    from gadgetstore.engine.archive import import_archive
+
+    import_archive(store, trace_open_tar)
+    ref = "ghcr.io/inspektor-gadget/gadget/trace_open:latest"
+    subprocess.run(["skopeo", "copy", "-q", "--all", "--preserve-digests", f"oci:{store_root}:{ref}",
+                    f"oci:{store_root}:copied-by-skopeo"], check=True, capture_output=True)
+    reopened = Store.open(store_root)
+    assert reopened.resolve("copied-by-skopeo").digest == reopened.resolve(ref).digest
     assert fsck(reopened).clean
 
 
@@ -119,7 +189,8 @@ def test_four_processes_tagging_at_once_lose_nothing(store: Store, store_root: P
     assert fsck(reopened).clean
 
 
-def test_store_adopts_an_existing_oci_layout(tmp_path: Path) -> None:
+def make_foreign_layout(tmp_path: Path) -> Path:
+    """An OCI layout as skopeo or ig leave it: index.json, blobs, no journal."""
     root = tmp_path / "layout"
     (root / "blobs" / "sha256").mkdir(parents=True)
     data = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'
@@ -129,7 +200,11 @@ def test_store_adopts_an_existing_oci_layout(tmp_path: Path) -> None:
     entry = {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": str(digest), "size": len(data),
              "annotations": {"org.opencontainers.image.ref.name": "x.io/adopted:1"}}
     (root / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [entry]}))
-    store = Store.open(root)
+    return root
+
+
+def test_store_adopts_an_existing_oci_layout(tmp_path: Path) -> None:
+    store = Store.open(make_foreign_layout(tmp_path))
     assert store.tags() == ["x.io/adopted:1"]
     assert fsck(store).clean
 

@@ -1,0 +1,62 @@
+"""The order of durable-write steps, which a SIGKILL test cannot see (the page cache survives it)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from gadgetstore.engine import blobstore, fsutil, journal
+from gadgetstore.engine.descriptor import Descriptor
+from gadgetstore.engine.store import Store
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    log: list[str] = []
+    real_fsync, real_rename, real_replace, real_fchmod = os.fsync, os.rename, os.replace, os.fchmod
+
+    def fsync(fd: int) -> None:
+        path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        log.append(f"fsync:{path.parent.name}/{path.name.split('-')[0] if path.parent.name == 'ingest' else path.name}")
+        real_fsync(fd)
+
+    def rename(src: str, dst: str) -> None:
+        log.append(f"rename:{Path(dst).parent.name}")
+        real_rename(src, dst)
+
+    def replace(src: str, dst: str) -> None:
+        log.append(f"replace:{Path(dst).name}")
+        real_replace(src, dst)
+
+    def fchmod(fd: int, mode: int) -> None:
+        log.append(f"fchmod:{oct(mode)}")
+        real_fchmod(fd, mode)
+
+    def fsync_dir(path: Path) -> None:
+        log.append(f"fsync_dir:{path.name}")
+
+    for module in (blobstore, fsutil, journal):
+        monkeypatch.setattr(module.os, "fsync", fsync)
+        monkeypatch.setattr(module.os, "fchmod", fchmod)
+    monkeypatch.setattr(blobstore.os, "rename", rename)
+    monkeypatch.setattr(fsutil.os, "replace", replace)
+    monkeypatch.setattr(blobstore, "fsync_dir", fsync_dir)
+    monkeypatch.setattr(fsutil, "fsync_dir", fsync_dir)
+    return log
+
+
+def test_blob_is_synced_read_only_then_renamed_then_dir_synced(store: Store, calls: list[str]) -> None:
+    calls.clear()
+    store.blobs.put(b"durable")
+    assert calls == ["fsync:ingest/ingest", "fchmod:0o444", "rename:sha256", "fsync_dir:sha256"]
+
+
+def test_journal_is_synced_before_index_json_is_replaced(store: Store, calls: list[str]) -> None:
+    digest = store.blobs.put(b"x")
+    calls.clear()
+    with store.transaction() as txn:
+        txn.tag("x.io/a:1", Descriptor("application/octet-stream", digest, 1))
+    journal_sync = calls.index("fsync:store/index.journal")
+    index_replace = calls.index("replace:index.json")
+    assert journal_sync < index_replace
+    assert calls[index_replace + 1] == "fsync_dir:store", "the rename of index.json is made durable at once"
