@@ -23,6 +23,7 @@ from gadgetstore.engine.registry.signatures import VerifyPolicy, load_policy
 from gadgetstore.engine.signatures.keys import load_public_keys
 
 from . import bulk_pull as bulk
+from . import progress
 from .context import AppContext, pass_app, user_errors
 
 MAX_PASSWORD_STDIN = 100 * 1024
@@ -104,20 +105,26 @@ def pull(app: AppContext, images: tuple[str, ...], authfile: Path | None, insecu
             click.echo(f"Skipping {skipped} signature/attestation tag(s)", err=True)
         images = tuple(tagged)
     images = tuple(bulk.unique([*images, *listed]))
+    status = progress.stderr_status(len(images))  # a \r-rewritten line on a TTY; plain lines otherwise
 
     def started(image: str) -> None:
-        click.echo(f"Pulling {normalize(image)}...", err=True)  # the full name, as ig prints it
+        status.start()
+        status.echo(f"Pulling {normalize(image)}...")  # the full name, as ig prints it
 
     def finished(result: PullResult) -> None:
+        status.done(result.bytes_fetched, result.error is not None)
         for warning in result.warnings:
-            click.echo(f"WARN: {warning}", err=True)
+            status.echo(f"WARN: {warning}")
         if result.error is None:
-            click.echo(f"Successfully pulled {result.summary}", err=True)
+            status.echo(f"Successfully pulled {result.summary}")
         else:
-            click.echo(f"Error: pulling {result.image}: {result.error}", err=True)
+            status.echo(f"Error: pulling {result.image}: {result.error}")
 
-    results = trio.run(lambda: pull_images(store, list(images), options, on_start=started, on_done=finished,
-                                           verify=policy))
+    try:
+        results = trio.run(progress.with_ticks, status, lambda: pull_images(
+            store, list(images), options, on_start=started, on_done=finished, verify=policy))
+    finally:
+        status.close()
     for line in bulk.summary_lines(results):
         click.echo(line, err=True)
     if any(r.error is not None for r in results):
@@ -200,7 +207,10 @@ def login(registry: str, username: str | None, password: str | None, password_st
         raw = sys.stdin.buffer.read(MAX_PASSWORD_STDIN + 1)
         if len(raw) > MAX_PASSWORD_STDIN:
             raise click.UsageError("password on standard input is longer than 100 KiB")
-        password = raw.decode().rstrip("\r\n")
+        try:
+            password = raw.decode().rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise click.UsageError("the password on standard input is not valid UTF-8") from None
     if not username:
         username = click.prompt("Username")
     if password is None:
@@ -211,9 +221,9 @@ def login(registry: str, username: str | None, password: str | None, password_st
     creds = authfiles.Credentials(username, password)
     options = TransferOptions(authfile=path, cert_dir=cert_dir, credentials={name: creds}, retries=1)
     trio.run(_verify_login, name, options)
-    authfiles.store_credentials(path, name, username, password)
+    helper = authfiles.store_credentials(path, name, username, password)
     if verbose:
-        click.echo(f"Used: {path}")
+        click.echo(f"Used: {path}" + (f" (credential helper docker-credential-{helper})" if helper else ""))
     click.echo("Login Succeeded!")
 
 
@@ -222,7 +232,7 @@ def _write_path(explicit: Path | None) -> Path:
 
 
 def _stored_login(registry: str, explicit: Path | None) -> authfiles.Credentials | None:
-    return authfiles.lookup(authfiles.load(authfiles.auth_file_path(explicit)), registry)
+    return authfiles.resolve(authfiles.load(authfiles.auth_file_path(explicit)), registry)  # asks a helper too
 
 
 @click.command("logout")
@@ -237,7 +247,8 @@ def logout(registry: str | None, all_: bool, authfile: Path | None) -> None:
         if registry:
             raise click.UsageError("--all takes no REGISTRY")
         if os.path.exists(path):
-            authfiles.remove_all(path)
+            for warning in authfiles.remove_all(path):
+                click.echo(f"WARN: {warning}", err=True)
         click.echo("Removed login credentials for all registries")
         return
     if not registry:

@@ -58,15 +58,19 @@ class TransferOptions:
     registries: RegistriesConfig | None = None  # mirrors per upstream (see .mirrors)
 
 
-def make_ssl_context(ca_file: Path | None, cert_dir: Path | None) -> ssl.SSLContext:
-    """System CAs plus ``ca_file``; a ``cert_dir`` adds ``*.crt`` CAs and a ``*.cert``/``*.key`` client pair."""
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+def make_ssl_context(ca_file: Path | None, cert_dir: Path | None, client_cert: bool = True) -> ssl.SSLContext:
+    """System CAs plus ``ca_file``; a ``cert_dir`` adds ``*.crt`` CAs and (``client_cert``) a
+    ``*.cert``/``*.key`` client pair, which only the registry itself may be shown."""
     ctx = ssl.create_default_context()
     if ca_file is not None:
         ctx.load_verify_locations(cafile=str(ca_file))
     if cert_dir is not None:
         for crt in sorted(cert_dir.glob("*.crt")):
             ctx.load_verify_locations(cafile=str(crt))
-        for cert in sorted(cert_dir.glob("*.cert")):
+        for cert in sorted(cert_dir.glob("*.cert")) if client_cert else []:
             key = cert.with_suffix(".key")
             if not key.exists():
                 raise RegistryError(f"client certificate {cert} has no matching {key.name}")
@@ -196,7 +200,8 @@ class RegistryClient:
                 body = None
                 method = "GET"
                 url = realm + ("&" if "?" in realm else "?") + urlencode(query) if query else realm
-            resp = await self._send_with_retries(method, url, headers, body, None)
+            # Not followed: a redirect would carry the Basic header or the refresh token elsewhere.
+            resp = await self._send_with_retries(method, url, headers, body, None, follow=False)
             async with resp:
                 if resp.status != 200:
                     detail = _error_detail(await self._read_error_body(resp))
@@ -268,6 +273,9 @@ class RegistryClient:
             target = urljoin(url, location)
             if origin_of(url).scheme == "https" and origin_of(target).scheme != "https":
                 raise RegistryError(f"refusing redirect from {origin_of(url)} to plain-http {origin_of(target)}")
+            if origin_of(target) != origin_of(url):
+                # Credentials the caller put in the headers belong to this origin only.
+                headers = [(k, v) for k, v in headers if k.lower() not in _CREDENTIAL_HEADERS]
             if resp.status == 303:
                 method, body = "GET", None
             url = target
@@ -331,6 +339,7 @@ class Session:
     def __init__(self, options: TransferOptions | None = None) -> None:
         self.options = options or TransferOptions()
         self._ssl: ssl.SSLContext | None = None
+        self._ssl_other_origins: ssl.SSLContext | None = None
         self.pool = Pool(
             self._ssl_context,
             max_per_origin=self.options.max_connections_per_origin,
@@ -338,31 +347,50 @@ class Session:
             read_timeout=self.options.read_timeout,
         )
         self._clients: dict[str, RegistryClient] = {}
+        self._client_locks: dict[str, trio.Lock] = {}
         self.origin_ssl: dict[Origin, ssl.SSLContext] = {}  # e.g. a mirror's own CA, never the upstream's client cert
         self.blob_limiter = trio.CapacityLimiter(self.options.max_concurrent_blobs)
 
     def _ssl_context(self, origin: Origin) -> ssl.SSLContext:
+        """Mirrors have their own; registries get the client certificate; any other origin
+        (a token realm, a redirect to blob storage) gets the same CAs but no client certificate."""
         if origin in self.origin_ssl:
             return self.origin_ssl[origin]
-        if self._ssl is None:  # a token realm or redirect on https before any https registry
-            self._ssl = make_ssl_context(self.options.ca_file, self.options.cert_dir)
-        return self._ssl
+        if any(client.origin == origin for client in self._clients.values()):
+            if self._ssl is None:
+                self._ssl = make_ssl_context(self.options.ca_file, self.options.cert_dir)
+            return self._ssl
+        if self._ssl_other_origins is None:
+            self._ssl_other_origins = make_ssl_context(self.options.ca_file, self.options.cert_dir, client_cert=False)
+        return self._ssl_other_origins
 
     async def client(self, domain: str) -> RegistryClient:
-        """The client of ``domain``; its credentials and TLS settings are read off the event loop."""
+        """The client of ``domain``; its credentials and TLS settings are read off the event loop.
+
+        Creation is serialised per domain so many concurrent pulls run a credential helper (a
+        subprocess, perhaps a keychain prompt) once, not once each.
+        """
         client = self._clients.get(domain)
         if client is not None:
             return client
-        client = RegistryClient(domain, self)
-        if not client.insecure:
-            if self._ssl is None:
-                self._ssl = await trio.to_thread.run_sync(
-                    make_ssl_context, self.options.ca_file, self.options.cert_dir
+        async with self._client_locks.setdefault(domain, trio.Lock()):
+            client = self._clients.get(domain)
+            if client is not None:
+                return client
+            client = RegistryClient(domain, self)
+            if not client.insecure:
+                if self._ssl is None:
+                    self._ssl = await trio.to_thread.run_sync(
+                        make_ssl_context, self.options.ca_file, self.options.cert_dir
+                    )
+                if self._ssl_other_origins is None:
+                    self._ssl_other_origins = await trio.to_thread.run_sync(
+                        make_ssl_context, self.options.ca_file, self.options.cert_dir, False
+                    )
+                client.credentials = self.options.credentials.get(domain) or await trio.to_thread.run_sync(
+                    credentials_for, domain, self.options.authfile
                 )
-            client.credentials = self.options.credentials.get(domain) or await trio.to_thread.run_sync(
-                credentials_for, domain, self.options.authfile
-            )
-        return self._clients.setdefault(domain, client)
+            return self._clients.setdefault(domain, client)
 
     async def aclose(self) -> None:
         await self.pool.aclose()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gadgetstore.engine.errors import GadgetStoreError
 from gadgetstore.engine.registry import auth as authlib
 from gadgetstore.engine.registry.authfile import Credentials, store_credentials
 from gadgetstore.engine.registry.client import TransferOptions
@@ -326,3 +327,19 @@ async def test_upload_location_on_another_origin_gets_no_credentials(fake_server
     assert pushed.blobs_uploaded == 3
     assert len(uploads.requests) == 3 and all("authorization" not in r.headers for r in uploads.requests)
     assert all(r.path.startswith("/upload/1?state=abc&digest=sha256%3A") for r in uploads.requests)
+
+
+async def test_token_realm_redirect_never_carries_credentials(fake_servers: list[FakeServer], tmp_path: Path) -> None:
+    """A realm we may send credentials to answers with a redirect elsewhere: nothing follows it there."""
+    thief = FakeServer(lambda req: Reply(200, {"Content-Type": "application/json"}, b'{"token":"stolen"}'))
+    fake_servers.append(thief)
+    tokens = FakeServer(lambda req: Reply(302, {"Location": f"http://localhost:{thief.port}/steal"}))
+    fake_servers.append(tokens)
+    app = _challenge_app(f"http://127.0.0.1:{tokens.port}/token")  # same host as the registry: creds allowed
+    fake_servers.append(app)
+    opts = TransferOptions(plain_http=frozenset({app.host}), credentials={app.host: Credentials("u", "secret")},
+                           retries=0)
+    with pytest.raises(GadgetStoreError, match="token request"):
+        await pull_image(Store.open(tmp_path / "s"), f"{app.host}/a/b:v1", opts)
+    assert tokens.requests and tokens.requests[0].headers.get("authorization", "").startswith("Basic ")
+    assert all("authorization" not in r.headers for r in thief.requests)
