@@ -107,8 +107,13 @@ class Sources:
         return [m for m in self.config.mirrors_for(domain)
                 if (m.resolve or not by_tag) and self._down_until.get(m, 0.0) <= now]
 
-    async def _first(self, upstream: RegistryClient, by_tag: bool, tallies: Tallies,
-                     fetch: Callable[[RegistryClient], Awaitable[tuple[T, int]]]) -> T:
+    async def first(self, upstream: RegistryClient, by_tag: bool, tallies: Tallies,
+                    fetch: Callable[[RegistryClient], Awaitable[tuple[T, int]]]) -> T:
+        """``fetch`` at each usable mirror in order, then the upstream: the first answer wins.
+
+        A mirror's NotFoundInRegistry moves on to the next source; any other error also skips the
+        mirror for :data:`COOLDOWN`. ``by_tag``: only ``resolve = true`` mirrors are asked.
+        """
         for mirror in self._usable(upstream.domain, by_tag):
             tally = tallies.setdefault(mirror_label(mirror), SourceTally())
             try:
@@ -140,7 +145,7 @@ class Sources:
             doc = await fetch_document(client, repo, reference, expected, where)
             return doc, len(doc.data)
 
-        return await self._first(upstream, expected is None, tallies, fetch)
+        return await self.first(upstream, expected is None, tallies, fetch)
 
     async def blob(self, store: Store, upstream: RegistryClient, repo: str, desc: Descriptor,
                    tallies: Tallies) -> int:
@@ -150,4 +155,4 @@ class Sources:
             received = await BlobFetcher(store, client).fetch(repo, desc)
             return received, received
 
-        return await self._first(upstream, False, tallies, fetch)
+        return await self.first(upstream, False, tallies, fetch)

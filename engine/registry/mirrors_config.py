@@ -13,10 +13,10 @@ In the spirit of containerd's ``hosts.toml``, but one file for every registry::
     resolve = false                              # tags are still resolved at the upstream
 
 Mirrors are tried in order for content addressed by digest; a mirror with ``resolve = true`` may
-also answer tag lookups (it then decides which digest a tag means — trust it accordingly). The
-upstream is always the last resort. Unknown keys are errors, so a typo never silently disables a
-mirror. Where the file is: ``--registries-config``, then ``$GADGETSTORE_REGISTRIES_CONFIG``, then
-``/etc/gadgetstore/registries.toml`` if it exists.
+also answer tag lookups, signature tags and referrers included (it then decides which digest a tag
+means — trust it accordingly). The upstream is always the last resort. Unknown keys are errors, so
+a typo never silently disables a mirror. Where the file is: ``--registries-config``, then
+``$GADGETSTORE_REGISTRIES_CONFIG``, then ``/etc/gadgetstore/registries.toml`` if it exists.
 """
 
 from __future__ import annotations

@@ -128,7 +128,7 @@ class Puller:
         root = await self._root(client, ref, stats)
         tag = str(ref)
         signatures = SignatureFetch(self.store, client, ref.path, root.desc, self.session.blob_limiter,
-                                    self._no_referrers_api)
+                                    self._no_referrers_api, self._sources)  # same sources as the image
         async with task_group() as nursery:
             nursery.start_soon(self._graph, client, ref.path, root, stats, None)
             nursery.start_soon(signatures.run)

@@ -9,6 +9,8 @@ are kept. Unlike ig (first format wins) every format found is stored, so a later
 signature that cannot be fetched is a warning, never a failed pull. Referrers found through a
 referrers-tag index are pinned one by one rather than keeping that index: it may list other
 artifacts (SBOMs, …) whose blobs are not fetched, and a tagged index must reach only present blobs.
+All of it goes through the pull's mirror :class:`~.mirrors.Sources`, as the image does (see
+:class:`SignatureFetch`).
 
 Ordering: the signatures are recorded (tags / pins, one journal record each) *before* the image
 tag, under the pull's shared lease. Verification reads them from the store, and the tag must come
@@ -32,7 +34,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin
 
 import trio
@@ -52,6 +54,7 @@ from .blobfetch import BlobFetcher
 from .client import RegistryClient
 from .errors import NotFoundInRegistry, RegistryError
 from .manifests import Document, fetch_document
+from .mirrors import MirrorClient, Sources, Tallies
 
 POLICY_FILE = "policy.json"
 MAX_REFERRERS = 16  # signature referrers fetched per image: a hostile listing cannot make us fetch more
@@ -61,6 +64,7 @@ MAX_SIGNATURE_CHILDREN = 8
 _API_MISSING = (400, 404, 405)  # the Referrers API is absent: fall back to the referrers tag
 BlobPusher = Callable[[Descriptor], Awaitable[None]]
 _LINK_NEXT_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+T = TypeVar("T")
 
 
 class PolicyError(GadgetStoreError):
@@ -134,7 +138,17 @@ class FetchedSignature:
 
 @dataclass
 class SignatureFetch:
-    """Fetch the signatures of ``subject`` from ``repo`` into the store's blobs (nothing recorded yet)."""
+    """Fetch the signatures of ``subject`` from ``repo`` into the store's blobs (nothing recorded yet).
+
+    The lookups go through ``sources`` like the image does: the signature tags and the referrers
+    listing are tag lookups, so ``resolve = true`` mirrors are asked first, in order, then the
+    upstream; manifests and blobs by digest try every mirror, then the upstream, all verified. A
+    mirror's "none here" (404, or an empty listing) moves on to the next source, unless that mirror
+    holds the image itself (its manifest, digest-verified): then it has answered for the image's
+    signatures as it answers for its tags, and the upstream is not asked (no upstream traffic, and
+    no retries against an unreachable upstream in an air-gapped pull). Without ``sources`` only
+    ``client`` is asked.
+    """
 
     store: Store
     client: RegistryClient
@@ -142,8 +156,12 @@ class SignatureFetch:
     subject: Descriptor
     limiter: trio.CapacityLimiter
     no_referrers_api: set[str] = field(default_factory=set)  # shared by a batch: registries that said 404
+    sources: Sources | None = None
     found: list[FetchedSignature] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    tallies: Tallies = field(default_factory=dict)  # per source; not part of the image's own tallies
+    _has_subject: dict[str, bool] = field(default_factory=dict)  # per mirror
+    _subject_lock: trio.Lock = field(default_factory=trio.Lock)
 
     @property
     def scopes(self) -> tuple[str, ...]:
@@ -161,15 +179,53 @@ class SignatureFetch:
         except GadgetStoreError as err:
             self.warnings.append(f"could not fetch the {what} of {self.subject.digest}: {err}")
 
-    async def _by_tag(self, tag: str) -> Document | None:
+    async def _lookup(self, step: Callable[[RegistryClient], Awaitable[T]], empty: T) -> T:
+        """``step`` at each source that may answer a tag, first answer wins; ``empty`` when none has it."""
+        if self.sources is None:
+            try:
+                return await step(self.client)
+            except NotFoundInRegistry:
+                return empty
+
+        async def attempt(client: RegistryClient) -> tuple[T, int]:
+            try:
+                return await step(client), 0
+            except NotFoundInRegistry:
+                if isinstance(client, MirrorClient) and await self._mirror_has_subject(client):
+                    return empty, 0  # the mirror holds the image: it has answered for its signatures
+                raise
+
         try:
-            return await fetch_document(self.client, self.repo, tag, None, f"{self.repo}:{tag}")
+            return await self.sources.first(self.client, True, self.tallies, attempt)
         except NotFoundInRegistry:
-            return None
+            return empty
+
+    async def _mirror_has_subject(self, client: MirrorClient) -> bool:
+        """Whether the mirror serves the image's own manifest (verified against its digest); asked once."""
+        async with self._subject_lock:
+            known = self._has_subject.get(client.domain)
+            if known is None:
+                try:
+                    await fetch_document(client, self.repo, str(self.subject.digest), self.subject.bare(),
+                                         f"manifest {self.subject.digest}")
+                    known = True
+                except NotFoundInRegistry:
+                    known = False
+                self._has_subject[client.domain] = known
+            return known
+
+    async def _document(self, listed: Descriptor, where: str) -> Document:
+        if self.sources is None:
+            return await fetch_document(self.client, self.repo, str(listed.digest), listed, where)
+        return await self.sources.document(self.client, self.repo, str(listed.digest), listed, where, self.tallies)
 
     async def _legacy(self) -> None:
         tag = sc.legacy_signature_tag(self.subject.digest)
-        doc = await self._by_tag(tag)
+
+        async def step(client: RegistryClient) -> Document | None:
+            return await fetch_document(client, self.repo, tag, None, f"{self.repo}:{tag}")
+
+        doc = await self._lookup(step, None)
         if doc is None:
             return
         await self._save(doc)
@@ -177,16 +233,8 @@ class SignatureFetch:
 
     async def _referrers(self) -> None:
         """The API, else the referrers tag; a registry without the API is not asked again in this batch."""
-        api_absent = self.client.domain in self.no_referrers_api
-        listing = None if api_absent else await self._referrers_api()
-        if listing is None:
-            self.no_referrers_api.add(self.client.domain)
-            index = await self._by_tag(sc.referrers_tag(self.subject.digest))
-            if index is None:
-                return
-            if not index.desc.is_index:
-                raise InvalidManifest(f"referrers tag {sc.referrers_tag(self.subject.digest)} is not an index")
-            listing = _entries(index.doc.get("manifests"), "referrers tag index")
+        none: list[Descriptor] = []
+        listing = await self._lookup(self._listing, none)
         wanted = [d for d in listing if d.extra.get("artifactType") in sc.SIGNATURE_ARTIFACT_TYPES]
         unique = list({d.digest: d for d in wanted}.values())
         if len(unique) > MAX_REFERRERS:
@@ -196,13 +244,36 @@ class SignatureFetch:
             for desc in unique[:MAX_REFERRERS]:
                 nursery.start_soon(self._guarded, partial(self._referrer, desc), f"referrer {desc.digest}")
 
-    async def _referrers_api(self) -> list[Descriptor] | None:
+    async def _listing(self, client: RegistryClient) -> list[Descriptor]:
+        """One source's referrers of the subject; NotFoundInRegistry when it has no index, or is a
+        mirror that lists no signature among them (an empty answer: the next source may have some).
+
+        A mirror's answer is not remembered for the batch: its 404 may only mean that it lacks this
+        repository, while it serves the API for the next image.
+        """
+        remember = not isinstance(client, MirrorClient)
+        api_absent = remember and client.domain in self.no_referrers_api
+        listing = None if api_absent else await self._referrers_api(client)
+        if listing is None:
+            if remember:
+                self.no_referrers_api.add(client.domain)
+            tag = sc.referrers_tag(self.subject.digest)
+            index = await fetch_document(client, self.repo, tag, None, f"{self.repo}:{tag}")
+            if not index.desc.is_index:
+                raise InvalidManifest(f"referrers tag {tag} is not an index")
+            listing = _entries(index.doc.get("manifests"), "referrers tag index")
+        if isinstance(client, MirrorClient) and not any(
+                d.extra.get("artifactType") in sc.SIGNATURE_ARTIFACT_TYPES for d in listing):
+            raise NotFoundInRegistry(f"{client.domain}: no signature referrers of {self.subject.digest}")
+        return listing
+
+    async def _referrers_api(self, client: RegistryClient) -> list[Descriptor] | None:
         """The Referrers API listing (all pages), or None when the registry does not have the API."""
         out: list[Descriptor] = []
         url = f"/v2/{self.repo}/referrers/{self.subject.digest}"
         for _ in range(MAX_REFERRER_PAGES):
-            resp = await self.client.request("GET", url, scopes=self.scopes, ok=(200, *_API_MISSING),
-                                             headers=[("Accept", mt.OCI_INDEX)], what=f"referrers of {url}")
+            resp = await client.request("GET", url, scopes=self.scopes, ok=(200, *_API_MISSING),
+                                        headers=[("Accept", mt.OCI_INDEX)], what=f"referrers of {url}")
             async with resp:
                 if resp.status != 200:
                     await resp.discard()
@@ -224,7 +295,7 @@ class SignatureFetch:
 
     async def _referrer(self, listed: Descriptor) -> None:
         where = f"signature referrer {listed.digest}"
-        doc = await fetch_document(self.client, self.repo, str(listed.digest), listed.bare(), where)
+        doc = await self._document(listed.bare(), where)
         subj = subject(doc.doc, where)
         if subj is None or subj.digest != self.subject.digest:
             raise InvalidManifest(f"{where}: its subject is not {self.subject.digest}")
@@ -250,7 +321,10 @@ class SignatureFetch:
         for kid in kids:
             if not await trio.to_thread.run_sync(self.store.blobs.has, kid.digest):
                 async with self.limiter:
-                    await BlobFetcher(self.store, self.client).fetch(self.repo, kid)
+                    if self.sources is None:
+                        await BlobFetcher(self.store, self.client).fetch(self.repo, kid)
+                    else:
+                        await self.sources.blob(self.store, self.client, self.repo, kid, self.tallies)
         await trio.to_thread.run_sync(self.store.blobs.put, doc.data, doc.desc.digest)
 
 
