@@ -246,21 +246,26 @@ class IngestWriter:
         self.sealed = True
         return actual
 
-    def publish(self) -> bool:
-        """Rename the sealed file into ``blobs/``; False when the blob was there already."""
+    def publish(self, sync_dir: bool = True) -> bool:
+        """Rename the sealed file into ``blobs/``; False when the blob was there already.
+
+        ``sync_dir=False`` leaves the directory fsync to the caller, who publishes many blobs and
+        syncs ``blobs/<alg>`` once before anything (a tag) refers to them.
+        """
         assert self.sealed and self.digest is not None, "seal() first"
         target = self.store.path(self.digest)
         if self.store.has(self.digest):
             os.unlink(self.temp_path)
             self.sealed = False
-            # Another writer's rename may not be durable yet; make it so before we rely on it.
-            fsync_dir(target.parent)
+            if sync_dir:  # another writer's rename may not be durable yet; make it so before we rely on it
+                fsync_dir(target.parent)
             return False
         ensure_real_dir(target.parent)
         os.rename(self.temp_path, target)
         self.sealed = False
         crash_point("ingest.renamed")
-        fsync_dir(target.parent)
+        if sync_dir:
+            fsync_dir(target.parent)
         crash_point("ingest.dirsynced")
         return True
 

@@ -60,3 +60,17 @@ def test_journal_is_synced_before_index_json_is_replaced(store: Store, calls: li
     index_replace = calls.index("replace:index.json")
     assert journal_sync < index_replace
     assert calls[index_replace + 1] == "fsync_dir:store", "the rename of index.json is made durable at once"
+
+
+def test_import_syncs_the_blob_directory_before_tagging(store: Store, calls: list[str], trace_open_tar: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from gadgetstore.engine import archive
+
+    monkeypatch.setattr(archive, "fsync_dir", lambda path: calls.append(f"fsync_dir:{path.name}"))
+    calls.clear()
+    archive.import_archive(store, trace_open_tar)
+    renames = [i for i, c in enumerate(calls) if c == "rename:sha256"]
+    dir_syncs = [i for i, c in enumerate(calls) if c == "fsync_dir:sha256"]
+    journal_sync = calls.index("fsync:store/index.journal")
+    assert len(renames) == 6 and len(dir_syncs) == 1, "one directory sync for the whole import"
+    assert max(renames) < dir_syncs[0] < journal_sync
