@@ -41,6 +41,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -48,8 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bulk_pull import ACCESS_LOG_CONFIG, AccessLog, measure  # noqa: E402
-
+# Only what the pulling child needs is imported here, so its memory is the pull's, not pytest's
+# (tests.support.registry) or the benchmark helpers': those are imported in main().
 from gadgetstore.engine import mediatypes as mt  # noqa: E402
 from gadgetstore.engine.descriptor import Descriptor  # noqa: E402
 from gadgetstore.engine.digest import Digest  # noqa: E402
@@ -58,7 +59,9 @@ from gadgetstore.engine.registry.client import TransferOptions  # noqa: E402
 from gadgetstore.engine.registry.pull import pull_images  # noqa: E402
 from gadgetstore.engine.registry.push import push_image  # noqa: E402
 from gadgetstore.engine.store import Store  # noqa: E402
-from tests.support.registry import start_registry  # noqa: E402
+
+if TYPE_CHECKING:
+    from bulk_pull import AccessLog
 
 MIB = 1024 * 1024
 
@@ -237,6 +240,10 @@ def main() -> None:
     if args.child:
         child_pull(*args.child, args.chunk_size, args.parallelism)
         return
+    from bulk_pull import ACCESS_LOG_CONFIG, AccessLog, measure
+
+    from tests.support.registry import start_registry
+
     size = args.size * MIB
     work = Path(tempfile.mkdtemp(prefix="big-blob-"))
     try:

@@ -27,6 +27,7 @@ from .tasks import task_group
 
 IN_MEMORY_LIMIT = 1024 * 1024
 WRITE_BUFFER = 1024 * 1024
+SYNC_EVERY = 64 * 1024 * 1024  # ranged blobs: start writeback after this many new bytes
 _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 WriteAt = Callable[[int, bytes], None]
 
@@ -48,6 +49,13 @@ async def _blob_request(client: RegistryClient, repo: str, desc: Descriptor, fir
     )
 
 
+def _write_pieces(write_at: WriteAt, pos: int, pieces: list[bytes]) -> None:
+    """One thread hop for a buffer's worth of pieces, written one by one (no joined copy)."""
+    for piece in pieces:
+        write_at(pos, piece)
+        pos += len(piece)
+
+
 async def _sequential_into(write_at: WriteAt, resp: Response, start: int, end: int, label: str) -> int:
     """Stream ``resp`` to offsets [start, end) with buffered ``write_at`` calls; returns the next offset."""
     pos = start
@@ -60,11 +68,11 @@ async def _sequential_into(write_at: WriteAt, resp: Response, start: int, end: i
         buf.append(chunk)
         buffered += len(chunk)
         if buffered >= WRITE_BUFFER:
-            await trio.to_thread.run_sync(write_at, pos, b"".join(buf))
+            await trio.to_thread.run_sync(_write_pieces, write_at, pos, buf)
             pos += buffered
             buf, buffered = [], 0
     if buf:
-        await trio.to_thread.run_sync(write_at, pos, b"".join(buf))
+        await trio.to_thread.run_sync(_write_pieces, write_at, pos, buf)
         pos += buffered
     return pos
 
@@ -145,7 +153,7 @@ class BlobFetcher:
                     if first.status == 200:  # Range ignored: take the whole body as it comes
                         received = await _sequential_into(writer.write_at, first, 0, size, label)
                     else:
-                        received = await self._chunks(repo, desc, writer.write_at, first, chunks)
+                        received = await self._chunks(repo, desc, writer.write_at, first, chunks, lock_fd)
             await trio.to_thread.run_sync(writer.commit)
             return received
         finally:
@@ -160,10 +168,30 @@ class BlobFetcher:
         os.close(lock_fd)
 
     async def _chunks(self, repo: str, desc: Descriptor, write_at: WriteAt, first: Response,
-                      ranges: list[tuple[int, int]]) -> int:
+                      ranges: list[tuple[int, int]], sync_fd: int) -> int:
+        """Fetch ``ranges`` in parallel; ``sync_fd`` (the ingest file) is fdatasync'd in the background
+        every ``SYNC_EVERY`` bytes, so the commit's fsync is left with only the last few chunks."""
         size = desc.size
         limiter = trio.Semaphore(max(1, self.options.chunk_parallelism))
         total = 0
+        unsynced = 0
+        syncing = False
+
+        async def sync() -> None:
+            nonlocal syncing
+            try:
+                await trio.to_thread.run_sync(os.fdatasync, sync_fd)
+            except OSError:
+                pass  # only an early start: the commit's fsync still decides
+            finally:
+                syncing = False
+
+        def maybe_sync(nursery: trio.Nursery, written: int) -> None:
+            nonlocal unsynced, syncing
+            unsynced += written
+            if unsynced >= SYNC_EVERY and not syncing:
+                unsynced, syncing = 0, True
+                nursery.start_soon(sync)
 
         async def one(start: int, end: int, resp: Response | None) -> None:
             nonlocal total
@@ -177,6 +205,7 @@ class BlobFetcher:
                         self._check_range(resp, pos, end, size)
                         new_pos = await _sequential_into(write_at, resp, pos, end, f"blob {desc.digest}")
                     total += new_pos - pos
+                    maybe_sync(nursery, new_pos - pos)
                     pos = new_pos
                     resp = None
                     if pos < end:

@@ -9,7 +9,8 @@ import pytest
 import trio
 
 from gadgetstore.engine.registry.auth import parse_challenges
-from gadgetstore.engine.registry.http import BodyTooLarge, Pool, split_url
+from gadgetstore.engine.registry.errors import TransportError
+from gadgetstore.engine.registry.http import RAW_RECEIVE_SIZE, BodyTooLarge, Pool, split_url
 from tests.support.fakes import FakeServer, Reply
 
 
@@ -74,6 +75,37 @@ async def test_dead_idle_connection_is_replaced(echo: FakeServer) -> None:
         assert pool.connections_opened == 2
     finally:
         await pool.aclose()
+
+
+async def test_large_body_read_past_h11_keeps_the_connection() -> None:
+    """A Content-Length body bigger than one socket read arrives whole; the connection is reused."""
+    big = bytes(range(256)) * ((3 * RAW_RECEIVE_SIZE) // 256) + b"tail"
+    server = FakeServer(lambda req: Reply(200, {}, big if req.path == "/big" else b"small"))
+    pool = _pool()
+    try:
+        for _ in range(2):
+            async with await pool.request("GET", f"http://{server.host}/big") as resp:
+                assert await resp.read(len(big)) == big
+            async with await pool.request("GET", f"http://{server.host}/small") as resp:
+                assert await resp.read(100) == b"small"
+        assert pool.connections_opened == 1
+    finally:
+        await pool.aclose()
+        server.close()
+
+
+async def test_short_body_is_a_transport_error() -> None:
+    """A body shorter than its Content-Length (the server then stalls) fails; nothing waits forever."""
+    server = FakeServer(lambda req: Reply(200, {"Content-Length": "1000"}, b"only this"))
+    pool = Pool(lambda origin: ssl.create_default_context(), max_per_origin=2, read_timeout=0.5)
+    try:
+        resp = await pool.request("GET", f"http://{server.host}/short")
+        with pytest.raises(TransportError):
+            await resp.read(10_000)
+        await resp.aclose()
+    finally:
+        await pool.aclose()
+        server.close()
 
 
 def test_split_url_and_challenges() -> None:
