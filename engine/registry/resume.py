@@ -6,9 +6,9 @@ trimmed back to a block boundary (the last block may be partly written) and thei
 into the new writer; only the rest is fetched. Nothing here is trusted: the whole blob is still
 re-hashed at commit, and a mismatch makes the caller start over.
 
-Every ranged writer keeps an ``flock`` on its file and a ``.ranged`` marker beside it, so a file
-that is locked is live and skipped. Reading a file is harmless (the commit verifies), but only a
-marked file, or one untouched for ``STALE_AFTER``, is deleted after its bytes were adopted.
+Every ranged writer keeps an ``flock`` on its file and a ``.ranged`` marker beside it. Only marked
+files are candidates (an import's sealed file or another writer's file is never touched), a locked
+one is live and skipped, and an adopted one is deleted once its bytes are in the new writer.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +26,6 @@ from ..store import Store
 
 BLOCK = 4096
 COPY_SIZE = 1024 * 1024
-STALE_AFTER = 10.0
 
 
 @dataclass
@@ -35,7 +33,6 @@ class Partial:
     path: Path
     fd: int  # open and flocked by us until :func:`release`
     extents: list[tuple[int, int]]
-    removable: bool
 
     @property
     def bytes(self) -> int:
@@ -72,11 +69,12 @@ def find_partial(store: Store, desc: Descriptor) -> Partial | None:
     """The partial ingest file of ``desc`` with the most data that no live writer holds."""
     prefix = f"{INGEST_PREFIX}{desc.digest.algorithm}-{desc.digest.hex}-"
     best: Partial | None = None
-    now = time.time()
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(store.blobs.ingest_dir):
             if not entry.name.startswith(prefix) or entry.name.endswith(".ranged"):
                 continue
+            if not _was_ranged(entry):
+                continue  # another kind of writer (an import's sealed file, a whole-blob fetch): not ours
             if not entry.is_file(follow_symlinks=False):
                 continue
             try:
@@ -88,8 +86,7 @@ def find_partial(store: Store, desc: Descriptor) -> Partial | None:
                 st = os.fstat(fd)
                 if st.st_size > desc.size:
                     raise BlockingIOError
-                removable = _was_ranged(entry) or now - st.st_mtime >= STALE_AFTER
-                found = Partial(Path(entry.path), fd, _data_extents(fd, st.st_size), removable)
+                found = Partial(Path(entry.path), fd, _data_extents(fd, st.st_size))
             except OSError:
                 os.close(fd)
                 continue
@@ -139,7 +136,7 @@ def adopt(partial: Partial, writer: IngestWriter, chunks: list[tuple[int, int]])
 
 def release(partial: Partial, adopted: bool) -> None:
     """Drop our lock; remove the old file (and its marker) once its bytes are safely elsewhere."""
-    if adopted and partial.removable:
+    if adopted:
         for path in (partial.path, Path(str(partial.path) + ".ranged")):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)

@@ -106,3 +106,20 @@ async def test_killed_pull_resumes(anon_registry: RegistryServer, tmp_path: Path
         proxy.close()
     assert after <= CHUNK + 8192  # only the stalled chunk (and a block before it) is fetched again
     verify_store(tmp_path / "dst")
+
+
+def test_another_writers_ingest_file_is_never_adopted(tmp_path: Path) -> None:
+    """An import's sealed (not yet published) blob has no ``.ranged`` marker: resume leaves it alone."""
+    from gadgetstore.engine.descriptor import Descriptor
+    from gadgetstore.engine.digest import Digest
+    from gadgetstore.engine.registry.resume import find_partial
+
+    store = Store.open(tmp_path / "s")
+    data = b"sealed by an import" * 1000
+    digest = Digest.of_bytes(data)
+    writer = store.blobs.writer(digest, len(data))
+    writer.write(data)
+    writer.seal()
+    assert find_partial(store, Descriptor("application/octet-stream", digest, len(data))) is None
+    assert writer.temp_path.exists()
+    assert writer.publish() is True
