@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import functools
 import hashlib
 import json
@@ -58,6 +57,7 @@ from gadgetstore.engine.reference import normalize  # noqa: E402
 from gadgetstore.engine.registry.client import TransferOptions  # noqa: E402
 from gadgetstore.engine.registry.pull import pull_images  # noqa: E402
 from gadgetstore.engine.registry.push import push_image  # noqa: E402
+from gadgetstore.engine.registry.resume import data_extents  # noqa: E402
 from gadgetstore.engine.store import Store  # noqa: E402
 
 if TYPE_CHECKING:
@@ -146,24 +146,11 @@ def run_oras(host: str, image: str, dest: Path) -> None:
 
 def data_bytes(path: Path) -> int:
     """Bytes in the data extents of a (sparse) file."""
-    total = 0
     fd = os.open(path, os.O_RDONLY)
     try:
-        size = os.fstat(fd).st_size
-        pos = 0
-        while pos < size:
-            try:
-                start = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError as err:
-                if err.errno == errno.ENXIO:
-                    break
-                raise
-            end = min(size, os.lseek(fd, start, os.SEEK_HOLE))
-            total += end - start
-            pos = end
+        return sum(end - start for start, end in data_extents(fd, os.fstat(fd).st_size, trim_partial_blocks=False))
     finally:
         os.close(fd)
-    return total
 
 
 def ingest_file(dest: Path, layer: Digest) -> Path | None:

@@ -78,7 +78,8 @@ class _Cursor:
         self.position += count
         return value
 
-    def unsigned(self, bits: int = 32) -> int:
+    def _leb128(self, bits: int) -> tuple[int, int, int]:
+        """Read one LEB128 group: (value, bits consumed, last byte); too many bytes is an error."""
         start = self.position
         result = shift = 0
         while True:
@@ -86,25 +87,21 @@ class _Cursor:
             result |= (value & 0x7F) << shift
             shift += 7
             if not value & 0x80:
-                break
+                return result, shift, value
             if shift >= bits + 7:
                 raise self.error("LEB128 integer too long", start)
+
+    def unsigned(self, bits: int = 32) -> int:
+        start = self.position
+        result, _, _ = self._leb128(bits)
         if result >> bits:
             raise self.error(f"LEB128 integer exceeds {bits} bits", start)
         return result
 
     def signed(self, bits: int) -> int:
         start = self.position
-        result = shift = 0
-        while True:
-            value = self.byte()
-            result |= (value & 0x7F) << shift
-            shift += 7
-            if not value & 0x80:
-                break
-            if shift >= bits + 7:
-                raise self.error("LEB128 integer too long", start)
-        if value & 0x40:
+        result, shift, last = self._leb128(bits)
+        if last & 0x40:
             result -= 1 << shift
         if not -(1 << (bits - 1)) <= result < 1 << (bits - 1):
             raise self.error(f"signed LEB128 integer exceeds {bits} bits", start)

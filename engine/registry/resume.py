@@ -46,7 +46,9 @@ def lock_writer(writer: IngestWriter) -> int:
     return fd
 
 
-def _data_extents(fd: int, size: int) -> list[tuple[int, int]]:
+def data_extents(fd: int, size: int, trim_partial_blocks: bool = True) -> list[tuple[int, int]]:
+    """(start, end) of the data the file holds; trimmed, the possibly half-written last block of each
+    extent inside the file is dropped."""
     extents: list[tuple[int, int]] = []
     pos = 0
     while pos < size:
@@ -58,7 +60,7 @@ def _data_extents(fd: int, size: int) -> list[tuple[int, int]]:
             raise
         end = min(size, os.lseek(fd, start, os.SEEK_HOLE))
         # The block an extent ends in may be only partly written: keep it only at end of file.
-        trimmed = end if end == size else end - BLOCK
+        trimmed = end if end == size or not trim_partial_blocks else end - BLOCK
         if trimmed > start:
             extents.append((start, trimmed))
         pos = max(end, start + 1)
@@ -86,7 +88,7 @@ def find_partial(store: Store, desc: Descriptor) -> Partial | None:
                 st = os.fstat(fd)
                 if st.st_size > desc.size:
                     raise BlockingIOError
-                found = Partial(Path(entry.path), fd, _data_extents(fd, st.st_size))
+                found = Partial(Path(entry.path), fd, data_extents(fd, st.st_size))
             except OSError:
                 os.close(fd)
                 continue
