@@ -12,11 +12,13 @@ import yaml
 from jsonpath_ng.exceptions import JsonPathParserError
 from jsonpath_ng.ext import parse as jsonpath_parse
 
+from gadgetstore.engine import mediatypes as mt
 from gadgetstore.engine import reference
+from gadgetstore.engine.analysis.datasources import datasources_from_elf
 from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.errors import GadgetStoreError
 from gadgetstore.engine.images import host_manifest
-from gadgetstore.engine.inspect import image_extra_info
+from gadgetstore.engine.inspect import MAX_LAYER_BYTES, image_extra_info
 from gadgetstore.engine.store import Store
 
 from .context import AppContext, pass_app, user_errors
@@ -82,11 +84,18 @@ def render(value: Any, output: str) -> str:
     return go_json(value, pretty=output == "jsonpretty") + "\n"
 
 
-def datasources(metadata: Any) -> list[dict[str, Any]]:
-    """Datasources and their fields as declared in gadget.yaml (runtime-added fields are not known offline)."""
-    out: list[dict[str, Any]] = []
+def datasources(metadata: Any, elf: bytes | None = None) -> list[dict[str, Any]]:
+    """ig's datasources: the eBPF layer's tracers/iterators with gadget.yaml merged in, then gadget.yaml-only ones.
+
+    Fields that ig's runtime operators add (enum/stack formatters, k8s and runtime enrichment) need a
+    running gadget and are not known offline.
+    """
+    out: list[dict[str, Any]] = datasources_from_elf(elf, metadata) if elf is not None else []
+    from_elf = {str(source["name"]).lower() for source in out}  # ig looks gadget.yaml up case-insensitively
     declared = metadata.get("datasources") if isinstance(metadata, dict) else None
     for name, spec in sorted((declared or {}).items()):
+        if str(name).lower() in from_elf:
+            continue
         spec = spec or {}
         fields = []
         for index, (field_name, field_spec) in enumerate(sorted((spec.get("fields") or {}).items())):
@@ -99,7 +108,7 @@ def datasources(metadata: Any) -> list[dict[str, Any]]:
         if spec.get("annotations"):
             source["annotations"] = {k: str(v) for k, v in spec["annotations"].items()}
         out.append(source)
-    return out
+    return sorted(out, key=lambda source: str(source["name"]))
 
 
 @click.command("inspect")
@@ -107,7 +116,10 @@ def datasources(metadata: Any) -> list[dict[str, Any]]:
 @click.option("-o", "--output", type=click.Choice(["json", "jsonpretty", "yaml"]), default="jsonpretty")
 @click.option("--extra-info", "extra_info", default="", help="Show only this extra-info key.")
 @click.option("--jsonpath", default="", help="JSONPath expression applied to --extra-info or --show-datasources.")
-@click.option("--show-datasources", is_flag=True, help="Show the datasources declared by the gadget.")
+@click.option("--show-datasources", is_flag=True,
+              help="Show the gadget's datasources: from the eBPF layer's BTF (tracers, map iterators, "
+                   "iterators) with gadget.yaml's annotations merged in. Fields that ig's runtime "
+                   "operators add (k8s and runtime enrichment, enum/stack formatting) are not known offline.")
 @click.option("--arch", default=None, help="Architecture to inspect (default: this host's).")
 @click.option("--pull", type=click.Choice(["always", "missing", "never"]), default="missing", show_default=True,
               help="When to pull the image from its registry first.")
@@ -124,11 +136,14 @@ def inspect_cmd(app: AppContext, image: str, output: str, extra_info: str, jsonp
         raise click.UsageError("--extra-info and --show-datasources are mutually exclusive")
     store = app.store()
     root = resolve_or_pull(store, image, pull, authfile, insecure_registries)
-    info = image_extra_info(store, image, host_manifest(store, root, arch))
+    manifest = host_manifest(store, root, arch)
+    info = image_extra_info(store, image, manifest)
     value: Any
     if show_datasources:
         metadata = decode_value("oci.metadata", *info["oci.metadata"]) if "oci.metadata" in info else {}
-        value = datasources(metadata)
+        layer = manifest.layer(mt.GADGET_EBPF)
+        elf = store.blobs.read(layer.digest, max_size=MAX_LAYER_BYTES) if layer is not None else None
+        value = datasources(metadata, elf)
     elif extra_info:
         if extra_info not in info:
             raise InspectError(f"extra info {extra_info!r} not found (known: {', '.join(sorted(info))})")

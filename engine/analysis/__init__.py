@@ -13,4 +13,5 @@ Layering, bottom up:
   variables, relocations, subprogram flattening)
 - ``listing`` / ``graphs``  the ``Source`` listings and the mermaid diagrams IG derives from a spec
 - ``wasm``  a small WebAssembly reader for the ``wasm.*`` keys
+- ``datasources``  the tracer/iterator datasources and fields of ``--show-datasources``
 """

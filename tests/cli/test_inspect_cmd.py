@@ -111,3 +111,17 @@ def test_missing_image_is_pulled_first(tmp_path: Path, trace_open_tar: Path, ano
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "2024-05-15T18:45:32Z\n"
     assert Store.open(dst).lookup(image) is not None
+
+
+def test_show_datasources_reads_fields_from_the_ebpf_layer(imported: Path) -> None:
+    """trace_open's gadget.yaml declares no datasources; the ``open`` tracer comes from the BTF."""
+    code, out, err = inspect(imported, "--show-datasources", "--arch", "amd64", "-o", "json")
+    assert code == 0, err
+    (source,) = json.loads(out)
+    assert list(source) == ["name", "type", "fields"] and source["name"] == "open" and source["type"] == 1
+    assert [f["fullName"] for f in source["fields"]] == ["timestamp", "pid", "uid", "gid", "mntns_id", "err", "fd",
+                                                       "flags", "mode", "comm", "fname"]
+    fname = source["fields"][-1]
+    assert (fname["index"], fname["offs"], fname["size"], fname["kind"]) == (10, 62, 255, 13)
+    _, names, _ = inspect(imported, "--show-datasources", "--arch", "amd64", "--jsonpath", "[0].fields[1].name")
+    assert names == "pid\n"
