@@ -24,7 +24,7 @@ import zstandard
 
 from . import mediatypes as mt
 from . import reference
-from .blobstore import READ_CHUNK, IngestWriter
+from .blobstore import READ_CHUNK, IngestWriter, verify_stream
 from .descriptor import Descriptor, canonical_json, children, is_document, parse_document
 from .digest import Digest
 from .errors import GadgetStoreError, ImageNotFound, IntegrityError, InvalidArchive
@@ -211,14 +211,7 @@ def _stage_blob(
     assert f is not None
     try:
         if store.blobs.has(digest):
-            hasher, count = digest.hasher(), 0
-            for chunk in _chunks(f):
-                hasher.update(chunk)
-                count += len(chunk)
-            if count != member.size:
-                raise InvalidArchive("archive is truncated")
-            if hasher.hexdigest() != digest.hex:
-                raise InvalidArchive(f"blob {digest} in the archive has another digest")
+            verify_stream(_chunks(f), digest, member.size)
             staged.already_stored.add(digest)
             return
         writer = store.blobs.writer(digest, member.size)

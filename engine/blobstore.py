@@ -141,13 +141,7 @@ class BlobStore:
     ) -> bool:
         """Stream into the store; returns False when the blob was already there (bytes still checked)."""
         if self.has(expected):
-            hasher, count = expected.hasher(), 0
-            for chunk in chunks:
-                hasher.update(chunk)
-                count += len(chunk)
-                if expected_size is not None and count > expected_size:
-                    raise IntegrityError(f"blob {expected}: more than the {expected_size} bytes declared")
-            check_result(expected, expected_size, Digest(expected.algorithm, hasher.hexdigest()), count)
+            verify_stream(chunks, expected, expected_size)
             return False
         with self.writer(expected, expected_size) as w:
             for chunk in chunks:
@@ -163,6 +157,17 @@ class BlobStore:
                 if now - entry.stat(follow_symlinks=False).st_mtime >= older_than:
                     out.append(Path(entry.path))
         return sorted(out)
+
+
+def verify_stream(chunks: Iterable[bytes], expected: Digest, expected_size: int | None) -> None:
+    """Check bytes we do not need to keep (the blob is stored already) without holding them."""
+    hasher, count = expected.hasher(), 0
+    for chunk in chunks:
+        hasher.update(chunk)
+        count += len(chunk)
+        if expected_size is not None and count > expected_size:
+            raise IntegrityError(f"blob {expected}: more than the {expected_size} bytes declared")
+    check_result(expected, expected_size, Digest(expected.algorithm, hasher.hexdigest()), count)
 
 
 def check_result(expected: Digest | None, expected_size: int | None, actual: Digest, size: int) -> None:

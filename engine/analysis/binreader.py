@@ -24,7 +24,7 @@ class ByteReader:
     report offsets a user can look up with a hex dump of the whole layer.
     """
 
-    __slots__ = ("_s16", "_s32", "_u16", "_u32", "_u64", "base", "data", "little_endian", "part")
+    __slots__ = ("_u16", "_u32", "_u64", "base", "data", "little_endian", "part")
 
     def __init__(self, data: bytes, part: str, *, little_endian: bool = True, base: int = 0) -> None:
         self.data = data
@@ -33,9 +33,7 @@ class ByteReader:
         self.little_endian = little_endian
         order = "<" if little_endian else ">"
         self._u16 = struct.Struct(order + "H")
-        self._s16 = struct.Struct(order + "h")
         self._u32 = struct.Struct(order + "I")
-        self._s32 = struct.Struct(order + "i")
         self._u64 = struct.Struct(order + "Q")
 
     def __len__(self) -> int:
@@ -57,17 +55,9 @@ class ByteReader:
         self.need(offset, 2, what)
         return int(self._u16.unpack_from(self.data, offset)[0])
 
-    def s16(self, offset: int, what: str = "s16") -> int:
-        self.need(offset, 2, what)
-        return int(self._s16.unpack_from(self.data, offset)[0])
-
     def u32(self, offset: int, what: str = "u32") -> int:
         self.need(offset, 4, what)
         return int(self._u32.unpack_from(self.data, offset)[0])
-
-    def s32(self, offset: int, what: str = "s32") -> int:
-        self.need(offset, 4, what)
-        return int(self._s32.unpack_from(self.data, offset)[0])
 
     def u64(self, offset: int, what: str = "u64") -> int:
         self.need(offset, 8, what)

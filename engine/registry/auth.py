@@ -143,6 +143,3 @@ class TokenCache:
     def fetched_since(self, scopes: tuple[str, ...], when: float) -> bool:
         """Whether another task got a usable token for ``scopes`` while we waited to ask for one."""
         return self._fetched.get(scopes, -1.0) >= when and self.get(scopes, when) is not None
-
-    def drop(self, scopes: tuple[str, ...]) -> None:
-        self._tokens.pop(scopes, None)

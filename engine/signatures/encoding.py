@@ -42,10 +42,6 @@ def b64decode_url(text: object, what: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def b64encode_url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
 def json_object(data: bytes, what: str) -> dict[str, Any]:
     if len(data) > MAX_SIGNATURE_DOCUMENT:
         raise MalformedSignature(f"{what} is larger than {MAX_SIGNATURE_DOCUMENT} bytes")

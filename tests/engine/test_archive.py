@@ -166,3 +166,13 @@ def test_dot_slash_names_are_accepted(store: Store, tmp_path: Path) -> None:
     archive = build_tar(tmp_path / "dot.tar", [(f"./{name}", data) for name, data in GOOD])
     assert import_archive(store, archive) == ["x.io/evil:1"]
     assert store.blobs.read(store.resolve("x.io/evil:1").digest) == PAYLOAD
+
+
+def test_member_named_after_a_stored_blob_is_still_verified(store: Store, store_root: Path,
+                                                           tmp_path: Path) -> None:
+    import_archive(store, build_tar(tmp_path / "good.tar", list(GOOD)))
+    before = tree_snapshot(store_root)
+    lying = build_tar(tmp_path / "lying.tar", [GOOD[0], GOOD[1], (BLOB, b"payloaX")])
+    with pytest.raises(InvalidArchive, match="digest"):
+        import_archive(store, lying)
+    assert tree_snapshot(store_root) == before
