@@ -22,7 +22,7 @@ from .bulk_pull import human_bytes  # the units of the per-source summary printe
 
 @dataclass
 class PullTally:
-    """What the status line shows; updated from the pull's start/done callbacks."""
+    """What the status line shows; updated from the pull's start/done/bytes callbacks."""
 
     total: int
     started: int = 0
@@ -61,9 +61,12 @@ class PullStatus:
         """Count an image as started; the redraw waits for the next :meth:`echo` or :meth:`refresh`."""
         self.tally.started += 1
 
-    def done(self, bytes_fetched: int, failed: bool) -> None:
+    def add_bytes(self, count: int) -> None:
+        """Count bytes as they arrive; the redraw waits for the next tick."""
+        self.tally.bytes_fetched += count
+
+    def done(self, failed: bool) -> None:
         self.tally.done += 1
-        self.tally.bytes_fetched += bytes_fetched
         self.tally.failed += int(failed)
 
     def refresh(self) -> None:

@@ -112,7 +112,7 @@ def pull(app: AppContext, images: tuple[str, ...], authfile: Path | None, insecu
         status.echo(f"Pulling {normalize(image)}...")  # the full name, as ig prints it
 
     def finished(result: PullResult) -> None:
-        status.done(result.bytes_fetched, result.error is not None)
+        status.done(result.error is not None)
         for warning in result.warnings:
             status.echo(f"WARN: {warning}")
         if result.error is None:
@@ -122,7 +122,8 @@ def pull(app: AppContext, images: tuple[str, ...], authfile: Path | None, insecu
 
     try:
         results = trio.run(progress.with_ticks, status, lambda: pull_images(
-            store, list(images), options, on_start=started, on_done=finished, verify=policy))
+            store, list(images), options, on_start=started, on_done=finished, on_bytes=status.add_bytes,
+            verify=policy))
     finally:
         status.close()
     for line in bulk.summary_lines(results):

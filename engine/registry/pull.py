@@ -110,8 +110,10 @@ class _TagCommitter:
 class Puller:
     """Pull images through one :class:`Session` into one store."""
 
-    def __init__(self, store: Store, session: Session, policy: VerifyPolicy | None = None) -> None:
+    def __init__(self, store: Store, session: Session, policy: VerifyPolicy | None = None,
+                 on_bytes: Callable[[int], None] | None = None) -> None:
         self.store = store
+        self.on_bytes = on_bytes  # called on the event loop as bytes arrive (a progress display)
         self.session = session
         self.policy = policy
         self.options = session.options
@@ -169,6 +171,8 @@ class Puller:
         await trio.to_thread.run_sync(self.store.blobs.put, doc.data, doc.desc.digest)
         stats.blobs += 1
         stats.bytes += len(doc.data)
+        if self.on_bytes:
+            self.on_bytes(len(doc.data))
 
     def _plan(self, parent: Document, arch: str | None) -> tuple[list[tuple[Descriptor, str | None]], list[Descriptor]]:
         """Walk everything under ``parent`` the store already has, in one thread call.
@@ -226,6 +230,8 @@ class Puller:
                 received = await self._sources.blob(self.store, client, repo, desc, stats.sources)
             stats.blobs += 1
             stats.bytes += received
+            if self.on_bytes:
+                self.on_bytes(received)
         finally:
             del inflight[desc.digest]
             event.set()
@@ -238,12 +244,14 @@ async def pull_images(
     *,
     on_start: Callable[[str], None] | None = None,
     on_done: Callable[[PullResult], None] | None = None,
+    on_bytes: Callable[[int], None] | None = None,
     verify: VerifyPolicy | None = None,
 ) -> list[PullResult]:
     """Pull many images concurrently into ``store``; one result per image, in input order.
 
     A failed image carries its ``error``; the others still complete. ``on_start``/``on_done``
-    are called from the event loop as each image begins and ends (for progress messages).
+    are called from the event loop as each image begins and ends, ``on_bytes`` as data arrives
+    (for progress messages).
     ``verify`` refuses to tag an image whose signature does not verify; its blobs are then deleted.
     """
     options = options or TransferOptions()
@@ -253,7 +261,7 @@ async def pull_images(
     await trio.to_thread.run_sync(lease.enter_context, store.lease())
     try:
         async with Session(options) as session:
-            puller = Puller(store, session, verify)
+            puller = Puller(store, session, verify, on_bytes)
 
             async def one(i: int) -> None:
                 async with limit:

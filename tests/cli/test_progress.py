@@ -41,7 +41,8 @@ def test_status_redraws_in_place_and_clears() -> None:
     status.start()
     status.echo("Pulling a...")
     now[0] = 3.0
-    status.done(2048, failed=False)
+    status.add_bytes(2048)
+    status.done(failed=False)
     status.echo("Successfully pulled a")
     status.close()
     screen = "".join(out)
@@ -58,7 +59,8 @@ def test_disabled_status_writes_plain_lines() -> None:
     status = PullStatus(1, out.append, enabled=False)
     status.start()
     status.echo("Pulling a...")
-    status.done(10, failed=True)
+    status.add_bytes(10)
+    status.done(failed=True)
     status.echo("Error: pulling a: nope")
     status.close()
     assert out == ["Pulling a...\n", "Error: pulling a: nope\n"]

@@ -131,3 +131,17 @@ async def test_ranged_pulls_share_a_tiny_pool_without_deadlock(anon_registry: Re
         results = await pull_images(dst, images, opts)
     assert [r.error for r in results] == [None] * 4
     verify_store(tmp_path / "dst")
+
+
+async def test_byte_progress_adds_up_to_what_was_fetched(anon_registry: RegistryServer, tmp_path: Path) -> None:
+    src = Store.open(tmp_path / "src")
+    images = [anon_registry.ref(unique_repo(), "v1") for _ in range(2)]
+    for image in images:
+        make_gadget_image(src, image)
+        await push_image(src, image, TransferOptions(insecure_registries=frozenset({anon_registry.host})))
+    seen: list[int] = []
+    results = await pull_images(Store.open(tmp_path / "dst"), images,
+                                TransferOptions(insecure_registries=frozenset({anon_registry.host})),
+                                on_bytes=seen.append)
+    assert all(r.error is None for r in results)
+    assert len(seen) > 2 and sum(seen) == sum(r.bytes_fetched for r in results) > 0
