@@ -13,7 +13,6 @@ import hashlib
 import os
 import stat
 import tempfile
-import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -149,14 +148,12 @@ class BlobStore:
             w.commit()
         return True
 
-    def stale_ingest_files(self, older_than: float = 0.0) -> list[Path]:
-        now = time.time()
-        out = []
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(self.ingest_dir):
-                if now - entry.stat(follow_symlinks=False).st_mtime >= older_than:
-                    out.append(Path(entry.path))
-        return sorted(out)
+    def ingest_files(self) -> list[Path]:
+        """Everything in ``ingest/``: unfinished writes (gc removes them while no writer holds a lease)."""
+        try:
+            return sorted(Path(entry.path) for entry in os.scandir(self.ingest_dir))
+        except FileNotFoundError:
+            return []
 
 
 def verify_stream(chunks: Iterable[bytes], expected: Digest, expected_size: int | None) -> None:

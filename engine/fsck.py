@@ -62,7 +62,7 @@ def fsck(store: Store) -> FsckReport:
     _check_journal_and_index(store, report)
     damaged = _check_blobs(store, report)
     _check_references(store, report, damaged)
-    stale = store.blobs.stale_ingest_files()
+    stale = store.blobs.ingest_files()
     if stale:
         report.notes.append(f"{len(stale)} unfinished ingest file(s) in ingest/ (gc removes them)")
     return report

@@ -383,7 +383,7 @@ class Store:
                 report.removed_blobs.append(digest)
                 report.removed_bytes += st.st_size if st else 0
         report.removed_cache_entries = self._prune_analysis_cache(reachable)
-        for path in self.blobs.stale_ingest_files():
+        for path in self.blobs.ingest_files():
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
                 report.removed_ingest_files += 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,23 +10,17 @@ import pytest
 import trio
 from click.testing import CliRunner
 
-_PROJECT = str(Path(__file__).resolve().parents[2])
-if _PROJECT not in sys.path:
-    sys.path.insert(0, _PROJECT)
+from gadgetstore.cli.main import cli
+from gadgetstore.engine.reference import normalize
+from gadgetstore.engine.registry.client import Session, TransferOptions
+from gadgetstore.engine.registry.errors import RegistryError
+from gadgetstore.engine.registry.taglist import list_tags, next_link
+from gadgetstore.engine.store import Store
+from tests.engine.serve.support import RunningServer, start_server
+from tests.support.fakes import FakeServer, Reply, Request
+from tests.support.images import make_gadget_image, verify_store
+from tests.support.registry import RegistryServer, unique_repo
 
-from gadgetstore.cli.main import cli  # noqa: E402
-from gadgetstore.engine.reference import normalize  # noqa: E402
-from gadgetstore.engine.registry.client import Session, TransferOptions  # noqa: E402
-from gadgetstore.engine.registry.errors import RegistryError  # noqa: E402
-from gadgetstore.engine.registry.taglist import list_tags, next_link  # noqa: E402
-from gadgetstore.engine.store import Store  # noqa: E402
-from tests.engine.serve.support import RunningServer, start_server  # noqa: E402
-from tests.support import registry as _registry  # noqa: E402
-from tests.support.fakes import FakeServer, Reply, Request  # noqa: E402
-from tests.support.images import make_gadget_image, verify_store  # noqa: E402
-from tests.support.registry import RegistryServer, unique_repo  # noqa: E402
-
-anon_registry = _registry.anon_registry
 SIG_TAG = "sha256-" + "ab" * 32 + ".sig"
 
 

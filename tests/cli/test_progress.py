@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import trio
 from click.testing import CliRunner
 
-_PROJECT = str(Path(__file__).resolve().parents[2])
-if _PROJECT not in sys.path:
-    sys.path.insert(0, _PROJECT)
-
-from gadgetstore.cli import progress  # noqa: E402
-from gadgetstore.cli.main import cli  # noqa: E402
-from gadgetstore.cli.progress import PullStatus, PullTally, render  # noqa: E402
-from gadgetstore.engine.registry.client import TransferOptions  # noqa: E402
-from gadgetstore.engine.registry.push import push_image  # noqa: E402
-from gadgetstore.engine.store import Store  # noqa: E402
-from tests.support import registry as _registry  # noqa: E402
-from tests.support.images import make_gadget_image  # noqa: E402
-from tests.support.registry import RegistryServer, unique_repo  # noqa: E402
-
-anon_registry = _registry.anon_registry
+from gadgetstore.cli import progress
+from gadgetstore.cli.main import cli
+from gadgetstore.cli.progress import PullStatus, PullTally, render
+from gadgetstore.engine.registry.client import TransferOptions
+from gadgetstore.engine.registry.push import push_image
+from gadgetstore.engine.store import Store
+from tests.support.images import make_gadget_image
+from tests.support.registry import RegistryServer, unique_repo
 
 
 def test_render() -> None:

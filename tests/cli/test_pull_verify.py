@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-_PROJECT = str(Path(__file__).resolve().parents[2])
-if _PROJECT not in sys.path:
-    sys.path.insert(0, _PROJECT)
-
-from gadgetstore.cli.main import cli  # noqa: E402
-from gadgetstore.engine.reference import normalize  # noqa: E402
-from gadgetstore.engine.store import Store  # noqa: E402
-from tests.support import registry as _registry  # noqa: E402
-from tests.support.images import make_gadget_image  # noqa: E402
-from tests.support.registry import RegistryServer, unique_repo  # noqa: E402
-
-anon_registry = _registry.anon_registry
+from gadgetstore.cli.main import cli
+from gadgetstore.engine.reference import normalize
+from gadgetstore.engine.store import Store
+from tests.support.images import make_gadget_image
+from tests.support.registry import RegistryServer, unique_repo
 
 
 def run(store: Path, *args: str) -> tuple[int, str, str]:

@@ -4,42 +4,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-_PROJECT = str(Path(__file__).resolve().parents[2])
-if _PROJECT not in sys.path:
-    sys.path.insert(0, _PROJECT)
-
-from gadgetstore.cli.main import cli  # noqa: E402
-from gadgetstore.engine.reference import normalize  # noqa: E402
-from gadgetstore.engine.registry import authfile  # noqa: E402
-from gadgetstore.engine.store import Store  # noqa: E402
-from tests.support import registry as _registry  # noqa: E402
-from tests.support.images import make_gadget_image, verify_store  # noqa: E402
-from tests.support.registry import TEST_PASSWORD, TEST_USER, RegistryServer, unique_repo  # noqa: E402
-
-anon_registry = _registry.anon_registry
-htpasswd_registry = _registry.htpasswd_registry
+from gadgetstore.cli.main import cli
+from gadgetstore.engine.reference import normalize
+from gadgetstore.engine.registry import authfile
+from gadgetstore.engine.store import Store
+from tests.support.images import make_gadget_image, verify_store
+from tests.support.registry import TEST_PASSWORD, TEST_USER, RegistryServer, unique_repo
 
 
 def run(*args: str, input: str | None = None) -> tuple[int, str, str]:
     result = CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
-
-
-@pytest.fixture
-def cert_dir(htpasswd_registry: RegistryServer, tmp_path: Path) -> Path:
-    assert htpasswd_registry.ca is not None
-    directory = tmp_path / "certs"
-    directory.mkdir()
-    shutil.copy(htpasswd_registry.ca.ca_cert, directory / "ca.crt")
-    return directory
 
 
 def test_login_get_login_logout(htpasswd_registry: RegistryServer, cert_dir: Path, tmp_path: Path) -> None:

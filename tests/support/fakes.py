@@ -36,12 +36,10 @@ class Reply:
 Handler = Callable[[Request], Reply]
 
 
-class FakeServer:
-    """Serve ``handler`` on 127.0.0.1:<random port>; records every request."""
+class _ThreadedServer:
+    """An ``http.server`` on 127.0.0.1:<random port> in a daemon thread; subclasses answer requests."""
 
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
-        self.requests: list[Request] = []
+    def __init__(self) -> None:
         outer = self
 
         class _H(BaseHTTPRequestHandler):
@@ -52,20 +50,7 @@ class FakeServer:
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                req = Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                outer.requests.append(req)
-                reply = outer.handler(req)
-                if reply.drop:
-                    self.close_connection = True
-                    return
-                self.send_response(reply.status)
-                headers = {"Content-Length": str(len(reply.body)), **reply.headers}
-                for key, value in headers.items():
-                    self.send_header(key, value)
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(reply.body)
+                outer._respond(self, self.rfile.read(length) if length else b"")
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
@@ -75,6 +60,9 @@ class FakeServer:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
+    def _respond(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        raise NotImplementedError
+
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
@@ -82,6 +70,29 @@ class FakeServer:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class FakeServer(_ThreadedServer):
+    """Serve ``handler`` on 127.0.0.1:<random port>; records every request."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests: list[Request] = []
+        super().__init__()
+
+    def _respond(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
+        req = Request(h.command, h.path, {k.lower(): v for k, v in h.headers.items()}, body)
+        self.requests.append(req)
+        reply = self.handler(req)
+        if reply.drop:
+            h.close_connection = True
+            return
+        h.send_response(reply.status)
+        for key, value in {"Content-Length": str(len(reply.body)), **reply.headers}.items():
+            h.send_header(key, value)
+        h.end_headers()
+        if h.command != "HEAD":
+            h.wfile.write(reply.body)
 
 
 @dataclass
@@ -104,7 +115,7 @@ class Fault:
     hits: int = 0
 
 
-class FaultProxy:
+class FaultProxy(_ThreadedServer):
     """A reverse proxy in front of ``upstream`` (``host:port``, plain HTTP) that misbehaves on cue."""
 
     def __init__(self, upstream: str) -> None:
@@ -112,71 +123,51 @@ class FaultProxy:
         self.faults: list[Fault] = []
         self._lock = threading.Lock()
         self.requests: list[tuple[str, str, dict[str, str]]] = []
-        outer = self
+        super().__init__()
 
-        class _H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _serve(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length) if length else b""
-                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-                outer.requests.append((self.command, self.path, dict(headers)))
-                fault = outer._take(f"{self.command} {self.path}", headers.get("Range"))
-                if fault is not None and fault.kind == "delay":
-                    time.sleep(fault.seconds)
-                if fault is not None and fault.kind == "drop":
-                    self.close_connection = True
-                    return
-                if fault is not None and fault.kind == "status":
-                    self.send_response(fault.status)
-                    for key, value in {"Content-Length": "0", **fault.headers}.items():
-                        self.send_header(key, value)
-                    self.end_headers()
-                    return
-                if fault is not None and fault.kind == "ignore-range":
-                    headers = {k: v for k, v in headers.items() if k.lower() != "range"}
-                conn = http.client.HTTPConnection(outer.upstream, timeout=30)
-                try:
-                    conn.request(self.command, self.path, body=body or None, headers=headers)
-                    resp = conn.getresponse()
-                    data = resp.read()
-                    self.send_response(resp.status)
-                    for key, value in resp.getheaders():
-                        if key.lower() not in ("content-length", "connection", "transfer-encoding"):
-                            if key.lower() == "location" and value.startswith(f"http://{outer.upstream}"):
-                                value = value.replace(outer.upstream, f"127.0.0.1:{outer.port}", 1)
-                            self.send_header(key, value)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    if self.command == "HEAD":
-                        return
-                    if fault is not None and fault.kind == "truncate":
-                        self.wfile.write(data[: fault.at])
-                        self.wfile.flush()
-                        self.close_connection = True
-                        return
-                    if fault is not None and fault.kind == "corrupt" and data:
-                        pos = min(fault.at, len(data) - 1)
-                        data = data[:pos] + bytes([data[pos] ^ 0xFF]) + data[pos + 1:]
-                    self.wfile.write(data)
-                finally:
-                    conn.close()
-
-            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _H)
-        self._server.daemon_threads = True
-        self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    def _respond(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
+        headers = {k: v for k, v in h.headers.items() if k.lower() not in ("host", "connection")}
+        self.requests.append((h.command, h.path, dict(headers)))
+        fault = self._take(f"{h.command} {h.path}", headers.get("Range"))
+        if fault is not None and fault.kind == "delay":
+            time.sleep(fault.seconds)
+        if fault is not None and fault.kind == "drop":
+            h.close_connection = True
+            return
+        if fault is not None and fault.kind == "status":
+            h.send_response(fault.status)
+            for key, value in {"Content-Length": "0", **fault.headers}.items():
+                h.send_header(key, value)
+            h.end_headers()
+            return
+        if fault is not None and fault.kind == "ignore-range":
+            headers = {k: v for k, v in headers.items() if k.lower() != "range"}
+        conn = http.client.HTTPConnection(self.upstream, timeout=30)
+        try:
+            conn.request(h.command, h.path, body=body or None, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            h.send_response(resp.status)
+            for key, value in resp.getheaders():
+                if key.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    if key.lower() == "location" and value.startswith(f"http://{self.upstream}"):
+                        value = value.replace(self.upstream, self.host, 1)
+                    h.send_header(key, value)
+            h.send_header("Content-Length", str(len(data)))
+            h.end_headers()
+            if h.command == "HEAD":
+                return
+            if fault is not None and fault.kind == "truncate":
+                h.wfile.write(data[: fault.at])
+                h.wfile.flush()
+                h.close_connection = True
+                return
+            if fault is not None and fault.kind == "corrupt" and data:
+                pos = min(fault.at, len(data) - 1)
+                data = data[:pos] + bytes([data[pos] ^ 0xFF]) + data[pos + 1:]
+            h.wfile.write(data)
+        finally:
+            conn.close()
 
     def add(self, pattern: str, kind: str, **kw: Any) -> Fault:
         fault = Fault(pattern, kind, **kw)
@@ -194,10 +185,6 @@ class FaultProxy:
                     fault.hits += 1
                     return fault
         return None
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 def serving(handler: Handler) -> Iterator[FakeServer]:

@@ -68,7 +68,7 @@ def verify_store(root: Path) -> int:
     for digest in store.blobs.iter_digests():
         assert store.blobs.rehash(digest) == digest, f"blob {digest} is corrupt"
         count += 1
-    leftovers = [p for p in store.blobs.stale_ingest_files() if p.exists()]
+    leftovers = [p for p in store.blobs.ingest_files() if p.exists()]
     assert not leftovers, f"ingest files left behind: {leftovers}"
     for ref in store.tags():
         desc = store.lookup(ref)

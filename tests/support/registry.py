@@ -361,6 +361,16 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registr
 
 
 @pytest.fixture
+def cert_dir(htpasswd_registry: RegistryServer, tmp_path: Path) -> Path:
+    """A ``--cert-dir`` holding the TLS registry's CA, as ``login --cert-dir`` expects it."""
+    assert htpasswd_registry.ca is not None
+    directory = tmp_path / "certs"
+    directory.mkdir()
+    shutil.copy(htpasswd_registry.ca.ca_cert, directory / "ca.crt")
+    return directory
+
+
+@pytest.fixture
 def token_server(token_registry: RegistryServer) -> Iterator[TokenServer]:
     """The token registry's issuer, reset to friendly defaults after each test."""
     server = token_registry.token_server

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -274,15 +273,6 @@ async def test_session_runs_the_helper_once_off_the_event_loop(helpers: Helpers,
 
 
 # -- against the htpasswd TLS registry ----------------------------------------------------------
-
-
-@pytest.fixture
-def cert_dir(htpasswd_registry: RegistryServer, tmp_path: Path) -> Path:
-    assert htpasswd_registry.ca is not None
-    directory = tmp_path / "certs"
-    directory.mkdir()
-    shutil.copy(htpasswd_registry.ca.ca_cert, directory / "ca.crt")
-    return directory
 
 
 def test_pull_with_only_a_helper_login(htpasswd_registry: RegistryServer, helpers: Helpers, cert_dir: Path,

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-_PROJECT = str(Path(__file__).resolve().parents[3])
-if _PROJECT not in sys.path:
-    sys.path.insert(0, _PROJECT)
-
-from tests.engine.serve.support import Fixture, RunningServer, build_fixture_store, start_server  # noqa: E402
+from tests.engine.serve.support import Fixture, RunningServer, build_fixture_store, start_server
 
 
 @pytest.fixture(scope="module")
