@@ -9,11 +9,11 @@ from typing import Any
 
 from . import mediatypes as mt
 from . import reference
+from .analysis.entries import ExtraInfo
 from .descriptor import Descriptor
 from .errors import GadgetStoreError, ImageNotFound, InvalidManifest
 from .store import Store
 
-ExtraInfo = dict[str, tuple[str, bytes]]
 """Extra-info key → (contentType, content), as ``ig image inspect`` produces it."""
 
 _GOARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}

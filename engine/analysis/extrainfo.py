@@ -12,6 +12,7 @@ import re
 
 from gadgetstore.engine.analysis.binreader import encode_text
 from gadgetstore.engine.analysis.collection import load_collection
+from gadgetstore.engine.analysis.entries import ExtraInfo
 from gadgetstore.engine.analysis.graphs import HIDDEN_MAPS, flowchart, sequence
 from gadgetstore.engine.analysis.listing import InstructionTexts, format_source, format_with_relocations
 from gadgetstore.engine.analysis.spec import map_type_name
@@ -21,8 +22,6 @@ from gadgetstore.engine.errors import AnalysisError
 JSON = "application/json"
 MERMAID = "text/mermaid"
 PLAIN = "text/plain"
-
-ExtraInfo = dict[str, tuple[str, bytes]]
 
 # Go's encoding/json.Marshal escapes these (HTML-safe by default); matching it keeps our content
 # byte-identical to ig's, e.g. the ``<map>`` references in program listings.
