@@ -11,11 +11,15 @@ summed from that log. Scenarios:
   single   one node straight from the upstream: the reference time
   a        N nodes straight from the upstream
   b        N nodes through a docker-registry pull-through cache (``proxy: remoteurl:``)
-  c        peers: node 0 pulls from the upstream while running ``gadgetstore serve``; when it is
-           done the others pull with node 0 as their mirror (tags still resolved upstream)
+  c        peers (``[peers]`` in registries.toml): every node runs ``gadgetstore serve`` and all
+           start together; each blob's owner (rendezvous hash over the peer list) fetches it from
+           the upstream, the others from the owner, which holds their request until it has it
+  c-seed   the older way: node 0 pulls from the upstream while running ``gadgetstore serve``;
+           when it is done the others pull with node 0 as their mirror
 
 Reported per scenario: upstream bytes / unique bytes of the corpus, and the slowest node's time
-(from the common start to its last commit, including any wait for a seed) / the single-node time.
+(from the common start to its last commit, including any wait for a seed) / the single-node time,
+and the CPU seconds of the pulling nodes and of the helpers (registries, ``serve``) on this machine.
 ``--upstream-rate 100mbit`` shapes the upstream's link (tc tbf, namespaces only), which models a
 fleet whose bottleneck is the WAN rather than this machine's two cores.
 Every process started here is stopped at the end; every wait has a deadline.
@@ -182,6 +186,19 @@ def registry(directory: Path, address: str, prefix: list[str], proxy: str | None
         stop(process)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a running process so far (Linux /proc); 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def helpers_cpu(processes: list[subprocess.Popen[Any]]) -> float:
+    return sum(cpu_seconds(p.pid) for p in processes)
+
+
 def stop(process: subprocess.Popen[Any]) -> None:
     if process.poll() is None:
         process.terminate()
@@ -249,12 +266,15 @@ class Node:
     result: dict[str, Any] = field(default_factory=dict)
 
 
-def launch(net: Network, name: str, store: Path, images: Path, insecure: list[str], config: Path | None) -> Node:
+def launch(net: Network, name: str, store: Path, images: Path, insecure: list[str], config: Path | None,
+           peer_self: str | None = None) -> Node:
     """Start a node process; it imports everything, says ``ready`` and waits for ``go``."""
     cmd = [*net.prefix(name), PYTHON, str(Path(__file__).resolve()), "node", "--store", str(store),
            "--images", str(images), "--insecure", ",".join(insecure)]
     if config is not None:
         cmd += ["--registries-config", str(config)]
+    if peer_self is not None:
+        cmd += ["--peer-self", peer_self]
     process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert process.stdout is not None
     line = process.stdout.readline()
@@ -291,7 +311,7 @@ def node_main(args: argparse.Namespace) -> None:
     images = [line.strip() for line in Path(args.images).read_text().splitlines() if line.strip()]
     options = TransferOptions(insecure_registries=frozenset(args.insecure.split(",")),
                               registries=load_registries(Path(args.registries_config)) if args.registries_config
-                              else None)
+                              else None, peer_self=args.peer_self)
     store = Store.open(Path(args.store))
     print("ready", flush=True)
     if sys.stdin.readline().strip() != "go":
@@ -300,12 +320,15 @@ def node_main(args: argparse.Namespace) -> None:
     results = trio.run(pull_images, store, images, options)
     seconds, cpu = time.monotonic() - start, time.process_time() - cpu
     sources: dict[str, int] = {}
+    failures: dict[str, int] = {}
     for result in results:
         for name, tally in result.sources.items():
             sources[name] = sources.get(name, 0) + tally.bytes
+            failures[name] = failures.get(name, 0) + tally.failures
     errors = [str(r.error) for r in results if r.error is not None]
     blobs = verify_store(Path(args.store)) if not errors else 0
-    print(json.dumps({"seconds": seconds, "cpu": cpu, "errors": errors[:3], "sources": sources, "blobs": blobs}),
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "errors": errors[:3], "sources": sources, "blobs": blobs,
+                      "failures": failures}),
           flush=True)
 
 
@@ -322,6 +345,7 @@ class Outcome:
     mean: float
     mirror_share: float  # fraction of the nodes' bytes that came from mirrors
     node_cpu: float  # CPU seconds of all node processes together (pulling only)
+    helper_cpu: float = 0.0  # CPU seconds of the registries and serve processes during the scenario
 
 
 def run_nodes(net: Network, work: Path, scenario: str, names: list[str], images: Path, insecure: list[str],
@@ -334,14 +358,16 @@ def run_nodes(net: Network, work: Path, scenario: str, names: list[str], images:
     return nodes
 
 
-def summarize(scenario: str, nodes: list[Node], fleet_start: float, upstream: Registry, offset: int) -> Outcome:
+def summarize(scenario: str, nodes: list[Node], fleet_start: float, upstream: Registry, offset: int,
+              helper_cpu: float = 0.0) -> Outcome:
     time.sleep(0.3)  # let the registry's last access-log lines land
     sent, requests = bytes_sent(upstream.log, offset)
     ends = [node.started_at - fleet_start + float(node.result["seconds"]) for node in nodes]
-    mirror = sum(v for node in nodes for k, v in node.result["sources"].items() if k.startswith("mirror"))
+    mirror = sum(v for node in nodes for k, v in node.result["sources"].items() if k.startswith(("mirror", "peer")))
     total = sum(v for node in nodes for v in node.result["sources"].values())
     cpu = sum(float(node.result["cpu"]) for node in nodes)
-    return Outcome(scenario, len(nodes), sent, requests, max(ends), sum(ends) / len(ends), mirror / max(1, total), cpu)
+    return Outcome(scenario, len(nodes), sent, requests, max(ends), sum(ends) / len(ends), mirror / max(1, total), cpu,
+                   helper_cpu)
 
 
 def mirror_config(path: Path, upstream: str, mirror: str) -> Path:
@@ -351,18 +377,20 @@ def mirror_config(path: Path, upstream: str, mirror: str) -> Path:
 
 def scenario_direct(net: Network, work: Path, name: str, count: int, images: Path, upstream: Registry) -> Outcome:
     offset = upstream.log.stat().st_size
+    cpu = helpers_cpu([upstream.process])
     start = time.monotonic()
     nodes = run_nodes(net, work, name, [f"n{i}" for i in range(count)], images, [upstream.address], None)
-    return summarize(name, nodes, start, upstream, offset)
+    return summarize(name, nodes, start, upstream, offset, helpers_cpu([upstream.process]) - cpu)
 
 
 def scenario_cache(net: Network, work: Path, name: str, count: int, images: Path, upstream: Registry) -> Outcome:
     """All nodes through a fresh pull-through cache; ``b-seeded``: node 0 first, then the rest."""
     address = f"{net.host_ip}:{free_port()}"
-    with registry(work / f"{name}-cache", address, [], proxy=f"http://{upstream.address}"):
+    with registry(work / f"{name}-cache", address, [], proxy=f"http://{upstream.address}") as cache:
         config = mirror_config(work / f"{name}-registries.toml", upstream.address, address)
         insecure = [upstream.address, address]
         offset = upstream.log.stat().st_size
+        cpu = helpers_cpu([upstream.process])
         nodes = [launch(net, f"n{i}", work / name / f"n{i}", images, insecure, config) for i in range(count)]
         start = time.monotonic()
         waves = [nodes[:1], nodes[1:]] if name == "b-seeded" else [nodes]
@@ -371,7 +399,7 @@ def scenario_cache(net: Network, work: Path, name: str, count: int, images: Path
             deadline = time.monotonic() + NODE_TIMEOUT
             for node in wave:
                 finish(node, deadline)
-        return summarize(name, nodes, start, upstream, offset)
+        return summarize(name, nodes, start, upstream, offset, helpers_cpu([upstream.process, cache.process]) - cpu)
 
 
 def wait_served(address: str, image_list: list[str], deadline: float) -> None:
@@ -389,19 +417,35 @@ def wait_served(address: str, image_list: list[str], deadline: float) -> None:
                 time.sleep(0.05)
 
 
-def scenario_peers(net: Network, work: Path, count: int, images: Path, image_list: list[str],
-                   upstream: Registry) -> Outcome:
-    seed_store = work / "c" / "n0"
-    address = f"{net.node_ip(0)}:{free_port() if not net.namespaces else 5050}"
-    serve = subprocess.Popen([*net.prefix("n0"), PYTHON, "-m", "gadgetstore.cli.main", "--store", str(seed_store),
+def start_serve(net: Network, name: str, store: Path, address: str, config: Path | None) -> subprocess.Popen[Any]:
+    env = dict(os.environ)
+    env.pop("GADGETSTORE_REGISTRIES_CONFIG", None)
+    if config is not None:
+        env["GADGETSTORE_REGISTRIES_CONFIG"] = str(config)  # [peers] there turns on by-digest serving
+    profile = ["-m", "cProfile", "-o", os.environ["FLEET_PROFILE_SERVE"]] \
+        if os.environ.get("FLEET_PROFILE_SERVE") and name == "n1" else []
+    serve = subprocess.Popen([*net.prefix(name), PYTHON, *profile, "-m", "gadgetstore.cli.main", "--store", str(store),
                               "serve", "--listen", address, "-q"], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT, env=env)
     try:
         wait_http(f"http://{address}/v2/", time.monotonic() + 20, serve)
-        config = mirror_config(work / "c-registries.toml", upstream.address, address)
+    except BaseException:
+        stop(serve)
+        raise
+    return serve
+
+
+def scenario_seeded_peers(net: Network, work: Path, count: int, images: Path, image_list: list[str],
+                          upstream: Registry) -> Outcome:
+    seed_store = work / "c-seed" / "n0"
+    address = f"{net.node_ip(0)}:{free_port() if not net.namespaces else 5050}"
+    serve = start_serve(net, "n0", seed_store, address, None)
+    try:
+        config = mirror_config(work / "c-seed-registries.toml", upstream.address, address)
         offset = upstream.log.stat().st_size
+        cpu = helpers_cpu([upstream.process, serve])
         seed = launch(net, "n0", seed_store, images, [upstream.address], None)
-        peers = [launch(net, f"n{i}", work / "c" / f"n{i}", images, [upstream.address, address], config)
+        peers = [launch(net, f"n{i}", work / "c-seed" / f"n{i}", images, [upstream.address, address], config)
                  for i in range(1, count)]
         start = time.monotonic()
         go([seed])
@@ -410,9 +454,42 @@ def scenario_peers(net: Network, work: Path, count: int, images: Path, image_lis
         go(peers)
         for peer in peers:
             finish(peer, time.monotonic() + NODE_TIMEOUT)
-        return summarize("c", [seed, *peers], start, upstream, offset)
+        return summarize("c-seed", [seed, *peers], start, upstream, offset,
+                         helpers_cpu([upstream.process, serve]) - cpu)
     finally:
         stop(serve)
+
+
+def peers_config(path: Path, urls: list[str]) -> Path:
+    path.write_text("[peers]\nurls = [" + ", ".join(f'"{u}"' for u in urls) + "]\nwait = 30\n")
+    return path
+
+
+def scenario_peers(net: Network, work: Path, count: int, images: Path, upstream: Registry) -> Outcome:
+    """Every node serves its store and pulls at once; each blob comes from upstream via its owner only."""
+    addresses = [f"{net.node_ip(i)}:{free_port() if not net.namespaces else 5050}" for i in range(count)]
+    config = peers_config(work / "c-registries.toml", [f"http://{a}" for a in addresses])
+    serves: list[subprocess.Popen[Any]] = []
+    try:
+        for i, address in enumerate(addresses):
+            serves.append(start_serve(net, f"n{i}", work / "c" / f"n{i}", address, config))
+        offset = upstream.log.stat().st_size
+        cpu = helpers_cpu([upstream.process, *serves])
+        # In namespaces each node finds itself by its address; on loopback it has to be told.
+        nodes = [launch(net, f"n{i}", work / "c" / f"n{i}", images, [upstream.address], config,
+                        None if net.namespaces else f"http://{address}") for i, address in enumerate(addresses)]
+        start = time.monotonic()
+        go(nodes)
+        deadline = time.monotonic() + NODE_TIMEOUT
+        for node in nodes:
+            finish(node, deadline)
+        if os.environ.get("FLEET_DEBUG"):
+            for node in nodes:
+                print(node.name, node.result["seconds"], node.result["failures"], file=sys.stderr)
+        return summarize("c", nodes, start, upstream, offset, helpers_cpu([upstream.process, *serves]) - cpu)
+    finally:
+        for serve in serves:
+            stop(serve)
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -429,12 +506,13 @@ def report(outcomes: list[Outcome], unique: int, single: float, net: Network, ra
              f"unique corpus bytes {unique}",
              "",
              "| scenario | nodes | upstream bytes | × unique | upstream requests | slowest node s | × single "
-             "| mean node s | from mirrors | node CPU s (sum) | CPU floor × single |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| mean node s | from mirrors/peers | node CPU s (sum) | CPU floor × single | helpers CPU s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for o in outcomes:
         lines.append(f"| {o.scenario} | {o.nodes} | {o.upstream_bytes} | {o.upstream_bytes / unique:.2f} | "
                      f"{o.upstream_requests} | {o.slowest:.2f} | {o.slowest / single:.2f} | {o.mean:.2f} | "
-                     f"{o.mirror_share:.0%} | {o.node_cpu:.1f} | {o.node_cpu / cores / single:.2f} |")
+                     f"{o.mirror_share:.0%} | {o.node_cpu:.1f} | {o.node_cpu / cores / single:.2f} | "
+                     f"{o.helper_cpu:.1f} |")
     return "\n".join(lines)
 
 
@@ -446,9 +524,11 @@ def main() -> None:
     node.add_argument("--images", required=True)
     node.add_argument("--insecure", required=True)
     node.add_argument("--registries-config")
+    node.add_argument("--peer-self")
     parser.add_argument("-n", "--nodes", type=int, default=8)
     parser.add_argument("-m", "--gadgets", type=int, default=50)
-    parser.add_argument("--scenarios", default="a,b,b-seeded,c", help="comma-separated: a, b, b-seeded, c")
+    parser.add_argument("--scenarios", default="a,b,b-seeded,c-seed,c",
+                        help="comma-separated: a, b, b-seeded, c-seed, c")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--single-runs", type=int, default=3, help="single-node runs; the median is the reference")
     parser.add_argument("--no-netns", action="store_true", help="use loopback even as root")
@@ -493,8 +573,12 @@ def main() -> None:
                     outcomes.append(scenario_direct(net, work, "a", args.nodes, images, upstream))
                 elif scenario in ("b", "b-seeded"):
                     outcomes.append(scenario_cache(net, work, scenario, args.nodes, images, upstream))
+                elif scenario == "c-seed":
+                    outcomes.append(scenario_seeded_peers(net, work, args.nodes, images, image_list, upstream))
                 elif scenario == "c":
-                    outcomes.append(scenario_peers(net, work, args.nodes, images, image_list, upstream))
+                    outcomes.append(scenario_peers(net, work, args.nodes, images, upstream))
+                else:
+                    parser.error(f"unknown scenario {scenario!r}")
                 print(f"scenario {scenario} done", file=sys.stderr)
             text = report(outcomes, unique, single.slowest, net, args.upstream_rate, work)
             print(text)

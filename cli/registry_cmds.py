@@ -56,6 +56,8 @@ cert_dir_option = click.option(
 @click.option("--registries-config", type=click.Path(dir_okay=False, path_type=Path),
               envvar="GADGETSTORE_REGISTRIES_CONFIG",
               help="Mirrors per registry (default: /etc/gadgetstore/registries.toml if it exists).")
+@click.option("--peer-self", metavar="URL", envvar="GADGETSTORE_PEER_SELF",
+              help="This node's own entry in the config's [peers] urls (default: the one at a local address).")
 @authfile_option
 @insecure_option
 @cert_dir_option
@@ -72,7 +74,7 @@ cert_dir_option = click.option(
 def pull(app: AppContext, images: tuple[str, ...], authfile: Path | None, insecure_registries: tuple[str, ...],
          cert_dir: Path | None, max_concurrent_downloads: int,
          range_threshold: int, verify: bool, public_keys: tuple[str, ...], from_file: str | None,
-         all_tags: bool, tags_page_size: int, registries_config: Path | None) -> None:
+         all_tags: bool, tags_page_size: int, registries_config: Path | None, peer_self: str | None) -> None:
     """Pull one or more gadget images into the store, with their signatures.
 
     Signatures (cosign 'sha256-<hex>.sig' tag, OCI 1.1 and bundle referrers, notation) are stored
@@ -97,7 +99,7 @@ def pull(app: AppContext, images: tuple[str, ...], authfile: Path | None, insecu
     options = TransferOptions(
         authfile=authfile, insecure_registries=_insecure(insecure_registries), cert_dir=cert_dir,
         max_concurrent_blobs=max_concurrent_downloads,
-        range_threshold=range_threshold, chunk_size=range_threshold, registries=registries,
+        range_threshold=range_threshold, chunk_size=range_threshold, registries=registries, peer_self=peer_self,
     )
     if all_tags:
         tagged, skipped = trio.run(bulk.expand_all_tags, images, options, tags_page_size)

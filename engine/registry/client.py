@@ -56,6 +56,7 @@ class TransferOptions:
     connect_timeout: float = 15.0
     read_timeout: float = 60.0
     registries: RegistriesConfig | None = None  # mirrors per upstream (see .mirrors)
+    peer_self: str | None = None  # this node's own peer URL (see .peers.find_self)
 
 
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})

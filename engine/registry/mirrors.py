@@ -6,6 +6,10 @@ tried at once). Everything a mirror sends is checked exactly like the upstream's
 against the digest asked for, blobs re-hashed at commit — so a lying mirror costs one wasted
 download, and is then skipped for :data:`COOLDOWN` seconds, like a mirror that is down. A 404 is
 normal (a peer that lacks the blob) and only moves on to the next source.
+
+Peers (``[peers]``, see :mod:`.peers`) come before all of that for blobs: the blob's owner is asked
+first and may hold the request open (``wait=``) while its own pull is still fetching the blob; when
+this node is the owner, or the owner says no, the mirrors and the upstream follow as usual.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from .client import RegistryClient, Session, make_ssl_context
 from .errors import NotFoundInRegistry
 from .http import origin_of
 from .manifests import Document, fetch_document
-from .mirrors_config import Mirror
+from .mirrors_config import Mirror, Peers
+from .peers import find_self, rank
 
 log = logging.getLogger("gadgetstore.registry.mirrors")
 COOLDOWN = 30.0
@@ -52,6 +57,10 @@ def upstream_label(domain: str) -> str:
 
 def mirror_label(mirror: Mirror) -> str:
     return f"mirror {mirror.label}"
+
+
+def peer_label(url: str) -> str:
+    return f"peer {url}"
 
 
 def merge(into: Tallies, other: Tallies) -> None:
@@ -82,6 +91,17 @@ class MirrorClient(RegistryClient):
         return f"{self.base_url}{path}{'&' if '?' in path else '?'}ns={quote(self.upstream, safe='')}"
 
 
+class PeerClient(MirrorClient):
+    """A mirror client for a ``gadgetstore serve`` peer: asks it to wait up to ``wait`` s for a blob."""
+
+    def __init__(self, mirror: Mirror, upstream: str, session: Session, wait: float) -> None:
+        super().__init__(mirror, upstream, session)
+        self.wait = wait
+
+    def url(self, path: str) -> str:
+        return f"{super().url(path)}&wait={self.wait:g}"
+
+
 class Sources:
     """The mirrors of a batch's upstreams, tried in order; the upstream client comes last."""
 
@@ -90,6 +110,8 @@ class Sources:
         self.config = session.options.registries
         self._clients: dict[tuple[Mirror, str], MirrorClient] = {}
         self._down_until: dict[Mirror, float] = {}
+        self._peer_self: tuple[str | None] | None = None  # found once per batch
+        self._peer_lock = trio.Lock()
 
     async def _client(self, mirror: Mirror, upstream: str) -> MirrorClient:
         client = self._clients.get((mirror, upstream))
@@ -136,6 +158,53 @@ class Sources:
         tally.bytes += size
         tally.items += 1
         return value
+
+    def _peers(self, domain: str) -> Peers | None:
+        peers = self.config.peers if self.config is not None else None
+        return peers if peers is not None and peers.applies_to(domain) else None
+
+    async def _self(self, peers: Peers) -> str | None:
+        async with self._peer_lock:
+            if self._peer_self is None:
+                found = await trio.to_thread.run_sync(find_self, peers, self.session.options.peer_self)
+                self._peer_self = (found,)
+            return self._peer_self[0]
+
+    async def from_peers(self, store: Store, upstream: RegistryClient, repo: str, desc: Descriptor,
+                         tallies: Tallies) -> int | None:
+        """The blob from its owner among the peers; None when this node owns it or must look elsewhere.
+
+        Peers are walked in rank order: one that is down (or in cooldown) passes the blob to the next,
+        this node's own entry ends the walk (it is the owner), and the first peer that answers decides:
+        its bytes (verified at commit like any source's), or a 404 after waiting, which sends the
+        caller to the mirrors and the upstream. No credentials ever go to a peer.
+        """
+        peers = self._peers(upstream.domain)
+        if peers is None:
+            return None
+        me = await self._self(peers)
+        for url in rank(peers.urls, desc.digest):
+            if url == me:
+                return None
+            mirror = Mirror(url, insecure=True)
+            if self._down_until.get(mirror, 0.0) > trio.current_time():
+                continue
+            tally = tallies.setdefault(peer_label(url), SourceTally())
+            client = PeerClient(mirror, upstream.domain, self.session, peers.wait)
+            try:
+                received = await BlobFetcher(store, client).fetch(repo, desc)
+            except NotFoundInRegistry:
+                tally.failures += 1
+                return None
+            except GadgetStoreError as err:
+                tally.failures += 1
+                self._down_until[mirror] = trio.current_time() + COOLDOWN
+                log.warning("peer %s skipped for %.0f s: %s", url, COOLDOWN, err)
+                continue
+            tally.bytes += received
+            tally.items += 1
+            return received
+        return None
 
     async def document(self, upstream: RegistryClient, repo: str, reference: str,
                        expected: Descriptor | Digest | None, where: str, tallies: Tallies) -> Document:

@@ -17,6 +17,17 @@ also answer tag lookups, signature tags and referrers included (it then decides 
 means — trust it accordingly). The upstream is always the last resort. Unknown keys are errors, so
 a typo never silently disables a mirror. Where the file is: ``--registries-config``, then
 ``$GADGETSTORE_REGISTRIES_CONFIG``, then ``/etc/gadgetstore/registries.toml`` if it exists.
+
+Peers are a fleet of ``gadgetstore serve`` nodes that pull the same gadgets at the same time::
+
+    [peers]
+    urls = ["http://10.0.0.7:5050", "http://10.0.0.8:5050"]   # the same list on every node
+    self = "http://10.0.0.7:5050"   # optional: else $GADGETSTORE_PEER_SELF, else the local address
+    wait = 15.0                     # seconds to wait for a blob's owner before asking elsewhere
+    registries = ["ghcr.io"]        # optional: the upstreams this applies to (default: all)
+
+Each blob has one owner among them (see :mod:`.peers`); only the owner fetches it from the
+mirrors or the upstream, the others from the owner.
 """
 
 from __future__ import annotations
@@ -37,6 +48,10 @@ MAX_CONFIG_BYTES = 1024 * 1024
 MAX_MIRRORS = 16
 _COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _MIRROR_KEYS = {"url", "insecure", "ca_file", "path_prefix", "resolve"}
+_PEER_KEYS = {"urls", "self", "wait", "registries"}
+MAX_PEERS = 1024
+MAX_PEER_WAIT = 300.0
+DEFAULT_PEER_WAIT = 15.0
 
 
 class RegistriesConfigError(GadgetStoreError):
@@ -60,12 +75,45 @@ class Mirror:
 
 
 @dataclass(frozen=True)
+class Peers:
+    """``gadgetstore serve`` nodes sharing blobs; ``urls`` are ``http://host:port``, in config order."""
+
+    urls: tuple[str, ...]
+    self_url: str | None = None
+    wait: float = DEFAULT_PEER_WAIT
+    registries: frozenset[str] | None = None  # None: every upstream
+
+    def applies_to(self, domain: str) -> bool:
+        return self.registries is None or domain in self.registries
+
+
+@dataclass(frozen=True)
 class RegistriesConfig:
     mirrors: dict[str, tuple[Mirror, ...]] = field(default_factory=dict)
     source: Path | None = None
+    peers: Peers | None = None
 
     def mirrors_for(self, domain: str) -> tuple[Mirror, ...]:
         return self.mirrors.get(domain, ())
+
+
+def _base_url(url: str, where: str, default_scheme: str) -> tuple[str, str]:
+    """(scheme, netloc) of ``http(s)://host[:port]`` or ``host[:port]``; anything more is an error."""
+    explicit = "://" in url
+    parts = urlsplit(url if explicit else f"//{url}")
+    scheme = parts.scheme.lower() if explicit else default_scheme
+    if scheme not in ("http", "https"):
+        raise RegistriesConfigError(f"{where}: url {url!r} must be http(s)://HOST[:PORT] or HOST[:PORT]")
+    try:
+        port = parts.port
+    except ValueError:
+        raise RegistriesConfigError(f"{where}: url {url!r} has an invalid port") from None
+    if not parts.hostname or parts.username or parts.password or parts.query or parts.fragment:
+        raise RegistriesConfigError(f"{where}: url {url!r} must be just scheme, host and port")
+    if parts.path not in ("", "/"):
+        raise RegistriesConfigError(f"{where}: url {url!r} has a path; use path_prefix for that")
+    host = parts.hostname.lower()
+    return scheme, (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
 
 
 def _mirror(raw: Any, where: str, base_dir: Path) -> Mirror:
@@ -82,25 +130,11 @@ def _mirror(raw: Any, where: str, base_dir: Path) -> Mirror:
             raise RegistriesConfigError(f"{where}: {key} must be true or false")
     insecure = bool(raw.get("insecure", False))
     url = url.strip()
-    explicit = "://" in url
-    parts = urlsplit(url if explicit else f"//{url}")
-    scheme = parts.scheme.lower() if explicit else ("http" if insecure else "https")
-    if scheme not in ("http", "https"):
-        raise RegistriesConfigError(f"{where}: url {url!r} must be http(s)://HOST[:PORT] or HOST[:PORT]")
+    scheme, netloc = _base_url(url, where, "http" if insecure else "https")
     if scheme == "http" and not insecure:
         raise RegistriesConfigError(f"{where}: url {url!r} is plain HTTP; say insecure = true to allow it")
     if scheme == "https" and insecure:
         raise RegistriesConfigError(f"{where}: url {url!r} is https but insecure = true asks for plain HTTP")
-    try:
-        port = parts.port
-    except ValueError:
-        raise RegistriesConfigError(f"{where}: url {url!r} has an invalid port") from None
-    if not parts.hostname or parts.username or parts.password or parts.query or parts.fragment:
-        raise RegistriesConfigError(f"{where}: url {url!r} must be just scheme, host and port")
-    if parts.path not in ("", "/"):
-        raise RegistriesConfigError(f"{where}: url {url!r} has a path; use path_prefix for that")
-    host = parts.hostname.lower()
-    netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
     prefix = raw.get("path_prefix", "")
     if not isinstance(prefix, str):
         raise RegistriesConfigError(f"{where}: path_prefix must be a string")
@@ -118,6 +152,42 @@ def _mirror(raw: Any, where: str, base_dir: Path) -> Mirror:
     return Mirror(f"{scheme}://{netloc}", insecure, ca_path, prefix, bool(raw.get("resolve", False)))
 
 
+def _peer_url(url: Any, where: str) -> str:
+    if not isinstance(url, str) or not url.strip():
+        raise RegistriesConfigError(f"{where}: a peer url must be a non-empty string")
+    scheme, netloc = _base_url(url.strip(), where, "http")
+    if scheme != "http":
+        raise RegistriesConfigError(f"{where}: peer {url!r} must be plain http:// (gadgetstore serve has no TLS)")
+    return f"http://{netloc}"
+
+
+def _peers(raw: Any, where: str) -> Peers:
+    if not isinstance(raw, dict):
+        raise RegistriesConfigError(f"{where}: [peers] must be a table")
+    unknown = set(raw) - _PEER_KEYS
+    if unknown:
+        raise RegistriesConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    urls = raw.get("urls")
+    if not isinstance(urls, list) or not urls:
+        raise RegistriesConfigError(f"{where}: urls must be a non-empty list of peer URLs")
+    if len(urls) > MAX_PEERS:
+        raise RegistriesConfigError(f"{where}: more than {MAX_PEERS} peers")
+    normalized = tuple(_peer_url(u, where) for u in urls)
+    if len(set(normalized)) != len(normalized):
+        raise RegistriesConfigError(f"{where}: a peer is listed twice")
+    self_url = _peer_url(raw["self"], where) if "self" in raw else None
+    if self_url is not None and self_url not in normalized:
+        raise RegistriesConfigError(f"{where}: self {self_url!r} is not one of the urls")
+    wait = raw.get("wait", DEFAULT_PEER_WAIT)
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= MAX_PEER_WAIT:
+        raise RegistriesConfigError(f"{where}: wait must be a number of seconds from 0 to {MAX_PEER_WAIT:.0f}")
+    registries = raw.get("registries")
+    if registries is not None and (not isinstance(registries, list)
+                                   or not all(isinstance(r, str) and r for r in registries)):
+        raise RegistriesConfigError(f"{where}: registries must be a list of registry names")
+    return Peers(normalized, self_url, float(wait), frozenset(registries) if registries is not None else None)
+
+
 def parse(text: str, source: Path | None = None) -> RegistriesConfig:
     """Validate ``text``; relative ``ca_file`` paths are relative to the file's directory."""
     where = str(source) if source else "registries config"
@@ -125,7 +195,7 @@ def parse(text: str, source: Path | None = None) -> RegistriesConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise RegistriesConfigError(f"{where}: not valid TOML: {err}") from None
-    unknown = set(data) - {"registry"}
+    unknown = set(data) - {"registry", "peers"}
     if unknown:
         raise RegistriesConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     registries = data.get("registry", {})
@@ -145,7 +215,8 @@ def parse(text: str, source: Path | None = None) -> RegistriesConfig:
         if len(raw) > MAX_MIRRORS:
             raise RegistriesConfigError(f"{here}: more than {MAX_MIRRORS} mirrors")
         mirrors[domain] = tuple(_mirror(m, f"{here} mirror {i + 1}", base_dir) for i, m in enumerate(raw))
-    return RegistriesConfig(mirrors, source)
+    peers = _peers(data["peers"], f"{where}: [peers]") if "peers" in data else None
+    return RegistriesConfig(mirrors, source, peers)
 
 
 def config_path(explicit: Path | None) -> tuple[Path, bool]:

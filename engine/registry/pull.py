@@ -28,6 +28,8 @@ from .mirrors import Sources, Tallies
 from .signatures import SignatureFetch, VerifyPolicy, discard_refused, settle_signatures
 from .tasks import task_group
 
+MAX_IMAGES_WITH_PEERS = 4096
+
 
 @dataclass
 class PullResult:
@@ -226,8 +228,12 @@ class Puller:
                 return
         event = inflight[desc.digest] = trio.Event()
         try:
-            async with self.session.blob_limiter:
-                received = await self._sources.blob(self.store, client, repo, desc, stats.sources)
+            # Outside the download budget: waiting on a peer's pull must not hold back the blobs this
+            # node owns, which that peer (or another) may be waiting for in turn.
+            received = await self._sources.from_peers(self.store, client, repo, desc, stats.sources)
+            if received is None:
+                async with self.session.blob_limiter:
+                    received = await self._sources.blob(self.store, client, repo, desc, stats.sources)
             stats.blobs += 1
             stats.bytes += received
             if self.on_bytes:
@@ -235,6 +241,16 @@ class Puller:
         finally:
             del inflight[desc.digest]
             event.set()
+
+
+def image_slots(options: TransferOptions, count: int) -> int:
+    """Images pulled at once. With peers, all of them: a node must find (and fetch) every blob it owns
+    without waiting for an image slot, since a slot may be held by an image that waits on a peer's
+    blob, and that peer may wait on ours; downloads are still bounded by the blob budget and pool.
+    """
+    peers = options.registries.peers if options.registries is not None else None
+    wanted = max(1, options.max_concurrent_images)
+    return max(wanted, min(count, MAX_IMAGES_WITH_PEERS)) if peers is not None else wanted
 
 
 async def pull_images(
@@ -256,7 +272,7 @@ async def pull_images(
     """
     options = options or TransferOptions()
     results = [PullResult(image) for image in images]
-    limit = trio.Semaphore(max(1, options.max_concurrent_images))
+    limit = trio.Semaphore(image_slots(options, len(images)))
     lease = contextlib.ExitStack()
     await trio.to_thread.run_sync(lease.enter_context, store.lease())
     try:

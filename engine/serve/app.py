@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
+from dataclasses import replace
 
 import trio
 
+from gadgetstore.engine.registry.mirrors_config import load as load_registries
 from gadgetstore.engine.store import Store
 
 from .server import ServeConfig, Server
@@ -34,6 +36,10 @@ async def run(
 ) -> None:
     """Serve until SIGINT or SIGTERM; a second signal cuts requests in flight short."""
     host, port = parse_listen(listen)
+    config = config or ServeConfig()
+    if config.peer_blobs is None:  # a node of a [peers] fleet serves its peers by digest
+        peers = (await trio.to_thread.run_sync(load_registries)).peers
+        config = replace(config, peer_blobs=peers is not None)
     server = Server(store, config)
     # Fail before any nursery exists, so a broken store or a busy port is one plain error.
     await server.source.current()

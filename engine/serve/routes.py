@@ -7,7 +7,9 @@ drops the body; Range is ignored on HEAD). Every method other than GET and HEAD 
 
 Blobs are served only from the named repository's graph (its tags, their signatures and pinned
 referrers, and everything those reach), as a registry scopes blobs to repositories; a mirror
-asks for blobs under the repository of the image it pulls, so it is not affected.
+asks for blobs under the repository of the image it pulls, so it is not affected. A peer server
+(``[peers]``) also answers blobs by digest alone: :func:`peer_blob_request` picks those requests out
+and :func:`blob_response` answers them once the server has found the blob on disk.
 """
 
 from __future__ import annotations
@@ -26,7 +28,29 @@ from .ranges import Unsatisfiable, parse_range
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 MAX_PAGE = 1000
+MAX_PEER_WAIT = 60.0
 OCTET_STREAM = "application/octet-stream"
+
+
+def peer_blob_request(request: Request) -> tuple[Digest, float] | None:
+    """(digest, seconds to wait for it) of a GET or HEAD ``/v2/<name>/blobs/<digest>[?wait=S]``.
+
+    The name is not looked at: peers fetch blobs by digest, and verify what they get.
+    """
+    if request.method.upper() not in READ_METHODS:
+        return None
+    split = urlsplit(request.target)
+    parts = split.path.split("/")
+    if len(parts) < 5 or parts[:2] != ["", "v2"] or parts[-2] != "blobs":
+        return None
+    digest = _digest(unquote(parts[-1]))
+    if digest is None:
+        return None
+    try:
+        wait = float(_first(parse_qs(split.query), "wait") or 0)
+    except ValueError:
+        wait = 0.0
+    return digest, min(MAX_PEER_WAIT, wait) if wait > 0 else 0.0
 
 
 def route(request: Request, catalog: Catalog) -> Response:
@@ -108,7 +132,13 @@ def _blob(repo: Repository, ref: str, get: Request | None) -> Response:
     desc = repo.contents.get(digest)
     if desc is None:
         return error(404, "BLOB_UNKNOWN", f"blob {ref} is not in repository {repo.name!r}", {"digest": ref})
-    size = desc.size
+    return blob_response(digest, desc.size, get)
+
+
+def blob_response(digest: Digest, size: int | None, get: Request | None) -> Response:
+    """A blob of ``size`` bytes (None: not here), whole or the Range that ``get`` asks for."""
+    if size is None:
+        return error(404, "BLOB_UNKNOWN", f"blob {digest} is not in this store", {"digest": str(digest)})
     headers = (
         ("Content-Type", OCTET_STREAM),
         ("Docker-Content-Digest", str(digest)),

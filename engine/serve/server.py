@@ -2,9 +2,10 @@
 
 Accepting waits for a free connection slot, so overload backs up into the kernel's listen queue
 instead of into memory. A connection waits at most ``idle_timeout`` for its next request and at
-most ``io_timeout`` for any single receive or send. Blob bytes are read with ``preadv`` in worker
-threads, one chunk at a time into a buffer reused per connection, so the event loop never blocks
-on the disk. :meth:`Server.shutdown`
+most ``io_timeout`` for any single receive or send. Blob bodies go out with ``sendfile`` (no copy
+through Python; h11 is told their length, as its docs describe) in worker threads on the
+non-blocking socket, so the event loop never blocks on the disk; when the socket is full the
+connection waits for it to drain. :meth:`Server.shutdown`
 stops accepting, closes idle keep-alive connections at once, and gives requests in flight
 ``shutdown_grace`` seconds to finish.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import BinaryIO, cast
@@ -24,8 +26,9 @@ import trio
 from gadgetstore.engine.errors import GadgetStoreError
 from gadgetstore.engine.store import Store
 
+from .arrivals import Arrivals
 from .messages import BlobSlice, Request, Response, error
-from .routes import route
+from .routes import blob_response, peer_blob_request, route
 from .source import CatalogSource
 
 log = logging.getLogger("gadgetstore.serve")
@@ -45,6 +48,36 @@ class ServeConfig:
     disk_threads: int = 8
     refresh_interval: float = 1.0
     shutdown_grace: float = 5.0
+    peer_blobs: bool | None = None  # blobs by digest from the whole store, waited for (peers); None: off
+
+
+class _FileBytes:
+    """Stands for ``length`` blob bytes in h11's bookkeeping; the bytes themselves go by sendfile."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def _sendfile_some(out_fd: int, in_fd: int, offset: int, count: int) -> int | None:
+    """Blocking on the disk only: one sendfile; None when the (non-blocking) socket is full."""
+    try:
+        return os.sendfile(out_fd, in_fd, offset, count)
+    except BlockingIOError:
+        return None
+    except OSError as err:  # the peer went away
+        raise trio.BrokenResourceError(str(err)) from err
+
+
+def _cork(sock: trio.socket.SocketType, on: bool) -> None:
+    """Hold the head back until the body follows, so a small blob still goes out in one segment."""
+    if hasattr(socket, "TCP_CORK"):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, int(on))
+        except OSError:
+            pass
 
 
 class _Damaged(Exception):
@@ -56,6 +89,7 @@ class Server:
         self.config = config or ServeConfig()
         self.blobs = store.blobs
         self.source = CatalogSource(store, self.config.refresh_interval)
+        self.arrivals = Arrivals(store.blobs)
         self._slots = trio.Semaphore(self.config.max_connections)
         self.disk = trio.CapacityLimiter(self.config.disk_threads)
         self._stop = trio.Event()
@@ -75,6 +109,8 @@ class Server:
                 async with trio.open_nursery() as accepting:
                     for listener in listeners:
                         accepting.start_soon(self._accept_loop, listener, connections)
+                    if self.config.peer_blobs:
+                        accepting.start_soon(self.arrivals.run)
                     task_status.started([listener.socket.getsockname()[:2] for listener in listeners])
                     await self._stop.wait()
                     accepting.cancel_scope.cancel()
@@ -131,7 +167,6 @@ class _Connection:
         self.config = server.config
         self.stream = stream
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BYTES)
-        self._buffer: memoryview | None = None
         try:
             host, port = stream.socket.getpeername()[:2]
             self.peer = f"{host}:{port}"
@@ -202,7 +237,7 @@ class _Connection:
         if self.h11.their_state is h11.SEND_BODY:
             close = self.h11.they_are_waiting_for_100_continue or not await self._discard_body()
         try:
-            response = route(request, await self.server.source.current())
+            response = await self._route(request)
         except Exception:
             log.exception("failed to answer %s %s", request.method, request.target)
             response = error(500, "UNKNOWN", "internal error while answering the request")
@@ -215,6 +250,14 @@ class _Connection:
             await self._send_response(response, head)
         log.info('%s "%s %s" %d %d', self.peer, request.method, request.target, response.status,
                  0 if head else response.content_length)
+
+    async def _route(self, request: Request) -> Response:
+        peer = peer_blob_request(request) if self.config.peer_blobs else None
+        if peer is None:
+            return route(request, await self.server.source.current())
+        digest, wait = peer
+        size = await self.server.arrivals.size(digest, wait)
+        return blob_response(digest, size, request if request.method.upper() == "GET" else None)
 
     async def _discard_body(self) -> bool:
         """Read a request body we will not use (push attempts); False when it is too large."""
@@ -246,41 +289,32 @@ class _Connection:
             if head:
                 await self._send(_head_of(response), h11.EndOfMessage())
                 return
-            offset, end = blob.offset, blob.offset + blob.length
-            first = await self._read_chunk(f, blob, offset, end)
-            offset += len(first)
-            await self._send(_head_of(response), _data(first), *self._end_if(offset == end))
-            while offset < end:
-                chunk = await self._read_chunk(f, blob, offset, end)
-                offset += len(chunk)
-                await self._send(_data(chunk), *self._end_if(offset == end))
+            sock = self.stream.socket
+            _cork(sock, True)
+            try:
+                await self._send(_head_of(response))
+                # h11 counts the body against Content-Length; the bytes go by sendfile instead.
+                self.h11.send_with_data_passthrough(h11.Data(data=cast(bytes, _FileBytes(blob.length))))
+                await self._sendfile(sock, f, blob)
+                await self._send(h11.EndOfMessage())
+            finally:
+                _cork(sock, False)
         finally:
             f.close()
 
-    @staticmethod
-    def _end_if(done: bool) -> list[h11.Event]:
-        return [h11.EndOfMessage()] if done else []
-
-    async def _read_chunk(self, f: BinaryIO, blob: BlobSlice, offset: int, end: int) -> memoryview:
-        """One ``preadv`` in a worker thread into this connection's reused buffer.
-
-        Reusing one buffer spares a fresh (page-faulting) allocation per chunk; it is safe because
-        each chunk is fully sent before the next is read.
-        """
-        if offset == end:
-            return memoryview(b"")
-        if self._buffer is None:
-            self._buffer = memoryview(bytearray(self.config.chunk_size))
-        view = self._buffer[: min(self.config.chunk_size, end - offset)]
-        count = await trio.to_thread.run_sync(os.preadv, f.fileno(), [view], offset, limiter=self.server.disk)
-        if not count:
-            raise trio.BrokenResourceError(f"blob {blob.digest} ended early on disk")
-        return view[:count]
-
-
-def _data(chunk: memoryview) -> h11.Data:
-    # h11 only takes len() of the data and passes it through, so a view of the reused buffer is fine.
-    return h11.Data(data=cast(bytes, chunk))
+    async def _sendfile(self, sock: trio.socket.SocketType, f: BinaryIO, blob: BlobSlice) -> None:
+        offset, end = blob.offset, blob.offset + blob.length
+        while offset < end:
+            count = min(self.config.chunk_size, end - offset)
+            sent = await trio.to_thread.run_sync(_sendfile_some, sock.fileno(), f.fileno(), offset, count,
+                                                 limiter=self.server.disk)
+            if sent is None:
+                with trio.fail_after(self.config.io_timeout):
+                    await trio.lowlevel.wait_writable(sock)
+            elif sent == 0:
+                raise trio.BrokenResourceError(f"blob {blob.digest} ended early on disk")
+            else:
+                offset += sent
 
 
 def _head_of(response: Response) -> h11.Response:
