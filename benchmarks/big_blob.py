@@ -14,7 +14,8 @@ with its access log on. Each round runs every tool once into an empty destinatio
   curl         one ``curl -o`` stream of the blob URL: the wire floor (no verification, no fsync)
   skopeo       ``skopeo copy --all --preserve-digests`` into an OCI layout
   oras-py      oras-py: the index, then the manifest by digest (oras-py pulls no index by itself)
-A hash floor (``hashlib.sha256`` over the blob from the page cache, 1 MiB reads) is printed too.
+A hash floor (``hashlib.sha256`` over the blob from the page cache, 1 MiB reads) is printed too, and
+the CPU seconds of each tool and of the registry process while that tool ran (two cores are shared).
 
 Resume: a gadgetstore pull runs in a child; when its ingest file holds half the blob it gets
 SIGKILL; the bytes on disk are counted (data extents of the sparse file); the re-pull's blob bytes
@@ -40,7 +41,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -79,19 +80,32 @@ def _rss_kib() -> int:
     return 0
 
 
+def _cpu_seconds(usage: Any) -> float:
+    return float(usage.ru_utime + usage.ru_stime)
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process (``/proc/PID/stat``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def child_pull(dest: str, host: str, image: str, chunk_size: int, parallelism: int) -> None:
     """Run in the child: one pull, then a JSON line with its time, CPU and memory."""
     import resource
 
     store = Store.open(Path(dest))
     before = _rss_kib()
+    cpu_before = _cpu_seconds(resource.getrusage(resource.RUSAGE_SELF))
     start = time.perf_counter()
     results = trio.run(pull_images, store, [image], options_for(host, chunk_size, parallelism))
     seconds = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_SELF)
     if results[0].error is not None:
         raise SystemExit(f"gadgetstore pull failed: {results[0].error}")
-    print(json.dumps({"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime, "maxrss_kib": usage.ru_maxrss,
+    print(json.dumps({"seconds": seconds, "cpu": _cpu_seconds(usage), "pull_cpu": _cpu_seconds(usage) - cpu_before,
+                      "maxrss_kib": usage.ru_maxrss,
                       "rss_before_kib": before, "bytes": results[0].bytes_fetched}), flush=True)
 
 
@@ -248,16 +262,17 @@ def main() -> None:
 
             gs_stats: list[dict[str, float]] = []
 
-            def gadgetstore(dest: Path) -> float:
+            def gadgetstore(dest: Path) -> tuple[float, float]:
                 out = subprocess.run(child_command(dest, host, image, args), check=True, capture_output=True,
                                      text=True)
                 gs_stats.append(json.loads(out.stdout.strip().splitlines()[-1]))
-                return float(gs_stats[-1]["seconds"])
+                return float(gs_stats[-1]["seconds"]), float(gs_stats[-1]["pull_cpu"])
 
-            def timed(fn: Callable[[Path], object]) -> Callable[[Path], float]:
-                return lambda d: measure(functools.partial(fn, d))[0]
+            def timed(fn: Callable[[Path], Any]) -> Callable[[Path], tuple[float, float]]:
+                return lambda d: measure(functools.partial(fn, d))
 
-            tools: dict[str, Callable[[Path], float]] = {"gadgetstore": lambda d: gadgetstore(d / "store")}
+            tools: dict[str, Callable[[Path], tuple[float, float]]] = {
+                "gadgetstore": lambda d: gadgetstore(d / "store")}
             if "curl" not in args.skip:
                 tools["curl"] = timed(lambda d: subprocess.run(["curl", "-sf", "-o", str(d / "blob"), blob_url],
                                                                check=True))
@@ -269,13 +284,16 @@ def main() -> None:
                 tools["oras-py"] = timed(lambda d: run_oras(host, image, d))
 
             times: dict[str, list[float]] = {}
+            cpus: dict[str, list[tuple[float, float]]] = {}  # (client CPU s, registry CPU s) per round
             requests: dict[str, int] = {}
             for run in range(args.runs):
                 for name, fn in tools.items():
                     dest = work / f"{name}-{run}"
                     dest.mkdir()
                     log.mark()
-                    seconds = fn(dest)
+                    registry_before = process_cpu(registry.process.pid)
+                    seconds, client_cpu = fn(dest)
+                    cpus.setdefault(name, []).append((client_cpu, process_cpu(registry.process.pid) - registry_before))
                     requests[name] = log.since_mark(settle=0.2).blob_gets
                     times.setdefault(name, []).append(seconds)
                     print(f"  round {run + 1}: {name:<12} {seconds:7.3f} s", flush=True)
@@ -292,6 +310,12 @@ def main() -> None:
             print(f"{name:<14}{med[name]:>10.3f}{args.size / med[name]:>9.0f}{requests[name]:>11}   "
                   + " ".join(f"{v:.3f}" for v in values))
         print(f"{'sha256 floor':<14}{hash_s:>10.3f}{args.size / hash_s:>9.0f}")
+        print(f"\n{'CPU s, median':<14}{'client':>10}{'registry':>10}   client (gadgetstore: the pull only, no "
+              "interpreter start) / registry per round")
+        for name, pairs in cpus.items():
+            print(f"{name:<14}{statistics.median(c for c, _ in pairs):>10.2f}"
+                  f"{statistics.median(r for _, r in pairs):>10.2f}   "
+                  + " ".join(f"{c:.2f}/{r:.2f}" for c, r in pairs))
         print(f"\n{'ratio':<28}{'median':>8}  per round")
         if "curl" in med:
             per = " ".join(f"{a / b:.2f}" for a, b in zip(times["gadgetstore"], times["curl"], strict=False))

@@ -2,9 +2,13 @@
 
 Small blobs are read into memory (growing only with received bytes, capped at the declared size)
 and committed in one thread call. Larger ones stream into an ingest file. Above the range
-threshold, the blob is split into Range chunks fetched in parallel and written with ``write_at``
-at their offsets; if the registry answers the first Range with a plain 200, the whole body is
-streamed instead. Either way the store re-hashes the finished file before it becomes visible.
+threshold, the blob is fetched with Range requests into a sparse ingest file: on a big blob the
+first chunk is a probe, and when it arrived fast (a loopback or LAN registry) the rest comes as
+one stream, else as chunks fetched in parallel; if the registry answers the first Range with a
+plain 200, the whole body is streamed instead. Batches are written one at a time in a worker
+thread, and the ingest writer hashes each one that continues the hashed prefix while writing it;
+bytes that landed ahead are read back (page cache) once the prefix reaches them. Nothing becomes
+visible before the digest of the whole file matches.
 """
 
 from __future__ import annotations
@@ -27,7 +31,21 @@ from .tasks import task_group
 
 IN_MEMORY_LIMIT = 1024 * 1024
 WRITE_BUFFER = 1024 * 1024
-SYNC_EVERY = 64 * 1024 * 1024  # ranged blobs: start writeback after this many new bytes
+# Ranged blobs hand the writer thread batches of STREAM_BATCH bytes from a single stream, of
+# CHUNK_BATCH from each of several parallel ones; at most SINK_DEPTH wait. Bigger batches (fewer
+# thread hops and wake-ups) measured faster; in flight are the receivers' batches, the queued ones,
+# the one being written and the one still being hashed (blobstore.HASH_BACKLOG): for one stream
+# 4 × 8 MiB, for 4 parallel chunks (and the first answer) 8 × 2 MiB: inside the budget of
+# 64 MiB + chunk size × parallelism (8 MiB × 4) with ~39 MiB for the interpreter and its modules.
+SINK_DEPTH = 1
+STREAM_BATCH = 8 * 1024 * 1024
+CHUNK_BATCH = 2 * 1024 * 1024
+SYNC_EVERY = 32 * 1024 * 1024  # ranged blobs: start writeback after this many new bytes (measured best)
+PROBE_MIN_CHUNK = 4 * 1024 * 1024  # a rate measured over fewer bytes says little (TTFB, slow start)
+PROBE_MIN_SIZE = 64 * 1024 * 1024  # smaller blobs start all chunks at once: no time to lose on a probe
+# bytes/s (~1 Gbit/s): one stream this fast is not what limits the pull, and parallel streams would
+# only add requests and CPU; loopback probes measured 650-980 MiB/s, a WAN stream brings 10-100.
+STREAM_RATE = 128 * 1024 * 1024
 _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 WriteAt = Callable[[int, bytes], None]
 
@@ -75,6 +93,95 @@ async def _sequential_into(write_at: WriteAt, resp: Response, start: int, end: i
         await trio.to_thread.run_sync(_write_pieces, write_at, pos, buf)
         pos += buffered
     return pos
+
+
+def coalesce(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Adjacent (start, end) ranges joined: each run is then one request of a streamed fetch."""
+    runs: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if runs and runs[-1][1] == start:
+            runs[-1] = (runs[-1][0], end)
+        else:
+            runs.append((start, end))
+    return runs
+
+
+def clip(ranges: list[tuple[int, int]], pos: int) -> list[tuple[int, int]]:
+    """What of ``ranges`` lies at or after ``pos``."""
+    return [(max(start, pos), end) for start, end in ranges if end > pos]
+
+
+class _Sink:
+    """Every write of one ranged blob, in one task and one thread call at a time.
+
+    The socket reads go on while a batch is written and hashed in a worker thread (both release
+    the GIL). One writer at a time because concurrent ``pwrite`` calls to one file only spin on its
+    inode lock, and because in-order batches then extend the running hash without a read-back.
+    The queue is bounded (``SINK_DEPTH`` batches), so the receivers wait when the disk or the hash
+    cannot keep up.
+    """
+
+    def __init__(self, writer: IngestWriter, sync_fd: int) -> None:
+        self._writer = writer
+        self._sync_fd = sync_fd
+        self._send, self._receive = trio.open_memory_channel[tuple[int, list[bytes]]](SINK_DEPTH)
+        self._unsynced = 0
+        self._syncing = False
+        self.written = 0
+
+    async def put(self, pos: int, pieces: list[bytes]) -> None:
+        await self._send.send((pos, pieces))
+
+    def close(self) -> None:
+        """No more batches: :meth:`run` returns once the queued ones are written."""
+        self._send.close()
+
+    async def run(self, nursery: trio.Nursery) -> None:
+        """Write batches until :meth:`close`; every ``SYNC_EVERY`` bytes start an fdatasync in the
+        background, so the commit's fsync is left with only the last few batches."""
+        async with self._receive:
+            async for pos, pieces in self._receive:
+                await trio.to_thread.run_sync(self._writer.writev_at, pos, pieces)
+                size = sum(len(piece) for piece in pieces)
+                self.written += size
+                self._unsynced += size
+                if self._unsynced >= SYNC_EVERY and not self._syncing:
+                    self._unsynced, self._syncing = 0, True
+                    nursery.start_soon(self._sync)
+
+    async def _sync(self) -> None:
+        try:
+            await trio.to_thread.run_sync(os.fdatasync, self._sync_fd)
+        except OSError:
+            pass  # only an early start: the commit's fsync still decides
+        finally:
+            self._syncing = False
+
+
+class _Cursor:
+    """How far one response has been handed to the sink; a retry continues from ``pos``."""
+
+    def __init__(self, pos: int) -> None:
+        self.pos = pos
+
+
+async def _receive_into(sink: _Sink, resp: Response, cursor: _Cursor, end: int, label: str, batch: int) -> None:
+    """Hand ``resp``'s body to ``sink`` in batches of ``batch`` bytes for offsets [cursor.pos, end)."""
+    buf: list[bytes] = []
+    buffered = 0
+    async for chunk in resp.iter_chunks():
+        if cursor.pos + buffered + len(chunk) > end:
+            await resp.aclose()
+            raise IntegrityError(f"{label}: registry sent more bytes than expected")
+        buf.append(chunk)
+        buffered += len(chunk)
+        if buffered >= batch:
+            await sink.put(cursor.pos, buf)
+            cursor.pos += buffered
+            buf, buffered = [], 0
+    if buf:
+        await sink.put(cursor.pos, buf)
+        cursor.pos += buffered
 
 
 class BlobFetcher:
@@ -134,7 +241,6 @@ class BlobFetcher:
 
     async def _ranged(self, repo: str, desc: Descriptor) -> int:
         size, step = desc.size, max(1, self.options.chunk_size)
-        label = f"blob {desc.digest}"
         chunks = [(off, min(size, off + step)) for off in range(0, size, step)]
         writer = await trio.to_thread.run_sync(self.store.blobs.writer, desc.digest, size)
         lock_fd = await trio.to_thread.run_sync(resume.lock_writer, writer)
@@ -145,15 +251,7 @@ class BlobFetcher:
             if partial is not None:
                 chunks = await trio.to_thread.run_sync(resume.adopt, partial, writer, chunks)
                 self.resumed_bytes += partial.bytes
-            received = 0
-            if chunks:
-                start, end = chunks[0]
-                first = await _blob_request(self.client, repo, desc, start, end - 1)
-                async with first:
-                    if first.status == 200:  # Range ignored: take the whole body as it comes
-                        received = await _sequential_into(writer.write_at, first, 0, size, label)
-                    else:
-                        received = await self._chunks(repo, desc, writer.write_at, first, chunks, lock_fd)
+            received = await self._download(repo, desc, _Sink(writer, lock_fd), chunks) if chunks else 0
             await trio.to_thread.run_sync(writer.commit)
             return received
         finally:
@@ -167,67 +265,84 @@ class BlobFetcher:
         writer.abort()
         os.close(lock_fd)
 
-    async def _chunks(self, repo: str, desc: Descriptor, write_at: WriteAt, first: Response,
-                      ranges: list[tuple[int, int]], sync_fd: int) -> int:
-        """Fetch ``ranges`` in parallel; ``sync_fd`` (the ingest file) is fdatasync'd in the background
-        every ``SYNC_EVERY`` bytes, so the commit's fsync is left with only the last few chunks."""
-        size = desc.size
-        limiter = trio.Semaphore(max(1, self.options.chunk_parallelism))
-        total = 0
-        unsynced = 0
-        syncing = False
-
-        async def sync() -> None:
-            nonlocal syncing
+    async def _download(self, repo: str, desc: Descriptor, sink: _Sink, chunks: list[tuple[int, int]]) -> int:
+        """Fetch ``chunks`` into ``sink``; returns the bytes received once all are written."""
+        async with task_group() as nursery:
+            nursery.start_soon(sink.run, nursery)
             try:
-                await trio.to_thread.run_sync(os.fdatasync, sync_fd)
-            except OSError:
-                pass  # only an early start: the commit's fsync still decides
+                await self._feed(repo, desc, sink, chunks)
             finally:
-                syncing = False
+                sink.close()
+        return sink.written
 
-        def maybe_sync(nursery: trio.Nursery, written: int) -> None:
-            nonlocal unsynced, syncing
-            unsynced += written
-            if unsynced >= SYNC_EVERY and not syncing:
-                unsynced, syncing = 0, True
-                nursery.start_soon(sync)
+    async def _feed(self, repo: str, desc: Descriptor, sink: _Sink, chunks: list[tuple[int, int]]) -> None:
+        """The first request decides: a plain 200 is taken whole. On a big blob the first
+        ``chunk_size`` bytes are a probe: if they arrived at ``STREAM_RATE`` or more, one stream is
+        not the limit and the rest comes as one request per run of missing bytes (parallel streams
+        would only add requests and CPU); else the remaining chunks go in parallel."""
+        start = chunks[0][0]
+        probe_end = min(coalesce(chunks)[0][1], start + max(1, self.options.chunk_size))
+        probe = (desc.size >= PROBE_MIN_SIZE and probe_end - start >= PROBE_MIN_CHUNK
+                 and probe_end < chunks[-1][1])
+        end = probe_end if probe else chunks[0][1]
+        began = trio.current_time()
+        first = await _blob_request(self.client, repo, desc, start, end - 1)
+        async with first:
+            if first.status == 200:  # Range ignored: take the whole body as it comes
+                await _receive_into(sink, first, _Cursor(0), desc.size, f"blob {desc.digest}", STREAM_BATCH)
+                return
+            if not probe:
+                await self._parallel(repo, desc, sink, chunks, first)
+                return
+            await self._fetch_range(repo, desc, sink, start, end, first, STREAM_BATCH)
+        rest = clip(chunks, end)
+        if (end - start) / max(trio.current_time() - began, 1e-9) >= STREAM_RATE:
+            for run_start, run_end in coalesce(rest):
+                await self._fetch_range(repo, desc, sink, run_start, run_end, None, STREAM_BATCH)
+        else:
+            await self._parallel(repo, desc, sink, rest, None)
 
-        async def one(start: int, end: int, resp: Response | None) -> None:
-            nonlocal total
-            pos = start
-            tries = 0
-            while pos < end:
-                try:
-                    if resp is None:
-                        resp = await _blob_request(self.client, repo, desc, pos, end - 1)
-                    async with resp:
-                        self._check_range(resp, pos, end, size)
-                        new_pos = await _sequential_into(write_at, resp, pos, end, f"blob {desc.digest}")
-                    total += new_pos - pos
-                    maybe_sync(nursery, new_pos - pos)
-                    pos = new_pos
-                    resp = None
-                    if pos < end:
-                        raise TransportError(f"blob {desc.digest}: chunk ended early at byte {pos}")
-                except TransportError as err:
-                    resp = None
-                    if not err.retriable or tries >= self.options.retries:
-                        raise
-                    tries += 1
-                    await trio.sleep(min(self.options.backoff_max, self.options.backoff_base * 2**tries))
+    async def _parallel(self, repo: str, desc: Descriptor, sink: _Sink, ranges: list[tuple[int, int]],
+                        first: Response | None) -> None:
+        """Fetch ``ranges`` with at most ``chunk_parallelism`` requests at once; ``first``, when
+        given, already answers ``ranges[0]``."""
+        limiter = trio.Semaphore(max(1, self.options.chunk_parallelism))
 
         async def limited(start: int, end: int) -> None:
             async with limiter:
-                await one(start, end, None)
+                await self._fetch_range(repo, desc, sink, start, end, None, CHUNK_BATCH)
 
         async with task_group() as nursery:
-            # The first answer already holds a connection: it is read at once, outside the limit,
-            # so it can never wait for a slot that its own blob's other chunks are waiting on.
-            nursery.start_soon(one, ranges[0][0], ranges[0][1], first)
-            for start, end in ranges[1:]:
+            if first is not None:
+                # The first answer already holds a connection: it is read at once, outside the limit,
+                # so it can never wait for a slot that its own blob's other chunks are waiting on.
+                nursery.start_soon(self._fetch_range, repo, desc, sink, *ranges[0], first, CHUNK_BATCH)
+                ranges = ranges[1:]
+            for start, end in ranges:
                 nursery.start_soon(limited, start, end)
-        return total
+
+    async def _fetch_range(self, repo: str, desc: Descriptor, sink: _Sink, start: int, end: int,
+                           resp: Response | None, batch: int) -> None:
+        """Bytes [start, end) into ``sink``; a transient failure continues from what was handed over."""
+        label = f"blob {desc.digest}"
+        cursor = _Cursor(start)
+        tries = 0
+        while cursor.pos < end:
+            try:
+                if resp is None:
+                    resp = await _blob_request(self.client, repo, desc, cursor.pos, end - 1)
+                async with resp:
+                    self._check_range(resp, cursor.pos, end, desc.size)
+                    await _receive_into(sink, resp, cursor, end, label, batch)
+                resp = None
+                if cursor.pos < end:
+                    raise TransportError(f"{label}: chunk ended early at byte {cursor.pos}")
+            except TransportError as err:
+                resp = None
+                if not err.retriable or tries >= self.options.retries:
+                    raise
+                tries += 1
+                await trio.sleep(min(self.options.backoff_max, self.options.backoff_base * 2**tries))
 
     @staticmethod
     def _check_range(resp: Response, start: int, end: int, size: int) -> None:

@@ -3,8 +3,9 @@
 A ranged download writes chunks at their offsets, so its ingest file is sparse: the data extents
 the file system reports (``SEEK_DATA``/``SEEK_HOLE``) are the bytes that arrived. Extents are
 trimmed back to a block boundary (the last block may be partly written) and their bytes copied
-into the new writer; only the rest is fetched. Nothing here is trusted: the whole blob is still
-re-hashed at commit, and a mismatch makes the caller start over.
+into the new writer, in order, so the writer hashes them as they are copied; only the rest is
+fetched. Nothing here is trusted: the digest at commit covers adopted and fetched bytes alike,
+and a mismatch makes the caller start over.
 
 Every ranged writer keeps an ``flock`` on its file and a ``.ranged`` marker beside it. Only marked
 files are candidates (an import's sealed file or another writer's file is never touched), a locked
