@@ -265,27 +265,32 @@ class IngestWriter:
     def write_at(self, offset: int, data: bytes | memoryview) -> None:
         self.writev_at(offset, [data])
 
-    def writev_at(self, offset: int, pieces: Sequence[bytes | memoryview]) -> None:
+    def writev_at(self, offset: int, pieces: Sequence[bytes | memoryview]) -> Future[None] | None:
         """Write ``pieces`` back to back from ``offset``; pieces that extend the
         hashed prefix are hashed meanwhile in a helper thread (both release the GIL), so a batch
-        costs the slower of the two instead of their sum."""
+        costs the slower of the two instead of their sum.
+
+        Returns the hash still running over ``pieces`` when this returns, else None: a caller that
+        reuses the buffers behind ``pieces`` must wait for it (it ends, at the latest, inside a
+        later write or :meth:`seal`)."""
         assert self._file is not None, "writer is closed"
         total = sum(len(piece) for piece in pieces)
         with self._lock:
             self._check_limit(offset + total)
             if self._prefix_valid and offset == self._hashed and total >= PARALLEL_HASH_MIN:
-                self._write_hashing(offset, pieces, total)
-                return
+                return self._write_hashing(offset, pieces, total)
             _pwrite_all(self._file.fileno(), pieces, offset)
             self._account(offset, pieces, total)
+            return None
 
-    def _write_hashing(self, offset: int, pieces: Sequence[bytes | memoryview], total: int) -> None:
+    def _write_hashing(self, offset: int, pieces: Sequence[bytes | memoryview], total: int) -> Future[None]:
         """Queue the hash of ``pieces`` on the helper thread, then write them: the next batch's
         write overlaps this one's hash. At most ``HASH_BACKLOG`` batches wait (bounded memory)."""
         assert self._file is not None
         if self._hash_pool is None:
             self._hash_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-hash")
-        self._hashing.append(self._hash_pool.submit(_update_all, self._hasher, pieces))
+        hashing = self._hash_pool.submit(_update_all, self._hasher, pieces)
+        self._hashing.append(hashing)
         self._hashed = offset + total
         try:
             _pwrite_all(self._file.fileno(), pieces, offset)
@@ -297,6 +302,7 @@ class IngestWriter:
             while len(self._hashing) > HASH_BACKLOG:
                 self._hashing.popleft().result()
         self._catch_up()
+        return hashing
 
     def _drain(self) -> None:
         """Wait for queued hashing: the hasher is up to ``_hashed`` afterwards."""

@@ -13,7 +13,10 @@ Bodies with a ``Content-Length`` on a keep-alive HTTP/1.1 connection are read st
 socket once h11 has handed over what it buffered with the head: h11 would copy every byte into
 and out of its receive buffer, which on two cores costs a large share of a big blob's pull. The
 exact length is still enforced (a short body is an error, nothing past it is read), and the
-connection then starts a fresh h11 state machine for its next exchange.
+connection then starts a fresh h11 state machine for its next exchange. :meth:`Response.readinto`
+goes one step further for such bodies on a plain TCP socket: ``recv_into`` the caller's (reused)
+buffer, so no fresh buffer is allocated and page-faulted per read; other bodies (chunked, TLS,
+close-delimited) are copied into it from the path :meth:`Response.iter_chunks` takes.
 """
 
 from __future__ import annotations
@@ -114,6 +117,16 @@ class Connection:
         with trio.fail_after(self.read_timeout):
             return bytes(await self.stream.receive_some(max_bytes))
 
+    async def receive_raw_into(self, view: memoryview) -> int:
+        """Like :meth:`receive_raw`, into ``view`` (not empty); 0 when the peer closed. A plain TCP
+        stream receives in place; a TLS one copies what it decrypted."""
+        with trio.fail_after(self.read_timeout):
+            if isinstance(self.stream, trio.SocketStream):
+                return await self.stream.socket.recv_into(view, len(view))
+            data = await self.stream.receive_some(len(view))
+        view[:len(data)] = data
+        return len(data)
+
     async def aclose(self) -> None:
         await trio.aclose_forcefully(self.stream)
 
@@ -152,6 +165,12 @@ class Response:
         self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers]
         self._done = False
         self._raw_length = self._raw_body_length(head)
+        # readinto's state: body bytes the socket has still to deliver past h11 (None: h11 delivers
+        # all), whether h11's buffered part was taken, and the rest of a piece that did not fit.
+        self._raw_remaining = self._raw_length
+        self._h11_drained = False
+        self._spill = memoryview(b"")
+        self._reading: str | None = None  # "chunks" or "into": a body is read one way only
 
     def _raw_body_length(self, head: h11.Response) -> int | None:
         """The body length when the body may be read past h11 and the connection kept; else None."""
@@ -177,11 +196,17 @@ class Response:
         name = name.lower()
         return [value for key, value in self.headers if key == name]
 
+    def _claim(self, how: str) -> None:
+        if self._reading not in (None, how):
+            raise RuntimeError(f"{self.url}: body already being read with {self._reading}")
+        self._reading = how
+
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         """Yield body pieces as they arrive; the connection returns to the pool at the end."""
         conn = self._conn
         if conn is None:
             return
+        self._claim("chunks")
         if self._raw_length is not None:
             async for piece in self._iter_raw(conn, self._raw_length):
                 yield piece
@@ -231,6 +256,68 @@ class Response:
         finally:
             if self._done:
                 await self._release(keep=True)
+
+    async def readinto(self, view: memoryview | bytearray) -> int:
+        """Receive the next body bytes into ``view`` (at most its length); 0 only at the end of the
+        body, when the connection has gone back to the pool. The body's length is enforced as by
+        :meth:`iter_chunks`; a caller caps a body by the room it offers (offer one byte past the
+        limit to detect a longer one). Errors are :class:`TransportError`; the response must then
+        be closed (which drops the connection)."""
+        room = memoryview(view).cast("B")
+        if not len(room):
+            raise ValueError("readinto needs a non-empty buffer")
+        conn = self._conn
+        if conn is None:
+            if self._done:
+                return 0
+            raise RuntimeError(f"{self.url}: response closed before its body was read")
+        self._claim("into")
+        if len(self._spill):
+            return self._from_spill(room)
+        try:
+            while True:
+                if self._raw_remaining is None or not self._h11_drained:
+                    if self._raw_remaining is None:
+                        event = await conn.next_event()
+                    else:
+                        event = conn.h11.next_event()  # no I/O: only what arrived with the head
+                    if isinstance(event, h11.Data):
+                        if self._raw_remaining is not None:
+                            self._raw_remaining -= len(event.data)
+                        if not event.data:
+                            continue
+                        self._spill = memoryview(event.data)
+                        return self._from_spill(room)
+                    if isinstance(event, h11.EndOfMessage):
+                        self._done = True
+                        await self._release(keep=True)
+                        return 0
+                    if event is not h11.NEED_DATA or self._raw_remaining is None:
+                        raise TransportError(f"{conn.origin}: connection closed in the middle of a response body")
+                    self._h11_drained = True
+                if self._raw_remaining <= 0:
+                    await self._finish_raw(conn)
+                    return 0
+                got = await conn.receive_raw_into(room[:self._raw_remaining])
+                if not got:
+                    raise TransportError(f"{conn.origin}: connection closed in the middle of a response body")
+                self._raw_remaining -= got
+                if self._raw_remaining == 0:
+                    await self._finish_raw(conn)  # hand the connection back as soon as the body is in
+                return got
+        except _NETWORK_ERRORS as err:
+            raise _transport_error(err, conn.origin, "reading a response body") from err
+
+    def _from_spill(self, room: memoryview) -> int:
+        size = min(len(room), len(self._spill))
+        room[:size] = self._spill[:size]
+        self._spill = self._spill[size:]
+        return size
+
+    async def _finish_raw(self, conn: Connection) -> None:
+        conn.h11 = h11.Connection(h11.CLIENT)  # the old one still waits for the bytes we took
+        self._done = True
+        await self._release(keep=True)
 
     async def read(self, limit: int) -> bytes:
         """The whole body, refusing more than ``limit`` bytes (the buffer grows only with data)."""

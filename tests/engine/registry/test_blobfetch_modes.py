@@ -4,11 +4,14 @@ behind both, and resumed partial files — every path ends verified, damage is n
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from gadgetstore.engine import blobstore
 from gadgetstore.engine.blobstore import IngestWriter
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.registry import blobfetch, resume
@@ -175,4 +178,45 @@ async def test_a_damaged_partial_is_never_published(anon_registry: RegistryServe
     await pull_image(dst, f"{proxy.host}/{repo}:v1", _opts(proxy.host))
     gets = _layer_gets(proxy, layer)
     assert _range_bytes(gets) >= SIZE  # the resumed try fetched the rest, the retry all of it
+    verify_store(tmp_path / "dst")
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+async def test_batch_buffers_are_reused_only_after_their_hash(
+        anon_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        streamed: bool) -> None:
+    """Bodies are received into a few reused buffers; a slow hash must still see each buffer's
+    bytes unchanged (reusing one before its hash ended would fail the digest on every try)."""
+    monkeypatch.setattr(blobfetch, "PROBE_MIN_SIZE", 0)
+    monkeypatch.setattr(blobfetch, "PROBE_MIN_CHUNK", 1)
+    monkeypatch.setattr(blobfetch, "STREAM_RATE", 0 if streamed else float("inf"))
+    monkeypatch.setattr(blobfetch, "STREAM_BATCH", 64 * 1024)
+    monkeypatch.setattr(blobfetch, "CHUNK_BATCH", 32 * 1024)
+    monkeypatch.setattr(blobstore, "PARALLEL_HASH_MIN", 1024)
+    real_update = blobstore._update_all
+
+    def slow_update(hasher: Any, pieces: Any) -> None:
+        time.sleep(0.005)  # the hash thread lags behind the receiver and the writer
+        real_update(hasher, pieces)
+
+    monkeypatch.setattr(blobstore, "_update_all", slow_update)
+    taken: set[int] = set()
+    real_take = blobfetch._Buffers.take
+
+    async def take(self: blobfetch._Buffers) -> bytearray:
+        buf = await real_take(self)
+        taken.add(id(buf))
+        return buf
+
+    monkeypatch.setattr(blobfetch._Buffers, "take", take)
+    repo, _, layer = await _pushed(anon_registry, tmp_path)
+    await pull_image(Store.open(tmp_path / "dst"), f"{proxy.host}/{repo}:v1", _opts(proxy.host))
+    gets = _layer_gets(proxy, layer)
+    if streamed:
+        assert len(gets) == 2  # no retry: every batch hashed what was received
+    else:
+        assert len(gets) == -(-SIZE // CHUNK) and _range_bytes(gets) == SIZE
+    # a handful of buffers carried every batch: 4 of STREAM_BATCH (the probe's and the stream's),
+    # 3 + 1 + 1 + 2 of CHUNK_BATCH (receivers, the first answer, queued, written, hashed)
+    assert len(taken) <= (4 if streamed else 4 + 7) < SIZE // (64 * 1024)
     verify_store(tmp_path / "dst")
