@@ -32,10 +32,11 @@ from .errors import NotFoundInRegistry
 from .http import origin_of
 from .manifests import Document, fetch_document
 from .mirrors_config import Mirror, Peers
-from .peers import find_self, rank
+from .peers import SELF_ENV, find_self, rank
 
 log = logging.getLogger("gadgetstore.registry.mirrors")
 COOLDOWN = 30.0
+MAX_PEER_FETCHES = 64  # peer downloads at once in one batch, whatever the fleet's size
 T = TypeVar("T")
 
 
@@ -92,14 +93,17 @@ class MirrorClient(RegistryClient):
 
 
 class PeerClient(MirrorClient):
-    """A mirror client for a ``gadgetstore serve`` peer: asks it to wait up to ``wait`` s for a blob."""
+    """A mirror client for a ``gadgetstore serve`` peer: asks it to wait up to ``wait`` s for a blob,
+    or not at all once ``empty`` (the peer answered 404 after a full wait in this batch)."""
 
-    def __init__(self, mirror: Mirror, upstream: str, session: Session, wait: float) -> None:
+    def __init__(self, mirror: Mirror, upstream: str, session: Session, wait: float, empty: set[str]) -> None:
         super().__init__(mirror, upstream, session)
         self.wait = wait
+        self.empty = empty
 
     def url(self, path: str) -> str:
-        return f"{super().url(path)}&wait={self.wait:g}"
+        wait = 0.0 if self.mirror.base_url in self.empty else self.wait
+        return f"{super().url(path)}&wait={wait:g}"
 
 
 class Sources:
@@ -112,6 +116,12 @@ class Sources:
         self._down_until: dict[Mirror, float] = {}
         self._peer_self: tuple[str | None] | None = None  # found once per batch
         self._peer_lock = trio.Lock()
+        self._peer_empty: set[str] = set()  # peers that lacked a blob after a full wait: asked with wait=0
+        # Peer downloads are outside the blob budget (see Puller._blob), so they get their own bounds:
+        # per peer the pool's connections, so each request is built (wait= included) once it can go,
+        # and no ingest file is opened while queued; in all, at most MAX_PEER_FETCHES.
+        self._peer_slots: dict[str, trio.Semaphore] = {}
+        self._peer_limiter = trio.CapacityLimiter(MAX_PEER_FETCHES)  # sized when self is found
 
     async def _client(self, mirror: Mirror, upstream: str) -> MirrorClient:
         client = self._clients.get((mirror, upstream))
@@ -168,6 +178,12 @@ class Sources:
             if self._peer_self is None:
                 found = await trio.to_thread.run_sync(find_self, peers, self.session.options.peer_self)
                 self._peer_self = (found,)
+                if found is None:
+                    log.warning("this node is not among the peers (no local address matches; set peers.self, "
+                                "$%s or --peer-self): it will only ask them, and own no blobs", SELF_ENV)
+                others = len(peers.urls) - (0 if found is None else 1)
+                per_peer = self.session.options.max_connections_per_origin
+                self._peer_limiter.total_tokens = max(1, min(MAX_PEER_FETCHES, per_peer * others))
             return self._peer_self[0]
 
     async def from_peers(self, store: Store, upstream: RegistryClient, repo: str, desc: Descriptor,
@@ -190,11 +206,14 @@ class Sources:
             if self._down_until.get(mirror, 0.0) > trio.current_time():
                 continue
             tally = tallies.setdefault(peer_label(url), SourceTally())
-            client = PeerClient(mirror, upstream.domain, self.session, peers.wait)
+            client = PeerClient(mirror, upstream.domain, self.session, peers.wait, self._peer_empty)
+            slot = self._peer_slots.setdefault(url, trio.Semaphore(self.session.options.max_connections_per_origin))
             try:
-                received = await BlobFetcher(store, client).fetch(repo, desc)
+                async with slot, self._peer_limiter:
+                    received = await BlobFetcher(store, client).fetch(repo, desc)
             except NotFoundInRegistry:
                 tally.failures += 1
+                self._peer_empty.add(url)  # it is not pulling what this node pulls: wait no more
                 return None
             except GadgetStoreError as err:
                 tally.failures += 1

@@ -23,7 +23,7 @@ Peers are a fleet of ``gadgetstore serve`` nodes that pull the same gadgets at t
     [peers]
     urls = ["http://10.0.0.7:5050", "http://10.0.0.8:5050"]   # the same list on every node
     self = "http://10.0.0.7:5050"   # optional: else $GADGETSTORE_PEER_SELF, else the local address
-    wait = 15.0                     # seconds to wait for a blob's owner before asking elsewhere
+    wait = 15.0                     # seconds to wait for a blob's owner before asking elsewhere (at most 50)
     registries = ["ghcr.io"]        # optional: the upstreams this applies to (default: all)
 
 Each blob has one owner among them (see :mod:`.peers`); only the owner fetches it from the
@@ -32,6 +32,7 @@ mirrors or the upstream, the others from the owner.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -50,7 +51,7 @@ _COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _MIRROR_KEYS = {"url", "insecure", "ca_file", "path_prefix", "resolve"}
 _PEER_KEYS = {"urls", "self", "wait", "registries"}
 MAX_PEERS = 1024
-MAX_PEER_WAIT = 300.0
+MAX_PEER_WAIT = 50.0  # below serve's cap (60 s) and the client's read timeout (60 s)
 DEFAULT_PEER_WAIT = 15.0
 
 
@@ -158,6 +159,14 @@ def _peer_url(url: Any, where: str) -> str:
     scheme, netloc = _base_url(url.strip(), where, "http")
     if scheme != "http":
         raise RegistriesConfigError(f"{where}: peer {url!r} must be plain http:// (gadgetstore serve has no TLS)")
+    host = urlsplit(f"//{netloc}").hostname or ""
+    try:
+        unspecified = ipaddress.ip_address(host).is_unspecified
+    except ValueError:  # a name, not an address
+        unspecified = False
+    if unspecified:
+        raise RegistriesConfigError(f"{where}: peer {url!r} is the unspecified address; give the address other "
+                                    f"nodes reach this one at")
     return f"http://{netloc}"
 
 
@@ -180,7 +189,8 @@ def _peers(raw: Any, where: str) -> Peers:
         raise RegistriesConfigError(f"{where}: self {self_url!r} is not one of the urls")
     wait = raw.get("wait", DEFAULT_PEER_WAIT)
     if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= MAX_PEER_WAIT:
-        raise RegistriesConfigError(f"{where}: wait must be a number of seconds from 0 to {MAX_PEER_WAIT:.0f}")
+        raise RegistriesConfigError(f"{where}: wait must be a number of seconds from 0 to {MAX_PEER_WAIT:.0f} "
+                                    f"(an owner holds a request at most 60 s, and the read timeout is 60 s)")
     registries = raw.get("registries")
     if registries is not None and (not isinstance(registries, list)
                                    or not all(isinstance(r, str) and r for r in registries)):

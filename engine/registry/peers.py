@@ -53,7 +53,8 @@ def find_self(peers: Peers, explicit: str | None = None) -> str | None:
     """This node's own entry: ``explicit`` (``--peer-self``), ``$GADGETSTORE_PEER_SELF``, the config's
     ``self``, else the one peer whose host is a local address. None: this node only asks, owns nothing.
 
-    Blocking (name resolution); several local peers (say, two on loopback) need to be told apart.
+    Blocking (name resolution). Loopback hosts never match (every node has loopback), so peers on
+    loopback need an explicit self; several peers on local non-loopback addresses are an error.
     """
     named = explicit or os.environ.get(SELF_ENV) or peers.self_url
     if named:

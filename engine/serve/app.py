@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 from collections.abc import Callable
 from dataclasses import replace
@@ -14,6 +15,7 @@ from gadgetstore.engine.store import Store
 from .server import ServeConfig, Server
 
 DEFAULT_LISTEN = "127.0.0.1:5050"
+log = logging.getLogger("gadgetstore.serve")
 
 
 def parse_listen(text: str) -> tuple[str | None, int]:
@@ -38,8 +40,11 @@ async def run(
     host, port = parse_listen(listen)
     config = config or ServeConfig()
     if config.peer_blobs is None:  # a node of a [peers] fleet serves its peers by digest
-        peers = (await trio.to_thread.run_sync(load_registries)).peers
-        config = replace(config, peer_blobs=peers is not None)
+        registries = await trio.to_thread.run_sync(load_registries)
+        config = replace(config, peer_blobs=registries.peers is not None)
+        if registries.peers is not None:
+            log.info("peer mode: [peers] in %s (%d peers); blobs are served by digest and waited for",
+                     registries.source, len(registries.peers.urls))
     server = Server(store, config)
     # Fail before any nursery exists, so a broken store or a busy port is one plain error.
     await server.source.current()

@@ -89,7 +89,7 @@ class Server:
         self.config = config or ServeConfig()
         self.blobs = store.blobs
         self.source = CatalogSource(store, self.config.refresh_interval)
-        self.arrivals = Arrivals(store.blobs)
+        self.arrivals = Arrivals(store.blobs, max_waiting=max(1, self.config.max_connections // 2))
         self._slots = trio.Semaphore(self.config.max_connections)
         self.disk = trio.CapacityLimiter(self.config.disk_threads)
         self._stop = trio.Event()

@@ -8,16 +8,22 @@ would; fakes stand in for liars and for peers that are down or empty.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import trio
 
+from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.digest import Digest
+from gadgetstore.engine.registry import mirrors as mirrors_module
 from gadgetstore.engine.registry import peers as peers_module
 from gadgetstore.engine.registry.authfile import Credentials
-from gadgetstore.engine.registry.client import TransferOptions
+from gadgetstore.engine.registry.blobfetch import BlobFetcher
+from gadgetstore.engine.registry.client import RegistryClient, Session, TransferOptions
+from gadgetstore.engine.registry.errors import NotFoundInRegistry
+from gadgetstore.engine.registry.mirrors import MAX_PEER_FETCHES, Sources, Tallies
 from gadgetstore.engine.registry.mirrors_config import Peers, RegistriesConfig, RegistriesConfigError, parse
 from gadgetstore.engine.registry.peers import SELF_ENV, find_self, rank
 from gadgetstore.engine.registry.pull import image_slots, pull_images
@@ -90,6 +96,10 @@ def test_peers_config() -> None:
     ('[peers]\nurls = ["a:1", "http://a:1"]\n', "twice"),
     ('[peers]\nurls = ["a:1"]\nself = "b:1"\n', "not one of"),
     ('[peers]\nurls = ["a:1"]\nwait = -1\n', "wait"),
+    ('[peers]\nurls = ["a:1"]\nwait = 51\n', "from 0 to 50"),  # under serve's 60 s cap and the read timeout
+    ('[peers]\nurls = ["0.0.0.0:5050"]\n', "unspecified"),
+    ('[peers]\nurls = ["http://[::]:5050"]\n', "unspecified"),
+    ('[peers]\nurls = ["a:1"]\nself = "0.0.0.0:1"\n', "unspecified"),
     ('[peers]\nurls = ["a:1/path"]\n', "path"),
     ('[peers]\nurls = ["a:1"]\ntimeout = 3\n', "unknown"),
 ])
@@ -148,7 +158,8 @@ async def test_owner_without_the_blob_or_down_sends_the_pull_upstream(pushed: Pu
         empty.close()
     assert counts(quiet.sources) == {f"upstream {pushed.upstream.host}": (ITEMS, 0),
                                      f"peer http://{empty.host}": (0, BLOBS)}
-    assert all("wait=0.1" in r.path and "ns=" in r.path for r in empty.requests)
+    assert empty.requests[0].path.endswith("&wait=0.1") and all("ns=" in r.path for r in empty.requests)
+    assert all(r.path.endswith(("&wait=0.1", "&wait=0")) for r in empty.requests)  # 0: it lacked one already
     assert gone.sources[f"upstream {pushed.upstream.host}"].items == ITEMS
     assert 1 <= gone.sources[f"peer {down}"].failures <= BLOBS
     verify_store(tmp_path / "a")
@@ -156,7 +167,15 @@ async def test_owner_without_the_blob_or_down_sends_the_pull_upstream(pushed: Pu
 
 
 async def test_lying_peer_never_corrupts_the_store(pushed: Pushed, tmp_path: Path) -> None:
-    liar = FakeServer(lambda req: Reply(200, {"Content-Type": "application/octet-stream"}, b"x" * 40_000))
+    """The liar sends garbage of the right length, so only the digest check can catch it."""
+    src = Store.open(pushed.src_root)
+
+    def lie(req: Request) -> Reply:
+        digest = Digest.parse(req.path.split("?")[0].rsplit("/", 1)[1])
+        size = len(src.blobs.read(digest))
+        return Reply(200, {"Content-Type": "application/octet-stream"}, b"x" * size)
+
+    liar = FakeServer(lie)
     try:
         (result,) = await pull_images(Store.open(tmp_path / "dst"), [pushed.image],
                                       peer_options(pushed.upstream, f"http://{liar.host}"))
@@ -165,6 +184,7 @@ async def test_lying_peer_never_corrupts_the_store(pushed: Pushed, tmp_path: Pat
     assert result.error is None, result.error
     assert result.sources[f"upstream {pushed.upstream.host}"].items == ITEMS
     assert result.sources[f"peer http://{liar.host}"].items == 0
+    assert result.sources[f"peer http://{liar.host}"].failures >= 1
     verify_store(tmp_path / "dst")
 
 
@@ -192,3 +212,86 @@ async def test_upstream_credentials_never_reach_a_peer(token_registry: RegistryS
     assert fake.requests and all("authorization" not in r.headers for r in fake.requests)
     assert not any(TEST_PASSWORD in r.path for r in fake.requests)
     assert result.sources[f"upstream {token_registry.host}"].items == ITEMS
+
+
+class _FakePeerFetches:
+    """Stands in for the downloads from peers: records each request's URL and how many run at once."""
+
+    def __init__(self, answer: str, seconds: float = 0.0) -> None:
+        self.answer = answer  # "404" or "blob"
+        self.seconds = seconds
+        self.urls: list[str] = []
+        self.running: Counter[str] = Counter()
+        self.most = 0
+        self.most_per_peer = 0
+
+    async def fetch(self, fetcher: BlobFetcher, repo: str, desc: Descriptor) -> int:
+        peer = fetcher.client.base_url
+        self.urls.append(fetcher.client.url(f"/v2/{repo}/blobs/{desc.digest}"))
+        self.running[peer] += 1
+        self.most = max(self.most, sum(self.running.values()))
+        self.most_per_peer = max(self.most_per_peer, self.running[peer])
+        try:
+            await trio.sleep(self.seconds)
+        finally:
+            self.running[peer] -= 1
+        if self.answer == "404":
+            raise NotFoundInRegistry("blob unknown")
+        return desc.size
+
+
+async def _from_peers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: _FakePeerFetches, urls: list[str],
+                      blobs: int, at_once: bool, wait: float = 10.0, per_origin: int = 8) -> Tallies:
+    """``blobs`` blobs asked of the peers at ``urls`` (none of them this node), all at once or in turn."""
+    monkeypatch.delenv(SELF_ENV, raising=False)
+    async def fetch(fetcher: BlobFetcher, repo: str, desc: Descriptor) -> int:
+        return await fake.fetch(fetcher, repo, desc)
+
+    monkeypatch.setattr(mirrors_module.BlobFetcher, "fetch", fetch)
+    options = TransferOptions(registries=RegistriesConfig(peers=Peers(tuple(urls), None, wait)),
+                              max_connections_per_origin=per_origin)
+    store = Store.open(tmp_path / "dst")
+    tallies: Tallies = {}
+    async with Session(options) as session:
+        sources = Sources(session)
+        upstream = RegistryClient("registry.invalid", session)
+        descs = [Descriptor("application/octet-stream", d, 10) for d in digests(blobs)]
+        if at_once:
+            async with trio.open_nursery() as nursery:
+                for desc in descs:
+                    nursery.start_soon(sources.from_peers, store, upstream, "r", desc, tallies)
+        else:
+            for desc in descs:
+                await sources.from_peers(store, upstream, "r", desc, tallies)
+    return tallies
+
+
+@pytest.mark.parametrize("at_once", [False, True])
+async def test_a_peer_that_lacked_a_blob_after_waiting_is_not_waited_for_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at_once: bool) -> None:
+    """One peer, one connection to it: the first request waits; every later one (queued or not) asks wait=0."""
+    fake = _FakePeerFetches("404", seconds=0.01)
+    await _from_peers(tmp_path, monkeypatch, fake, ["http://192.0.2.7:5050"], 6, at_once, per_origin=1)
+    waits = [url.rsplit("&wait=", 1)[1] for url in fake.urls]
+    assert waits == ["10"] + ["0"] * 5
+
+
+async def test_peer_fetches_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside the blob budget, but per peer the pool's connections and at most MAX_PEER_FETCHES in all."""
+    few = _FakePeerFetches("blob", seconds=0.05)
+    await _from_peers(tmp_path / "few", monkeypatch, few, ["http://192.0.2.7:5050", "http://192.0.2.8:5050"], 40,
+                      at_once=True, per_origin=2)
+    assert few.most == 4 and few.most_per_peer == 2
+    many = _FakePeerFetches("blob", seconds=0.05)
+    urls = [f"http://192.0.2.{i}:5050" for i in range(1, 21)]  # 20 peers x 8 connections: capped
+    await _from_peers(tmp_path / "many", monkeypatch, many, urls, 600, at_once=True)
+    assert many.most == MAX_PEER_FETCHES and many.most_per_peer <= 8
+
+
+async def test_a_node_that_is_not_a_peer_says_so_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="gadgetstore.registry.mirrors")
+    fake = _FakePeerFetches("blob")
+    tallies = await _from_peers(tmp_path, monkeypatch, fake, ["http://192.0.2.7:5050"], 5, at_once=True)
+    assert tallies["peer http://192.0.2.7:5050"].items == 5
+    assert sum("not among the peers" in r.getMessage() for r in caplog.records) == 1

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import threading
 import time
 from pathlib import Path
 
+import pytest
+import trio
+
 from gadgetstore.engine.digest import Digest
+from gadgetstore.engine.registry.mirrors_config import Peers, RegistriesConfig
 from gadgetstore.engine.serve import ServeConfig
+from gadgetstore.engine.serve import app as app_module
+from gadgetstore.engine.serve.arrivals import Arrivals
 from gadgetstore.engine.serve.messages import Request
 from gadgetstore.engine.serve.routes import peer_blob_request
 from gadgetstore.engine.store import Store
@@ -58,3 +66,68 @@ def test_a_waiting_request_gets_the_blob_when_it_lands(tmp_path: Path) -> None:
         landing.join()
     finally:
         server.stop()
+
+
+def test_waiting_requests_leave_half_the_connections_free(tmp_path: Path) -> None:
+    """max_connections=2: one request may wait; a second one is answered at once."""
+    Store.open(tmp_path / "s")
+    server = start_server(tmp_path / "s", ServeConfig(peer_blobs=True, max_connections=2))
+    try:
+        waiter = threading.Thread(target=server.request, args=("GET", f"/v2/r/blobs/{DIGEST}?wait=2"))
+        waiter.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert server.request("GET", f"/v2/r/blobs/{DIGEST}?wait=2").status == 404
+        assert time.monotonic() - started < 1.0
+        waiter.join()
+    finally:
+        server.stop()
+
+
+async def test_a_store_that_cannot_be_read_does_not_stop_the_waiting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    store = Store.open(tmp_path / "s")
+    real_stat = store.blobs.stat
+    failing = False
+
+    def stat(digest: Digest) -> object:
+        if failing:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_stat(digest)
+
+    monkeypatch.setattr(store.blobs, "stat", stat)
+    arrivals = Arrivals(store.blobs, interval=0.01)
+    sizes: list[int | None] = []
+    answered = trio.Event()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(arrivals.run)
+
+        async def wait_for_it() -> None:
+            sizes.append(await arrivals.size(DIGEST, 10))
+            answered.set()
+
+        nursery.start_soon(wait_for_it)
+        await trio.sleep(0.1)
+        failing = True  # the poller's stats fail for a while: logged, and it goes on
+        await trio.sleep(0.2)
+        failing = False
+        await trio.to_thread.run_sync(store.blobs.put, DATA)
+        with trio.fail_after(5):
+            await answered.wait()
+        nursery.cancel_scope.cancel()
+    assert sizes == [len(DATA)]
+    assert sum("cannot check the store" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("with_peers", [True, False])
+async def test_serve_says_when_peer_mode_is_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               caplog: pytest.LogCaptureFixture, with_peers: bool) -> None:
+    caplog.set_level(logging.INFO, logger="gadgetstore.serve")
+    config = RegistriesConfig(source=tmp_path / "registries.toml",
+                              peers=Peers(("http://192.0.2.7:5050",)) if with_peers else None)
+    monkeypatch.setattr(app_module, "load_registries", lambda: config)
+    with trio.CancelScope() as scope:
+        await app_module.run(Store.open(tmp_path / "s"), "127.0.0.1:0", on_ready=lambda addresses: scope.cancel())
+    lines = [r.getMessage() for r in caplog.records if "peer mode" in r.getMessage()]
+    assert len(lines) == (1 if with_peers else 0)
+    assert not with_peers or str(tmp_path / "registries.toml") in lines[0]
