@@ -334,6 +334,8 @@ def node_main(args: argparse.Namespace) -> None:
 
 # -- scenarios ------------------------------------------------------------------------------------
 
+SCENARIOS = frozenset({"a", "b", "b-seeded", "c-seed", "c"})
+
 
 @dataclass
 class Outcome:
@@ -542,6 +544,9 @@ def main() -> None:
         return
     if not 1 <= args.nodes <= 64 or not 1 <= args.gadgets <= 1000:
         parser.error("1 ≤ nodes ≤ 64 and 1 ≤ gadgets ≤ 1000")
+    unknown = set(filter(None, args.scenarios.split(","))) - SCENARIOS
+    if unknown:  # before the corpus is built, not minutes later
+        parser.error(f"unknown scenario(s) {', '.join(sorted(unknown))} (choose from {', '.join(sorted(SCENARIOS))})")
     net = Network(namespaces=not args.no_netns and namespaces_available())
     if args.upstream_rate and not net.namespaces:
         parser.error("--upstream-rate needs network namespaces (run as root)")
