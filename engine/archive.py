@@ -25,7 +25,7 @@ import zstandard
 from . import mediatypes as mt
 from . import reference
 from .blobstore import READ_CHUNK, IngestWriter, verify_stream
-from .descriptor import Descriptor, canonical_json, children, is_document, parse_document
+from .descriptor import Descriptor, canonical_json, children, is_document, parse_document, walk_graph
 from .digest import Digest
 from .errors import GadgetStoreError, ImageNotFound, IntegrityError, InvalidArchive
 from .fsutil import fsync_dir
@@ -247,13 +247,8 @@ def _is_available(store: Store, staged: _Staged, digest: Digest) -> bool:
 
 def _check_graph(store: Store, staged: _Staged, roots: list[Descriptor]) -> set[Digest]:
     """Every blob the roots reach must be in the archive (or store) with the declared size."""
-    reached: set[Digest] = set()
-    stack = list(roots)
-    while stack:
-        desc = stack.pop()
-        if desc.digest in reached:
-            continue
-        reached.add(desc.digest)
+
+    def expand(desc: Descriptor) -> list[Descriptor]:
         if desc.digest in staged.sealed:
             size = os.stat(staged.sealed[desc.digest].temp_path).st_size
         elif desc.digest in staged.already_stored or store.blobs.has(desc.digest):
@@ -263,13 +258,15 @@ def _check_graph(store: Store, staged: _Staged, roots: list[Descriptor]) -> set[
             raise InvalidArchive(f"blob {desc.digest} is referenced but missing from the archive")
         if size != desc.size:
             raise InvalidArchive(f"blob {desc.digest}: descriptor says {desc.size} bytes, archive has {size}")
-        if is_document(desc):
-            where = f"manifest {desc.digest}"
-            try:
-                stack.extend(children(parse_document(_staged_bytes(store, staged, desc), where), where))
-            except GadgetStoreError as err:
-                raise InvalidArchive(str(err)) from None
-    return reached
+        if not is_document(desc):
+            return []
+        where = f"manifest {desc.digest}"
+        try:
+            return children(parse_document(_staged_bytes(store, staged, desc), where), where)
+        except GadgetStoreError as err:
+            raise InvalidArchive(str(err)) from None
+
+    return set(walk_graph(roots, expand))
 
 
 def _import_ref_name(ref: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,6 +116,27 @@ def subject(doc: dict[str, Any], where: str) -> Descriptor | None:
 def is_document(desc: Descriptor) -> bool:
     """Whether the blob is a manifest or index whose children must be walked."""
     return desc.is_index or desc.is_manifest
+
+
+def walk_graph(
+    roots: Iterable[Descriptor],
+    expand: Callable[[Descriptor], Iterable[Descriptor]],
+    seen: dict[Digest, Descriptor] | None = None,
+) -> dict[Digest, Descriptor]:
+    """Every descriptor reachable from ``roots``, each digest visited once (depth first).
+
+    ``expand`` gives a descriptor's children (none for a leaf, or for whatever the caller decides
+    not to follow); pass ``seen`` to share visits across several walks.
+    """
+    seen = {} if seen is None else seen
+    stack = list(roots)
+    while stack:
+        desc = stack.pop()
+        if desc.digest in seen:
+            continue
+        seen[desc.digest] = desc
+        stack.extend(expand(desc))
+    return seen
 
 
 def canonical_json(obj: Any) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import stat
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 
 from . import journal_format as jf
 from .blobstore import BlobNotFound
-from .descriptor import Descriptor, children, is_document
+from .descriptor import Descriptor, children, is_document, walk_graph
 from .digest import Digest
 from .errors import GadgetStoreError
 from .store import Store
@@ -111,27 +112,26 @@ def _check_references(store: Store, report: FsckReport, damaged: set[Digest]) ->
     for ref, raw in sorted(store.journal.state.tags.items()):
         named.append((f"tag {ref}", Descriptor.from_json(raw, f"tag {ref}")))
     named.extend((f"pinned {pin.digest}", pin) for pin in store.pins())
-    checked: set[Digest] = set()
+    checked: dict[Digest, Descriptor] = {}
     for name, root in named:
         report.references_checked += 1
-        stack = [root]
-        while stack:
-            desc = stack.pop()
-            if desc.digest in checked:
-                continue
-            checked.add(desc.digest)
-            st = store.blobs.stat(desc.digest)
-            if st is None:
-                report.problems.append(f"{name}: blob {desc.digest} is missing")
-                continue
-            if st.st_size != desc.size:
-                report.problems.append(
-                    f"{name}: blob {desc.digest} has {st.st_size} bytes, descriptor says {desc.size}"
-                )
-                continue
-            if desc.digest in damaged or not is_document(desc):
-                continue
-            try:
-                stack.extend(children(store.read_document(desc), f"manifest {desc.digest}"))
-            except (GadgetStoreError, BlobNotFound) as err:
-                report.problems.append(f"{name}: {err}")
+        walk_graph([root], functools.partial(_checked_children, store, report, damaged, name), checked)
+
+
+def _checked_children(store: Store, report: FsckReport, damaged: set[Digest], name: str,
+                      desc: Descriptor) -> list[Descriptor]:
+    """Report a missing or wrong-sized blob; the children of a sound manifest or index."""
+    st = store.blobs.stat(desc.digest)
+    if st is None:
+        report.problems.append(f"{name}: blob {desc.digest} is missing")
+        return []
+    if st.st_size != desc.size:
+        report.problems.append(f"{name}: blob {desc.digest} has {st.st_size} bytes, descriptor says {desc.size}")
+        return []
+    if desc.digest in damaged or not is_document(desc):
+        return []
+    try:
+        return children(store.read_document(desc), f"manifest {desc.digest}")
+    except (GadgetStoreError, BlobNotFound) as err:
+        report.problems.append(f"{name}: {err}")
+        return []

@@ -25,7 +25,7 @@ from typing import Any
 from . import journal_format as jf
 from . import mediatypes as mt
 from .blobstore import BlobNotFound, BlobStore
-from .descriptor import Descriptor, children, is_document, parse_document, subject
+from .descriptor import Descriptor, children, is_document, parse_document, subject, walk_graph
 from .digest import Digest
 from .errors import GadgetStoreError, ImageNotFound, StoreError
 from .faults import crash_point
@@ -290,23 +290,19 @@ class Store:
 
     def walk(self, roots: Iterable[Descriptor], missing_ok: bool = False) -> dict[Digest, Descriptor]:
         """Every descriptor reachable from ``roots`` (roots included), keyed by digest."""
-        seen: dict[Digest, Descriptor] = {}
-        stack = list(roots)
-        while stack:
-            desc = stack.pop()
-            if desc.digest in seen:
-                continue
-            seen[desc.digest] = desc
+
+        def expand(desc: Descriptor) -> list[Descriptor]:
             if not is_document(desc):
-                continue
+                return []
             try:
                 doc = self.read_document(desc)
             except BlobNotFound:
                 if missing_ok:
-                    continue
+                    return []
                 raise
-            stack.extend(children(doc, f"manifest {desc.digest}"))
-        return seen
+            return children(doc, f"manifest {desc.digest}")
+
+        return walk_graph(roots, expand)
 
     def roots(self, exclude_refs: Iterable[str] = ()) -> list[Descriptor]:
         skip = set(exclude_refs)

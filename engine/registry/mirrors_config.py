@@ -117,12 +117,18 @@ def _base_url(url: str, where: str, default_scheme: str) -> tuple[str, str]:
     return scheme, (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
 
 
-def _mirror(raw: Any, where: str, base_dir: Path) -> Mirror:
+def _table(raw: Any, where: str, what: str, keys: set[str]) -> dict[str, Any]:
+    """``raw`` as a TOML table with only ``keys``: a typo is an error, never a silently ignored setting."""
     if not isinstance(raw, dict):
-        raise RegistriesConfigError(f"{where}: a mirror must be a table")
-    unknown = set(raw) - _MIRROR_KEYS
+        raise RegistriesConfigError(f"{where}: {what} must be a table")
+    unknown = set(raw) - keys
     if unknown:
         raise RegistriesConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    return raw
+
+
+def _mirror(raw: Any, where: str, base_dir: Path) -> Mirror:
+    raw = _table(raw, where, "a mirror", _MIRROR_KEYS)
     url = raw.get("url")
     if not isinstance(url, str) or not url.strip():
         raise RegistriesConfigError(f"{where}: url is required")
@@ -171,11 +177,7 @@ def _peer_url(url: Any, where: str) -> str:
 
 
 def _peers(raw: Any, where: str) -> Peers:
-    if not isinstance(raw, dict):
-        raise RegistriesConfigError(f"{where}: [peers] must be a table")
-    unknown = set(raw) - _PEER_KEYS
-    if unknown:
-        raise RegistriesConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    raw = _table(raw, where, "[peers]", _PEER_KEYS)
     urls = raw.get("urls")
     if not isinstance(urls, list) or not urls:
         raise RegistriesConfigError(f"{where}: urls must be a non-empty list of peer URLs")

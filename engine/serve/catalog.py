@@ -13,7 +13,14 @@ from typing import Any
 
 from gadgetstore.engine import mediatypes as mt
 from gadgetstore.engine import reference
-from gadgetstore.engine.descriptor import Descriptor, children, is_document, parse_document, subject
+from gadgetstore.engine.descriptor import (
+    Descriptor,
+    children,
+    is_document,
+    parse_document,
+    subject,
+    walk_graph,
+)
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import GadgetStoreError
 from gadgetstore.engine.store import Store, signature_tag_subject
@@ -120,16 +127,11 @@ class _Builder:
         return doc
 
     def walk(self, roots: Iterable[Descriptor], seen: dict[Digest, Descriptor]) -> None:
-        stack = list(roots)
-        while stack:
-            desc = stack.pop()
-            if desc.digest in seen:
-                continue
-            seen[desc.digest] = desc
-            if is_document(desc):
-                doc = self.document(desc)
-                if doc is not None:
-                    stack.extend(doc.children)
+        walk_graph(roots, self._children, seen)
+
+    def _children(self, desc: Descriptor) -> tuple[Descriptor, ...]:
+        doc = self.document(desc) if is_document(desc) else None
+        return doc.children if doc is not None else ()
 
 
 def build_catalog(

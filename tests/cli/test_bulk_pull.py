@@ -8,25 +8,19 @@ from pathlib import Path
 
 import pytest
 import trio
-from click.testing import CliRunner
 
-from gadgetstore.cli.main import cli
 from gadgetstore.engine.reference import normalize
 from gadgetstore.engine.registry.client import Session, TransferOptions
 from gadgetstore.engine.registry.errors import RegistryError
 from gadgetstore.engine.registry.taglist import list_tags, next_link
 from gadgetstore.engine.store import Store
 from tests.engine.serve.support import RunningServer, start_server
+from tests.support.cli import run_cli as run
 from tests.support.fakes import FakeServer, Reply, Request
 from tests.support.images import make_gadget_image, verify_store
 from tests.support.registry import RegistryServer, unique_repo
 
 SIG_TAG = "sha256-" + "ab" * 32 + ".sig"
-
-
-def run(*args: str, input: str | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def push(registry: RegistryServer, src_root: Path, images: list[str]) -> None:

@@ -9,14 +9,9 @@ from gadgetstore.cli.listing import created_ago, format_rows
 from gadgetstore.cli.main import cli
 from gadgetstore.engine import paths
 from gadgetstore.engine.images import ImageRow
+from tests.support.cli import run_in_store as run
 
 DIGEST = "sha256:87c3ecca8d843f2e08382836cb0eff718fa5c56d786c73e2674d7e9db13a1ac7"
-
-
-def run(store: Path, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, ["--store", str(store), *args])
-    assert "Traceback" not in result.stdout + result.stderr
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_import_list_tag_remove_cycle(tmp_path: Path, trace_open_tar: Path) -> None:

@@ -6,20 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from gadgetstore.cli.main import cli
 from gadgetstore.engine.reference import normalize
 from gadgetstore.engine.store import Store
+from tests.support.cli import run_in_store as run
 from tests.support.images import make_gadget_image
 from tests.support.registry import RegistryServer, unique_repo
-
-
-def run(store: Path, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, ["--store", str(store), *args])
-    assert "Traceback" not in result.stdout + result.stderr
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture

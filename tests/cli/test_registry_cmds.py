@@ -8,19 +8,13 @@ import stat
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from gadgetstore.cli.main import cli
 from gadgetstore.engine.reference import normalize
 from gadgetstore.engine.registry import authfile
 from gadgetstore.engine.store import Store
+from tests.support.cli import run_cli as run
 from tests.support.images import make_gadget_image, verify_store
 from tests.support.registry import TEST_PASSWORD, TEST_USER, RegistryServer, unique_repo
-
-
-def run(*args: str, input: str | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_login_get_login_logout(htpasswd_registry: RegistryServer, cert_dir: Path, tmp_path: Path) -> None:

@@ -9,25 +9,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gadgetstore.cli.main import cli
 from gadgetstore.engine.descriptor import Descriptor, canonical_json
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.store import Store
 from tests.engine.signatures.helpers import Image, attach, make_cert, make_jws, policy, target_of
+from tests.support.cli import run_in_store as run
 
 IMAGE = "ghcr.io/inspektor-gadget/gadget/trace_open:latest"
 DIGEST = "sha256:87c3ecca8d843f2e08382836cb0eff718fa5c56d786c73e2674d7e9db13a1ac7"
-
-
-def run(store: Path, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, ["--store", str(store), *args])
-    assert "Traceback" not in result.stdout + result.stderr
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture

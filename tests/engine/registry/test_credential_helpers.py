@@ -11,15 +11,14 @@ from pathlib import Path
 
 import pytest
 import trio
-from click.testing import CliRunner
 
-from gadgetstore.cli.main import cli
 from gadgetstore.engine.registry import authfile, credhelper
 from gadgetstore.engine.registry.authfile import Credentials
 from gadgetstore.engine.registry.client import Session, TransferOptions
 from gadgetstore.engine.registry.credhelper import CredentialHelperError
 from gadgetstore.engine.registry.push import push_image
 from gadgetstore.engine.store import Store
+from tests.support.cli import run_cli as run
 from tests.support.images import make_gadget_image, verify_store
 from tests.support.registry import TEST_PASSWORD, TEST_USER, RegistryServer, unique_repo
 
@@ -117,11 +116,6 @@ def plain_auth(user: str, password: str) -> dict[str, str]:
     import base64
 
     return {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
-
-
-def run(*args: str, input: str | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 # -- the protocol ------------------------------------------------------------------------------

@@ -1,0 +1,22 @@
+"""Running the gadgetstore CLI in-process for tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from gadgetstore.cli.main import cli
+
+
+def run_cli(*args: str, input: str | None = None) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr); a traceback in the output or an uncaught exception fails the test."""
+    result = CliRunner().invoke(cli, list(args), input=input)
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def run_in_store(store: Path, *args: str) -> tuple[int, str, str]:
+    """:func:`run_cli` on the store at ``store``."""
+    return run_cli("--store", str(store), *args)
