@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterable, Sequence
 
 from gadgetstore.engine.errors import GadgetStoreError
+from gadgetstore.engine.fsutil import read_utf8
 from gadgetstore.engine.reference import normalize, parse
 from gadgetstore.engine.registry.client import Session, TransferOptions
 from gadgetstore.engine.registry.mirrors import Tallies, merge
@@ -32,18 +33,12 @@ def read_image_list(path: str) -> list[str]:
     where = "standard input" if path == "-" else path
     try:
         if path == "-":
-            raw = sys.stdin.buffer.read(MAX_LIST_BYTES + 1)
+            text = read_utf8(sys.stdin.buffer, MAX_LIST_BYTES, f"image list {where}", ImageListError)
         else:
             with open(path, "rb") as f:
-                raw = f.read(MAX_LIST_BYTES + 1)
+                text = read_utf8(f, MAX_LIST_BYTES, f"image list {where}", ImageListError)
     except OSError as err:
         raise ImageListError(f"cannot read image list {where}: {err.strerror}") from None
-    if len(raw) > MAX_LIST_BYTES:
-        raise ImageListError(f"image list {where} is larger than {MAX_LIST_BYTES} bytes")
-    try:
-        text = raw.decode()
-    except UnicodeDecodeError:
-        raise ImageListError(f"image list {where} is not UTF-8") from None
     images = []
     for number, line in enumerate(text.splitlines(), 1):
         entry = line.split("#", 1)[0].strip()

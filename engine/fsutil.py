@@ -1,4 +1,4 @@
-"""Durable file-system primitives: fsync'd atomic replace, directory sync, safe opens."""
+"""Durable file-system primitives: fsync'd atomic replace, directory sync, safe opens, bounded reads."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import os
 import stat
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
-from .errors import StoreError
+from .errors import GadgetStoreError, StoreError
 
 
 def fsync_dir(path: Path) -> None:
@@ -54,3 +55,17 @@ def open_regular(path: Path) -> int:
         os.close(fd)
         raise StoreError(f"{path} is not a regular file")
     return fd
+
+
+def read_utf8(source: BinaryIO, limit: int, what: str, error: type[GadgetStoreError]) -> str:
+    """At most ``limit`` bytes of UTF-8 text, never allocating more than ``limit + 1``.
+
+    A larger input, or one that is not UTF-8, raises ``error`` naming ``what``.
+    """
+    raw = source.read(limit + 1)
+    if len(raw) > limit:
+        raise error(f"{what} is larger than {limit} bytes")
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise error(f"{what} is not UTF-8") from None

@@ -42,6 +42,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import GadgetStoreError
+from ..fsutil import read_utf8
 
 DEFAULT_PATH = Path("/etc/gadgetstore/registries.toml")
 ENV_VAR = "GADGETSTORE_REGISTRIES_CONFIG"
@@ -246,17 +247,11 @@ def load(explicit: Path | None = None) -> RegistriesConfig:
     path, required = config_path(explicit)
     try:
         with open(path, "rb") as f:
-            raw = f.read(MAX_CONFIG_BYTES + 1)
+            text = read_utf8(f, MAX_CONFIG_BYTES, f"registries config {path}", RegistriesConfigError)
     except FileNotFoundError:
         if required:
             raise RegistriesConfigError(f"registries config {path} does not exist") from None
         return RegistriesConfig()
     except OSError as err:
         raise RegistriesConfigError(f"cannot read registries config {path}: {err.strerror}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise RegistriesConfigError(f"registries config {path} is larger than {MAX_CONFIG_BYTES} bytes")
-    try:
-        text = raw.decode()
-    except UnicodeDecodeError:
-        raise RegistriesConfigError(f"registries config {path} is not UTF-8") from None
     return parse(text, path)
