@@ -12,7 +12,8 @@ from gadgetstore.cli.main import cli
 def run_cli(*args: str, input: str | None = None) -> tuple[int, str, str]:
     """(exit code, stdout, stderr); a traceback in the output or an uncaught exception fails the test."""
     result = CliRunner().invoke(cli, list(args), input=input)
-    assert "Traceback" not in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
     return result.exit_code, result.stdout, result.stderr
 

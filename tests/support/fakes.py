@@ -13,8 +13,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support import httpserver
 
 
 @dataclass
@@ -54,11 +56,8 @@ class _ThreadedServer:
 
             do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _H)
-        self._server.daemon_threads = True
+        self._server = httpserver.serve(_H)
         self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
 
     def _respond(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
         raise NotImplementedError
@@ -68,8 +67,7 @@ class _ThreadedServer:
         return f"127.0.0.1:{self.port}"
 
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        httpserver.stop(self._server)
 
 
 class FakeServer(_ThreadedServer):

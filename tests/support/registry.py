@@ -27,7 +27,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -39,6 +39,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from tests.support import httpserver
 
 REGISTRY_BINARY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 TEST_USER = "tester"
@@ -135,8 +137,7 @@ class TokenServer:
     requests: list[dict[str, Any]] = field(default_factory=list)
     port: int = 0
     host: str = "127.0.0.1"
-    _server: ThreadingHTTPServer | None = None
-    _thread: threading.Thread | None = None
+    _server: httpserver.QuietHTTPServer | None = None
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -210,17 +211,12 @@ class TokenServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer((self.host if self.host != "localhost" else "127.0.0.1", self.port),
-                                           Handler)
-        self._server.daemon_threads = True
+        self._server = httpserver.serve(Handler, self.host if self.host != "localhost" else "127.0.0.1", self.port)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            httpserver.stop(self._server)
             self._server = None
 
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -33,6 +32,7 @@ from gadgetstore.engine.signatures.sign import SIGN_FORMATS, sign_image
 from gadgetstore.engine.signatures.signing_keys import SigningKey, generate_private_key, public_key_of
 from gadgetstore.engine.store import Store
 from tests.engine.serve.support import start_server
+from tests.support import httpserver
 from tests.support.images import make_gadget_image, verify_store
 
 
@@ -166,16 +166,12 @@ def _handler(fake: FakeRegistry) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def fake() -> Iterator[FakeRegistry]:
     registry = FakeRegistry()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(registry))
-    server.daemon_threads = True
+    server = httpserver.serve(_handler(registry))
     registry.host = f"127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     try:
         yield registry
     finally:
-        server.shutdown()
-        server.server_close()
+        httpserver.stop(server)
 
 
 def signed(tmp_path: Path, fake: FakeRegistry, key: SigningKey, formats: tuple[str, ...] = SIGN_FORMATS
