@@ -12,6 +12,7 @@ with its access log on. Each round runs every tool once into an empty destinatio
                verified, fsync'd, renamed): the time is the pull inside the child (no interpreter start),
                the memory is the child's peak RSS (``ru_maxrss``) and, for reference, its RSS before the pull
   curl         one ``curl -o`` stream of the blob URL: the wire floor (no verification, no fsync)
+  curl-null    the same stream into /dev/null: the wire alone, no file at all (a stricter reference)
   skopeo       ``skopeo copy --all --preserve-digests`` into an OCI layout
   oras-py      oras-py: the index, then the manifest by digest (oras-py pulls no index by itself)
 A hash floor (``hashlib.sha256`` over the blob from the page cache, 1 MiB reads) is printed too, and
@@ -235,7 +236,7 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=TransferOptions().chunk_size)
     parser.add_argument("--parallelism", type=int, default=TransferOptions().chunk_parallelism)
     parser.add_argument("--kill-at", type=float, default=0.5, help="fraction of the blob on disk at the kill")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["curl", "skopeo", "oras", "resume"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["curl", "curl-null", "skopeo", "oras", "resume"])
     parser.add_argument("--child", nargs=3, metavar=("DEST", "HOST", "IMAGE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -276,6 +277,9 @@ def main() -> None:
             if "curl" not in args.skip:
                 tools["curl"] = timed(lambda d: subprocess.run(["curl", "-sf", "-o", str(d / "blob"), blob_url],
                                                                check=True))
+            if "curl-null" not in args.skip:
+                tools["curl-null"] = timed(lambda d: subprocess.run(["curl", "-sf", "-o", "/dev/null", blob_url],
+                                                                    check=True))
             if "skopeo" not in args.skip:
                 tools["skopeo"] = timed(lambda d: subprocess.run(
                     ["skopeo", "copy", "-q", "--all", "--preserve-digests", "--src-tls-verify=false",
@@ -320,6 +324,9 @@ def main() -> None:
         if "curl" in med:
             per = " ".join(f"{a / b:.2f}" for a, b in zip(times["gadgetstore"], times["curl"], strict=False))
             print(f"{'gadgetstore / curl':<28}{ours / med['curl']:>8.2f}  {per}   target <= 1.25")
+            if "curl-null" in med:
+                per = " ".join(f"{a / b:.2f}" for a, b in zip(times["gadgetstore"], times["curl-null"], strict=False))
+                print(f"{'gadgetstore / curl-null':<28}{ours / med['curl-null']:>8.2f}  {per}")
             floor = max(med["curl"], hash_s)
             print(f"{'gadgetstore / max(curl,sha)':<28}{ours / floor:>8.2f}")
             for peer, issue in (("skopeo", 4.4), ("oras-py", 4.8)):

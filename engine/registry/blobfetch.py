@@ -7,14 +7,16 @@ first chunk is a probe, and when it arrived fast (a loopback or LAN registry) th
 one stream, else as chunks fetched in parallel; if the registry answers the first Range with a
 plain 200, the whole body is streamed instead. Batches are written one at a time in a worker
 thread, and the ingest writer hashes each one that continues the hashed prefix while writing it;
-bytes that landed ahead are read back (page cache) once the prefix reaches them. Nothing becomes
+bytes that landed ahead are read back from the file once the prefix reaches them. Nothing becomes
 visible before the digest of the whole file matches. A ranged blob's bodies are received straight
-into a few batch buffers that are reused (:class:`_Buffers`): a buffer goes back only once the
+into a few page-aligned batch buffers that are reused (:class:`_Buffers`) and written to disk with
+``O_DIRECT`` (no copy into the page cache, no writeback later): a buffer goes back only once the
 write and the hash of its bytes are done.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
 from collections.abc import Callable
@@ -43,7 +45,7 @@ WRITE_BUFFER = 1024 * 1024
 SINK_DEPTH = 1
 STREAM_BATCH = 8 * 1024 * 1024
 CHUNK_BATCH = 2 * 1024 * 1024
-SYNC_EVERY = 32 * 1024 * 1024  # ranged blobs: start writeback after this many new bytes (measured best)
+SYNC_EVERY = 32 * 1024 * 1024  # buffered ranged writes: start writeback after this many new bytes (measured best)
 PROBE_MIN_CHUNK = 4 * 1024 * 1024  # a rate measured over fewer bytes says little (TTFB, slow start)
 PROBE_MIN_SIZE = 64 * 1024 * 1024  # smaller blobs start all chunks at once: no time to lose on a probe
 # bytes/s (~1 Gbit/s): one stream this fast is not what limits the pull, and parallel streams would
@@ -118,19 +120,20 @@ class _Buffers:
     """At most ``count`` reusable buffers of ``size`` bytes, allocated when first needed.
 
     Reuse is the point: a fresh buffer per read costs a page fault per 4 KiB, about a third of
-    the cost of receiving the bytes. Taking one waits while all are in use, which also bounds
-    what is in flight. :meth:`give_back` is called from the Trio thread only."""
+    the cost of receiving the bytes. Buffers are anonymous mappings, so they start on a page and
+    the ingest writer can send them to disk with ``O_DIRECT``. Taking one waits while all are in
+    use, which also bounds what is in flight. :meth:`give_back` is called from the Trio thread only."""
 
     def __init__(self, size: int, count: int) -> None:
         self.size = size
-        self._free: list[bytearray] = []
+        self._free: list[mmap.mmap] = []
         self._slots = trio.Semaphore(count)
 
-    async def take(self) -> bytearray:
+    async def take(self) -> mmap.mmap:
         await self._slots.acquire()
-        return self._free.pop() if self._free else bytearray(self.size)
+        return self._free.pop() if self._free else mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE)
 
-    def give_back(self, buf: bytearray) -> None:
+    def give_back(self, buf: mmap.mmap) -> None:
         self._free.append(buf)
         self._slots.release()
 
@@ -149,7 +152,7 @@ class _Sink:
         self._writer = writer
         self._sync_fd = sync_fd
         self._send, self._receive = trio.open_memory_channel[_Batch](SINK_DEPTH)
-        self._unsynced = 0
+        self._synced_upto = 0  # the writer's buffered_bytes when the last background sync started
         self._syncing = False
         self._token = trio.lowlevel.current_trio_token()
         self._pools: dict[int, _Buffers] = {}
@@ -165,7 +168,7 @@ class _Sink:
             pool = self._pools[size] = _Buffers(size, receivers + SINK_DEPTH + 2)
         return pool
 
-    async def put(self, pos: int, data: memoryview, buf: bytearray, pool: _Buffers) -> None:
+    async def put(self, pos: int, data: memoryview, buf: mmap.mmap, pool: _Buffers) -> None:
         """Queue ``data`` (a view of ``buf``) for offset ``pos``; ``buf`` goes back to ``pool`` once
         it is written and hashed."""
         await self._send.send(_Batch(pos, data, buf, pool))
@@ -175,8 +178,9 @@ class _Sink:
         self._send.close()
 
     async def run(self, nursery: trio.Nursery) -> None:
-        """Write batches until :meth:`close`; every ``SYNC_EVERY`` bytes start an fdatasync in the
-        background, so the commit's fsync is left with only the last few batches."""
+        """Write batches until :meth:`close`; every ``SYNC_EVERY`` bytes written through the page
+        cache start an fdatasync in the background, so the commit's fsync is left with only the
+        last few batches (``O_DIRECT`` writes leave nothing to write back)."""
         async with self._receive:
             async for batch in self._receive:
                 hashing = await trio.to_thread.run_sync(self._writer.writev_at, batch.pos, [batch.data])
@@ -184,11 +188,10 @@ class _Sink:
                     batch.pool.give_back(batch.buf)
                 else:
                     hashing.add_done_callback(self._give_back_later(batch))
-                size = len(batch.data)
-                self.written += size
-                self._unsynced += size
-                if self._unsynced >= SYNC_EVERY and not self._syncing:
-                    self._unsynced, self._syncing = 0, True
+                self.written += len(batch.data)
+                buffered = self._writer.buffered_bytes
+                if buffered - self._synced_upto >= SYNC_EVERY and not self._syncing:
+                    self._synced_upto, self._syncing = buffered, True
                     nursery.start_soon(self._sync)
 
     def _give_back_later(self, batch: _Batch) -> Callable[[Future[None]], None]:
@@ -218,7 +221,7 @@ class _Batch:
 
     __slots__ = ("buf", "data", "pool", "pos")
 
-    def __init__(self, pos: int, data: memoryview, buf: bytearray, pool: _Buffers) -> None:
+    def __init__(self, pos: int, data: memoryview, buf: mmap.mmap, pool: _Buffers) -> None:
         self.pos = pos
         self.data = data
         self.buf = buf
@@ -327,7 +330,7 @@ class BlobFetcher:
     async def _ranged(self, repo: str, desc: Descriptor) -> int:
         size, step = desc.size, max(1, self.options.chunk_size)
         chunks = [(off, min(size, off + step)) for off in range(0, size, step)]
-        writer = await trio.to_thread.run_sync(self.store.blobs.writer, desc.digest, size)
+        writer = await trio.to_thread.run_sync(self.store.blobs.writer, desc.digest, size, True)
         lock_fd = await trio.to_thread.run_sync(resume.lock_writer, writer)
         partial: resume.Partial | None = None
         try:

@@ -3,6 +3,7 @@ behind both, and resumed partial files — every path ends verified, damage is n
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from collections.abc import Iterator
@@ -219,4 +220,51 @@ async def test_batch_buffers_are_reused_only_after_their_hash(
     # a handful of buffers carried every batch: 4 of STREAM_BATCH (the probe's and the stream's),
     # 3 + 1 + 1 + 2 of CHUNK_BATCH (receivers, the first answer, queued, written, hashed)
     assert len(taken) <= (4 if streamed else 4 + 7) < SIZE // (64 * 1024)
+    verify_store(tmp_path / "dst")
+
+
+@pytest.fixture
+def disk_writes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Bytes written with O_DIRECT, and background fdatasync calls, during the test."""
+    seen = {"direct": 0, "fdatasync": 0}
+    real_pwrite, real_fdatasync = os.pwrite, os.fdatasync
+
+    def pwrite(fd: int, data: Any, offset: int) -> int:
+        written = real_pwrite(fd, data, offset)
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT:
+            seen["direct"] += written
+        return written
+
+    def fdatasync(fd: int) -> None:
+        seen["fdatasync"] += 1
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+    monkeypatch.setattr(blobfetch, "SYNC_EVERY", 64 * 1024)
+    return seen
+
+
+async def test_a_streamed_blob_bypasses_the_page_cache(anon_registry: RegistryServer, proxy: FaultProxy,
+                                                       tmp_path: Path, stream_mode: None,
+                                                       disk_writes: dict[str, int]) -> None:
+    """Receive buffers are page-aligned, so every whole block of an in-order stream goes to disk
+    with O_DIRECT; only the unaligned tail is written buffered, too little for a background sync."""
+    repo, _, _ = await _pushed(anon_registry, tmp_path)
+    await pull_image(Store.open(tmp_path / "dst"), f"{proxy.host}/{repo}:v1", _opts(proxy.host))
+    assert disk_writes["direct"] == SIZE - SIZE % blobstore.DIRECT_ALIGN
+    assert disk_writes["fdatasync"] == 0
+    verify_store(tmp_path / "dst")
+
+
+async def test_chunks_landing_ahead_are_buffered_and_synced_early(
+        anon_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path, disk_writes: dict[str, int]) -> None:
+    """Parallel chunks that land ahead of the hashed prefix stay in the page cache (they are read
+    back for the hash); their writeback starts before the commit."""
+    repo, _, _ = await _pushed(anon_registry, tmp_path)
+    proxy.add(r"GET /v2/.*/blobs/", "delay", seconds=0.5, range_start=CHUNK)  # chunks 2.. land ahead of 1
+    await pull_image(Store.open(tmp_path / "dst"), f"{proxy.host}/{repo}:v1", _opts(proxy.host))
+    assert proxy.faults[0].hits == 1
+    assert disk_writes["direct"] <= 2 * CHUNK  # at most chunks 0 and 1, written at the prefix
+    assert disk_writes["fdatasync"] >= 1
     verify_store(tmp_path / "dst")
