@@ -435,13 +435,17 @@ class IngestWriter:
             self._hasher.update(chunk)
             self._hashed += len(chunk)
 
-    def seal(self) -> Digest:
-        """Flush, fsync and verify; the file stays in ``ingest/`` until :meth:`publish`."""
+    def seal(self, sync: bool = True) -> Digest:
+        """Flush, fsync and verify; the file stays in ``ingest/`` until :meth:`publish`.
+
+        ``sync=False`` leaves the fsync to the caller, who makes many sealed files durable at once
+        (:class:`~.registry.publish.BlobPublisher`) before publishing any of them."""
         assert self._file is not None, "writer is closed"
         self._file.flush()
         crash_point("ingest.written")
-        os.fsync(self._file.fileno())
-        crash_point("ingest.synced")
+        if sync:
+            os.fsync(self._file.fileno())
+            crash_point("ingest.synced")
         size = os.fstat(self._file.fileno()).st_size
         with self._lock:
             self._drain()

@@ -1,7 +1,8 @@
 """Downloading one blob into the store, verified at commit.
 
 Small blobs are read into memory (growing only with received bytes, capped at the declared size)
-and committed in one thread call. Larger ones stream into an ingest file. Above the range
+and verified in one thread call. Larger ones stream into an ingest file. Both are made durable and
+published in batches with the pull's other small blobs (:mod:`.publish`). Above the range
 threshold, the blob is fetched with Range requests into a sparse ingest file: on a big blob the
 first chunk is a probe, and when it arrived fast (a loopback or LAN registry) the rest comes as
 one stream, else as chunks fetched in parallel; if the registry answers the first Range with a
@@ -279,6 +280,7 @@ class BlobFetcher:
         self.store = store
         self.client = client
         self.options = client.options
+        self.publisher = client.session.publisher(store)  # small blobs: durable in batches
         self.resumed_bytes = 0
 
     async def fetch(self, repo: str, desc: Descriptor) -> int:
@@ -306,14 +308,8 @@ class BlobFetcher:
                 raise IntegrityError(f"blob {desc.digest}: registry sent more than {desc.size} bytes") from None
         if len(data) != desc.size:
             raise IntegrityError(f"blob {desc.digest}: got {len(data)} bytes, expected {desc.size}")
-        await trio.to_thread.run_sync(self._commit_bytes, desc, data)
+        await self.publisher.put(data, desc.digest)
         return len(data)
-
-    def _commit_bytes(self, desc: Descriptor, data: bytes) -> None:
-        """Hash once, while writing; the commit compares against the expected digest."""
-        with self.store.blobs.writer(desc.digest, desc.size) as writer:
-            writer.write(data)
-            writer.commit()
 
     async def _streamed(self, repo: str, desc: Descriptor) -> int:
         writer = await trio.to_thread.run_sync(self.store.blobs.writer, desc.digest, desc.size)
@@ -322,7 +318,8 @@ class BlobFetcher:
                 end = await _sequential_into(
                     lambda _offset, data: writer.write(data), resp, 0, desc.size, f"blob {desc.digest}"
                 )
-            await trio.to_thread.run_sync(writer.commit)
+            await trio.to_thread.run_sync(writer.seal, False)
+            await self.publisher.publish(writer)
             return end
         finally:
             await trio.to_thread.run_sync(writer.abort)

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode, urljoin
 
 import trio
@@ -24,6 +25,10 @@ from .authfile import Credentials, credentials_for
 from .errors import AuthError, NotFoundInRegistry, RateLimited, RegistryError, RegistryUnavailable, TransportError
 from .http import Headers, Origin, Pool, Response, origin_of
 from .mirrors_config import RegistriesConfig
+from .publish import BlobPublisher
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 MAX_TOKEN_BYTES = 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
@@ -351,6 +356,14 @@ class Session:
         self._client_locks: dict[str, trio.Lock] = {}
         self.origin_ssl: dict[Origin, ssl.SSLContext] = {}  # e.g. a mirror's own CA, never the upstream's client cert
         self.blob_limiter = trio.CapacityLimiter(self.options.max_concurrent_blobs)
+        self._publishers: dict[Path, BlobPublisher] = {}
+
+    def publisher(self, store: Store) -> BlobPublisher:
+        """The batch's group publisher for ``store``'s small blobs (one per store, shared by all pulls)."""
+        found = self._publishers.get(store.root)
+        if found is None:
+            found = self._publishers[store.root] = BlobPublisher(store)
+        return found
 
     def _ssl_context(self, origin: Origin) -> ssl.SSLContext:
         """Mirrors have their own; registries get the client certificate; any other origin

@@ -23,6 +23,7 @@ from ..errors import GadgetStoreError, InvalidManifest, StoreError
 from ..reference import Reference, normalize
 from ..store import Store
 from .client import RegistryClient, Session, TransferOptions
+from .groupcommit import GroupCommit
 from .manifests import Document, media_type_of
 from .mirrors import Sources, Tallies
 from .signatures import SignatureFetch, VerifyPolicy, discard_refused, settle_signatures
@@ -65,50 +66,6 @@ class _Shared:
     inflight: dict[Digest, trio.Event] = field(default_factory=dict)
 
 
-@dataclass
-class _PendingTag:
-    ref: str
-    desc: Descriptor
-    done: bool = False
-    error: BaseException | None = None
-
-
-class _TagCommitter:
-    """Group commit: tags that become ready while a journal append runs go in the next one together.
-
-    Each tag still lands only after all of its image's blobs are in; batching only saves the
-    per-transaction fsyncs when many images finish at once.
-    """
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._pending: list[_PendingTag] = []
-        self._lock = trio.Lock()
-
-    async def tag(self, ref: str, desc: Descriptor) -> None:
-        entry = _PendingTag(ref, desc)
-        self._pending.append(entry)
-        async with self._lock:
-            if not entry.done:
-                batch, self._pending = self._pending, []
-                try:
-                    await trio.to_thread.run_sync(self._commit, batch)
-                except BaseException as err:
-                    for item in batch:
-                        item.error = err
-                    raise
-                finally:
-                    for item in batch:
-                        item.done = True
-        if entry.error is not None:
-            raise entry.error
-
-    def _commit(self, batch: list[_PendingTag]) -> None:
-        with self.store.transaction() as txn:
-            for item in batch:
-                txn.tag(item.ref, item.desc.bare())
-
-
 class Puller:
     """Pull images through one :class:`Session` into one store."""
 
@@ -120,7 +77,10 @@ class Puller:
         self.policy = policy
         self.options = session.options
         self._shared = _Shared()
-        self._tags = _TagCommitter(store)
+        # Tags that become ready while a journal append runs go into the next one together; each
+        # tag still lands only after all of its image's blobs are in.
+        self._tags: GroupCommit[tuple[str, Descriptor]] = GroupCommit(self._commit_tags)
+        self._publisher = session.publisher(store)
         self._sources = Sources(session)  # mirrors first, as the session's registries config says
         self._no_referrers_api: set[str] = set()  # registries whose Referrers API answered 404
 
@@ -138,8 +98,8 @@ class Puller:
             nursery.start_soon(signatures.run)
         # recorded (and verified) before the tag, under the batch's lease: see .signatures
         outcome = await settle_signatures(self.store, tag, root.desc, signatures, self.policy,
-                                          self._tags._lock)  # one journal user at a time in this batch
-        await self._tags.tag(tag, root.desc)
+                                          self._tags.lock)  # one journal user at a time in this batch
+        await self._tags.submit((tag, root.desc))
         return PullResult(image, tag, root.desc, stats.blobs, stats.bytes, sources=stats.sources,
                           signatures=outcome.count, warnings=outcome.warnings)
 
@@ -169,8 +129,13 @@ class Puller:
         media_type = (desc.media_type if desc else "") or media_type_of(doc, "", f"manifest {digest}")
         return Document(Descriptor(media_type, digest, len(data)), data, doc)
 
+    def _commit_tags(self, batch: list[tuple[str, Descriptor]]) -> None:
+        with self.store.transaction() as txn:
+            for ref, desc in batch:
+                txn.tag(ref, desc.bare())
+
     async def _save_document(self, doc: Document, stats: _Stats) -> None:
-        await trio.to_thread.run_sync(self.store.blobs.put, doc.data, doc.desc.digest)
+        await self._publisher.put(doc.data, doc.desc.digest)
         stats.blobs += 1
         stats.bytes += len(doc.data)
         if self.on_bytes:

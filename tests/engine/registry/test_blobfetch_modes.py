@@ -55,10 +55,10 @@ def hashed_at_seal(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     seen: list[int] = []
     real = IngestWriter.seal
 
-    def seal(self: IngestWriter) -> Digest:
+    def seal(self: IngestWriter, sync: bool = True) -> Digest:
         if self.expected_size == SIZE:
             seen.append(self.hashed)
-        return real(self)
+        return real(self, sync)
 
     monkeypatch.setattr(IngestWriter, "seal", seal)
     return seen

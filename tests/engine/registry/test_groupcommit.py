@@ -1,0 +1,137 @@
+"""GroupCommit: items that arrive during a commit share the next one; every item is committed
+once or withdrawn, and a caller never walks away from an item its batch is still working on."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import trio
+import trio.testing
+
+from gadgetstore.engine.registry.groupcommit import GroupCommit
+
+
+class _Recorder:
+    """A commit function that records its batches; it can be made to wait or to fail."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.fail_on: int | None = None
+
+    def __call__(self, batch: list[int]) -> None:
+        self.entered.set()
+        self.gate.wait(10)
+        self.batches.append(batch)
+        if self.fail_on is not None and self.fail_on in batch:
+            raise OSError(5, "disk said no")
+
+
+async def _wait_until(condition: threading.Event) -> None:
+    for _ in range(1000):
+        if condition.is_set():
+            return
+        await trio.sleep(0.005)
+    raise AssertionError("the commit never started")
+
+
+async def test_items_arriving_during_a_commit_share_the_next_one() -> None:
+    recorder = _Recorder()
+    group = GroupCommit(recorder)
+    recorder.gate.clear()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(group.submit, 0)
+        await _wait_until(recorder.entered)  # item 0 is committing alone and held there
+        for i in range(1, 6):
+            nursery.start_soon(group.submit, i)
+        await trio.testing.wait_all_tasks_blocked()
+        recorder.gate.set()
+    assert recorder.batches[0] == [0]
+    assert sorted(recorder.batches[1]) == [1, 2, 3, 4, 5]  # all five in one commit, not five commits
+    assert len(recorder.batches) == 2
+
+
+async def test_a_failed_commit_fails_every_item_in_it_and_only_those() -> None:
+    recorder = _Recorder()
+    recorder.fail_on = 3
+    group = GroupCommit(recorder)
+    recorder.gate.clear()
+    outcomes: dict[int, str] = {}
+
+    async def submit(i: int) -> None:
+        try:
+            await group.submit(i)
+            outcomes[i] = "ok"
+        except OSError:
+            outcomes[i] = "failed"
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(submit, 0)
+        await _wait_until(recorder.entered)
+        for i in (1, 2, 3):
+            nursery.start_soon(submit, i)
+        await trio.testing.wait_all_tasks_blocked()
+        recorder.fail_on = 3
+        recorder.gate.set()
+    assert outcomes == {0: "ok", 1: "failed", 2: "failed", 3: "failed"}
+    recorder.batches.clear()
+    await group.submit(4)  # the next batch starts clean
+    assert recorder.batches == [[4]]
+
+
+async def test_a_caller_cancelled_before_its_batch_withdraws_its_item() -> None:
+    recorder = _Recorder()
+    group = GroupCommit(recorder)
+    recorder.gate.clear()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(group.submit, 0)
+        await _wait_until(recorder.entered)
+        with trio.move_on_after(0.05) as scope:
+            await group.submit(1)  # waits for the lock behind item 0's commit
+        assert scope.cancelled_caught
+        recorder.gate.set()
+    await group.submit(2)
+    assert [item for batch in recorder.batches for item in batch] == [0, 2]  # 1 was never committed
+
+
+async def test_a_cancelled_caller_waits_for_the_batch_that_took_its_item() -> None:
+    recorder = _Recorder()
+    group = GroupCommit(recorder)
+    recorder.gate.clear()
+    returned = trio.Event()
+
+    async def cancelled_waiter(task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            await group.submit(1)
+        returned.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(group.submit, 0)
+        await _wait_until(recorder.entered)
+        scope = await nursery.start(cancelled_waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        recorder.entered.clear()
+        recorder.gate.set()  # batch [0] ends; the next batch takes item 1 ...
+        recorder.gate.clear()
+        await _wait_until(recorder.entered)  # ... and holds it
+        scope.cancel()
+        await trio.sleep(0.05)
+        assert not returned.is_set(), "the caller left while its batch was still committing its item"
+        recorder.gate.set()
+    assert returned.is_set()
+    assert recorder.batches == [[0], [1]]
+
+
+@pytest.mark.parametrize("count", [1, 40])
+async def test_every_item_is_committed_exactly_once(count: int) -> None:
+    recorder = _Recorder()
+    group = GroupCommit(recorder)
+    async with trio.open_nursery() as nursery:
+        for i in range(count):
+            nursery.start_soon(group.submit, i)
+    committed = [item for batch in recorder.batches for item in batch]
+    assert sorted(committed) == list(range(count))

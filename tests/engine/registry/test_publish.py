@@ -1,0 +1,133 @@
+"""BlobPublisher: a pull's small blobs are made durable in batches. Per blob the order must stay
+the one a single commit keeps: bytes durable before the name appears, the name durable before
+any tag refers to it; and a batch that fails leaves nothing visible and nothing behind."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+from pathlib import Path
+
+import pytest
+import trio
+
+from gadgetstore.engine import blobstore, journal
+from gadgetstore.engine.digest import Digest
+from gadgetstore.engine.errors import DigestMismatch
+from gadgetstore.engine.registry import publish
+from gadgetstore.engine.registry.client import TransferOptions
+from gadgetstore.engine.registry.publish import BlobPublisher
+from gadgetstore.engine.registry.pull import pull_image
+from gadgetstore.engine.registry.push import push_image
+from gadgetstore.engine.store import Store
+from tests.support.images import make_gadget_image, pseudo_random, verify_store
+from tests.support.registry import RegistryServer, unique_repo
+
+BLOBS = [pseudo_random(5000 + i, f"publish-{i}") for i in range(6)]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store.open(tmp_path / "s")
+
+
+@pytest.fixture
+def steps(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The durable steps in order: syncfs, per-file fsync, rename, directory fsync, journal append."""
+    log: list[str] = []
+    real_sync, real_fsync_dir = publish.sync_filesystem, publish.fsync_dir
+    real_rename, real_fsync, real_append = os.rename, os.fsync, journal.Journal.append
+
+    def sync_filesystem(path: Path) -> bool:
+        log.append("syncfs")
+        return real_sync(path)
+
+    def fsync_dir(path: Path) -> None:
+        log.append(f"fsync_dir:{path.name}")
+        real_fsync_dir(path)
+
+    def rename(src: str, dst: str) -> None:
+        log.append("rename")
+        real_rename(src, dst)
+
+    def fsync(fd: int) -> None:  # a file in ingest/: a commit's own fsync, or the fallback's
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).parent.name == "ingest":
+            log.append("fsync_file")
+        real_fsync(fd)
+
+    def append(self: journal.Journal, ops: list[object]) -> None:
+        log.append("journal")
+        real_append(self, ops)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(publish, "sync_filesystem", sync_filesystem)
+    monkeypatch.setattr(publish, "fsync_dir", fsync_dir)
+    monkeypatch.setattr(blobstore.os, "rename", rename)
+    monkeypatch.setattr(blobstore.os, "fsync", fsync)
+    monkeypatch.setattr(journal.Journal, "append", append)
+    return log
+
+
+async def _put_all(store: Store, blobs: list[bytes]) -> None:
+    publisher = BlobPublisher(store)
+    async with trio.open_nursery() as nursery:
+        for data in blobs:
+            nursery.start_soon(publisher.put, data, Digest.of_bytes(data))
+
+
+async def test_a_batch_is_synced_once_then_renamed_then_its_directory_synced(store: Store,
+                                                                            steps: list[str]) -> None:
+    await _put_all(store, BLOBS)
+    assert all(store.blobs.has(Digest.of_bytes(data)) for data in BLOBS)
+    assert "fsync_file" not in steps  # no blob paid its own fsync
+    # every rename comes after a syncfs of its batch, and each batch ends with one directory fsync
+    assert re.fullmatch(r"(syncfs(,rename)+,fsync_dir:sha256,?)+", ",".join(steps) + ","), steps
+    assert steps.count("syncfs") < len(BLOBS)  # batched: fewer syncs than blobs
+    verify_store(store.root)
+
+
+async def test_without_syncfs_each_file_is_synced_before_any_rename(store: Store, steps: list[str],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(publish, "sync_filesystem", lambda path: steps.append("syncfs-missing") or False)
+    await _put_all(store, BLOBS)
+    assert re.fullmatch(r"(syncfs-missing(,fsync_file)+(,rename)+,fsync_dir:sha256,?)+",
+                        ",".join(steps) + ","), steps
+    assert steps.count("fsync_file") == steps.count("rename") == len(BLOBS)
+    verify_store(store.root)
+
+
+async def test_a_failed_sync_publishes_nothing_and_leaves_nothing(store: Store,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(path: Path) -> bool:
+        raise OSError(errno.EIO, "syncfs failed")
+
+    monkeypatch.setattr(publish, "sync_filesystem", broken)
+    with pytest.raises(ExceptionGroup) as info:
+        await _put_all(store, BLOBS[:3])
+    assert all(isinstance(err, OSError) for err in info.value.exceptions)
+    assert not any(store.blobs.has(Digest.of_bytes(data)) for data in BLOBS[:3])
+    assert store.blobs.ingest_files() == []
+
+
+async def test_wrong_bytes_are_refused_before_they_are_staged(store: Store) -> None:
+    with pytest.raises(DigestMismatch):
+        await BlobPublisher(store).put(BLOBS[0], Digest.of_bytes(BLOBS[1]))
+    assert store.blobs.ingest_files() == []
+    assert not store.blobs.has(Digest.of_bytes(BLOBS[1]))
+
+
+async def test_a_pull_tags_only_after_its_blobs_are_durable(anon_registry: RegistryServer, tmp_path: Path,
+                                                            steps: list[str]) -> None:
+    src = Store.open(tmp_path / "src")
+    image = anon_registry.ref(unique_repo("publish"), "v1")
+    make_gadget_image(src, image)
+    options = TransferOptions(insecure_registries=frozenset({anon_registry.host}))
+    await push_image(src, image, options)
+    steps.clear()
+    await pull_image(Store.open(tmp_path / "dst"), image, options)
+    journal_at = steps.index("journal")
+    assert "rename" in steps and max(i for i, s in enumerate(steps) if s == "rename") < journal_at
+    last_rename = max(i for i, s in enumerate(steps) if s == "rename")
+    assert "fsync_dir:sha256" in steps[last_rename:journal_at]  # the last names are durable before the tag
+    assert "fsync_file" not in steps[:journal_at]  # the pull's blobs went through the batches
+    verify_store(tmp_path / "dst")
