@@ -332,9 +332,7 @@ def import_archive(store: Store, source: Path) -> list[str]:
                 reached = _check_graph(store, staged, [*tags.values(), *pins])
                 for digest, writer in staged.sealed.items():
                     if digest in reached:
-                        writer.publish(sync_dir=False)
-                for algorithm in {digest.algorithm for digest in reached}:
-                    fsync_dir(store.blobs.blobs_dir / algorithm)  # once, before any tag names them
+                        writer.publish(sync_dir=False)  # the transaction syncs blobs/ once, before the tags
                 with store.transaction() as txn:
                     for ref, desc in sorted(tags.items()):
                         txn.tag(ref, desc)

@@ -107,6 +107,12 @@ class BlobStore:
             return False
         return True
 
+    def sync_dirs(self) -> None:
+        """Make every blob name in ``blobs/`` durable: done before a journal record may refer to
+        them, whoever renamed them (a batch still publishing, another process)."""
+        for path in self._algorithm_dirs():
+            fsync_dir(path)
+
     def _algorithm_dirs(self) -> list[Path]:
         if not self.blobs_dir.is_dir():
             return []

@@ -44,10 +44,23 @@ def _load_syncfs() -> Callable[[int], int] | None:
 _SYNCFS = _load_syncfs()
 
 
+def _reports_writeback_errors() -> bool:
+    """syncfs returns writeback errors only since Linux 5.8; before, it says 0 after a lost write."""
+    try:
+        major, minor = (int(part) for part in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 8)
+
+
+_SYNCFS_TRUSTED = _SYNCFS is not None and _reports_writeback_errors()
+
+
 def sync_filesystem(path: Path) -> bool:
     """``syncfs(2)`` on the file system holding ``path``: every dirty page and inode there is on disk
-    when it returns (errors are reported since Linux 5.8). False where there is no ``syncfs``."""
-    if _SYNCFS is None:
+    when it returns. False where there is no ``syncfs`` that reports errors (before Linux 5.8):
+    the caller then fsyncs file by file."""
+    if _SYNCFS is None or not _SYNCFS_TRUSTED:
         return False
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

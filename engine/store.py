@@ -249,6 +249,7 @@ class Store:
             yield txn
             if not txn.ops:
                 return
+            self.blobs.sync_dirs()  # every blob a record names has a durable name first
             self.journal.append(txn.ops)
             if self.journal.wants_compaction():
                 self.journal.compact()

@@ -322,7 +322,8 @@ class BlobFetcher:
             await self.publisher.publish(writer)
             return end
         finally:
-            await trio.to_thread.run_sync(writer.abort)
+            with trio.CancelScope(shield=True):  # a cancelled download must not leave its file behind
+                await trio.to_thread.run_sync(writer.abort)
 
     async def _ranged(self, repo: str, desc: Descriptor) -> int:
         size, step = desc.size, max(1, self.options.chunk_size)

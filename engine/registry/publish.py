@@ -13,6 +13,7 @@ are published. Big ranged blobs keep their own path (``O_DIRECT`` and an fsync o
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
@@ -61,15 +62,26 @@ class BlobPublisher:
             raise
         return writer
 
-    def _publish_batch(self, writers: list[IngestWriter]) -> None:
+    def _publish_batch(self, writers: list[IngestWriter]) -> list[Exception | None]:
+        """A failed sync fails the batch (nothing was renamed); a failed rename fails only its blob,
+        and the names already in place are made durable all the same."""
         if not sync_filesystem(self.store.blobs.ingest_dir):
             for writer in writers:
                 fsync_path(writer.temp_path)
-        dirs = set()
-        for writer in writers:
-            assert writer.digest is not None
-            writer.publish(sync_dir=False)
-            dirs.add(self.store.blobs.path(writer.digest).parent)
-        for path in sorted(dirs):
-            fsync_dir(path)
+        outcomes: list[Exception | None] = []
+        dirs: set[Path] = set()
+        try:
+            for writer in writers:
+                assert writer.digest is not None
+                try:
+                    writer.publish(sync_dir=False)  # also when the blob was there: its name gets synced too
+                except Exception as err:
+                    outcomes.append(err)
+                    continue
+                dirs.add(self.store.blobs.path(writer.digest).parent)
+                outcomes.append(None)
+        finally:
+            for path in sorted(dirs):
+                fsync_dir(path)
+        return outcomes
 

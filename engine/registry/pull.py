@@ -130,6 +130,7 @@ class Puller:
         return Document(Descriptor(media_type, digest, len(data)), data, doc)
 
     def _commit_tags(self, batch: list[tuple[str, Descriptor]]) -> None:
+        """One journal record for the batch (all or nothing)."""
         with self.store.transaction() as txn:
             for ref, desc in batch:
                 txn.tag(ref, desc.bare())

@@ -74,3 +74,13 @@ def test_import_syncs_the_blob_directory_before_tagging(store: Store, calls: lis
     journal_sync = calls.index("fsync:store/index.journal")
     assert len(renames) == 6 and len(dir_syncs) == 1, "one directory sync for the whole import"
     assert max(renames) < dir_syncs[0] < journal_sync
+
+
+def test_a_transaction_syncs_the_blob_directory_before_its_record(store: Store, calls: list[str]) -> None:
+    """A record may name a blob this process never renamed (another process's, or one a batch
+    renamed a moment ago): its name must be durable before the record is."""
+    digest = store.blobs.put(b"y")
+    calls.clear()
+    with store.transaction() as txn:
+        txn.tag("x.io/b:1", Descriptor("application/octet-stream", digest, 1))
+    assert calls.index("fsync_dir:sha256") < calls.index("fsync:store/index.journal")

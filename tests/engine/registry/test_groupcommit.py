@@ -135,3 +135,28 @@ async def test_every_item_is_committed_exactly_once(count: int) -> None:
             nursery.start_soon(group.submit, i)
     committed = [item for batch in recorder.batches for item in batch]
     assert sorted(committed) == list(range(count))
+
+
+async def test_a_leader_cancelled_as_it_takes_the_lock_still_commits_its_batch() -> None:
+    """The next leader is cancelled in the same tick that hands it the lock: its batch (its own
+    item and another task's) must still be committed, and the other task must not get its
+    Cancelled."""
+    recorder = _Recorder()
+    group = GroupCommit(recorder)
+    await group.lock.acquire()  # keep batches out while both items queue up
+    finished: list[int] = []
+
+    async def submit(i: int, task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            await group.submit(i)
+            finished.append(i)
+
+    async with trio.open_nursery() as nursery:
+        leader = await nursery.start(submit, 1)
+        await nursery.start(submit, 2)
+        await trio.testing.wait_all_tasks_blocked()
+        group.lock.release()  # the lock goes to the first waiter ...
+        leader.cancel()  # ... whose cancellation lands before it starts the commit
+    assert recorder.batches == [[1, 2]]
+    assert sorted(finished) == [1, 2]  # both items are in: nobody got a Cancelled meant for another task

@@ -131,3 +131,34 @@ async def test_a_pull_tags_only_after_its_blobs_are_durable(anon_registry: Regis
     assert "fsync_dir:sha256" in steps[last_rename:journal_at]  # the last names are durable before the tag
     assert "fsync_file" not in steps[:journal_at]  # the pull's blobs went through the batches
     verify_store(tmp_path / "dst")
+
+
+async def test_a_failed_rename_fails_only_its_blob(store: Store, steps: list[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = Digest.of_bytes(BLOBS[2])
+    real_publish = blobstore.IngestWriter.publish
+
+    def publish_or_fail(self: blobstore.IngestWriter, sync_dir: bool = True) -> bool:
+        if self.digest == bad:
+            raise OSError(errno.EIO, "rename failed")
+        return real_publish(self, sync_dir)
+
+    monkeypatch.setattr(blobstore.IngestWriter, "publish", publish_or_fail)
+    results: dict[Digest, str] = {}
+    publisher = BlobPublisher(store)
+
+    async def put(data: bytes) -> None:
+        try:
+            await publisher.put(data, Digest.of_bytes(data))
+            results[Digest.of_bytes(data)] = "ok"
+        except OSError:
+            results[Digest.of_bytes(data)] = "failed"
+
+    async with trio.open_nursery() as nursery:
+        for data in BLOBS:
+            nursery.start_soon(put, data)
+    assert [d for d, r in results.items() if r == "failed"] == [bad]
+    assert all(store.blobs.has(Digest.of_bytes(data)) for data in BLOBS if Digest.of_bytes(data) != bad)
+    assert not store.blobs.has(bad)
+    assert store.blobs.ingest_files() == []  # the failed blob's file was removed
+    assert steps[-1] == "fsync_dir:sha256"  # the names that did land were made durable
