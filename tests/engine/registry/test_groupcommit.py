@@ -4,6 +4,7 @@ once or withdrawn, and a caller never walks away from an item its batch is still
 from __future__ import annotations
 
 import threading
+from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
@@ -30,6 +31,14 @@ class _Recorder:
             raise OSError(5, "disk said no")
 
 
+async def _hold_a_batch(nursery: trio.Nursery, recorder: _Recorder,
+                        submit: Callable[[int], Awaitable[None]]) -> None:
+    """Start item 0's commit and hold it inside the commit function: later items queue behind it."""
+    recorder.gate.clear()
+    nursery.start_soon(submit, 0)
+    await _wait_until(recorder.entered)
+
+
 async def _wait_until(condition: threading.Event) -> None:
     for _ in range(1000):
         if condition.is_set():
@@ -41,10 +50,8 @@ async def _wait_until(condition: threading.Event) -> None:
 async def test_items_arriving_during_a_commit_share_the_next_one() -> None:
     recorder = _Recorder()
     group = GroupCommit(recorder)
-    recorder.gate.clear()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(group.submit, 0)
-        await _wait_until(recorder.entered)  # item 0 is committing alone and held there
+        await _hold_a_batch(nursery, recorder, group.submit)
         for i in range(1, 6):
             nursery.start_soon(group.submit, i)
         await trio.testing.wait_all_tasks_blocked()
@@ -58,7 +65,6 @@ async def test_a_failed_commit_fails_every_item_in_it_and_only_those() -> None:
     recorder = _Recorder()
     recorder.fail_on = 3
     group = GroupCommit(recorder)
-    recorder.gate.clear()
     outcomes: dict[int, str] = {}
 
     async def submit(i: int) -> None:
@@ -69,12 +75,10 @@ async def test_a_failed_commit_fails_every_item_in_it_and_only_those() -> None:
             outcomes[i] = "failed"
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(submit, 0)
-        await _wait_until(recorder.entered)
+        await _hold_a_batch(nursery, recorder, submit)
         for i in (1, 2, 3):
             nursery.start_soon(submit, i)
         await trio.testing.wait_all_tasks_blocked()
-        recorder.fail_on = 3
         recorder.gate.set()
     assert outcomes == {0: "ok", 1: "failed", 2: "failed", 3: "failed"}
     recorder.batches.clear()
@@ -85,10 +89,8 @@ async def test_a_failed_commit_fails_every_item_in_it_and_only_those() -> None:
 async def test_a_caller_cancelled_before_its_batch_withdraws_its_item() -> None:
     recorder = _Recorder()
     group = GroupCommit(recorder)
-    recorder.gate.clear()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(group.submit, 0)
-        await _wait_until(recorder.entered)
+        await _hold_a_batch(nursery, recorder, group.submit)
         with trio.move_on_after(0.05) as scope:
             await group.submit(1)  # waits for the lock behind item 0's commit
         assert scope.cancelled_caught
@@ -100,7 +102,6 @@ async def test_a_caller_cancelled_before_its_batch_withdraws_its_item() -> None:
 async def test_a_cancelled_caller_waits_for_the_batch_that_took_its_item() -> None:
     recorder = _Recorder()
     group = GroupCommit(recorder)
-    recorder.gate.clear()
     returned = trio.Event()
 
     async def cancelled_waiter(task_status: trio.TaskStatus[trio.CancelScope]) -> None:
@@ -110,8 +111,7 @@ async def test_a_cancelled_caller_waits_for_the_batch_that_took_its_item() -> No
         returned.set()
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(group.submit, 0)
-        await _wait_until(recorder.entered)
+        await _hold_a_batch(nursery, recorder, group.submit)
         scope = await nursery.start(cancelled_waiter)
         await trio.testing.wait_all_tasks_blocked()
         recorder.entered.clear()

@@ -150,13 +150,19 @@ async def test_resolving_mirror_works_without_the_upstream(pushed: Pushed, peer:
     verify_store(tmp_path / "dst")
 
 
+async def push_behind_a_login(registry: RegistryServer, tmp_path: Path) -> tuple[str, dict[str, Credentials]]:
+    """An image on ``registry`` that needs the test login to pull; returns it and the credentials."""
+    src = Store.open(tmp_path / "src")
+    image = registry.ref(unique_repo("secret"), "v1")
+    make_gadget_image(src, image)
+    creds = {registry.host: Credentials(TEST_USER, TEST_PASSWORD)}
+    await push_image(src, image, TransferOptions(credentials=creds, plain_http=frozenset({registry.host})))
+    return image, creds
+
+
 async def test_upstream_credentials_never_reach_a_mirror(token_registry: RegistryServer, tmp_path: Path) -> None:
     """The upstream needs a login; the mirror asks for auth too, and gets none of the upstream's."""
-    src = Store.open(tmp_path / "src")
-    image = token_registry.ref(unique_repo("secret"), "v1")
-    make_gadget_image(src, image)
-    creds = {token_registry.host: Credentials(TEST_USER, TEST_PASSWORD)}
-    await push_image(src, image, TransferOptions(credentials=creds, plain_http=frozenset({token_registry.host})))
+    image, creds = await push_behind_a_login(token_registry, tmp_path)
 
     def mirror(req: Request) -> Reply:
         if req.path.startswith("/token"):

@@ -19,7 +19,6 @@ from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.registry import mirrors as mirrors_module
 from gadgetstore.engine.registry import peers as peers_module
-from gadgetstore.engine.registry.authfile import Credentials
 from gadgetstore.engine.registry.blobfetch import BlobFetcher
 from gadgetstore.engine.registry.client import RegistryClient, Session, TransferOptions
 from gadgetstore.engine.registry.errors import NotFoundInRegistry
@@ -27,15 +26,14 @@ from gadgetstore.engine.registry.mirrors import MAX_PEER_FETCHES, Sources, Talli
 from gadgetstore.engine.registry.mirrors_config import Peers, RegistriesConfig, RegistriesConfigError, parse
 from gadgetstore.engine.registry.peers import SELF_ENV, find_self, rank
 from gadgetstore.engine.registry.pull import image_slots, pull_images
-from gadgetstore.engine.registry.push import push_image
 from gadgetstore.engine.serve import ServeConfig
 from gadgetstore.engine.store import Store
 from tests.engine.registry import test_mirrors
-from tests.engine.registry.test_mirrors import ITEMS, Pushed, counts, not_found
+from tests.engine.registry.test_mirrors import ITEMS, Pushed, counts, not_found, push_behind_a_login
 from tests.engine.serve.support import start_server
 from tests.support.fakes import FakeServer, Reply, Request
-from tests.support.images import graph_digests, make_gadget_image, verify_store
-from tests.support.registry import TEST_PASSWORD, TEST_USER, RegistryServer, free_port, unique_repo
+from tests.support.images import graph_digests, verify_store
+from tests.support.registry import TEST_PASSWORD, RegistryServer, free_port
 
 pushed = test_mirrors.pushed  # the fixture: an image pushed to a real docker-registry
 DOCUMENTS = 3  # index and two per-arch manifests: never asked of peers
@@ -189,11 +187,7 @@ async def test_lying_peer_never_corrupts_the_store(pushed: Pushed, tmp_path: Pat
 
 
 async def test_upstream_credentials_never_reach_a_peer(token_registry: RegistryServer, tmp_path: Path) -> None:
-    src = Store.open(tmp_path / "src")
-    image = token_registry.ref(unique_repo("secret"), "v1")
-    make_gadget_image(src, image)
-    creds = {token_registry.host: Credentials(TEST_USER, TEST_PASSWORD)}
-    await push_image(src, image, TransferOptions(credentials=creds, plain_http=frozenset({token_registry.host})))
+    image, creds = await push_behind_a_login(token_registry, tmp_path)
 
     def peer(req: Request) -> Reply:
         if req.headers.get("authorization"):
