@@ -162,3 +162,26 @@ async def test_a_failed_rename_fails_only_its_blob(store: Store, steps: list[str
     assert not store.blobs.has(bad)
     assert store.blobs.ingest_files() == []  # the failed blob's file was removed
     assert steps[-1] == "fsync_dir:sha256"  # the names that did land were made durable
+
+
+async def test_bytes_that_fail_to_verify_fail_only_their_own_put(store: Store) -> None:
+    publisher = BlobPublisher(store)
+    wrong = Digest.of_bytes(b"not these bytes")
+    results: dict[str, str] = {}
+
+    async def put(name: str, data: bytes, digest: Digest) -> None:
+        try:
+            await publisher.put(data, digest)
+            results[name] = "ok"
+        except DigestMismatch:
+            results[name] = "mismatch"
+
+    async with trio.open_nursery() as nursery:
+        for i, data in enumerate(BLOBS):
+            nursery.start_soon(put, f"good{i}", data, Digest.of_bytes(data))
+        nursery.start_soon(put, "bad", BLOBS[0], wrong)
+    assert results.pop("bad") == "mismatch"
+    assert set(results.values()) == {"ok"}
+    assert all(store.blobs.has(Digest.of_bytes(data)) for data in BLOBS)
+    assert not store.blobs.has(wrong)
+    assert store.blobs.ingest_files() == []
