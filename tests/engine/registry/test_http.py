@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import ssl
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import trio
@@ -21,24 +22,26 @@ def echo() -> Iterator[FakeServer]:
     server.close()
 
 
-def _pool(limit: int = 2) -> Pool:
-    return Pool(lambda origin: ssl.create_default_context(), max_per_origin=limit, read_timeout=5)
-
-
-async def test_keep_alive_reuses_connections(echo: FakeServer) -> None:
-    pool = _pool()
+@contextlib.asynccontextmanager
+async def _pool(limit: int = 2) -> AsyncIterator[Pool]:
+    """A client pool for one test, closed at its end whatever happens."""
+    pool = Pool(lambda origin: ssl.create_default_context(), max_per_origin=limit, read_timeout=5)
     try:
-        for i in range(5):
-            async with await pool.request("GET", f"http://{echo.host}/x{i}") as resp:
-                assert await resp.read(10_000) == f"/x{i}".encode() * 100
-        assert pool.connections_opened == 1
+        yield pool
     finally:
         await pool.aclose()
 
 
+async def test_keep_alive_reuses_connections(echo: FakeServer) -> None:
+    async with _pool() as pool:
+        for i in range(5):
+            async with await pool.request("GET", f"http://{echo.host}/x{i}") as resp:
+                assert await resp.read(10_000) == f"/x{i}".encode() * 100
+        assert pool.connections_opened == 1
+
+
 async def test_pool_bounds_connections(echo: FakeServer) -> None:
-    pool = _pool(limit=2)
-    try:
+    async with _pool(limit=2) as pool:
         async def get(i: int) -> None:
             async with await pool.request("GET", f"http://{echo.host}/{i}") as resp:
                 await resp.read(10_000)
@@ -47,25 +50,19 @@ async def test_pool_bounds_connections(echo: FakeServer) -> None:
             for i in range(20):
                 nursery.start_soon(get, i)
         assert pool.connections_opened <= 2
-    finally:
-        await pool.aclose()
 
 
 async def test_body_cap_and_early_close(echo: FakeServer) -> None:
-    pool = _pool()
-    try:
+    async with _pool() as pool:
         resp = await pool.request("GET", f"http://{echo.host}/abcdef")
         with pytest.raises(BodyTooLarge):
             await resp.read(50)
         async with await pool.request("GET", f"http://{echo.host}/ok") as resp:  # the pool is not poisoned
             assert await resp.read(10_000) == b"/ok" * 100
-    finally:
-        await pool.aclose()
 
 
 async def test_dead_idle_connection_is_replaced(echo: FakeServer) -> None:
-    pool = _pool()
-    try:
+    async with _pool() as pool:
         async with await pool.request("GET", f"http://{echo.host}/a") as resp:
             await resp.read(10_000)
         (idle,) = next(iter(pool._idle.values()))
@@ -73,24 +70,19 @@ async def test_dead_idle_connection_is_replaced(echo: FakeServer) -> None:
         async with await pool.request("GET", f"http://{echo.host}/b") as resp:
             assert await resp.read(10_000) == b"/b" * 100
         assert pool.connections_opened == 2
-    finally:
-        await pool.aclose()
 
 
 async def test_large_body_read_past_h11_keeps_the_connection() -> None:
     """A Content-Length body bigger than one socket read arrives whole; the connection is reused."""
     big = bytes(range(256)) * ((3 * RAW_RECEIVE_SIZE) // 256) + b"tail"
     server = FakeServer(lambda req: Reply(200, {}, big if req.path == "/big" else b"small"))
-    pool = _pool()
-    try:
+    async with _pool() as pool:
         for _ in range(2):
             async with await pool.request("GET", f"http://{server.host}/big") as resp:
                 assert await resp.read(len(big)) == big
             async with await pool.request("GET", f"http://{server.host}/small") as resp:
                 assert await resp.read(100) == b"small"
         assert pool.connections_opened == 1
-    finally:
-        await pool.aclose()
         server.close()
 
 
@@ -194,21 +186,17 @@ async def test_readinto_body_split_between_h11_buffer_and_socket(room: int) -> N
     first = 1000 if room < 100 else 300_000  # small rooms: keep the 1-byte case quick
     body = BODY[:first + 5000] if room < 100 else BODY
     server = ScriptedServer([[_head(len(body)) + body[:first], 0.05, body[first:]], [_head(5) + b"hello"]])
-    pool = _pool()
-    try:
-        async with trio.open_nursery() as nursery:
-            await server.serve(nursery)
-            async with await pool.request("GET", f"http://127.0.0.1:{server.port}/a") as resp:
-                data, sizes = await _read_into(resp, room)
-                assert data == body
-                assert max(sizes) <= room
-                assert await resp.readinto(bytearray(8)) == 0  # stays at the end
-            async with await pool.request("GET", f"http://127.0.0.1:{server.port}/b") as resp:
-                assert await resp.read(100) == b"hello"
-            assert (server.connections, pool.connections_opened, server.requests) == (1, 1, 2)
-            nursery.cancel_scope.cancel()
-    finally:
-        await pool.aclose()
+    async with _pool() as pool, trio.open_nursery() as nursery:
+        await server.serve(nursery)
+        async with await pool.request("GET", f"http://127.0.0.1:{server.port}/a") as resp:
+            data, sizes = await _read_into(resp, room)
+            assert data == body
+            assert max(sizes) <= room
+            assert await resp.readinto(bytearray(8)) == 0  # stays at the end
+        async with await pool.request("GET", f"http://127.0.0.1:{server.port}/b") as resp:
+            assert await resp.read(100) == b"hello"
+        assert (server.connections, pool.connections_opened, server.requests) == (1, 1, 2)
+        nursery.cancel_scope.cancel()
 
 
 async def test_readinto_short_reads_from_a_dribbling_server() -> None:
@@ -218,42 +206,34 @@ async def test_readinto_short_reads_from_a_dribbling_server() -> None:
     for start in range(0, len(body), 997):
         steps += [body[start:start + 997], 0.001]
     server = ScriptedServer([steps])
-    pool = _pool()
-    try:
-        async with trio.open_nursery() as nursery:
-            await server.serve(nursery)
-            async with await pool.request("GET", f"http://127.0.0.1:{server.port}/d") as resp:
-                data, sizes = await _read_into(resp, 64 * 1024)
-            assert data == body and len(sizes) > 1
-            async with await pool.request("GET", f"http://127.0.0.1:{server.port}/d") as resp:
-                assert (await _read_into(resp, 5000))[0] == body
-            assert pool.connections_opened == 1
-            nursery.cancel_scope.cancel()
-    finally:
-        await pool.aclose()
+    async with _pool() as pool, trio.open_nursery() as nursery:
+        await server.serve(nursery)
+        async with await pool.request("GET", f"http://127.0.0.1:{server.port}/d") as resp:
+            data, sizes = await _read_into(resp, 64 * 1024)
+        assert data == body and len(sizes) > 1
+        async with await pool.request("GET", f"http://127.0.0.1:{server.port}/d") as resp:
+            assert (await _read_into(resp, 5000))[0] == body
+        assert pool.connections_opened == 1
+        nursery.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize("cut", [500, 200_000])  # inside h11's buffer / after it, from the socket
 async def test_readinto_connection_dropped_mid_body(cut: int) -> None:
     server = ScriptedServer([[_head(len(BODY)) + BODY[:cut], 0.02, b""], [_head(2) + b"ok"]])
-    pool = _pool()
-    try:
-        async with trio.open_nursery() as nursery:
-            await server.serve(nursery)
-            resp = await pool.request("GET", f"http://127.0.0.1:{server.port}/x")
-            buf = bytearray(64 * 1024)
-            got = 0
-            with pytest.raises(TransportError, match="middle of a response body"):
-                while n := await resp.readinto(buf):
-                    got += n
-            assert got == cut
-            await resp.aclose()
-            async with await pool.request("GET", f"http://127.0.0.1:{server.port}/y") as resp:
-                assert await resp.read(10) == b"ok"  # a fresh connection: the broken one was dropped
-            assert pool.connections_opened == 2
-            nursery.cancel_scope.cancel()
-    finally:
-        await pool.aclose()
+    async with _pool() as pool, trio.open_nursery() as nursery:
+        await server.serve(nursery)
+        resp = await pool.request("GET", f"http://127.0.0.1:{server.port}/x")
+        buf = bytearray(64 * 1024)
+        got = 0
+        with pytest.raises(TransportError, match="middle of a response body"):
+            while n := await resp.readinto(buf):
+                got += n
+        assert got == cut
+        await resp.aclose()
+        async with await pool.request("GET", f"http://127.0.0.1:{server.port}/y") as resp:
+            assert await resp.read(10) == b"ok"  # a fresh connection: the broken one was dropped
+        assert pool.connections_opened == 2
+        nursery.cancel_scope.cancel()
 
 
 async def test_readinto_stalled_body_times_out() -> None:
@@ -277,55 +257,40 @@ async def test_readinto_chunked_body_and_reuse() -> None:
     parts = [BODY[:10], BODY[10:70_000], BODY[70_000:70_001], BODY[70_001:300_000]]
     wire = _chunked(*parts)
     server = ScriptedServer([[_head(None) + wire[:5000], 0.02, wire[5000:]], [_head(len(BODY)), BODY]])
-    pool = _pool()
-    try:
-        async with trio.open_nursery() as nursery:
-            await server.serve(nursery)
-            async with await pool.request("GET", f"http://127.0.0.1:{server.port}/c") as resp:
-                data, sizes = await _read_into(resp, 4096)
-            assert data == b"".join(parts) and max(sizes) <= 4096
-            async with await pool.request("GET", f"http://127.0.0.1:{server.port}/l") as resp:
-                assert (await _read_into(resp, 100_000))[0] == BODY
-            assert pool.connections_opened == 1 and server.connections == 1
-            nursery.cancel_scope.cancel()
-    finally:
-        await pool.aclose()
+    async with _pool() as pool, trio.open_nursery() as nursery:
+        await server.serve(nursery)
+        async with await pool.request("GET", f"http://127.0.0.1:{server.port}/c") as resp:
+            data, sizes = await _read_into(resp, 4096)
+        assert data == b"".join(parts) and max(sizes) <= 4096
+        async with await pool.request("GET", f"http://127.0.0.1:{server.port}/l") as resp:
+            assert (await _read_into(resp, 100_000))[0] == BODY
+        assert pool.connections_opened == 1 and server.connections == 1
+        nursery.cancel_scope.cancel()
 
 
 async def test_readinto_truncated_chunked_body_fails() -> None:
     wire = _chunked(BODY[:50_000])
     server = ScriptedServer([[_head(None) + wire[:30_000], 0.02, b""]])
-    pool = _pool()
-    try:
-        async with trio.open_nursery() as nursery:
-            await server.serve(nursery)
-            async with await pool.request("GET", f"http://127.0.0.1:{server.port}/t") as resp:
-                with pytest.raises(TransportError):
-                    await _read_into(resp, 8192)
-            nursery.cancel_scope.cancel()
-    finally:
-        await pool.aclose()
+    async with _pool() as pool, trio.open_nursery() as nursery:
+        await server.serve(nursery)
+        async with await pool.request("GET", f"http://127.0.0.1:{server.port}/t") as resp:
+            with pytest.raises(TransportError):
+                await _read_into(resp, 8192)
+        nursery.cancel_scope.cancel()
 
 
 async def test_readinto_and_iter_chunks_do_not_mix(echo: FakeServer) -> None:
-    pool = _pool()
-    try:
-        async with await pool.request("GET", f"http://{echo.host}/mix") as resp:
-            assert await resp.readinto(bytearray(3)) == 3
-            with pytest.raises(RuntimeError):
-                async for _ in resp.iter_chunks():
-                    pass
-    finally:
-        await pool.aclose()
+    async with _pool() as pool, await pool.request("GET", f"http://{echo.host}/mix") as resp:
+        assert await resp.readinto(bytearray(3)) == 3
+        with pytest.raises(RuntimeError):
+            async for _ in resp.iter_chunks():
+                pass
 
 
 async def test_readinto_after_an_early_close_is_not_an_empty_body(echo: FakeServer) -> None:
-    pool = _pool()
-    try:
+    async with _pool() as pool:
         resp = await pool.request("GET", f"http://{echo.host}/early")
         assert await resp.readinto(bytearray(4)) == 4
         await resp.aclose()
         with pytest.raises(RuntimeError):
             await resp.readinto(bytearray(4))
-    finally:
-        await pool.aclose()
