@@ -32,7 +32,19 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+def _reports_writeback_errors() -> bool:
+    """syncfs returns writeback errors only since Linux 5.8; before, it says 0 after a lost write."""
+    try:
+        major, minor = (int(part) for part in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 8)
+
+
 def _load_syncfs() -> Callable[[int], int] | None:
+    """libc's syncfs where it can be trusted to report a lost write, else None."""
+    if not _reports_writeback_errors():
+        return None
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         syncfs: Callable[[int], int] = libc.syncfs
@@ -44,23 +56,11 @@ def _load_syncfs() -> Callable[[int], int] | None:
 _SYNCFS = _load_syncfs()
 
 
-def _reports_writeback_errors() -> bool:
-    """syncfs returns writeback errors only since Linux 5.8; before, it says 0 after a lost write."""
-    try:
-        major, minor = (int(part) for part in os.uname().release.split(".")[:2])
-    except ValueError:
-        return False
-    return (major, minor) >= (5, 8)
-
-
-_SYNCFS_TRUSTED = _SYNCFS is not None and _reports_writeback_errors()
-
-
 def sync_filesystem(path: Path) -> bool:
     """``syncfs(2)`` on the file system holding ``path``: every dirty page and inode there is on disk
     when it returns. False where there is no ``syncfs`` that reports errors (before Linux 5.8):
     the caller then fsyncs file by file."""
-    if _SYNCFS is None or not _SYNCFS_TRUSTED:
+    if _SYNCFS is None:
         return False
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
