@@ -53,6 +53,24 @@ class Journal:
         self.damage = replay.damage
         self.torn = replay.torn
 
+    @property
+    def inode(self) -> int | None:
+        return self._inode
+
+    def state_at(self, length: int, inode: int | None) -> jf.IndexState | None:
+        """The state the first ``length`` bytes of this journal file built; None when the file was
+        replaced (compacted) since, or does not reach that far."""
+        try:
+            with open(self.path, "rb") as f:
+                if inode is None or os.fstat(f.fileno()).st_ino != inode:
+                    return None
+                replay = jf.decode(f.read(length))
+        except FileNotFoundError:
+            return None
+        if replay.valid_length != length:
+            return None
+        return jf.replay_state(replay)
+
     def cut_tail(self) -> str | None:
         """Truncate an unfinished final append (under the store lock); returns what was cut.
 

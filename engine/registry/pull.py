@@ -240,7 +240,12 @@ async def pull_images(
     results = [PullResult(image) for image in images]
     limit = trio.Semaphore(image_slots(options, len(images)))
     lease = contextlib.ExitStack()
-    await trio.to_thread.run_sync(lease.enter_context, store.lease())
+
+    def begin() -> None:
+        lease.enter_context(store.lease())
+        lease.enter_context(store.deferred_index_json())  # one index.json write, under the lease, at the end
+
+    await trio.to_thread.run_sync(begin)
     try:
         async with Session(options) as session:
             puller = Puller(store, session, verify, on_bytes)
@@ -263,7 +268,8 @@ async def pull_images(
                 for i in range(len(images)):
                     nursery.start_soon(one, i)
     finally:
-        await trio.to_thread.run_sync(lease.close)
+        with trio.CancelScope(shield=True):  # also when cancelled: bring index.json up, drop the lease
+            await trio.to_thread.run_sync(lease.close)
     await discard_refused(store, (r.error for r in results))  # needs the exclusive lease: after ours
     return results
 

@@ -3,11 +3,14 @@
 usage: store_worker.py ROOT put-and-tag REF TEXT
        store_worker.py ROOT tag-many PREFIX COUNT
        store_worker.py ROOT ingest-same TEXT
+       store_worker.py ROOT tag-deferred-then-die PREFIX COUNT
        store_worker.py ROOT compact
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -30,6 +33,16 @@ def main() -> None:
         for i in range(count):
             with store.transaction() as txn:
                 txn.tag(f"{prefix}-{i}", Descriptor("application/octet-stream", digest, len(prefix)))
+    elif command == "tag-deferred-then-die":
+        # Tags inside deferred_index_json(), then a kill -9 before the block can bring index.json up.
+        prefix, count = args[0], int(args[1])
+        digest = store.blobs.put(prefix.encode())
+        with store.deferred_index_json():
+            for i in range(count):
+                with store.transaction() as txn:
+                    txn.tag(f"{prefix}-{i}", Descriptor("application/octet-stream", digest, len(prefix)))
+            print("DONE", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
     elif command == "ingest-same":
         # Bypass the "already present" shortcut so that both processes really race on the rename.
         data = args[0].encode() * 200_000

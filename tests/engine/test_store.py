@@ -52,6 +52,88 @@ def test_tags_survive_reopen_and_index_json_follows(store: Store, store_root: Pa
         reopened.resolve("example.com/a:1")
 
 
+def index_json_refs(root: Path) -> list[str]:
+    index = json.loads((root / "index.json").read_bytes())
+    return sorted(m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"])
+
+
+def test_deferred_index_json_is_written_once_when_the_outermost_block_ends(store: Store, store_root: Path) -> None:
+    desc = blob_desc(store, "one")
+    with store.deferred_index_json():
+        with store.transaction() as txn:
+            txn.tag("example.com/a:1", desc)
+        with store.deferred_index_json(), store.transaction() as txn:
+            txn.tag("example.com/a:2", desc)
+        assert index_json_refs(store_root) == []  # the inner block's end is not the end
+        assert Store.open(store_root, readonly=True).tags() == ["example.com/a:1", "example.com/a:2"]
+    assert index_json_refs(store_root) == ["example.com/a:1", "example.com/a:2"]
+    assert not fsck(Store.open(store_root, readonly=True)).problems
+    with store.transaction() as txn:  # after the block, each transaction writes index.json again
+        txn.untag("example.com/a:1")
+    assert index_json_refs(store_root) == ["example.com/a:2"]
+
+
+def test_compaction_inside_a_deferred_block_writes_index_json_at_once(
+        store: Store, store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The journal prefix that index.json was written from is gone after a compaction, so index.json
+    must not lag across one (a foreign edit could not be merged three-way any more)."""
+    desc = blob_desc(store, "one")
+    with store.deferred_index_json():
+        with store.transaction() as txn:
+            txn.tag("example.com/a:1", desc)
+        assert index_json_refs(store_root) == []
+        monkeypatch.setattr(store.journal, "wants_compaction", lambda: True)
+        with store.transaction() as txn:
+            txn.tag("example.com/a:2", desc)
+        assert index_json_refs(store_root) == ["example.com/a:1", "example.com/a:2"]
+        assert not fsck(Store.open(store_root, readonly=True)).problems
+
+
+def add_and_drop_in_index_json(root: Path, desc: Descriptor, add: str, drop: str) -> None:
+    """What skopeo or oras does to the layout's index.json: read it, change entries, write it back."""
+    index = json.loads((root / "index.json").read_bytes())
+    index["manifests"] = [m for m in index["manifests"]
+                          if m["annotations"]["org.opencontainers.image.ref.name"] != drop]
+    index["manifests"].append({**desc.to_json(), "annotations": {"org.opencontainers.image.ref.name": add}})
+    (root / "index.json").write_bytes(json.dumps(index).encode())
+
+
+def test_another_tools_edit_of_a_lagging_index_json_keeps_our_newer_tags(store: Store, store_root: Path) -> None:
+    desc = blob_desc(store, "one")
+    with store.transaction() as txn:
+        txn.tag("example.com/old:1", desc)
+        txn.tag("example.com/old:2", desc)
+    with store.deferred_index_json():
+        with store.transaction() as txn:
+            txn.tag("example.com/new:1", desc)
+        # the other tool sees index.json without new:1; its edit must not read as "new:1 removed"
+        add_and_drop_in_index_json(store_root, desc, add="other:tool", drop="example.com/old:1")
+    expected = ["example.com/new:1", "example.com/old:2", "other:tool"]
+    assert index_json_refs(store_root) == expected
+    assert Store.open(store_root).tags() == expected
+
+
+def test_another_tools_edit_after_a_crash_keeps_what_the_journal_has(store: Store, store_root: Path) -> None:
+    desc = blob_desc(store, "x.io/r")
+    with store.transaction() as txn:
+        txn.tag("x.io/r-old", desc)
+    proc = run_worker(store_root, "tag-deferred-then-die", "x.io/r", "2")
+    assert proc.returncode == -9
+    add_and_drop_in_index_json(store_root, desc, add="other:tool", drop="x.io/r-old")
+    expected = ["other:tool", "x.io/r-0", "x.io/r-1"]
+    assert Store.open(store_root).tags() == expected
+    assert index_json_refs(store_root) == expected
+
+
+def test_kill_inside_a_deferred_block_is_caught_up_on_open(store: Store, store_root: Path) -> None:
+    proc = run_worker(store_root, "tag-deferred-then-die", "x.io/r", "3")
+    assert proc.returncode == -9 and b"DONE" in proc.stdout
+    assert index_json_refs(store_root) == []  # killed before the block's end: index.json lags the journal
+    assert Store.open(store_root).tags() == ["x.io/r-0", "x.io/r-1", "x.io/r-2"]
+    assert index_json_refs(store_root) == ["x.io/r-0", "x.io/r-1", "x.io/r-2"]
+    assert not fsck(Store.open(store_root, readonly=True)).problems
+
+
 def test_other_process_changes_are_seen_on_refresh(store: Store, store_root: Path) -> None:
     assert run_worker(store_root, "put-and-tag", "x.io/r:1", "payload").returncode == 0
     assert store.lookup("x.io/r:1") is None

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from gadgetstore.engine.fsck import fsck
 from gadgetstore.engine.reference import normalize
@@ -37,7 +40,8 @@ async def test_push_then_pull_gives_same_digests(anon_registry: RegistryServer, 
     assert again.blobs_fetched == 1  # only the root index, by tag; every other blob came from the store
 
 
-async def test_many_images_share_blobs(anon_registry: RegistryServer, tmp_path: Path) -> None:
+async def test_many_images_share_blobs(anon_registry: RegistryServer, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
     src = Store.open(tmp_path / "src")
     repo = unique_repo()
     shared = b"shared-layer" * 1000
@@ -46,9 +50,17 @@ async def test_many_images_share_blobs(anon_registry: RegistryServer, tmp_path: 
         make_gadget_image(src, image, seed=f"s{i}", shared_layer=shared)
         await push_image(src, image, insecure(anon_registry))
     dst = Store.open(tmp_path / "dst")
+    index_writes: list[int] = []
+    real_write = Store._write_index_json
+    monkeypatch.setattr(Store, "_write_index_json", lambda self: (index_writes.append(1), real_write(self)))
     results = await pull_images(dst, images, insecure(anon_registry))
     assert [r.error for r in results] == [None] * 4
     assert sorted(dst.tags()) == sorted(str(normalize(i)) for i in images)
+    assert len(index_writes) == 1  # one index.json for the whole pull, not one per tag commit
+    index = json.loads((tmp_path / "dst" / "index.json").read_bytes())
+    assert sorted(m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]) == sorted(
+        str(normalize(i)) for i in images)
+    assert not fsck(Store.open(tmp_path / "dst", readonly=True)).problems
     verify_store(tmp_path / "dst")
 
 
