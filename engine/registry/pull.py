@@ -27,6 +27,7 @@ from .groupcommit import GroupCommit
 from .manifests import Document, media_type_of
 from .mirrors import Sources, Tallies
 from .signatures import SignatureFetch, VerifyPolicy, discard_refused, settle_signatures
+from .tagsnapshot import TagSnapshots
 from .tasks import task_group
 
 MAX_IMAGES_WITH_PEERS = 4096
@@ -70,7 +71,7 @@ class Puller:
     """Pull images through one :class:`Session` into one store."""
 
     def __init__(self, store: Store, session: Session, policy: VerifyPolicy | None = None,
-                 on_bytes: Callable[[int], None] | None = None) -> None:
+                 on_bytes: Callable[[int], None] | None = None, images: Sequence[str] = ()) -> None:
         self.store = store
         self.on_bytes = on_bytes  # called on the event loop as bytes arrive (a progress display)
         self.session = session
@@ -83,6 +84,7 @@ class Puller:
         self._publisher = session.publisher(store)
         self._sources = Sources(session)  # mirrors first, as the session's registries config says
         self._no_referrers_api: set[str] = set()  # registries whose Referrers API answered 404
+        self._tag_snapshots = TagSnapshots(_repositories(images))  # signature tags: one listing per repo
 
     async def pull(self, image: str) -> PullResult:
         """Pull one image and tag it; raises on failure (nothing is tagged then)."""
@@ -92,7 +94,8 @@ class Puller:
         root = await self._root(client, ref, stats)
         tag = str(ref)
         signatures = SignatureFetch(self.store, client, ref.path, root.desc, self.session.blob_limiter,
-                                    self._no_referrers_api, self._sources)  # same sources as the image
+                                    self._no_referrers_api, self._sources,  # same sources as the image
+                                    self._tag_snapshots)
         async with task_group() as nursery:
             nursery.start_soon(self._graph, client, ref.path, root, stats, None)
             nursery.start_soon(signatures.run)
@@ -209,6 +212,18 @@ class Puller:
             event.set()
 
 
+def _repositories(images: Sequence[str]) -> list[tuple[str, str]]:
+    """(registry, repository) of each well-formed reference; a malformed one fails on its own later."""
+    repos = []
+    for image in images:
+        try:
+            ref = normalize(image)
+        except GadgetStoreError:
+            continue
+        repos.append((ref.domain, ref.path))
+    return repos
+
+
 def image_slots(options: TransferOptions, count: int) -> int:
     """Images pulled at once. With peers, all of them: a node must find (and fetch) every blob it owns
     without waiting for an image slot, since a slot may be held by an image that waits on a peer's
@@ -248,7 +263,7 @@ async def pull_images(
     await trio.to_thread.run_sync(begin)
     try:
         async with Session(options) as session:
-            puller = Puller(store, session, verify, on_bytes)
+            puller = Puller(store, session, verify, on_bytes, images)
 
             async def one(i: int) -> None:
                 async with limit:

@@ -55,6 +55,7 @@ from .client import RegistryClient
 from .errors import NotFoundInRegistry, RegistryError
 from .manifests import Document, fetch_document
 from .mirrors import MirrorClient, Sources, Tallies
+from .tagsnapshot import TagSnapshots
 
 POLICY_FILE = "policy.json"
 MAX_REFERRERS = 16  # signature referrers fetched per image: a hostile listing cannot make us fetch more
@@ -157,6 +158,7 @@ class SignatureFetch:
     limiter: trio.CapacityLimiter
     no_referrers_api: set[str] = field(default_factory=set)  # shared by a batch: registries that said 404
     sources: Sources | None = None
+    tag_snapshots: TagSnapshots | None = None  # shared by a batch: tags listed once per repository
     found: list[FetchedSignature] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     tallies: Tallies = field(default_factory=dict)  # per source; not part of the image's own tallies
@@ -223,7 +225,7 @@ class SignatureFetch:
         tag = sc.legacy_signature_tag(self.subject.digest)
 
         async def step(client: RegistryClient) -> Document | None:
-            return await fetch_document(client, self.repo, tag, None, f"{self.repo}:{tag}")
+            return await self._tagged_document(client, tag)
 
         doc = await self._lookup(step, None)
         if doc is None:
@@ -257,15 +259,21 @@ class SignatureFetch:
         if listing is None:
             if remember:
                 self.no_referrers_api.add(client.domain)
-            tag = sc.referrers_tag(self.subject.digest)
-            index = await fetch_document(client, self.repo, tag, None, f"{self.repo}:{tag}")
+            index = await self._tagged_document(client, sc.referrers_tag(self.subject.digest))
             if not index.desc.is_index:
-                raise InvalidManifest(f"referrers tag {tag} is not an index")
+                raise InvalidManifest(f"referrers tag {sc.referrers_tag(self.subject.digest)} is not an index")
             listing = _entries(index.doc.get("manifests"), "referrers tag index")
         if isinstance(client, MirrorClient) and not any(
                 d.extra.get("artifactType") in sc.SIGNATURE_ARTIFACT_TYPES for d in listing):
             raise NotFoundInRegistry(f"{client.domain}: no signature referrers of {self.subject.digest}")
         return listing
+
+    async def _tagged_document(self, client: RegistryClient, tag: str) -> Document:
+        """The manifest ``tag`` names; NotFoundInRegistry without a request when the batch's
+        listing of the repository shows no such tag."""
+        if self.tag_snapshots is not None and await self.tag_snapshots.lacks(client, self.repo, tag):
+            raise NotFoundInRegistry(f"{client.domain}: {self.repo}:{tag} is not among the repository's tags")
+        return await fetch_document(client, self.repo, tag, None, f"{self.repo}:{tag}")
 
     async def _referrers_api(self, client: RegistryClient) -> list[Descriptor] | None:
         """The Referrers API listing (all pages), or None when the registry does not have the API."""

@@ -12,7 +12,7 @@ import re
 from urllib.parse import urljoin
 
 from ..reference import Reference, is_valid_tag
-from .client import Session
+from .client import RegistryClient, Session
 from .errors import RegistryError
 from .http import origin_of
 
@@ -47,6 +47,15 @@ def _page_tags(data: bytes, where: str) -> list[str]:
     return tags
 
 
+async def fetch_tag_page(client: RegistryClient, repo: str, url: str, where: str) -> tuple[list[str], str | None]:
+    """One page of ``repo``'s tags and the absolute URL of the next page, if the registry gave one."""
+    resp = await client.request("GET", url, scopes=(f"repository:{repo}:pull",), what=where)
+    async with resp:
+        data = await resp.read(MAX_PAGE_BYTES)
+        links = resp.header_all("link")
+    return _page_tags(data, where), next_link(links, url)
+
+
 async def list_tags(session: Session, ref: Reference, *, page_size: int = PAGE_SIZE,
                     max_tags: int = MAX_TAGS, max_pages: int = MAX_PAGES) -> list[str]:
     """Every tag of ``ref``'s repository, in the registry's order, without duplicates."""
@@ -57,15 +66,11 @@ async def list_tags(session: Session, ref: Reference, *, page_size: int = PAGE_S
     seen_urls: set[str] = set()
     for _ in range(max_pages):
         seen_urls.add(url)
-        resp = await client.request("GET", url, scopes=(f"repository:{ref.path}:pull",), what=where)
-        async with resp:
-            data = await resp.read(MAX_PAGE_BYTES)
-            links = resp.header_all("link")
-        for tag in _page_tags(data, where):
+        page, following = await fetch_tag_page(client, ref.path, url, where)
+        for tag in page:
             tags[tag] = None
         if len(tags) > max_tags:
             raise RegistryError(f"{where}: more than {max_tags} tags")
-        following = next_link(links, url)
         if following is None:
             return list(tags)
         if origin_of(following) != client.origin:

@@ -99,7 +99,8 @@ class Fault:
 
     kind: ``status`` (answer ``status`` with ``headers``), ``drop`` (close without answering),
     ``truncate`` (send the head and ``at`` body bytes, then close), ``corrupt`` (flip byte ``at``),
-    ``delay`` (sleep ``seconds`` first), ``ignore-range`` (forward without the Range header).
+    ``delay`` (sleep ``seconds`` first), ``ignore-range`` (forward without the Range header),
+    ``add-headers`` (forward, and add ``headers`` to the answer).
     """
 
     pattern: str
@@ -150,6 +151,9 @@ class FaultProxy(_ThreadedServer):
                 if key.lower() not in ("content-length", "connection", "transfer-encoding"):
                     if key.lower() == "location" and value.startswith(f"http://{self.upstream}"):
                         value = value.replace(self.upstream, self.host, 1)
+                    h.send_header(key, value)
+            if fault is not None and fault.kind == "add-headers":
+                for key, value in fault.headers.items():
                     h.send_header(key, value)
             h.send_header("Content-Length", str(len(data)))
             h.end_headers()
