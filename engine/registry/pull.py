@@ -65,6 +65,7 @@ class _Shared:
     """State shared by the pulls of one batch: who is downloading what."""
 
     inflight: dict[Digest, trio.Event] = field(default_factory=dict)
+    fetched: set[Digest] = field(default_factory=set)  # in the store now: a later plan may predate that
 
 
 class Puller:
@@ -190,11 +191,11 @@ class Puller:
         await self._graph(client, repo, doc, stats, arch)
 
     async def _blob(self, client: RegistryClient, repo: str, desc: Descriptor, stats: _Stats) -> None:
-        inflight = self._shared.inflight
+        inflight, fetched = self._shared.inflight, self._shared.fetched
         while (event := inflight.get(desc.digest)) is not None:
-            await event.wait()
-            if await trio.to_thread.run_sync(self.store.blobs.has, desc.digest):
-                return
+            await event.wait()  # another image's fetch of it: done, or failed (then try ourselves)
+        if desc.digest in fetched:
+            return
         event = inflight[desc.digest] = trio.Event()
         try:
             # Outside the download budget: waiting on a peer's pull must not hold back the blobs this
@@ -203,6 +204,7 @@ class Puller:
             if received is None:
                 async with self.session.blob_limiter:
                     received = await self._sources.blob(self.store, client, repo, desc, stats.sources)
+            fetched.add(desc.digest)
             stats.blobs += 1
             stats.bytes += received
             if self.on_bytes:
