@@ -83,8 +83,22 @@ def _check_journal_and_index(store: Store, report: FsckReport) -> None:
         except ValueError:
             report.problems.append("index.json is not valid JSON")
             return
+        if actual != expected and _is_an_earlier_index(store, actual):
+            report.notes.append("index.json lags the index journal (a pull under way, or one that was "
+                                "interrupted); the pull's end or the next open for writing brings it up to date")
+            return
     if actual != expected:
         report.problems.append("index.json is out of step with the index journal")
+
+
+def _is_an_earlier_index(store: Store, actual: object) -> bool:
+    """index.json is exactly what we wrote from an earlier part of this journal (see deferred_index_json)."""
+    record = store._read_sync_record()
+    length, inode = record.get("journal_length"), record.get("journal_inode")
+    if not isinstance(length, int) or not isinstance(inode, int) or length >= store.journal.length:
+        return False
+    base = store.journal.state_at(length, inode)
+    return base is not None and base.oci_index(length) == actual
 
 
 def _check_blobs(store: Store, report: FsckReport) -> set[Digest]:
