@@ -26,7 +26,7 @@ from .client import RegistryClient
 from .mirrors import MirrorClient
 from .taglist import fetch_tag_page
 
-MIN_IMAGES_PER_REPO = 2  # one image: its two lookups cost no more than a listing
+MIN_IMAGES_PER_REPO = 2  # one image: two small lookups, where a listing of a big repository is large
 SNAPSHOT_TTL = 60.0  # seconds a listing stands for the repository's tags
 PAGE_SIZE = 1000
 
@@ -45,7 +45,6 @@ class TagSnapshots:
         counts = Counter(repos)
         self._listed = {key for key, n in counts.items() if n >= MIN_IMAGES_PER_REPO}
         self._snapshots: dict[tuple[str, str], _Snapshot] = {}
-        self.listings = 0  # listing requests made (for tests and benchmarks)
 
     async def lacks(self, client: RegistryClient, repo: str, tag: str) -> bool:
         """True only when a whole, fresh listing of ``repo`` does not name ``tag``."""
@@ -65,7 +64,6 @@ class TagSnapshots:
         return snapshot.tags is not None and tag not in snapshot.tags
 
     async def _list(self, client: RegistryClient, repo: str) -> frozenset[str] | None:
-        self.listings += 1
         url = client.url(f"/v2/{repo}/tags/list?n={PAGE_SIZE}")
         try:
             tags, following = await fetch_tag_page(client, repo, url, f"tags of {repo}")
