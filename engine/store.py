@@ -183,7 +183,7 @@ class Store:
             self.journal.append(ops)
         self._write_index_json()
 
-    def _merge_foreign_index_edits(self) -> None:
+    def _merge_foreign_index_edits(self) -> bool:
         """Adopt what another tool (skopeo, oras, ig) changed in index.json since we last wrote it.
 
         Our last write is remembered in ``index.json.sync`` (size, mtime, inode, and the journal's
@@ -191,16 +191,16 @@ class Store:
         from, the journal up to that length, so that only the other tool's own changes are
         appended; tags recorded since (index.json lags during :meth:`deferred_index_json` and after a
         crash) are kept. When that journal prefix is gone (compacted) the comparison is with the
-        journal as it is, and the other tool's view wins.
+        journal as it is, and the other tool's view wins. True when something was appended.
         """
         record = self._read_sync_record()
         if not self.index_path.exists() or record.get("index") == self._index_stat_key():
-            return
+            return False
         foreign = jf.IndexState()
         try:
             foreign.apply(self._ops_from_index_json())
         except GadgetStoreError:
-            return  # unreadable: not an edit to adopt; it is rewritten from the journal
+            return False  # unreadable: not an edit to adopt; it is rewritten from the journal
         state = self.journal.state
         length, inode = record.get("journal_length"), record.get("journal_inode")
         base = self.journal.state_at(length, inode) if isinstance(length, int) and isinstance(inode, int) else None
@@ -217,6 +217,7 @@ class Store:
                 ops.append({"op": "unpin", "digest": key} if theirs is None else {"op": "pin", "desc": theirs})
         if ops:
             self.journal.append(ops)
+        return bool(ops)
 
     def _index_stat_key(self) -> list[int] | None:
         try:
@@ -259,18 +260,22 @@ class Store:
         """Collect tag/pin operations and append them as one durable journal record."""
         with self._locked():
             self.journal.cut_tail()
-            self._merge_foreign_index_edits()
+            merged = self._merge_foreign_index_edits()
             txn = Transaction(self.journal.state)
             yield txn
-            if not txn.ops:
+            if not txn.ops and not merged:
                 return
-            self.blobs.sync_dirs()  # every blob a record names has a durable name first
-            self.journal.append(txn.ops)
+            if txn.ops:
+                self.blobs.sync_dirs()  # every blob a record names has a durable name first
+                self.journal.append(txn.ops)
             compacted = self.journal.wants_compaction()
             if compacted:
                 self.journal.compact()
-            with self._deferral_lock:  # not after a compaction: the base of the foreign-edit merge is gone
-                if self._index_deferrals and not compacted:
+            # Not deferred after a merge (index.json must show it, or a later merge against the same
+            # base would bring back a merged tag we removed since) nor after a compaction (that base
+            # is gone).
+            with self._deferral_lock:
+                if self._index_deferrals and not compacted and not merged:
                     self._index_behind = True
                     return
             self._write_index_json()

@@ -117,6 +117,21 @@ def test_another_tools_edit_of_a_lagging_index_json_keeps_our_newer_tags(store: 
     assert Store.open(store_root).tags() == expected
 
 
+def test_a_merged_tag_removed_later_in_a_deferred_block_stays_removed(store: Store, store_root: Path) -> None:
+    desc = blob_desc(store, "one")
+    with store.transaction() as txn:
+        txn.tag("example.com/old:1", desc)
+    with store.deferred_index_json():
+        add_and_drop_in_index_json(store_root, desc, add="other:tool", drop="")
+        with store.transaction() as txn:  # adopts other:tool
+            txn.tag("example.com/new:1", desc)
+        with store.transaction() as txn:
+            txn.untag("other:tool")
+    expected = ["example.com/new:1", "example.com/old:1"]
+    assert Store.open(store_root).tags() == expected
+    assert index_json_refs(store_root) == expected
+
+
 def test_another_tools_edit_after_a_crash_keeps_what_the_journal_has(store: Store, store_root: Path) -> None:
     desc = blob_desc(store, "x.io/r")
     with store.transaction() as txn:
