@@ -191,7 +191,8 @@ class Store:
         from, the journal up to that length, so that only the other tool's own changes are
         appended; tags recorded since (index.json lags during :meth:`deferred_index_json` and after a
         crash) are kept. When that journal prefix is gone (compacted) the comparison is with the
-        journal as it is, and the other tool's view wins. True when something was appended.
+        journal as it is, and the other tool's view wins. True when index.json was another tool's
+        (readable, and now merged): the caller rewrites it.
         """
         record = self._read_sync_record()
         if not self.index_path.exists() or record.get("index") == self._index_stat_key():
@@ -217,7 +218,7 @@ class Store:
                 ops.append({"op": "unpin", "digest": key} if theirs is None else {"op": "pin", "desc": theirs})
         if ops:
             self.journal.append(ops)
-        return bool(ops)
+        return True
 
     def _index_stat_key(self) -> list[int] | None:
         try:
@@ -260,22 +261,21 @@ class Store:
         """Collect tag/pin operations and append them as one durable journal record."""
         with self._locked():
             self.journal.cut_tail()
-            merged = self._merge_foreign_index_edits()
+            if self._merge_foreign_index_edits():
+                # ours again at once, also inside a deferred block: a later merge against the old
+                # base would bring back what the other tool set and we have changed since
+                self._write_index_json()
             txn = Transaction(self.journal.state)
             yield txn
-            if not txn.ops and not merged:
+            if not txn.ops:
                 return
-            if txn.ops:
-                self.blobs.sync_dirs()  # every blob a record names has a durable name first
-                self.journal.append(txn.ops)
+            self.blobs.sync_dirs()  # every blob a record names has a durable name first
+            self.journal.append(txn.ops)
             compacted = self.journal.wants_compaction()
             if compacted:
                 self.journal.compact()
-            # Not deferred after a merge (index.json must show it, or a later merge against the same
-            # base would bring back a merged tag we removed since) nor after a compaction (that base
-            # is gone).
-            with self._deferral_lock:
-                if self._index_deferrals and not compacted and not merged:
+            with self._deferral_lock:  # not after a compaction: the base of a foreign-edit merge is gone
+                if self._index_deferrals and not compacted:
                     self._index_behind = True
                     return
             self._write_index_json()

@@ -286,7 +286,11 @@ async def pull_images(
                     nursery.start_soon(one, i)
     finally:
         with trio.CancelScope(shield=True):  # also when cancelled: bring index.json up, drop the lease
-            await trio.to_thread.run_sync(lease.close)
+            try:
+                await trio.to_thread.run_sync(lease.close)
+            except StoreError as err:  # the journal has every tag; index.json is rewritten on next open
+                for result in results:
+                    result.warnings.append(str(err))
     await discard_refused(store, (r.error for r in results))  # needs the exclusive lease: after ours
     return results
 

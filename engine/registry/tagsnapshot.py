@@ -8,9 +8,11 @@ of few repositories) lose most of their requests that way; the registry's per-re
 bounds them.
 
 The listing is a snapshot: it is used for :data:`SNAPSHOT_TTL` seconds and only when it is whole
-(one page, no next link). Anything else (an error, a paginated repository, a mirror, whose listing
-may cover only what it has cached) leaves the lookup to ask for the tag itself, as a single-image
-pull always does.
+(one page shorter than the page size, no next link). Anything else (an error, a paginated
+repository, a mirror, whose listing may cover only what it has cached) leaves the lookup to ask for
+the tag itself, as a single-image pull always does. The cost of the snapshot: a signature pushed
+within that window before an image's manifest was fetched can be missed, where a lookup of its own
+would have found it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from .mirrors import MirrorClient
 from .taglist import fetch_tag_page
 
 MIN_IMAGES_PER_REPO = 2  # one image: two small lookups, where a listing of a big repository is large
-SNAPSHOT_TTL = 60.0  # seconds a listing stands for the repository's tags
+SNAPSHOT_TTL = 10.0  # seconds a listing stands for the repository's tags (see the module's note)
 PAGE_SIZE = 1000
 
 
@@ -69,4 +71,5 @@ class TagSnapshots:
             tags, following = await fetch_tag_page(client, repo, url, f"tags of {repo}")
         except GadgetStoreError:
             return None
-        return frozenset(tags) if following is None else None
+        whole = following is None and len(tags) < PAGE_SIZE  # some registries cap a page without a link
+        return frozenset(tags) if whole else None

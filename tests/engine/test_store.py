@@ -132,6 +132,20 @@ def test_a_merged_tag_removed_later_in_a_deferred_block_stays_removed(store: Sto
     assert index_json_refs(store_root) == expected
 
 
+def test_a_merge_whose_transaction_fails_still_makes_index_json_ours(store: Store, store_root: Path) -> None:
+    desc = blob_desc(store, "one")
+    with store.deferred_index_json():
+        add_and_drop_in_index_json(store_root, desc, add="other:tool", drop="")
+        with pytest.raises(RuntimeError), store.transaction():  # adopts other:tool, then fails
+            raise RuntimeError("the body failed")
+        with store.transaction() as txn:
+            txn.untag("other:tool")
+        with store.transaction() as txn:
+            txn.tag("example.com/a:1", desc)
+    assert Store.open(store_root).tags() == ["example.com/a:1"]
+    assert index_json_refs(store_root) == ["example.com/a:1"]
+
+
 def test_another_tools_edit_after_a_crash_keeps_what_the_journal_has(store: Store, store_root: Path) -> None:
     desc = blob_desc(store, "x.io/r")
     with store.transaction() as txn:

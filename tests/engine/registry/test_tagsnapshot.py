@@ -69,14 +69,17 @@ async def test_a_batch_lists_the_repository_once_and_asks_only_for_tags_that_exi
     verify_store(tmp_path / "dst")
 
 
-@pytest.mark.parametrize("failure", ["status", "paginated"])
+@pytest.mark.parametrize("failure", ["status", "paginated", "full page"])
 async def test_without_a_whole_listing_every_tag_is_asked_for(
-        anon_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path, failure: str) -> None:
+        anon_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        failure: str) -> None:
     images = through(proxy, await publish_batch(anon_registry, tmp_path), anon_registry)
     if failure == "status":
         proxy.add(r"GET /v2/.*/tags/list", "status", status=403)
-    else:  # docker-registry 2.8 does not paginate tags; one that does sends a next-page link
+    elif failure == "paginated":  # docker-registry 2.8 does not paginate tags; one that does sends a link
         proxy.add(r"GET /v2/.*/tags/list", "add-headers", headers={"Link": '</v2/x/tags/list?last=v1>; rel="next"'})
+    else:  # a page as long as asked for may have been cut without a link
+        monkeypatch.setattr(tagsnapshot, "PAGE_SIZE", 4)
     dst = Store.open(tmp_path / "dst")
     results = await pull_images(dst, images, TransferOptions(insecure_registries=frozenset({proxy.host})))
     assert [(r.error, r.signatures, r.warnings) for r in results] == [
@@ -97,7 +100,7 @@ async def test_a_single_image_asks_for_its_tags_without_listing(
 
 async def test_a_stale_listing_is_taken_again(anon_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """A long batch does not trust one listing for ever: a signature pushed meanwhile is still found."""
+    """A long batch does not trust one listing for ever: past its age the repository is listed again."""
     monkeypatch.setattr(tagsnapshot, "SNAPSHOT_TTL", 0.0)
     images = through(proxy, await publish_batch(anon_registry, tmp_path), anon_registry)
     dst = Store.open(tmp_path / "dst")
