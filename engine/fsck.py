@@ -93,12 +93,11 @@ def _check_journal_and_index(store: Store, report: FsckReport) -> None:
 
 def _is_an_earlier_index(store: Store, actual: object) -> bool:
     """index.json is exactly what we wrote from an earlier part of this journal (see deferred_index_json)."""
-    record = store._read_sync_record()
-    length, inode = record.get("journal_length"), record.get("journal_inode")
-    if not isinstance(length, int) or not isinstance(inode, int) or length >= store.journal.length:
+    source = store.index_json_source()
+    if source is None:
         return False
-    base = store.journal.state_at(length, inode)
-    return base is not None and base.oci_index(length) == actual
+    state, length = source
+    return length < store.journal.length and state.oci_index(length) == actual
 
 
 def _check_blobs(store: Store, report: FsckReport) -> set[Digest]:

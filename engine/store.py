@@ -121,10 +121,7 @@ class Store:
                 "run 'gadgetstore fsck --repair'"
             )
         if not readonly and not damaged and (store.journal.damage is not None or not store._index_json_in_step()):
-            with store._locked():
-                store.journal.cut_tail()
-                store._merge_foreign_index_edits()
-                store._write_index_json()
+            store._bring_index_json_up()
         return store
 
     def _prepare(self, create: bool) -> None:
@@ -203,10 +200,8 @@ class Store:
         except GadgetStoreError:
             return False  # unreadable: not an edit to adopt; it is rewritten from the journal
         state = self.journal.state
-        length, inode = record.get("journal_length"), record.get("journal_inode")
-        base = self.journal.state_at(length, inode) if isinstance(length, int) and isinstance(inode, int) else None
-        if base is None:
-            base = state
+        source = self.index_json_source(record)
+        base = state if source is None else source[0]
         ops: list[jf.Op] = []
         for ref in sorted(foreign.tags.keys() | base.tags.keys()):
             theirs = foreign.tags.get(ref)
@@ -219,6 +214,16 @@ class Store:
         if ops:
             self.journal.append(ops)
         return True
+
+    def index_json_source(self, record: dict[str, Any] | None = None) -> tuple[jf.IndexState, int] | None:
+        """The journal state and length our last index.json was written from (``record``: the sync
+        record, read when not given); None when that part of the journal is gone (compacted)."""
+        record = self._read_sync_record() if record is None else record
+        length, inode = record.get("journal_length"), record.get("journal_inode")
+        if not isinstance(length, int) or not isinstance(inode, int):
+            return None
+        base = self.journal.state_at(length, inode)
+        return None if base is None else (base, length)
 
     def _index_stat_key(self) -> list[int] | None:
         try:
@@ -303,13 +308,18 @@ class Store:
             if catch_up:
                 self._catch_up_index_json()
 
+    def _bring_index_json_up(self) -> None:
+        """Cut a torn journal tail, adopt another tool's edits, and rewrite index.json unless
+        another writer has brought it up to date meanwhile."""
+        with self._locked():
+            self.journal.cut_tail()
+            self._merge_foreign_index_edits()
+            if not self._index_json_in_step():
+                self._write_index_json()
+
     def _catch_up_index_json(self) -> None:
         try:
-            with self._locked():
-                self.journal.cut_tail()
-                self._merge_foreign_index_edits()
-                if not self._index_json_in_step():  # another writer may have caught it up already
-                    self._write_index_json()
+            self._bring_index_json_up()
         except OSError as err:
             raise StoreError(
                 f"could not update {self.index_path} ({err.strerror or err}); the index journal has every "

@@ -10,7 +10,8 @@ signature that cannot be fetched is a warning, never a failed pull. Referrers fo
 referrers-tag index are pinned one by one rather than keeping that index: it may list other
 artifacts (SBOMs, …) whose blobs are not fetched, and a tagged index must reach only present blobs.
 All of it goes through the pull's mirror :class:`~.mirrors.Sources`, as the image does (see
-:class:`SignatureFetch`).
+:class:`SignatureFetch`); in a batch, one tag listing per repository can answer that a signature
+tag is absent (:mod:`.tagsnapshot`).
 
 Ordering: the signatures are recorded (tags / pins, one journal record each) *before* the image
 tag, under the pull's shared lease. Verification reads them from the store, and the tag must come
