@@ -4,7 +4,8 @@ Each mirror gets its own :class:`MirrorClient` on the session's shared pool: no 
 ``--cert-dir`` client certificate, no retries (a mirror is an optimisation, so the next source is
 tried at once). Everything a mirror sends is checked exactly like the upstream's answer — manifests
 against the digest asked for, blobs re-hashed at commit — so a lying mirror costs one wasted
-download, and is then skipped for :data:`COOLDOWN` seconds, like a mirror that is down. A 404 is
+download, and is then skipped for :data:`COOLDOWN` seconds, like a mirror that is down, except as
+the last resort once the upstream has failed too (air-gapped, it is the only source). A 404 is
 normal (a peer that lacks the blob) and only moves on to the next source.
 
 Peers (``[peers]``, see :mod:`.peers`) come before all of that for blobs: the blob's owner is asked
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Generic, TypeVar
 from urllib.parse import quote
 
 import trio
@@ -70,6 +71,13 @@ def merge(into: Tallies, other: Tallies) -> None:
         total.bytes += tally.bytes
         total.items += tally.items
         total.failures += tally.failures
+
+
+@dataclass
+class _Answer(Generic[T]):
+    """A source's answer, told apart from the error another source ended in."""
+
+    value: T
 
 
 class MirrorClient(RegistryClient):
@@ -132,42 +140,62 @@ class Sources:
             client = self._clients.setdefault((mirror, upstream), MirrorClient(mirror, upstream, self.session))
         return client
 
-    def _usable(self, domain: str, by_tag: bool) -> list[Mirror]:
+    def _eligible(self, domain: str, by_tag: bool) -> list[Mirror]:
         if self.config is None:
             return []
+        return [m for m in self.config.mirrors_for(domain) if m.resolve or not by_tag]
+
+    def _usable(self, domain: str, by_tag: bool) -> list[Mirror]:
         now = trio.current_time()
-        return [m for m in self.config.mirrors_for(domain)
-                if (m.resolve or not by_tag) and self._down_until.get(m, 0.0) <= now]
+        return [m for m in self._eligible(domain, by_tag) if self._down_until.get(m, 0.0) <= now]
 
     async def first(self, upstream: RegistryClient, by_tag: bool, tallies: Tallies,
                     fetch: Callable[[RegistryClient], Awaitable[tuple[T, int]]]) -> T:
         """``fetch`` at each usable mirror in order, then the upstream: the first answer wins.
 
         A mirror's NotFoundInRegistry moves on to the next source; any other error also skips the
-        mirror for :data:`COOLDOWN`. ``by_tag``: only ``resolve = true`` mirrors are asked.
+        mirror for :data:`COOLDOWN`. ``by_tag``: only ``resolve = true`` mirrors are asked. When the
+        upstream fails too, the mirrors that failed or were skipped get one more try before the
+        upstream's error is raised: air-gapped, a mirror's one bad answer (to this image or to any
+        other of the batch) must not leave every later item with nowhere to come from.
         """
+        missing: set[Mirror] = set()  # answered 404 in this call: not asked again
         for mirror in self._usable(upstream.domain, by_tag):
-            tally = tallies.setdefault(mirror_label(mirror), SourceTally())
-            try:
-                value, size = await fetch(await self._client(mirror, upstream.domain))
-            except GadgetStoreError as err:
-                tally.failures += 1
-                if not isinstance(err, NotFoundInRegistry):
-                    self._down_until[mirror] = trio.current_time() + COOLDOWN
-                    log.warning("mirror %s skipped for %.0f s: %s", mirror.label, COOLDOWN, err)
-                continue
-            tally.bytes += size
-            tally.items += 1
-            return value
+            outcome = await self._try_mirror(mirror, upstream, tallies, fetch)
+            if isinstance(outcome, _Answer):
+                return outcome.value
+            if isinstance(outcome, NotFoundInRegistry):
+                missing.add(mirror)
+            else:
+                self._down_until[mirror] = trio.current_time() + COOLDOWN
+                log.warning("mirror %s skipped for %.0f s: %s", mirror.label, COOLDOWN, outcome)
         tally = tallies.setdefault(upstream_label(upstream.domain), SourceTally())
         try:
             value, size = await fetch(upstream)
         except GadgetStoreError:
             tally.failures += 1
-            raise
+            for mirror in self._eligible(upstream.domain, by_tag):
+                if mirror not in missing:
+                    outcome = await self._try_mirror(mirror, upstream, tallies, fetch)
+                    if isinstance(outcome, _Answer):
+                        return outcome.value
+            raise  # the upstream's error: the mirrors were an optimisation
         tally.bytes += size
         tally.items += 1
         return value
+
+    async def _try_mirror(self, mirror: Mirror, upstream: RegistryClient, tallies: Tallies,
+                          fetch: Callable[[RegistryClient], Awaitable[tuple[T, int]]]) -> _Answer[T] | GadgetStoreError:
+        """One ``fetch`` at ``mirror``, tallied: its answer, or the error it ended in."""
+        tally = tallies.setdefault(mirror_label(mirror), SourceTally())
+        try:
+            value, size = await fetch(await self._client(mirror, upstream.domain))
+        except GadgetStoreError as err:
+            tally.failures += 1
+            return err
+        tally.bytes += size
+        tally.items += 1
+        return _Answer(value)
 
     def _peers(self, domain: str) -> Peers | None:
         peers = self.config.peers if self.config is not None else None

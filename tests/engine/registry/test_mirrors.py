@@ -150,6 +150,31 @@ async def test_resolving_mirror_works_without_the_upstream(pushed: Pushed, peer:
     verify_store(tmp_path / "dst")
 
 
+async def test_air_gapped_pull_survives_one_bad_answer_from_its_mirror(pushed: Pushed, peer: RunningServer,
+                                                                       tmp_path: Path) -> None:
+    """The only mirror fails one blob request: it is tried again once the upstream fails too."""
+    src = Store.open(pushed.src_root)
+    gone = f"127.0.0.1:{free_port()}"
+    image = f"{gone}/{unique_repo('airgap')}:v3"
+    make_gadget_image(src, image)
+    flaky = FaultProxy(peer.address)
+    flaky.add("GET /v2/.*/blobs/sha256:", "status", status=500, times=1)
+    try:
+        config = RegistriesConfig({gone: (plain(flaky.host, resolve=True),)})
+        opts = TransferOptions(insecure_registries=frozenset({gone}), registries=config,
+                               retries=1, backoff_base=0.01)
+        (result,) = await pull_images(Store.open(tmp_path / "dst"), [image], opts)
+    finally:
+        flaky.close()
+    assert result.error is None, result.error
+    mirror, upstream = result.sources[f"mirror http://{flaky.host}"], result.sources[f"upstream {gone}"]
+    assert (mirror.items, mirror.failures) == (ITEMS, 1)
+    # the failed blob, and whatever came while the mirror was skipped, went to the closed port first
+    assert upstream.items == 0 and upstream.failures >= 1
+    assert graph_digests(Store.open(tmp_path / "dst"), image) == graph_digests(src, image)
+    verify_store(tmp_path / "dst")
+
+
 async def push_behind_a_login(registry: RegistryServer, tmp_path: Path) -> tuple[str, dict[str, Credentials]]:
     """An image on ``registry`` that needs the test login to pull; returns it and the credentials."""
     src = Store.open(tmp_path / "src")

@@ -176,6 +176,8 @@ async def test_lying_mirror_without_upstream_fails_clearly(tmp_path: Path, key: 
     liar = FaultProxy(peer.address)
     for digest in bad:
         liar.add(f"GET /v2/.*/blobs/{digest}", "corrupt", times=1000, at=10)
+    # the lie comes first, and the mirror is skipped before the image's own blobs are asked for
+    liar.add("GET /v2/.*/manifests/sha256:", "delay", times=1000, seconds=0.5)
     try:
         # the upstream is retried (and fails) for the blob the mirror lied about: keep that short here
         opts = options(gone, resolving(liar.host), retries=1, backoff_base=0.01)
