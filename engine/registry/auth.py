@@ -140,6 +140,6 @@ class TokenCache:
         self._tokens[scopes] = (token.value, now + usable)
         self._fetched[scopes] = now
 
-    def fetched_since(self, scopes: tuple[str, ...], when: float) -> bool:
-        """Whether another task got a usable token for ``scopes`` while we waited to ask for one."""
-        return self._fetched.get(scopes, -1.0) >= when and self.get(scopes, when) is not None
+    def fetched_since(self, scopes: tuple[str, ...], since: float, now: float) -> bool:
+        """Whether another task got a token for ``scopes`` at or after ``since`` that is usable ``now``."""
+        return self._fetched.get(scopes, -1.0) >= since and self.get(scopes, now) is not None

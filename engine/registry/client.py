@@ -150,8 +150,9 @@ class RegistryClient:
         token = self._tokens.get(scopes, trio.current_time())
         return f"Bearer {token}" if token else None
 
-    async def _authenticate(self, resp: Response, scopes: tuple[str, ...], retry: bool) -> None:
-        """React to a 401: pick the challenge, then get a token or decide to send Basic."""
+    async def _authenticate(self, resp: Response, scopes: tuple[str, ...], retry: bool, sent_at: float) -> None:
+        """React to a 401 to a request sent at ``sent_at``: pick the challenge, then get a token (unless
+        one came since) or decide to send Basic."""
         challenges = authlib.parse_challenges(resp.header_all("www-authenticate"))
         detail = _error_detail(await self._read_error_body(resp))
         if self.insecure:
@@ -172,15 +173,15 @@ class RegistryClient:
             raise AuthError(f"{self.domain}: 401 Unauthorized" + (f": {detail}" if detail else ""))
         self._challenge = bearer
         wanted = tuple(sorted(set(scopes) | set(bearer.params.get("scope", "").split()) - {""}))
-        await self._fetch_token(bearer, scopes, wanted, force=retry)
+        await self._fetch_token(bearer, scopes, wanted, force=retry, since=sent_at)
 
     async def _fetch_token(self, challenge: authlib.Challenge, key: tuple[str, ...], scopes: tuple[str, ...],
-                           force: bool) -> None:
-        """One token request per scope set at a time; concurrent 401s share its result."""
+                           force: bool, since: float) -> None:
+        """One token request per scope set at a time; 401s to requests sent before a token came share
+        it (the 401 was for the lack of it), so concurrent first requests cost one token request."""
         lock = self._token_locks.setdefault(key, trio.Lock())
-        requested_at = trio.current_time()
         async with lock:
-            if not force and self._tokens.fetched_since(key, requested_at):
+            if not force and self._tokens.fetched_since(key, since, trio.current_time()):
                 return
             realm = challenge.realm
             authlib.check_realm(realm, self.origin.scheme, self.origin.host)
@@ -304,11 +305,12 @@ class RegistryClient:
         what = what or f"{method} {url}"
         auth_attempts = 0
         while True:
+            sent_at = trio.current_time()
             resp = await self._send_with_retries(method, url, headers, body, scopes, follow)
             if resp.status in ok:
                 return resp
             if resp.status == 401 and origin_of(resp.url) == self.origin and auth_attempts < 2:
-                await self._authenticate(resp, scopes, retry=auth_attempts > 0)
+                await self._authenticate(resp, scopes, retry=auth_attempts > 0, sent_at=sent_at)
                 auth_attempts += 1
                 continue
             raise await self.error_for(resp, what)

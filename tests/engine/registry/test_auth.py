@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trio
 
 from gadgetstore.engine.errors import GadgetStoreError
 from gadgetstore.engine.registry import auth as authlib
 from gadgetstore.engine.registry.authfile import Credentials, store_credentials
-from gadgetstore.engine.registry.client import TransferOptions
+from gadgetstore.engine.registry.client import Session, TransferOptions
 from gadgetstore.engine.registry.errors import (
     AuthError,
     NotFoundInRegistry,
@@ -343,3 +344,40 @@ async def test_token_realm_redirect_never_carries_credentials(fake_servers: list
         await pull_image(Store.open(tmp_path / "s"), f"{app.host}/a/b:v1", opts)
     assert tokens.requests and tokens.requests[0].headers.get("authorization", "").startswith("Basic ")
     assert all("authorization" not in r.headers for r in thief.requests)
+
+
+async def test_a_401_that_arrives_after_a_new_token_reuses_it(fake_servers: list[FakeServer]) -> None:
+    """Two first requests at once: the slow one's 401 comes after the fast one got a token, which
+    was fetched after the slow one was sent, so it is reused: one token request, not two."""
+    import threading
+    import time
+
+    token_served = threading.Event()
+
+    def handler(req: Request) -> Reply:
+        if req.path.startswith("/token"):
+            token_served.set()
+            return Reply(200, {"Content-Type": "application/json"}, b'{"token":"t0k"}')
+        if req.headers.get("authorization") != "Bearer t0k":
+            if req.path.endswith("/slow"):
+                token_served.wait(10)  # answer 401 only once the fast request's token is out
+                time.sleep(0.05)
+            realm = f"http://127.0.0.1:{app.port}/token"
+            return Reply(401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="svc",scope="repository:a/b:pull"'})
+        return Reply(404, {"Content-Type": "application/json"}, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}')
+
+    app = FakeServer(handler)
+    fake_servers.append(app)
+    async with Session(TransferOptions(plain_http=frozenset({app.host}), retries=0)) as session:
+        client = await session.client(app.host)
+
+        async def get(tag: str) -> None:
+            with pytest.raises(NotFoundInRegistry):
+                await client.request("GET", f"/v2/a/b/manifests/{tag}", scopes=("repository:a/b:pull",))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(get, "slow")
+            await trio.sleep(0.05)  # the slow one is sent first
+            nursery.start_soon(get, "fast")
+    assert len([r for r in app.requests if r.path.startswith("/token")]) == 1
+    assert [r.headers.get("authorization") for r in app.requests if r.path.endswith("/slow")] == [None, "Bearer t0k"]
