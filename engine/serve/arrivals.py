@@ -30,6 +30,11 @@ class Arrivals:
         self._waiters = 0
         self._wakeup = trio.Event()
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for a blob right now."""
+        return self._waiters
+
     def _size(self, digest: Digest) -> int | None:
         st = self.blobs.stat(digest)
         return st.st_size if st is not None else None

@@ -47,6 +47,7 @@ TEST_USER = "tester"
 TEST_PASSWORD = "s3cret-Pa55"
 TOKEN_SERVICE = "gadgetstore-test-registry"
 TOKEN_ISSUER = "gadgetstore-test-issuer"
+PORT_ATTEMPTS = 3
 
 
 def free_port() -> int:
@@ -302,17 +303,30 @@ def start_registry(
     if extra_config:
         config.update(extra_config)
     config_path = directory / "config.yml"
-    config_path.write_text(yaml.safe_dump(config))
     log = directory / "registry.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-    with open(log, "wb") as log_file:
-        process = subprocess.Popen([REGISTRY_BINARY, "serve", str(config_path)], stdout=log_file,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-    server = RegistryServer(f"127.0.0.1:{port}", scheme, directory / "data", process, ca,
-                            TEST_USER if mode != "anonymous" else None,
-                            TEST_PASSWORD if mode != "anonymous" else None, token_server)
+    for attempt in range(PORT_ATTEMPTS):
+        # The port was free when picked, but any connection's source port may take it before the
+        # registry binds it: then the registry exits at once, and another port is tried.
+        if attempt:
+            port = free_port()
+            config["http"]["addr"] = f"127.0.0.1:{port}"
+        config_path.write_text(yaml.safe_dump(config))
+        with open(log, "wb") as log_file:
+            process = subprocess.Popen([REGISTRY_BINARY, "serve", str(config_path)], stdout=log_file,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        server = RegistryServer(f"127.0.0.1:{port}", scheme, directory / "data", process, ca,
+                                TEST_USER if mode != "anonymous" else None,
+                                TEST_PASSWORD if mode != "anonymous" else None, token_server)
+        try:
+            _wait_ready(server, log)
+            break
+        except RuntimeError:
+            process.kill()
+            process.wait()
+            if "address already in use" not in log.read_text(errors="replace") or attempt == PORT_ATTEMPTS - 1:
+                raise
     try:
-        _wait_ready(server, log)
         yield server
     finally:
         process.terminate()

@@ -262,7 +262,7 @@ async def test_chunks_landing_ahead_are_buffered_and_synced_early(
     """Parallel chunks that land ahead of the hashed prefix stay in the page cache (they are read
     back for the hash); their writeback starts before the commit."""
     repo, _, _ = await _pushed(anon_registry, tmp_path)
-    proxy.add(r"GET /v2/.*/blobs/", "delay", seconds=0.5, range_start=CHUNK)  # chunks 2.. land ahead of 1
+    proxy.add(r"GET /v2/.*/blobs/", "delay", seconds=2.0, range_start=CHUNK)  # chunks 2.. land ahead of 1
     await pull_image(Store.open(tmp_path / "dst"), f"{proxy.host}/{repo}:v1", _opts(proxy.host))
     assert proxy.faults[0].hits == 1
     assert disk_writes["direct"] <= 2 * CHUNK  # at most chunks 0 and 1, written at the prefix

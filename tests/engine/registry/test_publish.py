@@ -154,14 +154,27 @@ async def test_a_failed_rename_fails_only_its_blob(store: Store, steps: list[str
         except OSError:
             results[Digest.of_bytes(data)] = "failed"
 
-    async with trio.open_nursery() as nursery:
+    # keep batches out until every blob waits for one: a single batch of all, whatever the timing
+    all_waiting, real_submit = trio.Event(), publisher._group.submit
+    submitted: list[blobstore.IngestWriter] = []
+
+    async def submit(writer: blobstore.IngestWriter) -> None:
+        submitted.append(writer)
+        if len(submitted) == len(BLOBS):
+            all_waiting.set()  # seen once this task blocks, after real_submit queued its item
+        await real_submit(writer)
+
+    monkeypatch.setattr(publisher._group, "submit", submit)
+    async with trio.open_nursery() as nursery, publisher._group.lock:
         for data in BLOBS:
             nursery.start_soon(put, data)
+        await all_waiting.wait()
     assert [d for d, r in results.items() if r == "failed"] == [bad]
     assert all(store.blobs.has(Digest.of_bytes(data)) for data in BLOBS if Digest.of_bytes(data) != bad)
     assert not store.blobs.has(bad)
     assert store.blobs.ingest_files() == []  # the failed blob's file was removed
-    assert steps[-1] == "fsync_dir:sha256"  # the names that did land were made durable
+    # one batch: its other names landed, and were made durable after the failure
+    assert steps == ["syncfs"] + ["rename"] * (len(BLOBS) - 1) + ["fsync_dir:sha256"]
 
 
 async def test_bytes_that_fail_to_verify_fail_only_their_own_put(store: Store) -> None:

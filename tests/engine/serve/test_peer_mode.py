@@ -73,12 +73,14 @@ def test_waiting_requests_leave_half_the_connections_free(tmp_path: Path) -> Non
     Store.open(tmp_path / "s")
     server = start_server(tmp_path / "s", ServeConfig(peer_blobs=True, max_connections=2))
     try:
-        waiter = threading.Thread(target=server.request, args=("GET", f"/v2/r/blobs/{DIGEST}?wait=2"))
+        waiter = threading.Thread(target=server.request, args=("GET", f"/v2/r/blobs/{DIGEST}?wait=3"))
         waiter.start()
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while server.server.arrivals.waiting < 1 and time.monotonic() < deadline:  # the first one waits
+            time.sleep(0.01)
         started = time.monotonic()
-        assert server.request("GET", f"/v2/r/blobs/{DIGEST}?wait=2").status == 404
-        assert time.monotonic() - started < 1.0
+        assert server.request("GET", f"/v2/r/blobs/{DIGEST}?wait=10").status == 404
+        assert time.monotonic() - started < 2  # answered at once, not after its 10 s wait
         waiter.join()
     finally:
         server.stop()
