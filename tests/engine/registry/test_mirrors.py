@@ -135,16 +135,24 @@ async def test_lying_mirror_never_corrupts_the_store(pushed: Pushed, tmp_path: P
     assert mirror.items + result.sources[f"upstream {pushed.upstream.host}"].items == ITEMS
 
 
+def air_gapped(pushed: Pushed, tag: str) -> tuple[str, str]:
+    """An upstream on a closed port, and an image of it that only the peer's store holds."""
+    gone = f"127.0.0.1:{free_port()}"
+    image = f"{gone}/{unique_repo('airgap')}:{tag}"
+    make_gadget_image(Store.open(pushed.src_root), image)
+    return gone, image
+
+
+def only_mirror(upstream: str, address: str, **kw: object) -> TransferOptions:
+    config = RegistriesConfig({upstream: (plain(address, resolve=True),)})
+    return TransferOptions(insecure_registries=frozenset({upstream}), registries=config, **kw)  # type: ignore[arg-type]
+
+
 async def test_resolving_mirror_works_without_the_upstream(pushed: Pushed, peer: RunningServer,
                                                            tmp_path: Path) -> None:
     """Air-gapped: the upstream is unreachable, a ``resolve = true`` mirror answers tags too."""
-    src = Store.open(pushed.src_root)
-    gone = f"127.0.0.1:{free_port()}"
-    image = f"{gone}/{unique_repo('airgap')}:v2"
-    make_gadget_image(src, image)
-    config = RegistriesConfig({gone: (plain(peer.address, resolve=True),)})
-    opts = TransferOptions(insecure_registries=frozenset({gone}), registries=config)
-    (result,) = await pull_images(Store.open(tmp_path / "dst"), [image], opts)
+    gone, image = air_gapped(pushed, "v2")
+    (result,) = await pull_images(Store.open(tmp_path / "dst"), [image], only_mirror(gone, peer.address))
     assert result.error is None, result.error
     assert counts(result.sources) == {f"mirror http://{peer.address}": (ITEMS, 0)}
     verify_store(tmp_path / "dst")
@@ -153,16 +161,11 @@ async def test_resolving_mirror_works_without_the_upstream(pushed: Pushed, peer:
 async def test_air_gapped_pull_survives_one_bad_answer_from_its_mirror(pushed: Pushed, peer: RunningServer,
                                                                        tmp_path: Path) -> None:
     """The only mirror fails one blob request: it is tried again once the upstream fails too."""
-    src = Store.open(pushed.src_root)
-    gone = f"127.0.0.1:{free_port()}"
-    image = f"{gone}/{unique_repo('airgap')}:v3"
-    make_gadget_image(src, image)
+    gone, image = air_gapped(pushed, "v3")
     flaky = FaultProxy(peer.address)
     flaky.add("GET /v2/.*/blobs/sha256:", "status", status=500, times=1)
     try:
-        config = RegistriesConfig({gone: (plain(flaky.host, resolve=True),)})
-        opts = TransferOptions(insecure_registries=frozenset({gone}), registries=config,
-                               retries=1, backoff_base=0.01)
+        opts = only_mirror(gone, flaky.host, retries=1, backoff_base=0.01)
         (result,) = await pull_images(Store.open(tmp_path / "dst"), [image], opts)
     finally:
         flaky.close()
@@ -171,7 +174,7 @@ async def test_air_gapped_pull_survives_one_bad_answer_from_its_mirror(pushed: P
     assert (mirror.items, mirror.failures) == (ITEMS, 1)
     # the failed blob, and whatever came while the mirror was skipped, went to the closed port first
     assert upstream.items == 0 and upstream.failures >= 1
-    assert graph_digests(Store.open(tmp_path / "dst"), image) == graph_digests(src, image)
+    assert graph_digests(Store.open(tmp_path / "dst"), image) == graph_digests(Store.open(pushed.src_root), image)
     verify_store(tmp_path / "dst")
 
 
