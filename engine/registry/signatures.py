@@ -260,9 +260,10 @@ class SignatureFetch:
         if listing is None:
             if remember:
                 self.no_referrers_api.add(client.domain)
-            index = await self._tagged_document(client, sc.referrers_tag(self.subject.digest))
+            tag = sc.referrers_tag(self.subject.digest)
+            index = await self._tagged_document(client, tag)
             if not index.desc.is_index:
-                raise InvalidManifest(f"referrers tag {sc.referrers_tag(self.subject.digest)} is not an index")
+                raise InvalidManifest(f"referrers tag {tag} is not an index")
             listing = _entries(index.doc.get("manifests"), "referrers tag index")
         if isinstance(client, MirrorClient) and not any(
                 d.extra.get("artifactType") in sc.SIGNATURE_ARTIFACT_TYPES for d in listing):

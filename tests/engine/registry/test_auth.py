@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -349,9 +351,6 @@ async def test_token_realm_redirect_never_carries_credentials(fake_servers: list
 async def test_a_401_that_arrives_after_a_new_token_reuses_it(fake_servers: list[FakeServer]) -> None:
     """Two first requests at once: the slow one's 401 comes after the fast one got a token, which
     was fetched after the slow one was sent, so it is reused: one token request, not two."""
-    import threading
-    import time
-
     token_served = threading.Event()
 
     def handler(req: Request) -> Reply:

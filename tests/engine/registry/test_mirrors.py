@@ -59,9 +59,11 @@ def plain(address: str, **kw: object) -> Mirror:
     return Mirror(f"http://{address}", insecure=True, **kw)  # type: ignore[arg-type]
 
 
-def options(upstream: RegistryServer, *mirrors: Mirror, **kw: object) -> TransferOptions:
-    config = RegistriesConfig({upstream.host: mirrors})
-    return TransferOptions(insecure_registries=frozenset({upstream.host}), registries=config, **kw)  # type: ignore[arg-type]
+def options(upstream: RegistryServer | str, *mirrors: Mirror, **kw: object) -> TransferOptions:
+    """The upstream (a registry, or the host:port of a closed one) in plain HTTP, behind ``mirrors``."""
+    host = upstream if isinstance(upstream, str) else upstream.host
+    config = RegistriesConfig({host: mirrors})
+    return TransferOptions(insecure_registries=frozenset({host}), registries=config, **kw)  # type: ignore[arg-type]
 
 
 async def pull(pushed: Pushed, dest: Path, opts: TransferOptions) -> PullResult:
@@ -144,8 +146,7 @@ def air_gapped(pushed: Pushed, tag: str) -> tuple[str, str]:
 
 
 def only_mirror(upstream: str, address: str, **kw: object) -> TransferOptions:
-    config = RegistriesConfig({upstream: (plain(address, resolve=True),)})
-    return TransferOptions(insecure_registries=frozenset({upstream}), registries=config, **kw)  # type: ignore[arg-type]
+    return options(upstream, plain(address, resolve=True), **kw)
 
 
 async def test_resolving_mirror_works_without_the_upstream(pushed: Pushed, peer: RunningServer,
