@@ -80,3 +80,28 @@ def verify_store(root: Path) -> int:
 def graph_digests(store: Store, image: str) -> set[Digest]:
     desc = store.resolve(str(normalize(image)))
     return set(store.walk([desc]))
+
+
+PROJECT = Path(__file__).resolve().parents[2]
+DEMO_SOURCES = PROJECT / "examples" / "trace_demo"
+DEMO_IMAGE = "ghcr.io/inspektor-gadget/gadget/trace_demo:latest"
+"""The image the suite builds from ``examples/trace_demo``: short name ``trace_demo``, as ig names its own."""
+DEMO_EPOCH = "1700000000"
+
+
+def build_demo_archive(work: Path) -> Path:
+    """Build ``examples/trace_demo`` with clang into a scratch store and export it as ``ig image export`` does.
+
+    The result is an OCI image-layout tar shaped like a real gadget export: an index (amd64, arm64),
+    one manifest per arch, the gadget.yaml config and a real eBPF ELF layer (BTF and BTF.ext) per
+    arch. ``SOURCE_DATE_EPOCH`` makes it the same bytes on every run on one toolchain.
+    """
+    from gadgetstore.engine.archive import export_images
+    from gadgetstore.engine.build import BuildRequest, build_image
+
+    store_root = work / "build-store"
+    request = BuildRequest(gadget_dir=DEMO_SOURCES, source_date_epoch=DEMO_EPOCH)
+    build_image(lambda: Store.open(store_root), request, DEMO_IMAGE)
+    archive = work / "trace_demo.tar"
+    export_images(Store.open(store_root), [str(normalize(DEMO_IMAGE))], archive)
+    return archive
