@@ -27,8 +27,9 @@ Using it (``gadgetstore serve`` listens on 127.0.0.1:5050)::
 
 Modules: :mod:`.names` (the naming rule), :mod:`.catalog` (an immutable snapshot of
 repositories, graphs and referrers), :mod:`.routes` (the API as a pure function), :mod:`.ranges`,
-:mod:`.messages`, :mod:`.source` (refreshing the catalog), :mod:`.server` (h11 on trio) and
-:mod:`.app` (listen address, signals).
+:mod:`.messages`, :mod:`.source` (refreshing the catalog), :mod:`.connections` (which connections
+stay open), :mod:`.server` (h11 on trio, request slots, timeouts, the access log) and :mod:`.app`
+(listen address, signals).
 """
 
 from .app import DEFAULT_LISTEN, parse_listen, run

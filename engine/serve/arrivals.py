@@ -2,7 +2,7 @@
 
 Many peers may wait at once, so one task polls the store for every awaited digest together (one
 worker-thread call per tick), rather than each request polling on its own. At most ``max_waiting``
-requests wait at once (each holds a connection slot); beyond that, requests are answered at once.
+requests wait at once (each holds a request slot); beyond that, requests are answered at once.
 """
 
 from __future__ import annotations

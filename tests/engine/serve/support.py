@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,6 +140,14 @@ def send(conn: http.client.HTTPConnection, method: str, path: str, headers: dict
     conn.request(method, path, body=body, headers=headers or {})
     resp = conn.getresponse()
     return Reply(resp.status, resp.headers, resp.read())
+
+
+def wait_for(check: Callable[[], bool], within: float = 10.0) -> None:
+    """Until the server thread reaches a state (read from its objects); fails after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, "the server did not reach the expected state in time"
+        time.sleep(0.01)
 
 
 def start_server(root: Path, config: ServeConfig | None = None) -> RunningServer:

@@ -19,7 +19,7 @@ from gadgetstore.engine.serve.arrivals import Arrivals
 from gadgetstore.engine.serve.messages import Request
 from gadgetstore.engine.serve.routes import peer_blob_request
 from gadgetstore.engine.store import Store
-from tests.engine.serve.support import start_server
+from tests.engine.serve.support import start_server, wait_for
 
 DATA = b"peer blob " * 5000
 DIGEST = Digest.of_bytes(DATA)
@@ -69,15 +69,13 @@ def test_a_waiting_request_gets_the_blob_when_it_lands(tmp_path: Path) -> None:
 
 
 def test_waiting_requests_leave_half_the_connections_free(tmp_path: Path) -> None:
-    """max_connections=2: one request may wait; a second one is answered at once."""
+    """max_requests=2: one request may wait; a second one is answered at once."""
     Store.open(tmp_path / "s")
-    server = start_server(tmp_path / "s", ServeConfig(peer_blobs=True, max_connections=2))
+    server = start_server(tmp_path / "s", ServeConfig(peer_blobs=True, max_requests=2))
     try:
         waiter = threading.Thread(target=server.request, args=("GET", f"/v2/r/blobs/{DIGEST}?wait=3"))
         waiter.start()
-        deadline = time.monotonic() + 10
-        while server.server.arrivals.waiting < 1 and time.monotonic() < deadline:  # the first one waits
-            time.sleep(0.01)
+        wait_for(lambda: server.server.arrivals.waiting == 1)  # the first one waits
         started = time.monotonic()
         assert server.request("GET", f"/v2/r/blobs/{DIGEST}?wait=10").status == 404
         assert time.monotonic() - started < 2  # answered at once, not after its 10 s wait
