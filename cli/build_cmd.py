@@ -16,8 +16,8 @@ from .context import AppContext, pass_app, user_errors
 @click.argument("path", required=False, default=".", type=click.Path(path_type=Path))
 @click.option("-t", "--tag", "image", default="", help="Name for the built image (format name:tag).")
 @click.option(
-    "-f", "--file", "build_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-    help="Path to build.yaml (default: PATH/build.yaml).",
+    "-f", "--file", "build_file", type=click.Path(path_type=Path), default=None,
+    help="Path to build.yaml (default: PATH/build.yaml; '-' is stdin).",
 )
 @click.option(
     "-o", "--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -6,8 +6,8 @@ Kept out of :mod:`.registry_cmds` so the command itself stays a thin list of opt
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from gadgetstore.engine.errors import GadgetStoreError
 from gadgetstore.engine.fsutil import read_utf8
@@ -16,6 +16,7 @@ from gadgetstore.engine.registry.client import Session, TransferOptions
 from gadgetstore.engine.registry.mirrors import Tallies, merge
 from gadgetstore.engine.registry.pull import PullResult
 from gadgetstore.engine.registry.taglist import PAGE_SIZE, list_tags
+from gadgetstore.engine.userpath import input_name, open_input
 
 __all__ = ["PAGE_SIZE", "expand_all_tags", "read_image_list", "summary_lines", "unique"]
 
@@ -30,15 +31,9 @@ class ImageListError(GadgetStoreError):
 
 def read_image_list(path: str) -> list[str]:
     """References from ``path`` (``-`` is stdin): one per line, ``#`` starts a comment."""
-    where = "standard input" if path == "-" else path
-    try:
-        if path == "-":
-            text = read_utf8(sys.stdin.buffer, MAX_LIST_BYTES, f"image list {where}", ImageListError)
-        else:
-            with open(path, "rb") as f:
-                text = read_utf8(f, MAX_LIST_BYTES, f"image list {where}", ImageListError)
-    except OSError as err:
-        raise ImageListError(f"cannot read image list {where}: {err.strerror}") from None
+    where = input_name(path)
+    with open_input(Path(path), "image list", ImageListError) as source:
+        text = read_utf8(source, MAX_LIST_BYTES, f"image list {where}", ImageListError)
     images = []
     for number, line in enumerate(text.splitlines(), 1):
         entry = line.split("#", 1)[0].strip()

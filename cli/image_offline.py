@@ -11,6 +11,7 @@ import click
 from gadgetstore.engine import reference
 from gadgetstore.engine.archive import export_images, import_archive
 from gadgetstore.engine.images import list_images
+from gadgetstore.engine.userpath import output_name
 
 from .context import AppContext, pass_app, user_errors
 from .listing import format_json, format_rows
@@ -61,23 +62,27 @@ def remove_cmd(app: AppContext, image: str) -> None:
 
 @click.command("export")
 @click.argument("images", nargs=-1, required=True)
-@click.argument("dst_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("dst_file", type=click.Path(path_type=Path))
 @pass_app
 @user_errors
 def export_cmd(app: AppContext, images: tuple[str, ...], dst_file: Path) -> None:
-    """Export images to a tarball (zstd-compressed when DST_FILE ends in .tar.zst)."""
+    """Export images to a tarball (zstd-compressed when DST_FILE ends in .tar.zst).
+
+    DST_FILE is written as tar -f writes it: '-' is standard output, a device or pipe is written
+    into, a symlink is followed, and a regular file appears only once complete.
+    """
     refs = [str(reference.normalize(image)) for image in images]
     export_images(app.store(), refs, dst_file)
-    click.echo(f"Successfully exported images to {dst_file}", err=True)
+    click.echo(f"Successfully exported images to {output_name(dst_file)}", err=True)
 
 
 @click.command("import")
-@click.argument("src_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("src_file", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Choice(["", "json", "jsonpretty"]), default="")
 @pass_app
 @user_errors
 def import_cmd(app: AppContext, src_file: Path, output: str) -> None:
-    """Import images from a tarball made by ``image export`` (plain or zstd)."""
+    """Import images from a tarball made by ``image export`` (plain or zstd; '-' is standard input)."""
     refs = import_archive(app.store(), src_file)
     if output:
         click.echo(json.dumps(refs, indent=2 if output == "jsonpretty" else None))

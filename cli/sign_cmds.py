@@ -51,8 +51,8 @@ def verify_cmd(app: AppContext, image: str, public_keys: tuple[str, ...], certif
 
 @click.command("sign")
 @click.argument("image")
-@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Private key (unencrypted PEM, e.g. made by 'gadgetstore key generate').")
+@click.option("--key", "key_path", required=True, type=click.Path(path_type=Path),
+              help="Private key (unencrypted PEM, e.g. made by 'gadgetstore key generate'; '-' is stdin).")
 @click.option("--format", "fmt", type=click.Choice(SIGN_FORMATS), default="legacy", show_default=True,
               help="legacy: cosign 'sha256-<hex>.sig' tag; oci11: OCI 1.1 referrer; bundle: Sigstore bundle v0.3.")
 @pass_app
@@ -72,12 +72,15 @@ def key_group() -> None:
 
 
 @key_group.command("generate")
-@click.argument("prefix", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("prefix", type=click.Path(path_type=Path))
 @click.option("--type", "kind", type=click.Choice(KEY_TYPES), default="ecdsa-p256", show_default=True)
 @click.option("--force", is_flag=True, help="Replace existing PREFIX.key / PREFIX.pub.")
 @user_errors
 def generate_cmd(prefix: Path, kind: str, force: bool) -> None:
-    """Write a new key pair: PREFIX.key (PKCS#8 PEM, mode 0600) and PREFIX.pub."""
+    """Write a new key pair: PREFIX.key (PKCS#8 PEM, mode 0600) and PREFIX.pub.
+
+    A symlink is followed and a device or pipe written into; only a regular file needs --force.
+    """
     key_path, pub_path = write_key_pair(prefix, generate_private_key(kind), force=force)
     click.echo(f"Private key written to {key_path}", err=True)
     click.echo(f"Public key written to {pub_path}", err=True)

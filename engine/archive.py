@@ -8,17 +8,15 @@ referenced blob is present with the right digest, so a bad archive leaves the st
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
 import posixpath
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO
 
 import zstandard
 
@@ -27,9 +25,12 @@ from . import reference
 from .blobstore import READ_CHUNK, IngestWriter, verify_stream
 from .descriptor import Descriptor, canonical_json, children, is_document, parse_document, walk_graph
 from .digest import Digest
-from .errors import GadgetStoreError, ImageNotFound, IntegrityError, InvalidArchive
-from .fsutil import fsync_dir
+from .errors import GadgetStoreError, IntegrityError, InvalidArchive
 from .store import OCI_LAYOUT_BYTES, Store, signature_tag_subject
+from .userpath import open_input, open_output
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _ALLOWED_DIRS = {"blobs", "blobs/sha256", "blobs/sha512"}
@@ -91,40 +92,53 @@ def write_export(store: Store, plan: ExportPlan, out: IO[bytes]) -> None:
 
 
 def export_images(store: Store, refs: list[str], destination: Path) -> None:
-    """Write the archive next to ``destination`` and rename it into place when complete."""
+    """Write the archive to ``destination`` as :func:`~.userpath.open_output` writes a path the user names.
+
+    Nothing is opened before every image is found, so a bad name leaves no file and blocks on no pipe.
+    """
     plan = plan_export(store, refs)
     compress = destination.name.endswith(".tar.zst")
-    parent = destination.parent if str(destination.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            if compress:
-                cctx = zstandard.ZstdCompressor(level=3, threads=0)
-                with cctx.stream_writer(raw, closefd=False) as zout:
-                    write_export(store, plan, zout)
-            else:
-                write_export(store, plan, raw)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, destination)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    fsync_dir(parent)
+    with open_output(destination, 0o644) as out:
+        if compress:
+            cctx = zstandard.ZstdCompressor(level=3, threads=0)
+            with cctx.stream_writer(out, closefd=False) as zout:
+                write_export(store, plan, zout)
+        else:
+            write_export(store, plan, out)
 
 
 # -- import ----------------------------------------------------------------------------------------
 
 
+class _SniffedStream(io.RawIOBase):
+    """The bytes read to recognise the format, then the rest: a pipe cannot seek back."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        super().__init__()
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            count = min(len(view), len(self._head))
+            view[:count] = self._head[:count]
+            self._head = self._head[count:]
+            return count
+        data = self._rest.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
 def _open_archive_stream(raw: BinaryIO) -> BinaryIO:
     """Plain or zstd, decided by the first bytes rather than by the file name."""
-    head = raw.read(4)
-    raw.seek(0)
+    head = raw.read(len(ZSTD_MAGIC))
+    stream = io.BufferedReader(_SniffedStream(head, raw), buffer_size=READ_CHUNK)
     if head == ZSTD_MAGIC:
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-    return raw
+        return zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
+    return stream
 
 
 def _member_name(name: str) -> str:
@@ -319,27 +333,23 @@ def _plan_import(store: Store, staged: _Staged) -> tuple[dict[str, Descriptor], 
 
 
 def import_archive(store: Store, source: Path) -> list[str]:
-    """Import every tagged image (and attached signatures); returns the tags, as ``ig`` lists them."""
-    try:
-        raw = open(source, "rb")  # noqa: SIM115 - closed in finally; the tar stream borrows it
-    except FileNotFoundError:
-        raise ImageNotFound(f"archive {source} does not exist") from None
-    try:
-        with store.lease():
-            staged = _stage_members(store, raw)
-            try:
-                tags, pins = _plan_import(store, staged)
-                reached = _check_graph(store, staged, [*tags.values(), *pins])
-                for digest, writer in staged.sealed.items():
-                    if digest in reached:
-                        writer.publish(sync_dir=False)  # the transaction syncs blobs/ once, before the tags
-                with store.transaction() as txn:
-                    for ref, desc in sorted(tags.items()):
-                        txn.tag(ref, desc)
-                    for pin in pins:
-                        txn.pin(pin)
-            finally:
-                staged.abort()
-    finally:
-        raw.close()
+    """Import every tagged image (and attached signatures); returns the tags, as ``ig`` lists them.
+
+    ``source`` is read as a stream (``-`` is standard input, a pipe works), never seeked.
+    """
+    with open_input(source, "archive") as raw, store.lease():
+        staged = _stage_members(store, raw)
+        try:
+            tags, pins = _plan_import(store, staged)
+            reached = _check_graph(store, staged, [*tags.values(), *pins])
+            for digest, writer in staged.sealed.items():
+                if digest in reached:
+                    writer.publish(sync_dir=False)  # the transaction syncs blobs/ once, before the tags
+            with store.transaction() as txn:
+                for ref, desc in sorted(tags.items()):
+                    txn.tag(ref, desc)
+                for pin in pins:
+                    txn.pin(pin)
+        finally:
+            staged.abort()
     return sorted(ref for ref in tags if not ref.endswith(".sig"))

@@ -32,6 +32,7 @@ from .buildspec import (
 from .descriptor import Descriptor
 from .reference import Reference, normalize
 from .store import Store
+from .userpath import input_name, read_input
 
 __all__ = ["BuildError", "BuildRequest", "BuiltImage", "GadgetSources", "build_image", "compile_gadget"]
 
@@ -39,6 +40,7 @@ PROJECT_INCLUDE_DIR = Path(__file__).resolve().parents[1] / "include"
 """Small gadget headers shipped in the source tree (present in a checkout / editable install)."""
 
 COMPILE_TIMEOUT = 300
+MAX_BUILD_FILE_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -96,12 +98,11 @@ def _refuse_flag(value: str, what: str) -> None:
 
 
 def read_build_file(request: BuildRequest) -> BuildFile:
-    """``-f`` is relative to the working directory; the default ``build.yaml`` may be absent."""
+    """``-f`` is relative to the working directory (``-``: standard input); the default ``build.yaml``
+    may be absent."""
     if request.build_file is not None:
-        try:
-            return parse_build_file(request.build_file.read_bytes(), str(request.build_file))
-        except FileNotFoundError:
-            raise BuildError(f"reading build file: {request.build_file} does not exist") from None
+        data = read_input(request.build_file, "build file", MAX_BUILD_FILE_BYTES, BuildError)
+        return parse_build_file(data, input_name(request.build_file))
     path = request.gadget_dir / "build.yaml"
     try:
         return parse_build_file(path.read_bytes(), str(path))

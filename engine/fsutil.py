@@ -72,21 +72,51 @@ def sync_filesystem(path: Path) -> bool:
     return True
 
 
+class Replacement:
+    """A temporary file beside ``path`` that takes its place, whole, on :meth:`commit`.
+
+    Until then ``path`` keeps its old bytes; :meth:`abort` removes the temporary file. The caller
+    writes to :attr:`fd` and never closes it: commit and abort do.
+    """
+
+    def __init__(self, path: Path, mode: int = 0o644) -> None:
+        self.path, self.mode = path, mode
+        self.fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        self._temp: str | None = name
+
+    def commit(self) -> None:
+        """fsync the bytes, rename them over ``path``, fsync the directory."""
+        assert self._temp is not None, "Replacement committed twice"
+        os.fchmod(self.fd, self.mode)
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+        os.replace(self._temp, self.path)
+        self._temp = None
+        fsync_dir(self.path.parent)
+
+    def abort(self) -> None:
+        """Close and remove the temporary file, if it is still there; never raises."""
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = -1
+        if self._temp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self._temp)
+            self._temp = None
+
+
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write ``data`` so that ``path`` holds either the old or the new bytes, never a mix."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    replacement = Replacement(path, mode)
     try:
-        with os.fdopen(fd, "wb") as out:
+        with open(replacement.fd, "wb", closefd=False) as out:
             out.write(data)
-            out.flush()
-            os.fchmod(out.fileno(), mode)
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
+        replacement.commit()
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        replacement.abort()
         raise
-    fsync_dir(path.parent)
 
 
 def ensure_real_dir(path: Path, mode: int = 0o755) -> None:

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GadgetStoreError
-from ..fsutil import atomic_write
 from ..paths import SYSTEM_ROOT, data_home
+from ..userpath import is_stdio, write_output
 from . import credhelper
 
 MAX_AUTH_FILE_BYTES = 4 * 1024 * 1024
@@ -187,7 +187,9 @@ def _save(path: Path, config: dict[str, Any]) -> None:
     if not parent.exists():
         os.makedirs(parent, 0o700, exist_ok=True)
         os.chmod(parent, 0o700)
-    atomic_write(path, (json.dumps(config, indent="\t") + "\n").encode(), 0o600)
+    # Read and written back, so "-" is a file of that name here, never standard output.
+    target = path.absolute() if is_stdio(path) else path
+    write_output(target, (json.dumps(config, indent="\t") + "\n").encode(), 0o600)
 
 
 def store_credentials(path: Path, registry: str, username: str, password: str) -> str | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Union
 
@@ -10,13 +9,14 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-from ..fsutil import atomic_write
+from ..userpath import input_name, read_input, replaces_regular_file, write_output
 from .errors import InvalidKey
 from .keys import PublicKey
 
 SigningKey = Union[ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey]  # noqa: UP007
 KEY_TYPES = ("ecdsa-p256", "ecdsa-p384", "rsa", "ed25519")
 RSA_BITS = 3072
+MAX_KEY_BYTES = 1024 * 1024
 
 
 def generate_private_key(kind: str = "ecdsa-p256", rsa_bits: int = RSA_BITS) -> SigningKey:
@@ -43,34 +43,36 @@ def public_pem(key: SigningKey) -> bytes:
 
 
 def write_key_pair(prefix: Path, key: SigningKey, force: bool = False) -> tuple[Path, Path]:
-    """Write ``PREFIX.key`` (0600) and ``PREFIX.pub``; each appears whole or not at all."""
+    """Write ``PREFIX.key`` (a new regular file is 0600) and ``PREFIX.pub``, as paths the user names.
+
+    A regular file in place (also behind a symlink) needs ``force``; a device or FIFO is written into.
+    Both are checked before either is written, so a refusal writes nothing.
+    """
     key_path, pub_path = Path(f"{prefix}.key"), Path(f"{prefix}.pub")
-    if not force:
-        for path in (key_path, pub_path):
-            if os.path.lexists(path):
-                raise InvalidKey(f"{path} already exists; use --force to replace it")
-    atomic_write(key_path, private_pem(key), 0o600)
-    atomic_write(pub_path, public_pem(key), 0o644)
+    for path in (key_path, pub_path):
+        if replaces_regular_file(path) and not force:
+            raise InvalidKey(f"{path} already exists; use --force to replace it")
+    write_output(key_path, private_pem(key), 0o600)
+    write_output(pub_path, public_pem(key), 0o644)
     return key_path, pub_path
 
 
 def load_private_key(path: Path) -> SigningKey:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InvalidKey(f"private key {path} does not exist") from None
+    """The key at ``path`` (``-``: standard input)."""
+    data = read_input(path, "private key", MAX_KEY_BYTES, InvalidKey)
+    where = input_name(path)
     if b"ENCRYPTED SIGSTORE PRIVATE KEY" in data or b"ENCRYPTED COSIGN PRIVATE KEY" in data:
-        raise InvalidKey(f"{path} is a password-encrypted cosign key; only unencrypted PKCS#8/PEM keys are supported")
+        raise InvalidKey(f"{where} is a password-encrypted cosign key; only unencrypted PKCS#8/PEM keys are supported")
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except TypeError:
-        raise InvalidKey(f"{path} is password-protected; only unencrypted keys are supported") from None
+        raise InvalidKey(f"{where} is password-protected; only unencrypted keys are supported") from None
     except (ValueError, UnsupportedAlgorithm) as err:
-        raise InvalidKey(f"cannot load private key {path}: {err}") from None
+        raise InvalidKey(f"cannot load private key {where}: {err}") from None
     if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)):
-        raise InvalidKey(f"{path}: unsupported private key type {type(key).__name__}")
+        raise InvalidKey(f"{where}: unsupported private key type {type(key).__name__}")
     if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name not in ("secp256r1", "secp384r1"):
-        raise InvalidKey(f"{path}: unsupported elliptic curve {key.curve.name}")
+        raise InvalidKey(f"{where}: unsupported elliptic curve {key.curve.name}")
     return key
 
 

@@ -1,4 +1,9 @@
 import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -9,7 +14,10 @@ from gadgetstore.cli.listing import created_ago, format_rows
 from gadgetstore.cli.main import cli
 from gadgetstore.engine import paths
 from gadgetstore.engine.images import ImageRow
+from gadgetstore.engine.store import Store
 from tests.support.cli import run_in_store as run
+from tests.support.images import make_gadget_image
+from tests.support.special_files import FifoReader, char_device, is_dev_null
 
 DIGEST = "sha256:87c3ecca8d843f2e08382836cb0eff718fa5c56d786c73e2674d7e9db13a1ac7"
 
@@ -158,3 +166,117 @@ def test_garbage_index_json_is_rewritten_from_the_journal(tmp_path: Path, trace_
     code, out, _ = run(store, "image", "list")
     assert code == 0 and "trace_open" in out
     assert json.loads((store / "index.json").read_bytes())["manifests"][0]["digest"] == DIGEST
+
+
+# -- the export's and import's files, named as tar -f names them ----------------------------------
+
+
+@pytest.fixture
+def demo_store(tmp_path: Path, gadget_tar: Path) -> Path:
+    root = tmp_path / "store"
+    assert run(root, "image", "import", str(gadget_tar))[0] == 0
+    return root
+
+
+@pytest.fixture
+def out_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "out"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def archive(demo_store: Path, tmp_path: Path) -> bytes:
+    """What an export to a new regular file holds: every other destination must get these bytes."""
+    assert run(demo_store, "image", "export", "trace_demo", str(tmp_path / "reference.tar"))[0] == 0
+    return (tmp_path / "reference.tar").read_bytes()
+
+
+def test_export_to_a_device_writes_into_it(demo_store: Path, out_dir: Path) -> None:
+    null = char_device(out_dir / "null")
+    code, _, err = run(demo_store, "image", "export", "trace_demo", str(null))
+    assert code == 0 and err == f"Successfully exported images to {null}\n"
+    assert is_dev_null(null) and os.listdir(out_dir) == ["null"]
+
+
+def test_export_to_a_fifo_gives_the_archive(demo_store: Path, out_dir: Path, archive: bytes) -> None:
+    reader = FifoReader(out_dir / "pipe")
+    assert run(demo_store, "image", "export", "trace_demo", str(out_dir / "pipe"))[0] == 0
+    assert reader.join() == archive
+    assert stat.S_ISFIFO(os.lstat(out_dir / "pipe").st_mode) and os.listdir(out_dir) == ["pipe"]
+
+
+def test_export_to_dash_writes_stdout(demo_store: Path, archive: bytes) -> None:
+    result = CliRunner().invoke(cli, ["--store", str(demo_store), "image", "export", "trace_demo", "-"])
+    assert result.exit_code == 0 and result.stderr == "Successfully exported images to standard output\n"
+    assert result.stdout_bytes == archive
+    assert not os.path.exists("-")
+
+
+def test_export_through_symlinks_writes_their_targets(demo_store: Path, out_dir: Path, archive: bytes) -> None:
+    (out_dir / "real.tar").write_bytes(b"old")
+    (out_dir / "link.tar").symlink_to("real.tar")
+    (out_dir / "dangling.tar").symlink_to("new.tar")
+    for name in ("link.tar", "dangling.tar"):
+        code, _, err = run(demo_store, "image", "export", "trace_demo", str(out_dir / name))
+        assert code == 0, err
+    assert os.readlink(out_dir / "link.tar") == "real.tar" and os.readlink(out_dir / "dangling.tar") == "new.tar"
+    assert (out_dir / "real.tar").read_bytes() == archive == (out_dir / "new.tar").read_bytes()
+    assert sorted(os.listdir(out_dir)) == ["dangling.tar", "link.tar", "new.tar", "real.tar"]
+
+
+@pytest.fixture
+def read_only_dir(out_dir: Path) -> Iterator[Path]:
+    """A read-only file system: as root, the only directory that refuses a new file."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    mnt = out_dir / "ro"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.parametrize(("name", "reason"), [
+    ("", "it is a directory"),
+    ("missing/x.tar", "No such file or directory"),
+    ("ro/x.tar", "Read-only file system"),
+])
+def test_export_to_an_unwritable_path_is_one_line_naming_it(demo_store: Path, out_dir: Path, name: str,
+                                                            reason: str, request: pytest.FixtureRequest) -> None:
+    if name.startswith("ro/"):
+        request.getfixturevalue("read_only_dir")
+    path = out_dir / name
+    before = sorted(out_dir.rglob("*"))
+    code, out, err = run(demo_store, "image", "export", "trace_demo", str(path))
+    assert (code, out, err) == (1, "", f"Error: cannot write {path}: {reason}\n")
+    assert sorted(out_dir.rglob("*")) == before, "no temporary file left behind"
+
+
+def test_export_to_a_pipe_closed_midway_is_one_line(tmp_path: Path) -> None:
+    """A real process whose stdout reader goes away: exit 1, one line, nothing more at exit."""
+    make_gadget_image(Store.open(tmp_path / "s"), "x.io/big:1", layer_size=2 * 1024 * 1024)
+    command = [sys.executable, "-m", "gadgetstore.cli.main", "--store", str(tmp_path / "s"),
+               "image", "export", "x.io/big:1", "-"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert len(proc.stdout.read(100)) == 100
+        proc.stdout.close()
+        err = proc.stderr.read()
+    assert proc.returncode == 1 and err == b"Error: cannot write standard output: Broken pipe\n"
+
+
+@pytest.mark.parametrize("name", ["a.tar", "a.tar.zst"])
+def test_import_from_dash_reads_stdin(demo_store: Path, tmp_path: Path, name: str) -> None:
+    assert run(demo_store, "image", "export", "trace_demo", str(tmp_path / name))[0] == 0
+    result = CliRunner().invoke(cli, ["--store", str(tmp_path / "fresh"), "image", "import", "-"],
+                                input=(tmp_path / name).read_bytes())
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "Successfully imported images:\n  ghcr.io/inspektor-gadget/gadget/trace_demo:latest\n"
+
+
+def test_import_of_a_directory_is_one_line(tmp_path: Path) -> None:
+    code, _, err = run(tmp_path / "s", "image", "import", str(tmp_path))
+    assert (code, err) == (1, f"Error: cannot read archive {tmp_path}: Is a directory\n")

@@ -16,7 +16,9 @@ from gadgetstore.engine.descriptor import Descriptor, canonical_json
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.store import Store
 from tests.engine.signatures.helpers import Image, attach, make_cert, make_jws, policy, target_of
+from tests.support.cli import run_cli
 from tests.support.cli import run_in_store as run
+from tests.support.special_files import FifoReader, char_device, is_dev_null
 
 IMAGE = "ghcr.io/inspektor-gadget/gadget/trace_open:latest"
 DIGEST = "sha256:87c3ecca8d843f2e08382836cb0eff718fa5c56d786c73e2674d7e9db13a1ac7"
@@ -156,3 +158,63 @@ def test_notation_through_cli(store: Path) -> None:
     assert "Verified notation signature" in err
     code, out, err = run(store, *args[:-1], policy(identities=["x509.subject: CN=other, O=Notary, C=US"]))
     assert code != 0 and err.startswith("Error: cosign: no cosign signature found") and "not a trusted identity" in err
+
+
+# -- key files, named as tar -f names them ----------------------------------------------------------
+
+
+def test_key_generate_follows_symlinks_and_writes_into_fifos(tmp_path: Path) -> None:
+    keys, elsewhere = tmp_path / "keys", tmp_path / "elsewhere"
+    keys.mkdir()
+    elsewhere.mkdir()
+    (keys / "k.key").symlink_to(elsewhere / "private.pem")  # dangling: its target is created
+    reader = FifoReader(keys / "k.pub")
+    code, _, err = run(tmp_path / "s", "key", "generate", str(keys / "k"))
+    assert code == 0, err
+    public = serialization.load_pem_public_key(reader.join())
+    assert os.readlink(keys / "k.key") == str(elsewhere / "private.pem")
+    assert stat.S_IMODE(os.stat(elsewhere / "private.pem").st_mode) == 0o600
+    assert serialization.load_pem_private_key((elsewhere / "private.pem").read_bytes(), None).public_key() == public
+    assert stat.S_ISFIFO(os.lstat(keys / "k.pub").st_mode)
+    assert sorted(os.listdir(keys)) == ["k.key", "k.pub"] and os.listdir(elsewhere) == ["private.pem"]
+
+
+def test_key_generate_into_a_device_needs_no_force(tmp_path: Path) -> None:
+    null = char_device(tmp_path / "k.key")
+    (tmp_path / "k.pub").symlink_to(null)
+    code, _, err = run(tmp_path / "s", "key", "generate", str(tmp_path / "k"))
+    assert code == 0, err
+    assert is_dev_null(null) and (tmp_path / "k.pub").is_symlink()
+
+
+def test_key_generate_replaces_a_symlinked_key_only_with_force(tmp_path: Path) -> None:
+    (tmp_path / "real.key").write_text("precious")
+    os.chmod(tmp_path / "real.key", 0o644)
+    (tmp_path / "k.key").symlink_to("real.key")
+    code, _, err = run(tmp_path / "s", "key", "generate", str(tmp_path / "k"))
+    assert (code, err) == (1, f"Error: {tmp_path}/k.key already exists; use --force to replace it\n")
+    assert (tmp_path / "real.key").read_text() == "precious" and not (tmp_path / "k.pub").exists()
+    assert run(tmp_path / "s", "key", "generate", "--force", str(tmp_path / "k"))[0] == 0
+    assert (tmp_path / "k.key").is_symlink()
+    assert (tmp_path / "real.key").read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----\n")
+    assert stat.S_IMODE(os.stat(tmp_path / "real.key").st_mode) == 0o600, "a replaced key is 0600 too"
+
+
+def test_key_generate_refuses_a_directory_before_writing_anything(tmp_path: Path) -> None:
+    (tmp_path / "k.pub").mkdir()
+    code, _, err = run(tmp_path / "s", "key", "generate", "--force", str(tmp_path / "k"))
+    assert (code, err) == (1, f"Error: cannot write {tmp_path}/k.pub: it is a directory\n")
+    assert not (tmp_path / "k.key").exists()
+
+
+def test_sign_reads_the_key_from_stdin(tmp_path: Path, gadget_tar: Path) -> None:
+    store = tmp_path / "store"
+    assert run(store, "image", "import", str(gadget_tar))[0] == 0
+    assert run(store, "key", "generate", str(tmp_path / "k"))[0] == 0
+    code, _, err = run_cli("--store", str(store), "image", "sign", "trace_demo", "--key", "-",
+                           input=(tmp_path / "k.key").read_text())
+    assert code == 0 and err.startswith("Signed ghcr.io/inspektor-gadget/gadget/trace_demo:latest@"), err
+    pub = (tmp_path / "k.pub").read_text()
+    assert run(store, "image", "verify", "trace_demo", "--public-keys", pub)[0] == 0
+    code, _, err = run_cli("--store", str(store), "image", "sign", "trace_demo", "--key", "-", input="not a key")
+    assert code == 1 and err.startswith("Error: cannot load private key standard input: ") and err.count("\n") == 1

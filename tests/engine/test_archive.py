@@ -1,16 +1,23 @@
 import hashlib
 import io
 import json
+import os
+import stat
 import tarfile
+import threading
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 import zstandard
 
+from gadgetstore.engine import mediatypes as mt
 from gadgetstore.engine.archive import export_images, import_archive
+from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import ImageNotFound, InvalidArchive
 from gadgetstore.engine.fsck import fsck
 from gadgetstore.engine.store import Store
+from tests.support.images import make_gadget_image
 
 TRACE_OPEN = "ghcr.io/inspektor-gadget/gadget/trace_open:latest"
 INDEX_DIGEST = "sha256:87c3ecca8d843f2e08382836cb0eff718fa5c56d786c73e2674d7e9db13a1ac7"
@@ -176,3 +183,65 @@ def test_member_named_after_a_stored_blob_is_still_verified(store: Store, store_
     with pytest.raises(InvalidArchive, match="digest"):
         import_archive(store, lying)
     assert tree_snapshot(store_root) == before
+
+
+def _fifo_reader(path: Path, received: threading.Event | None = None) -> tuple[threading.Thread, list[bytes]]:
+    """Reads the FIFO at ``path`` to its end in a thread; sets ``received`` at the first bytes."""
+    os.mkfifo(path)
+    chunks: list[bytes] = []
+
+    def read() -> None:
+        with open(path, "rb", buffering=0) as fifo:
+            while chunk := fifo.read(65536):
+                chunks.append(chunk)
+                if received is not None:
+                    received.set()
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread, chunks
+
+
+def test_export_streams_into_a_fifo(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reader has bytes before the second layer is opened, and gets exactly the file export's bytes.
+
+    Layers go in digest order, so the other 1 MiB layer is in the archive before that one.
+    """
+    make_gadget_image(store, "x.io/big:1", layer_size=1024 * 1024)
+    export_images(store, ["x.io/big:1"], tmp_path / "file.tar")
+    graph = store.walk([store.resolve("x.io/big:1")])
+    last = max((d for d, desc in graph.items() if desc.media_type == mt.GADGET_EBPF), key=lambda d: d.hex)
+    received = threading.Event()
+    open_blob = store.blobs.open
+
+    def open_after_the_reader_has_bytes(digest: Digest) -> BinaryIO:
+        if digest == last:
+            assert received.wait(timeout=60), "nothing reached the pipe before the archive's end"
+        return open_blob(digest)
+
+    monkeypatch.setattr(store.blobs, "open", open_after_the_reader_has_bytes)
+    reader, chunks = _fifo_reader(tmp_path / "pipe", received)
+    export_images(store, ["x.io/big:1"], tmp_path / "pipe")
+    reader.join(timeout=60)
+    assert b"".join(chunks) == (tmp_path / "file.tar").read_bytes()
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "pipe").st_mode)
+    assert sorted(os.listdir(tmp_path)) == ["file.tar", "home", "pipe", "store"]
+
+
+@pytest.mark.parametrize("name", ["a.tar", "a.tar.zst"])
+def test_import_reads_a_pipe_without_seeking(store: Store, tmp_path: Path, name: str) -> None:
+    make_gadget_image(store, "x.io/piped:1")
+    export_images(store, ["x.io/piped:1"], tmp_path / name)
+    os.mkfifo(tmp_path / "pipe")
+    data = (tmp_path / name).read_bytes()
+
+    def write() -> None:
+        with open(tmp_path / "pipe", "wb") as fifo:
+            fifo.write(data)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    fresh = Store.open(tmp_path / "fresh")
+    assert import_archive(fresh, tmp_path / "pipe") == ["x.io/piped:1"]
+    writer.join(timeout=60)
+    assert fsck(fresh).clean

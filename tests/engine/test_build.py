@@ -6,6 +6,7 @@ import io
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,16 @@ def test_build_file_from_elsewhere_names_files_relative_to_the_gadget(tmp_path: 
     assert sources.metadata == gadget / "meta.yaml"
     with pytest.raises(BuildError, match="does not exist"):
         find_sources(BuildRequest(gadget, build_file=tmp_path / "absent.yaml"))
+
+
+def test_build_file_from_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gadget = make_gadget(tmp_path / "g", source=None, metadata=None)
+    (gadget / "meta.yaml").write_bytes(GADGET_YAML)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"metadata: meta.yaml\n")))
+    assert find_sources(BuildRequest(gadget, build_file=Path("-"))).metadata == gadget / "meta.yaml"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"[not a mapping")))
+    with pytest.raises(BuildError, match=r"^standard input: invalid YAML"):
+        find_sources(BuildRequest(gadget, build_file=Path("-")))
 
 
 def test_clang_command_is_igs(tmp_path: Path) -> None:

@@ -62,11 +62,9 @@ def test_journal_is_synced_before_index_json_is_replaced(store: Store, calls: li
     assert calls[index_replace + 1] == "fsync_dir:store", "the rename of index.json is made durable at once"
 
 
-def test_import_syncs_the_blob_directory_before_tagging(store: Store, calls: list[str], trace_open_tar: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_import_syncs_the_blob_directory_before_tagging(store: Store, calls: list[str], trace_open_tar: Path) -> None:
     from gadgetstore.engine import archive
 
-    monkeypatch.setattr(archive, "fsync_dir", lambda path: calls.append(f"fsync_dir:{path.name}"))
     calls.clear()
     archive.import_archive(store, trace_open_tar)
     renames = [i for i, c in enumerate(calls) if c == "rename:sha256"]
