@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gadgetstore.engine.store import Store
-from tests.support.images import build_demo_archive
+from tests.support.images import ArchivedImage, build_demo_archive, read_archived_image
 
 pytest_plugins = ["tests.support.registry"]  # real docker-registry fixtures for every directory
 
@@ -46,6 +46,12 @@ def gadget_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_demo_archive(tmp_path_factory.mktemp("demo-image"))
 
 
+@pytest.fixture(scope="session")
+def gadget_image(gadget_tar: Path) -> ArchivedImage:
+    """What ``gadget_tar`` holds (reference, digests, sizes, ELFs), read from the tar: never write these down."""
+    return read_archived_image(gadget_tar)
+
+
 def require_ig_export() -> Path:
     """The real ``ig image export``; tests of compatibility with ig skip with this reason without it."""
     if not TRACE_OPEN_TAR.is_file():
@@ -57,6 +63,22 @@ def require_ig_export() -> Path:
 def trace_open_tar() -> Path:
     """Only for tests of compatibility with ig: skipped (failed in CI) when the export is absent."""
     return require_ig_export()
+
+
+@pytest.fixture(scope="session")
+def ig_export_image() -> ArchivedImage:
+    """What the real ``ig image export`` holds; skipped (failed in CI) when it is absent."""
+    return read_archived_image(require_ig_export())
+
+
+IG_EXPORT_FIXTURES = {"trace_open_tar", "ig_export_image"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs the real ig export, so that ``-m ig_export`` selects (and counts) them."""
+    for item in items:
+        if IG_EXPORT_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.ig_export)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from gadgetstore.engine import mediatypes as mt
@@ -86,6 +88,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 DEMO_SOURCES = PROJECT / "examples" / "trace_demo"
 DEMO_IMAGE = "ghcr.io/inspektor-gadget/gadget/trace_demo:latest"
 """The image the suite builds from ``examples/trace_demo``: short name ``trace_demo``, as ig names its own."""
+DEMO_SHORT_NAME = "trace_demo"
 DEMO_EPOCH = "1700000000"
 
 
@@ -105,3 +108,54 @@ def build_demo_archive(work: Path) -> Path:
     archive = work / "trace_demo.tar"
     export_images(Store.open(store_root), [str(normalize(DEMO_IMAGE))], archive)
     return archive
+
+
+@dataclass(frozen=True)
+class ArchivedImage:
+    """The one tagged image of an OCI-layout tar, read from the tar itself.
+
+    Tests take digests, sizes and dates from here rather than writing them down, because the
+    suite's own image is only the same bytes within one toolchain (another clang, other ELFs).
+    """
+
+    path: Path
+    reference: str
+    root: Descriptor
+    created: str
+    manifests: dict[str, Descriptor]  # by architecture
+    layers: dict[str, Descriptor]  # the eBPF layer, by architecture
+    blobs: dict[Digest, bytes]
+
+    @property
+    def elves(self) -> dict[str, bytes]:
+        """The eBPF ELF layer of each architecture."""
+        return {arch: self.blobs[layer.digest] for arch, layer in self.layers.items()}
+
+
+def read_archived_image(path: Path) -> ArchivedImage:
+    """Walk ``index.json`` → index → one manifest per arch → eBPF layer, without a store."""
+    with tarfile.open(path) as tar:
+        members = {m.name.removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
+
+        def member(name: str) -> bytes:
+            stream = tar.extractfile(members[name])
+            assert stream is not None
+            return stream.read()
+
+        blobs = {Digest.parse(name.removeprefix("blobs/").replace("/", ":")): member(name)
+                 for name in members if name.startswith("blobs/")}
+        (entry, *_) = json.loads(member("index.json"))["manifests"]
+    root = Descriptor.from_json(entry)
+    index = json.loads(blobs[root.digest])
+    manifests: dict[str, Descriptor] = {}
+    layers: dict[str, Descriptor] = {}
+    for child in index["manifests"]:
+        manifest = Descriptor.from_json(child)
+        arch = manifest.architecture
+        assert arch is not None, f"{path}: manifest {manifest.digest} names no architecture"
+        manifests[arch] = manifest.bare()
+        doc = json.loads(blobs[manifest.digest])
+        (layer,) = [Descriptor.from_json(d) for d in doc["layers"] if d["mediaType"] == mt.GADGET_EBPF]
+        layers[arch] = layer
+    return ArchivedImage(path, root.annotations[mt.ANNOTATION_REF_NAME], root.bare(),
+                         index["annotations"][mt.ANNOTATION_CREATED], manifests, layers, blobs)
