@@ -1,4 +1,4 @@
-"""Fixtures for the ELF/BTF/wasm analysis tests: compiled test gadgets, trace_open layers, oracles.
+"""Fixtures for the ELF/BTF/wasm analysis tests: compiled test gadgets, real gadget layers, oracles.
 
 The oracles (llvm-readelf, llvm-objdump, bpftool) are independent implementations; the
 helpers here only run them and parse their output, never our own code.
@@ -9,21 +9,17 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.support.images import ArchivedImage
+
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parents[2]
 GADGET_SOURCES = HERE / "gadgets"
 INCLUDE_DIR = PROJECT / "include"
-TRACE_OPEN_TAR = PROJECT.parent / "shared" / "fixtures" / "ig" / "trace_open.tar"
-TRACE_OPEN_ELF_BLOBS = {
-    "amd64": "blobs/sha256/d4797e15f105a82e08912fe7168650ff5d425d8505742e4cbaa6e8a3b0b7a636",
-    "arm64": "blobs/sha256/367661ade36159f4c59ec79dfe27c07f23271af91aab8298c1614e13a78dc6ac",
-}
 CLANG_COMMAND = ["clang", "-target", "bpf", "-g", "-O2", "-D__TARGET_ARCH_x86",
                  "-I/usr/include/x86_64-linux-gnu", f"-I{INCLUDE_DIR}", "-Werror", "-c"]
 
@@ -47,15 +43,15 @@ def gadget_objects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def trace_open_elves() -> dict[str, bytes]:
-    """The real amd64 and arm64 eBPF layers of trace_open, read straight from the OCI tar."""
-    with tarfile.open(TRACE_OPEN_TAR) as archive:
-        result = {}
-        for arch, member in TRACE_OPEN_ELF_BLOBS.items():
-            stream = archive.extractfile(member)
-            assert stream is not None
-            result[arch] = stream.read()
-    return result
+def demo_elves(gadget_image: ArchivedImage) -> dict[str, bytes]:
+    """The amd64 and arm64 eBPF layers of the suite's own trace_demo image."""
+    return gadget_image.elves
+
+
+@pytest.fixture(scope="session")
+def trace_open_elves(ig_export_image: ArchivedImage) -> dict[str, bytes]:
+    """The amd64 and arm64 eBPF layers ig built for trace_open (only for tests of compatibility with ig)."""
+    return ig_export_image.elves
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """Offline ``--show-datasources``: fields from the BTF of a real and a compiled gadget.
 
-bpftool (libbpf's BTF decoder) is the oracle for member names, offsets and sizes of trace_open.
+bpftool (libbpf's BTF decoder) is the oracle for member names, offsets and sizes of the real gadgets:
+the suite's own trace_demo and (compatibility with ig) ig's trace_open.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from gadgetstore.engine.analysis.datasources import datasources_from_elf
 from gadgetstore.engine.errors import AnalysisError
 
-INCLUDE_DIR = Path(__file__).resolve().parents[3] / "include"
+PROJECT = Path(__file__).resolve().parents[3]
+INCLUDE_DIR = PROJECT / "include"
+DEMO_METADATA = PROJECT / "examples" / "trace_demo" / "gadget.yaml"
 FIELD_KEYS = ["name", "fullName", "index", "payloadIndex", "offs", "size", "flags", "kind", "tags", "annotations",
               "parent", "order"]
 DEFAULTS = {"columns.alignment": "left", "columns.ellipsis": "end", "columns.width": "16"}
@@ -31,12 +35,47 @@ def _bpftool_size(types: dict[int, dict[str, Any]], type_id: int) -> int:
     return int(entry["size"])
 
 
+def _bpftool_event_members(elf: bytes, name: str, write_blob: Callable[[str, bytes], Path],
+                           bpftool_types: Callable[[Path], list[dict[str, Any]]]) -> list[tuple[str, int, int]]:
+    """``(name, byte offset, size)`` of each member of ``struct event``, as bpftool reads the BTF."""
+    types = {int(t["id"]): t for t in bpftool_types(write_blob(name, elf))}
+    (event,) = [t for t in types.values() if t["kind"] == "STRUCT" and t["name"] == "event"]
+    return [(m["name"], m["bits_offset"] // 8, _bpftool_size(types, m["type_id"])) for m in event["members"]]
+
+
+def test_trace_demo_tracer_matches_bpftool_and_gadget_yaml(
+        demo_elves: dict[str, bytes], write_blob: Callable[[str, bytes], Path],
+        bpftool_types: Callable[[Path], list[dict[str, Any]]]) -> None:
+    elf = demo_elves["amd64"]
+    expected = _bpftool_event_members(elf, "trace_demo_amd64.o", write_blob, bpftool_types)
+    assert [name for name, _, _ in expected] == ["timestamp_raw", "pid", "uid", "dfd", "flags_raw", "comm", "fname"]
+
+    (source,) = datasources_from_elf(elf, yaml.safe_load(DEMO_METADATA.read_text()))
+    assert list(source) == ["name", "type", "fields"] and source["name"] == "open" and source["type"] == 1
+    fields = source["fields"]
+    assert [(f["name"], f.get("offs", 0), f["size"]) for f in fields] == expected
+    assert [f.get("index", 0) for f in fields] == list(range(len(fields)))
+    by_name = {f["name"]: f for f in fields}
+    assert (by_name["comm"]["kind"], by_name["fname"]["kind"]) == (13, 13), "char[N] is a CString"
+    assert (by_name["timestamp_raw"]["kind"], by_name["pid"]["kind"], by_name["dfd"]["kind"]) == (9, 8, 4)
+    assert by_name["dfd"]["tags"] == ["type:__s32", "type:int", "name:dfd", "src:ebpf"]
+    for hidden in ("timestamp_raw", "dfd", "flags_raw"):  # columns.hidden in gadget.yaml
+        assert by_name[hidden]["flags"] == 16 | 4 and by_name[hidden]["annotations"]["columns.hidden"] == "true"
+    assert by_name["pid"]["flags"] == 16
+    assert by_name["pid"]["annotations"]["description"] == "Process ID of the caller"
+    assert by_name["pid"]["annotations"]["template"] == "pid"
+    assert by_name["fname"]["annotations"] == {**DEFAULTS, "columns.width": "32",
+                                               "description": "File name as given to openat"}
+    for entry in fields:
+        assert list(entry) == [key for key in FIELD_KEYS if key in entry], "Go encoding/json field order"
+    (plain,) = datasources_from_elf(elf)
+    assert plain["fields"][0]["flags"] == 16, "without gadget.yaml nothing is hidden"
+
+
 def test_trace_open_tracer_matches_bpftool(trace_open_elves: dict[str, bytes], write_blob: Callable[[str, bytes], Path],
                                            bpftool_types: Callable[[Path], list[dict[str, Any]]]) -> None:
     elf = trace_open_elves["amd64"]
-    types = {int(t["id"]): t for t in bpftool_types(write_blob("trace_open_amd64.o", elf))}
-    (event,) = [t for t in types.values() if t["kind"] == "STRUCT" and t["name"] == "event"]
-    expected = [(m["name"], m["bits_offset"] // 8, _bpftool_size(types, m["type_id"])) for m in event["members"]]
+    expected = _bpftool_event_members(elf, "trace_open_amd64.o", write_blob, bpftool_types)
 
     (source,) = datasources_from_elf(elf)
     assert list(source) == ["name", "type", "fields"] and source["name"] == "open" and source["type"] == 1

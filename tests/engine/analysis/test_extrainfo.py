@@ -1,4 +1,8 @@
-"""End-to-end ``ebpf.*`` extra info of the test gadgets and of the real trace_open layers."""
+"""End-to-end ``ebpf.*`` extra info of the test gadgets, the suite's trace_demo image and ig's trace_open.
+
+The trace_open tests check compatibility with ig's real export and skip without it; trace_demo's
+expected values follow from ``examples/trace_demo/program.bpf.c``.
+"""
 
 from __future__ import annotations
 
@@ -154,6 +158,51 @@ def test_map_type_names_follow_cilium_stringer() -> None:
 def test_empty_lists_are_null_like_nil_go_slices(gadget_objects: dict[str, Path]) -> None:
     info = analyze_ebpf(gadget_objects["perf_lru"].read_bytes())
     assert info["ebpf.variables"][1] == b"null"
+
+
+DEMO_OPENAT_NR = {"amd64": 257, "arm64": 56}
+"""openat's syscall number, which ``count_openat`` compares with (the one difference between the arches)."""
+DEMO_FLOWCHART = """flowchart LR
+events[("events")]
+openat_calls[("openat_calls")]
+count_openat -- "Lookup" --> openat_calls
+count_openat["count_openat"]
+trace_demo_openat["trace_demo_openat"]
+"""
+"""As ig's ebpf2graph draws it: ring buffer helpers are no map access, so trace_demo_openat has no edge."""
+
+
+@pytest.mark.parametrize("arch", ["amd64", "arm64"])
+def test_trace_demo_layers(demo_elves: dict[str, bytes], arch: str) -> None:
+    info = {key: content for key, (_, content) in analyze_ebpf(demo_elves[arch]).items()}
+    assert json.loads(info["ebpf.maps"]) == [{"Name": "events", "Type": "RingBuf"},
+                                             {"Name": "openat_calls", "Type": "PerCPUArray"}]
+    assert info["ebpf.flowchart"].decode() == DEMO_FLOWCHART
+    programs = {p["Section"]: p for p in json.loads(info["ebpf.programs"])}
+    assert sorted(programs) == ["tracepoint/raw_syscalls/sys_enter", "tracepoint/syscalls/sys_enter_openat"]
+    trace = programs["tracepoint/syscalls/sys_enter_openat"]["Source"]
+    assert trace.startswith("trace_demo_openat:\n")
+    assert re.search(r"^\t *\d+: LoadMapPtr dst: r1 fd: 0 <events>$", trace, re.MULTILINE)
+    assert re.search(r"^\t *\d+: Call FnRingbufReserve$", trace, re.MULTILINE)
+    assert re.search(r"^\t *\d+: Call FnRingbufSubmit$", trace, re.MULTILINE)
+    assert re.search(r"^\t *\d+: LoadMapValue dst: r\d, fd: 0 off: 0 <\.rodata>$", trace, re.MULTILINE), "targ_pid"
+    count = programs["tracepoint/raw_syscalls/sys_enter"]["Source"]
+    assert count.startswith("count_openat:\n")
+    assert re.search(rf"^\t *\d+: JNEImm dst: r\d off: \d+ imm: {DEMO_OPENAT_NR[arch]}$", count, re.MULTILINE)
+    assert re.search(r"^\t *\d+: LoadMapPtr dst: r1 fd: 0 <openat_calls>$", count, re.MULTILINE)
+    variables = {v["Name"]: (v["Map"], v["Size"]) for v in json.loads(info["ebpf.variables"])}
+    assert variables == {"targ_pid": (".rodata", 4), "gadget_param_targ_pid": (".bss", 8),
+                         "gadget_tracer_open___events___event": (".bss", 8), "__demo_tracer_type_open": (".bss", 8)}
+
+
+def test_trace_demo_architectures_differ_only_in_the_syscall_number(demo_elves: dict[str, bytes]) -> None:
+    amd64, arm64 = (analyze_ebpf(demo_elves[arch]) for arch in ("amd64", "arm64"))
+    assert demo_elves["amd64"] != demo_elves["arm64"]
+    for key in ("ebpf.sections", "ebpf.maps", "ebpf.variables", "ebpf.flowchart", "ebpf.sequence"):
+        assert amd64[key] == arm64[key], key
+    nr = {arch: f"imm: {number}\\n".encode() for arch, number in DEMO_OPENAT_NR.items()}
+    assert amd64["ebpf.programs"][1].count(nr["amd64"]) == 2, "in Source and SourceWithRelocation"
+    assert amd64["ebpf.programs"][1].replace(nr["amd64"], nr["arm64"]) == arm64["ebpf.programs"][1]
 
 
 TRACE_OPEN_MAPS = [{"Name": "events", "Type": "RingBuf"}, {"Name": "gadget_heap", "Type": "PerCPUArray"},

@@ -65,10 +65,10 @@ def small_elf(gadget_objects: dict[str, Path]) -> bytes:
     return gadget_objects["lsm_subprog"].read_bytes()
 
 
-def test_valid_inputs_analyze_cleanly(small_elf: bytes, trace_open_elves: dict[str, bytes]) -> None:
+def test_valid_inputs_analyze_cleanly(small_elf: bytes, demo_elves: dict[str, bytes]) -> None:
     """The fuzz baselines themselves must decode, or the fuzzing would only test the first check."""
     assert "ebpf.programs" in analyze_ebpf(small_elf)
-    assert "ebpf.programs" in analyze_ebpf(trace_open_elves["amd64"])
+    assert "ebpf.programs" in analyze_ebpf(demo_elves["amd64"])
     assert analyze_wasm(WASM)["wasm.gadgetAPIVersion"] == ("text/plain", b"1")
 
 
@@ -99,19 +99,35 @@ def test_bit_flipped_elf_sections(small_elf: bytes, section: str, positions: lis
     _expect_analysis_error_only(lambda: analyze_ebpf(bytes(mutated)))
 
 
-@settings(FUZZ, max_examples=40)
-@given(section=st.sampled_from([".BTF", ".BTF.ext", "tracepoint/syscalls/sys_exit_open", ".symtab",
-                                ".reltracepoint/syscalls/sys_exit_open"]),
-       positions=st.lists(st.integers(0, 10**9), min_size=1, max_size=3),
-       bits=st.lists(st.integers(0, 7), min_size=3, max_size=3))
-def test_bit_flipped_trace_open(trace_open_elves: dict[str, bytes], section: str, positions: list[int],
-                                bits: list[int]) -> None:
-    data = trace_open_elves["amd64"]
+def _flip_in_section(data: bytes, section: str, positions: list[int], bits: list[int]) -> bytes:
     start, size = _section_range(data, section)
     mutated = bytearray(data)
     for position, bit in zip(positions, bits, strict=False):
         mutated[start + position % size] ^= 1 << bit
-    _expect_analysis_error_only(lambda: analyze_ebpf(bytes(mutated)))
+    return bytes(mutated)
+
+
+REAL_FLIPS = {"positions": st.lists(st.integers(0, 10**9), min_size=1, max_size=3),
+              "bits": st.lists(st.integers(0, 7), min_size=3, max_size=3)}
+
+
+@settings(FUZZ, max_examples=40)
+@given(section=st.sampled_from([".BTF", ".BTF.ext", "tracepoint/syscalls/sys_enter_openat", ".symtab",
+                                ".reltracepoint/syscalls/sys_enter_openat", "tracepoint/raw_syscalls/sys_enter",
+                                ".maps"]), **REAL_FLIPS)
+def test_bit_flipped_trace_demo(demo_elves: dict[str, bytes], section: str, positions: list[int],
+                                bits: list[int]) -> None:
+    mutated = _flip_in_section(demo_elves["amd64"], section, positions, bits)
+    _expect_analysis_error_only(lambda: analyze_ebpf(mutated))
+
+
+@settings(FUZZ, max_examples=40)
+@given(section=st.sampled_from([".BTF", ".BTF.ext", "tracepoint/syscalls/sys_exit_open", ".symtab",
+                                ".reltracepoint/syscalls/sys_exit_open"]), **REAL_FLIPS)
+def test_bit_flipped_trace_open(trace_open_elves: dict[str, bytes], section: str, positions: list[int],
+                                bits: list[int]) -> None:
+    mutated = _flip_in_section(trace_open_elves["amd64"], section, positions, bits)
+    _expect_analysis_error_only(lambda: analyze_ebpf(mutated))
 
 
 @FUZZ

@@ -22,13 +22,20 @@ BPFTOOL_KINDS = {1: "INT", 2: "PTR", 3: "ARRAY", 4: "STRUCT", 5: "UNION", 6: "EN
                  15: "DATASEC", 16: "FLOAT", 17: "DECL_TAG", 18: "TYPE_TAG", 19: "ENUM64"}
 
 
-@pytest.fixture(params=[*GADGETS, "trace_open_amd64", "trace_open_arm64"])
-def elf_path(request: pytest.FixtureRequest, gadget_objects: dict[str, Path], trace_open_elves: dict[str, bytes],
+REAL_LAYERS = {"trace_demo": "demo_elves", "trace_open": "trace_open_elves"}
+"""Real gadget layers by image: the suite's own trace_demo and ig's trace_open (compatibility with ig)."""
+
+
+@pytest.fixture(params=[*GADGETS, "trace_demo_amd64", "trace_demo_arm64",
+                        *(pytest.param(f"trace_open_{arch}", marks=pytest.mark.ig_export)
+                          for arch in ("amd64", "arm64"))])
+def elf_path(request: pytest.FixtureRequest, gadget_objects: dict[str, Path],
              write_blob: Callable[[str, bytes], Path]) -> Path:
     name: str = request.param
-    if name.startswith("trace_open_"):
-        arch = name.removeprefix("trace_open_")
-        return write_blob(f"trace_open_{arch}.o", trace_open_elves[arch])
+    image, _, arch = name.rpartition("_")
+    if image in REAL_LAYERS:
+        layers: dict[str, bytes] = request.getfixturevalue(REAL_LAYERS[image])
+        return write_blob(f"{name}.o", layers[arch])
     return gadget_objects[name]
 
 
