@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from .helpers import use_real_elves
 from .mounting import fuse_unavailable_reason, sweep_stale_mounts
 
 _REASON = fuse_unavailable_reason()
@@ -31,6 +32,12 @@ def no_stale_mounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     if _REASON is None:
         leftovers = sweep_stale_mounts(base, dead_only=False)
         assert not leftovers, f"tests left mounts behind: {leftovers}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def real_elves(gadget_tar: Path) -> None:
+    """``make_gadget`` images carry the real ELFs of the suite's own image."""
+    use_real_elves(gadget_tar)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from gadgetstore.engine import mediatypes as mt
 from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.store import Store
+from tests.support.images import read_archived_image
 
 
 def import_layout_tar(store: Store, tar_path: Path, ref: str | None = None) -> Descriptor:
@@ -34,12 +35,8 @@ def import_layout_tar(store: Store, tar_path: Path, ref: str | None = None) -> D
     return desc
 
 
-TRACE_OPEN_TAR = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "ig" / "trace_open.tar"
-_FIXTURE_ELF = {
-    "amd64": "d4797e15f105a82e08912fe7168650ff5d425d8505742e4cbaa6e8a3b0b7a636",
-    "arm64": "367661ade36159f4c59ec79dfe27c07f23271af91aab8298c1614e13a78dc6ac",
-}
-_elf_cache: dict[str, bytes] = {}
+_real_elves: dict[str, bytes] = {}
+_real_elves_archive: list[Path] = []
 
 _API = b"gadgetAPIVersion"
 WASM_MODULE = (b"\0asm\x01\0\0\0" + bytes([1, 5, 1, 0x60, 0, 1, 0x7F]) + bytes([3, 2, 1, 0])
@@ -48,13 +45,23 @@ WASM_MODULE = (b"\0asm\x01\0\0\0" + bytes([1, 5, 1, 0x60, 0, 1, 0x7F]) + bytes([
 """The smallest wasm gadget the analysis accepts: it exports ``gadgetAPIVersion`` returning 1."""
 
 
+def use_real_elves(archive: Path) -> None:
+    """Take the eBPF layers of :func:`make_gadget` from ``archive`` (the suite's own image)."""
+    _real_elves.clear()
+    _real_elves.update(read_archived_image(archive).elves)
+    _real_elves_archive[:] = [archive]
+
+
+def real_elves_archive() -> Path:
+    """The archive given to :func:`use_real_elves`, for a second process to load the same layers."""
+    assert _real_elves_archive, "use_real_elves() was not called (tests/fusefs/conftest.py does it)"
+    return _real_elves_archive[0]
+
+
 def fixture_elf(arch: str) -> bytes:
-    """The real eBPF ELF layer of the trace_open fixture for ``arch``."""
-    if not _elf_cache:
-        with tarfile.open(TRACE_OPEN_TAR) as tar:
-            for arch_name, hexpart in _FIXTURE_ELF.items():
-                _elf_cache[arch_name] = tar.extractfile(f"blobs/sha256/{hexpart}").read()  # type: ignore[union-attr]
-    return _elf_cache[arch]
+    """The real eBPF ELF layer for ``arch`` of the archive given to :func:`use_real_elves`."""
+    assert _real_elves, "use_real_elves() was not called (tests/fusefs/conftest.py does it)"
+    return _real_elves[arch]
 
 
 def _put_json(store: Store, doc: dict[str, Any]) -> tuple[Digest, int]:

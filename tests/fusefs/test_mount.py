@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -19,16 +20,17 @@ from gadgetstore.engine.inspect import image_extra_info
 from gadgetstore.engine.store import Store
 from gadgetstore.fusefs.facts import ArchFiles
 
-from .helpers import TRACE_OPEN_TAR, WASM_MODULE, import_layout_tar, make_gadget, tag
+from .helpers import WASM_MODULE, import_layout_tar, make_gadget, real_elves_archive, tag
 from .mounting import Mount, getdents_in_small_batches, mounted
 
 pytestmark = pytest.mark.fuse
 HELPERS_DIR = Path(__file__).resolve().parent
+PROJECT = HELPERS_DIR.parents[1]
 
 
 @pytest.fixture
-def mount(store: Store, store_root: Path, tmp_path: Path) -> Iterator[Mount]:
-    import_layout_tar(store, TRACE_OPEN_TAR)
+def mount(store: Store, store_root: Path, tmp_path: Path, gadget_tar: Path) -> Iterator[Mount]:
+    import_layout_tar(store, gadget_tar)
     tag(store, {"localhost:5000/mygadget:v1": make_gadget(store, "mygadget", wasm=WASM_MODULE, btfgen=b"btf")})
     with mounted(store_root, tmp_path / "mnt", tmp_path / "mount.log") as m:
         yield m
@@ -36,8 +38,9 @@ def mount(store: Store, store_root: Path, tmp_path: Path) -> Iterator[Mount]:
 
 def in_second_process(code: str, store_root: Path) -> None:
     """Change the store from another process, as a concurrent pull or ``image remove`` would."""
-    prelude = f"import sys; sys.path.insert(0, {str(HELPERS_DIR)!r})\n" \
-              f"from helpers import *\nfrom gadgetstore.engine.store import Store\n" \
+    prelude = f"import sys; sys.path[:0] = [{str(HELPERS_DIR)!r}, {str(PROJECT)!r}]\n" \
+              f"from pathlib import Path\nfrom helpers import *\nfrom gadgetstore.engine.store import Store\n" \
+              f"use_real_elves(Path({str(real_elves_archive())!r}))\n" \
               f"store = Store.open({str(store_root)!r})\n"
     subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], check=True)
 
@@ -93,9 +96,9 @@ def read_tree(top: Path) -> dict[str, bytes]:
 
 def test_every_file_matches_the_store(mount: Mount, store: Store) -> None:
     for ref, typed, rel in [
-        ("ghcr.io/inspektor-gadget/gadget/trace_open:latest", "trace_open:latest", "trace_open/latest"),
-        ("ghcr.io/inspektor-gadget/gadget/trace_open:latest", "ghcr.io/inspektor-gadget/gadget/trace_open:latest",
-         "ghcr.io/inspektor-gadget/gadget/trace_open/latest"),
+        ("ghcr.io/inspektor-gadget/gadget/trace_demo:latest", "trace_demo:latest", "trace_demo/latest"),
+        ("ghcr.io/inspektor-gadget/gadget/trace_demo:latest", "ghcr.io/inspektor-gadget/gadget/trace_demo:latest",
+         "ghcr.io/inspektor-gadget/gadget/trace_demo/latest"),
         ("localhost:5000/mygadget:v1", "localhost:5000/mygadget:v1", "localhost:5000/mygadget/v1"),
     ]:
         root = store.lookup(ref)
@@ -106,29 +109,43 @@ def test_every_file_matches_the_store(mount: Mount, store: Store) -> None:
     mine = read_tree(mount.path / "localhost:5000/mygadget/v1")
     assert mine["program.wasm"] == WASM_MODULE and mine["btfgen.tar.gz"] == b"btf"
     assert "extra-info/wasm.gadgetAPIVersion" in mine and "extra-info/ebpf.maps" in mine
-    assert "extra-info/ebpf.maps" in read_tree(mount.path / "trace_open/latest")
+    assert "extra-info/ebpf.maps" in read_tree(mount.path / "trace_demo/latest")
     blobs = read_tree(mount.path / "blobs")
     assert blobs == {f"sha256/{d.hex}": store.blobs.read(d) for d in store.blobs.iter_digests()}
+
+
+def test_ig_export_is_served_like_any_image(store: Store, store_root: Path, tmp_path: Path,
+                                            trace_open_tar: Path) -> None:
+    """Compatibility with ig: its real export shows every file, under both names, as the store holds it."""
+    root = import_layout_tar(store, trace_open_tar)
+    with mounted(store_root, tmp_path / "mnt", tmp_path / "mount.log") as mount:
+        for typed, rel in [("trace_open:latest", "trace_open/latest"),
+                           ("ghcr.io/inspektor-gadget/gadget/trace_open:latest",
+                            "ghcr.io/inspektor-gadget/gadget/trace_open/latest")]:
+            tree = read_tree(mount.path / rel)
+            assert tree == expected_files(store, typed, root), rel
+        assert json.loads(tree["extra-info/ebpf.maps"])[0] == {"Name": "events", "Type": "RingBuf"}
+        assert tree["arch/arm64/program.bpf.o"][:4] == b"\x7fELF"
 
 
 def test_ls_stat_cat_commands(mount: Mount, store: Store) -> None:
     listing = subprocess.run(["ls", "-lR", str(mount.path)], capture_output=True, text=True, check=True).stdout
     assert "program.bpf.o" in listing and "ebpf.programs" in listing
-    root = store.lookup("ghcr.io/inspektor-gadget/gadget/trace_open:latest")
+    root = store.lookup("ghcr.io/inspektor-gadget/gadget/trace_demo:latest")
     assert root is not None
     layer = ArchFiles.of(arch_manifests(store, root)[0]).files[-1][1]
-    short = os.stat(mount.path / "trace_open/latest/arch/amd64/program.bpf.o")
-    full = os.stat(mount.path / "ghcr.io/inspektor-gadget/gadget/trace_open/latest/arch/amd64/program.bpf.o")
+    short = os.stat(mount.path / "trace_demo/latest/arch/amd64/program.bpf.o")
+    full = os.stat(mount.path / "ghcr.io/inspektor-gadget/gadget/trace_demo/latest/arch/amd64/program.bpf.o")
     blob = os.stat(mount.path / "blobs/sha256" / layer.digest.hex)
     assert short.st_ino == full.st_ino == blob.st_ino  # one inode per blob: one page cache
     assert (short.st_size, short.st_mode & 0o777) == (layer.size, 0o444)
-    out = subprocess.run(["cat", str(mount.path / "trace_open/latest/digest")], capture_output=True, check=True)
+    out = subprocess.run(["cat", str(mount.path / "trace_demo/latest/digest")], capture_output=True, check=True)
     assert out.stdout == f"{root.digest}\n".encode()
-    assert set(os.listdir(mount.path)) == {"blobs", "by-digest", "ghcr.io", "localhost:5000", "trace_open"}
+    assert set(os.listdir(mount.path)) == {"blobs", "by-digest", "ghcr.io", "localhost:5000", "trace_demo"}
 
 
 def test_writes_are_erofs(mount: Mount) -> None:
-    image = mount.path / "trace_open/latest"
+    image = mount.path / "trace_demo/latest"
     attempts: list[Callable[[], object]] = [
         lambda: os.open(image / "digest", os.O_WRONLY),
         lambda: os.open(image / "new", os.O_WRONLY | os.O_CREAT),
@@ -137,7 +154,7 @@ def test_writes_are_erofs(mount: Mount) -> None:
         lambda: os.rename(image / "digest", image / "d2"),
         lambda: os.chmod(image / "digest", 0o777),
         lambda: os.truncate(image / "digest", 0),
-        lambda: os.rmdir(mount.path / "trace_open"),
+        lambda: os.rmdir(mount.path / "trace_demo"),
         lambda: os.symlink("x", mount.path / "link"),
     ]
     for attempt in attempts:
@@ -161,7 +178,7 @@ def test_damaged_blob_is_eio_and_the_mount_stays_up(mount: Mount, store: Store) 
     assert err.value.errno == errno.EIO
     assert os.stat(program).st_size == size
     assert (mount.path / "localhost:5000/mygadget/v1/metadata.yaml").read_bytes().startswith(b"name: mygadget")
-    assert (mount.path / "trace_open/latest/program.bpf.o").read_bytes()[:4] == b"\x7fELF"
+    assert (mount.path / "trace_demo/latest/program.bpf.o").read_bytes()[:4] == b"\x7fELF"
     assert os.path.ismount(mount.path) and mount.proc.poll() is None
     blob.write_bytes(WASM_MODULE)  # healed (as a re-pull would): served again
     assert program.read_bytes() == WASM_MODULE
@@ -175,11 +192,11 @@ def test_live_add_and_remove_from_another_process(mount: Mount, store_root: Path
     assert (new / "digest").read_bytes().startswith(b"sha256:")
     kept = open(new / "metadata.yaml", "rb")  # noqa: SIM115 - must stay open across the removal
     try:
-        (mount.path / "trace_open/latest/digest").stat()  # cache these entries in the kernel
+        (mount.path / "trace_demo/latest/digest").stat()  # cache these entries in the kernel
         in_second_process('store.remove_image("localhost:5000/fresh:v1")\n'
-                          'store.remove_image("ghcr.io/inspektor-gadget/gadget/trace_open:latest")', store_root)
+                          'store.remove_image("ghcr.io/inspektor-gadget/gadget/trace_demo:latest")', store_root)
         eventually(lambda: not new.exists())
-        eventually(lambda: not (mount.path / "trace_open/latest/digest").exists())
+        eventually(lambda: not (mount.path / "trace_demo/latest/digest").exists())
         assert sorted(os.listdir(mount.path)) == ["blobs", "by-digest", "localhost:5000"]
         assert kept.read() == b"name: fresh\ndescription: test gadget\n"
     finally:
@@ -239,20 +256,21 @@ def test_bad_option_is_refused(store: Store, store_root: Path, mount_dir: Path) 
     assert not os.path.ismount(mount_dir)
 
 
-def test_image_commands_of_another_process_show_up_live(store: Store, store_root: Path, tmp_path: Path) -> None:
+def test_image_commands_of_another_process_show_up_live(store: Store, store_root: Path, tmp_path: Path,
+                                                        gadget_tar: Path) -> None:
     def gadgetstore(*args: str) -> None:
         subprocess.run([sys.executable, "-m", "gadgetstore.cli.main", "--store", str(store_root), *args],
                        check=True, capture_output=True)
 
     with mounted(store_root, tmp_path / "mnt", tmp_path / "mount.log") as mount:
-        short = mount.path / "trace_open/latest"
-        gadgetstore("image", "import", str(TRACE_OPEN_TAR))
+        short = mount.path / "trace_demo/latest"
+        gadgetstore("image", "import", str(gadget_tar))
         eventually(lambda: (short / "program.bpf.o").exists())
         assert (short / "extra-info/ebpf.maps").read_bytes().startswith(b"[")
-        gadgetstore("image", "tag", "trace_open", "localhost:5000/copy:v1")
+        gadgetstore("image", "tag", "trace_demo", "localhost:5000/copy:v1")
         copy = mount.path / "localhost:5000/copy/v1"
         eventually(lambda: (copy / "digest").read_bytes() == (short / "digest").read_bytes())
-        gadgetstore("image", "remove", "trace_open")
+        gadgetstore("image", "remove", "trace_demo")
         eventually(lambda: not short.exists())
         assert (mount.path / "localhost:5000/copy/v1/program.bpf.o").read_bytes()[:4] == b"\x7fELF"
 
