@@ -7,11 +7,12 @@ from collections.abc import Iterator
 import pytest
 
 from tests.engine.serve.support import Fixture, RunningServer, build_fixture_store, start_server
+from tests.support.images import ArchivedImage
 
 
 @pytest.fixture(scope="module")
-def fixture_store(tmp_path_factory: pytest.TempPathFactory) -> Fixture:
-    return build_fixture_store(tmp_path_factory.mktemp("serve") / "store")
+def fixture_store(tmp_path_factory: pytest.TempPathFactory, gadget_image: ArchivedImage) -> Fixture:
+    return build_fixture_store(tmp_path_factory.mktemp("serve") / "store", gadget_image)
 
 
 @pytest.fixture(scope="module")

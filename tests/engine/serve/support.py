@@ -19,15 +19,10 @@ from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.serve import ServeConfig, Server
 from gadgetstore.engine.store import Store
-from tests.support.images import make_gadget_image, pseudo_random
+from tests.support.images import DEMO_IMAGE, ArchivedImage, make_gadget_image, pseudo_random
 
-TRACE_OPEN_TAR = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "ig" / "trace_open.tar"
-REPO = "inspektor-gadget/gadget/trace_open"
-FULL_REPO = f"ghcr.io/{REPO}"
-INDEX = Digest.parse("sha256:87c3ecca8d843f2e08382836cb0eff718fa5c56d786c73e2674d7e9db13a1ac7")
-AMD64 = Digest.parse("sha256:20a6646251ab1273da15f6f3588a8fef4c6934f3dd88937db93a61dd652c66df")
-AMD64_LAYER = Digest.parse("sha256:d4797e15f105a82e08912fe7168650ff5d425d8505742e4cbaa6e8a3b0b7a636")
-AMD64_LAYER_SIZE = 88760
+FULL_REPO = DEMO_IMAGE.removesuffix(":latest")
+REPO = FULL_REPO.removeprefix("ghcr.io/")
 EXTRA_TAGS = ("v1", "v2", "v3", "v4", "v5")
 SIGNATURE_TYPE = "application/vnd.example.signature.v1"
 SBOM_CONFIG_TYPE = "application/vnd.example.sbom.config.v1"
@@ -36,14 +31,24 @@ EMPTY_JSON = b"{}"
 
 @dataclass
 class Fixture:
+    """The served store; the digests of the suite's own image are read from it, never written down."""
+
     root: Path
+    index: Digest  # the gadget image's root (FULL_REPO:latest)
+    amd64: Digest  # its amd64 manifest
+    amd64_layer: Digest  # that manifest's eBPF layer
+    amd64_layer_size: int
     sig_tag: str
     signature: Digest  # pinned referrer with artifactType
     sbom: Digest  # pinned referrer whose artifactType comes from its config
     cosign: Digest  # manifest tagged sha256-<index>.sig
     other_layer: Digest  # a blob of another repository
-    example_index: Digest  # example.com/inspektor-gadget/gadget/trace_open:other
+    example_index: Digest  # example.com/<REPO>:other
     blobs: dict[Digest, bytes] = field(default_factory=dict)
+
+    def fill(self, template: str) -> str:
+        """``template`` with ``{index}``, ``{amd64}`` and ``{amd64_layer}`` replaced by those digests."""
+        return template.format(index=self.index, amd64=self.amd64, amd64_layer=self.amd64_layer)
 
 
 def _put_json(store: Store, obj: dict[str, Any]) -> Descriptor:
@@ -58,10 +63,12 @@ def _referrer(store: Store, subject: Descriptor, payload: bytes, **fields: Any) 
     return _put_json(store, manifest)
 
 
-def build_fixture_store(root: Path) -> Fixture:
+def build_fixture_store(root: Path, gadget: ArchivedImage) -> Fixture:
+    """``gadget`` (the suite's own image) with extra tags, referrers, a cosign tag and two more images."""
     store = Store.open(root)
-    import_archive(store, TRACE_OPEN_TAR)
+    assert import_archive(store, gadget.path) == [f"{FULL_REPO}:latest"]
     index = store.resolve(f"{FULL_REPO}:latest")
+    assert index.digest == gadget.root.digest
     empty = {"mediaType": mt.OCI_EMPTY, "digest": str(store.blobs.put(EMPTY_JSON)), "size": len(EMPTY_JSON)}
     signature = _referrer(store, index, b"signature bytes", artifactType=SIGNATURE_TYPE, config=empty,
                           annotations={"org.example.signer": "test"})
@@ -69,13 +76,13 @@ def build_fixture_store(root: Path) -> Fixture:
     sbom_config_desc = {"mediaType": SBOM_CONFIG_TYPE, "digest": str(store.blobs.put(sbom_config)),
                         "size": len(sbom_config)}
     sbom = _referrer(store, index, b"", config=sbom_config_desc)  # an empty layer blob, too
-    cosign_layer = b'{"critical":{"image":{"docker-manifest-digest":"%s"}}}' % str(INDEX).encode()
+    cosign_layer = b'{"critical":{"image":{"docker-manifest-digest":"%s"}}}' % str(index.digest).encode()
     cosign = _put_json(store, {
         "schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "config": empty,
         "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
                     "digest": str(store.blobs.put(cosign_layer)), "size": len(cosign_layer)}],
     })
-    sig_tag = f"sha256-{INDEX.hex}.sig"
+    sig_tag = f"sha256-{index.digest.hex}.sig"
     with store.transaction() as txn:
         for tag in EXTRA_TAGS:
             txn.tag(f"{FULL_REPO}:{tag}", index)
@@ -85,8 +92,9 @@ def build_fixture_store(root: Path) -> Fixture:
     other_layer = pseudo_random(5000, "other")
     make_gadget_image(store, "ghcr.io/other/thing:1.0", shared_layer=other_layer, archs=("amd64",))
     example = make_gadget_image(store, f"example.com/{REPO}:other", layer_size=3000)
-    return Fixture(root, sig_tag, signature.digest, sbom.digest, cosign.digest,
-                   Digest.of_bytes(other_layer), example.digest)
+    layer = gadget.layers["amd64"]
+    return Fixture(root, index.digest, gadget.manifests["amd64"].digest, layer.digest, layer.size, sig_tag,
+                   signature.digest, sbom.digest, cosign.digest, Digest.of_bytes(other_layer), example.digest)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.serve.support import INDEX, REPO, Fixture
+from tests.engine.serve.support import REPO, Fixture
 
 GADGETSTORE = [sys.executable, "-m", "gadgetstore.cli.main"]
 
@@ -38,7 +38,7 @@ def test_serve_until_signal(fixture_store: Fixture, signum: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.request("GET", f"/v2/{REPO}/manifests/latest")
         resp = conn.getresponse()
-        assert resp.status == 200 and resp.headers["Docker-Content-Digest"] == str(INDEX)
+        assert resp.status == 200 and resp.headers["Docker-Content-Digest"] == str(fixture_store.index)
         resp.read()  # the connection stays open (keep-alive) while the server is told to stop
         proc.send_signal(signum)
         assert proc.wait(timeout=10) == 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
@@ -16,12 +17,8 @@ import pytest
 from gadgetstore.engine import mediatypes as mt
 from gadgetstore.engine.digest import Digest
 from tests.engine.serve.support import (
-    AMD64,
-    AMD64_LAYER,
-    AMD64_LAYER_SIZE,
     EXTRA_TAGS,
     FULL_REPO,
-    INDEX,
     REPO,
     SBOM_CONFIG_TYPE,
     SIGNATURE_TYPE,
@@ -40,8 +37,8 @@ def check_error(reply: Reply, status: int, code: str) -> None:
     assert reply.error_codes == [code]
 
 
-def layer_bytes(server: RunningServer) -> bytes:
-    reply = server.request("GET", f"/v2/{REPO}/blobs/{AMD64_LAYER}")
+def layer_bytes(server: RunningServer, fixture_store: Fixture) -> bytes:
+    reply = server.request("GET", f"/v2/{REPO}/blobs/{fixture_store.amd64_layer}")
     assert reply.status == 200
     return reply.body
 
@@ -60,26 +57,27 @@ def test_ping(server: RunningServer, method: str) -> None:
 
 
 @pytest.mark.parametrize("name", [REPO, FULL_REPO])
-@pytest.mark.parametrize("ref", ["latest", str(INDEX)])
-def test_get_index_by_tag_and_digest(server: RunningServer, name: str, ref: str) -> None:
-    reply = server.request("GET", f"/v2/{name}/manifests/{ref}", {"Accept": mt.OCI_INDEX})
+@pytest.mark.parametrize("ref", ["latest", "{index}"])
+def test_get_index_by_tag_and_digest(server: RunningServer, fixture_store: Fixture, name: str, ref: str) -> None:
+    reply = server.request("GET", f"/v2/{name}/manifests/{fixture_store.fill(ref)}", {"Accept": mt.OCI_INDEX})
     assert reply.status == 200
     assert reply.headers["Content-Type"] == mt.OCI_INDEX
-    assert reply.headers["Docker-Content-Digest"] == str(INDEX)
+    assert reply.headers["Docker-Content-Digest"] == str(fixture_store.index)
     assert int(reply.headers["Content-Length"]) == len(reply.body)
-    assert Digest.of_bytes(reply.body) == INDEX
+    assert Digest.of_bytes(reply.body) == fixture_store.index
     assert reply.json()["mediaType"] == mt.OCI_INDEX
 
 
-def test_get_platform_manifest_by_digest(server: RunningServer) -> None:
-    reply = server.request("GET", f"/v2/{REPO}/manifests/{AMD64}")
+def test_get_platform_manifest_by_digest(server: RunningServer, fixture_store: Fixture) -> None:
+    reply = server.request("GET", f"/v2/{REPO}/manifests/{fixture_store.amd64}")
     assert reply.status == 200
     assert reply.headers["Content-Type"] == mt.OCI_MANIFEST
-    assert Digest.of_bytes(reply.body) == AMD64
+    assert Digest.of_bytes(reply.body) == fixture_store.amd64
 
 
-@pytest.mark.parametrize("ref", ["latest", str(AMD64)])
-def test_head_manifest(server: RunningServer, ref: str) -> None:
+@pytest.mark.parametrize("ref", ["latest", "{amd64}"])
+def test_head_manifest(server: RunningServer, fixture_store: Fixture, ref: str) -> None:
+    ref = fixture_store.fill(ref)
     get = server.request("GET", f"/v2/{REPO}/manifests/{ref}")
     head = server.request("HEAD", f"/v2/{REPO}/manifests/{ref}")
     assert head.status == 200 and head.body == b""
@@ -103,7 +101,7 @@ def test_unknown_manifest(server: RunningServer, ref: str) -> None:
 
 
 def test_manifest_of_another_repository_is_unknown(server: RunningServer, fixture_store: Fixture) -> None:
-    check_error(server.request("GET", f"/v2/other/thing/manifests/{INDEX}"), 404, "MANIFEST_UNKNOWN")
+    check_error(server.request("GET", f"/v2/other/thing/manifests/{fixture_store.index}"), 404, "MANIFEST_UNKNOWN")
 
 
 @pytest.mark.parametrize("ref", ["sha256:totallywrong", f"sha256:{'0' * 63}", f"sha384:{'0' * 96}"])
@@ -112,35 +110,36 @@ def test_invalid_digest_format(server: RunningServer, ref: str) -> None:
     check_error(server.request("GET", f"/v2/{REPO}/blobs/{ref}"), 400, "DIGEST_INVALID")
 
 
-@pytest.mark.parametrize("path", ["manifests/latest", f"blobs/{AMD64_LAYER}", "tags/list", f"referrers/{INDEX}"])
-def test_unknown_name(server: RunningServer, path: str) -> None:
-    check_error(server.request("GET", f"/v2/no/such/repo/{path}"), 404, "NAME_UNKNOWN")
+@pytest.mark.parametrize("path", ["manifests/latest", "blobs/{amd64_layer}", "tags/list", "referrers/{index}"])
+def test_unknown_name(server: RunningServer, fixture_store: Fixture, path: str) -> None:
+    check_error(server.request("GET", f"/v2/no/such/repo/{fixture_store.fill(path)}"), 404, "NAME_UNKNOWN")
 
 
 # -- blobs -------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", [REPO, FULL_REPO])
-def test_get_blob(server: RunningServer, name: str) -> None:
-    reply = server.request("GET", f"/v2/{name}/blobs/{AMD64_LAYER}")
+def test_get_blob(server: RunningServer, fixture_store: Fixture, name: str) -> None:
+    layer = fixture_store.amd64_layer
+    reply = server.request("GET", f"/v2/{name}/blobs/{layer}")
     assert reply.status == 200
-    assert len(reply.body) == AMD64_LAYER_SIZE == int(reply.headers["Content-Length"])
-    assert Digest.of_bytes(reply.body) == AMD64_LAYER
-    assert reply.headers["Docker-Content-Digest"] == str(AMD64_LAYER)
+    assert len(reply.body) == fixture_store.amd64_layer_size == int(reply.headers["Content-Length"])
+    assert Digest.of_bytes(reply.body) == layer
+    assert reply.headers["Docker-Content-Digest"] == str(layer)
     assert reply.headers["Content-Type"] == "application/octet-stream"
     assert reply.headers["Accept-Ranges"] == "bytes"
 
 
-def test_head_blob(server: RunningServer) -> None:
-    reply = server.request("HEAD", f"/v2/{REPO}/blobs/{AMD64_LAYER}")
+def test_head_blob(server: RunningServer, fixture_store: Fixture) -> None:
+    reply = server.request("HEAD", f"/v2/{REPO}/blobs/{fixture_store.amd64_layer}")
     assert reply.status == 200 and reply.body == b""
-    assert int(reply.headers["Content-Length"]) == AMD64_LAYER_SIZE
-    assert reply.headers["Docker-Content-Digest"] == str(AMD64_LAYER)
+    assert int(reply.headers["Content-Length"]) == fixture_store.amd64_layer_size
+    assert reply.headers["Docker-Content-Digest"] == str(fixture_store.amd64_layer)
 
 
-def test_manifest_is_also_a_blob(server: RunningServer) -> None:
-    reply = server.request("GET", f"/v2/{REPO}/blobs/{INDEX}")
-    assert reply.status == 200 and Digest.of_bytes(reply.body) == INDEX
+def test_manifest_is_also_a_blob(server: RunningServer, fixture_store: Fixture) -> None:
+    reply = server.request("GET", f"/v2/{REPO}/blobs/{fixture_store.index}")
+    assert reply.status == 200 and Digest.of_bytes(reply.body) == fixture_store.index
 
 
 def test_empty_blob(server: RunningServer) -> None:
@@ -161,26 +160,32 @@ def test_blob_of_another_repository_is_unknown(server: RunningServer, fixture_st
     check_error(server.request("GET", f"/v2/{REPO}/blobs/{fixture_store.other_layer}"), 404, "BLOB_UNKNOWN")
 
 
-@pytest.mark.parametrize(("header", "start", "end"), [
-    ("bytes=500-1499", 500, 1499),
-    ("bytes=500-", 500, AMD64_LAYER_SIZE - 1),
-    ("bytes=-500", AMD64_LAYER_SIZE - 500, AMD64_LAYER_SIZE - 1),
-    (f"bytes={AMD64_LAYER_SIZE - 1000}-{AMD64_LAYER_SIZE + 5000}", AMD64_LAYER_SIZE - 1000, AMD64_LAYER_SIZE - 1),
-])
-def test_range_requests(server: RunningServer, header: str, start: int, end: int) -> None:
-    whole = layer_bytes(server)
-    reply = server.request("GET", f"/v2/{REPO}/blobs/{AMD64_LAYER}", {"Range": header})
+@pytest.mark.parametrize("case", [
+    lambda size: ("bytes=500-1499", 500, 1499),
+    lambda size: ("bytes=500-", 500, size - 1),
+    lambda size: ("bytes=-500", size - 500, size - 1),
+    lambda size: (f"bytes={size - 1000}-{size + 5000}", size - 1000, size - 1),
+], ids=["closed", "open", "suffix", "past-the-end"])
+def test_range_requests(server: RunningServer, fixture_store: Fixture,
+                        case: Callable[[int], tuple[str, int, int]]) -> None:
+    size = fixture_store.amd64_layer_size
+    header, start, end = case(size)
+    assert size > 1500, "every range lies inside the layer"
+    whole = layer_bytes(server, fixture_store)
+    reply = server.request("GET", f"/v2/{REPO}/blobs/{fixture_store.amd64_layer}", {"Range": header})
     assert reply.status == 206
-    assert reply.headers["Content-Range"] == f"bytes {start}-{end}/{AMD64_LAYER_SIZE}"
+    assert reply.headers["Content-Range"] == f"bytes {start}-{end}/{size}"
     assert int(reply.headers["Content-Length"]) == end - start + 1
     assert reply.body == whole[start:end + 1]
 
 
-@pytest.mark.parametrize("header", ["bytes=500-0", f"bytes={AMD64_LAYER_SIZE}-{AMD64_LAYER_SIZE + 100}"])
-def test_unsatisfiable_range(server: RunningServer, header: str) -> None:
-    reply = server.request("GET", f"/v2/{REPO}/blobs/{AMD64_LAYER}", {"Range": header})
+@pytest.mark.parametrize("header", [lambda size: "bytes=500-0", lambda size: f"bytes={size}-{size + 100}"],
+                         ids=["backwards", "past-the-end"])
+def test_unsatisfiable_range(server: RunningServer, fixture_store: Fixture, header: Callable[[int], str]) -> None:
+    size = fixture_store.amd64_layer_size
+    reply = server.request("GET", f"/v2/{REPO}/blobs/{fixture_store.amd64_layer}", {"Range": header(size)})
     assert reply.status == 416
-    assert reply.headers["Content-Range"] == f"bytes */{AMD64_LAYER_SIZE}"
+    assert reply.headers["Content-Range"] == f"bytes */{size}"
 
 
 # -- tags --------------------------------------------------------------------------------------
@@ -231,7 +236,7 @@ def test_tags_last_and_zero(server: RunningServer, fixture_store: Fixture) -> No
 
 
 def test_referrers(server: RunningServer, fixture_store: Fixture) -> None:
-    reply = server.request("GET", f"/v2/{REPO}/referrers/{INDEX}")
+    reply = server.request("GET", f"/v2/{REPO}/referrers/{fixture_store.index}")
     assert reply.status == 200
     assert reply.headers["Content-Type"] == mt.OCI_INDEX
     assert "OCI-Filters-Applied" not in reply.headers
@@ -250,11 +255,12 @@ def test_referrers(server: RunningServer, fixture_store: Fixture) -> None:
 
 
 def test_referrers_filtered(server: RunningServer, fixture_store: Fixture) -> None:
-    reply = server.request("GET", f"/v2/{REPO}/referrers/{INDEX}?artifactType={quote(SIGNATURE_TYPE, safe='')}")
+    filtered = f"/v2/{REPO}/referrers/{fixture_store.index}?artifactType="
+    reply = server.request("GET", filtered + quote(SIGNATURE_TYPE, safe=""))
     assert reply.status == 200
     assert reply.headers["OCI-Filters-Applied"] == "artifactType"
     assert [d["digest"] for d in reply.json()["manifests"]] == [str(fixture_store.signature)]
-    reply = server.request("GET", f"/v2/{REPO}/referrers/{INDEX}?artifactType=application/none")
+    reply = server.request("GET", filtered + "application/none")
     assert reply.headers["OCI-Filters-Applied"] == "artifactType"
     assert reply.json()["manifests"] == []
 
@@ -275,17 +281,18 @@ def test_referrers_of_unknown_digest_is_an_empty_index(server: RunningServer) ->
     ("PATCH", f"/v2/{REPO}/blobs/uploads/some-session", b"chunk"),
     ("PUT", f"/v2/{REPO}/blobs/uploads/some-session?digest={MISSING}", b""),
     ("PUT", f"/v2/{REPO}/manifests/latest", b'{"schemaVersion":2}'),
-    ("DELETE", f"/v2/{REPO}/manifests/{INDEX}", None),
-    ("DELETE", f"/v2/{REPO}/blobs/{AMD64_LAYER}", None),
+    ("DELETE", f"/v2/{REPO}/manifests/{{index}}", None),
+    ("DELETE", f"/v2/{REPO}/blobs/{{amd64_layer}}", None),
 ])
 def test_push_and_delete_are_unsupported(
-    server: RunningServer, method: str, path: str, body: bytes | None
+    server: RunningServer, fixture_store: Fixture, method: str, path: str, body: bytes | None
 ) -> None:
     conn = server.connection()
     try:
-        check_error(send(conn, method, path, {"Content-Type": "application/octet-stream"}, body), 405, "UNSUPPORTED")
+        headers = {"Content-Type": "application/octet-stream"}
+        check_error(send(conn, method, fixture_store.fill(path), headers, body), 405, "UNSUPPORTED")
         # the small body was read, so the connection stays usable
         assert send(conn, "GET", f"/v2/{REPO}/manifests/latest").status == 200
     finally:
         conn.close()
-    assert server.request("GET", f"/v2/{REPO}/manifests/{INDEX}").status == 200
+    assert server.request("GET", f"/v2/{REPO}/manifests/{fixture_store.index}").status == 200

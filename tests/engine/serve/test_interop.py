@@ -13,7 +13,7 @@ import pytest
 
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.store import Store
-from tests.engine.serve.support import AMD64, AMD64_LAYER, FULL_REPO, INDEX, REPO, Fixture, RunningServer
+from tests.engine.serve.support import FULL_REPO, REPO, Fixture, RunningServer
 
 needs_skopeo = pytest.mark.skipif(shutil.which("skopeo") is None, reason="needs skopeo (apt-get install skopeo)")
 
@@ -35,7 +35,7 @@ def test_skopeo_copy_preserves_every_digest(
         check=True, capture_output=True, timeout=60,
     )
     index = json.loads((dest / "index.json").read_text())
-    assert [m["digest"] for m in index["manifests"]] == [str(INDEX)]
+    assert [m["digest"] for m in index["manifests"]] == [str(fixture_store.index)]
     copied = {Digest.parse(f"sha256:{p.name}") for p in (dest / "blobs" / "sha256").iterdir()}
     assert copied == graph_of(fixture_store)
     for digest in copied:
@@ -49,7 +49,7 @@ def test_skopeo_inspect_and_list_tags(server: RunningServer, fixture_store: Fixt
         ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{server.address}/{REPO}:latest"],
         check=True, capture_output=True, timeout=30,
     ).stdout
-    assert Digest.of_bytes(raw) == INDEX
+    assert Digest.of_bytes(raw) == fixture_store.index
     listed = subprocess.run(
         ["skopeo", "list-tags", "--tls-verify=false", f"docker://{server.address}/{REPO}"],
         check=True, capture_output=True, timeout=30,
@@ -57,18 +57,19 @@ def test_skopeo_inspect_and_list_tags(server: RunningServer, fixture_store: Fixt
     assert fixture_store.sig_tag in json.loads(listed)["Tags"]
 
 
-def test_oras_py_pulls_manifest_and_blob(server: RunningServer, tmp_path: Path) -> None:
+def test_oras_py_pulls_manifest_and_blob(server: RunningServer, fixture_store: Fixture, tmp_path: Path) -> None:
     import oras.client
 
+    amd64, layer = fixture_store.amd64, fixture_store.amd64_layer
     client = oras.client.OrasClient(hostname=server.address, insecure=True)
-    manifest = client.get_manifest(f"{server.address}/{REPO}@{AMD64}")
-    assert manifest["layers"][0]["digest"] == str(AMD64_LAYER)
+    manifest = client.get_manifest(f"{server.address}/{REPO}@{amd64}")
+    assert manifest["layers"][0]["digest"] == str(layer)
     out = tmp_path / "layer"
-    client.download_blob(f"{server.address}/{REPO}:latest", str(AMD64_LAYER), str(out))
-    assert Digest.of_bytes(out.read_bytes()) == AMD64_LAYER
+    client.download_blob(f"{server.address}/{REPO}:latest", str(layer), str(out))
+    assert Digest.of_bytes(out.read_bytes()) == layer
     assert "latest" in client.get_tags(f"{server.address}/{REPO}")
-    pulled = client.pull(target=f"{server.address}/{REPO}@{AMD64}", outdir=str(tmp_path / "pulled"))
-    assert [Digest.of_bytes(Path(p).read_bytes()) for p in pulled] == [AMD64_LAYER]
+    pulled = client.pull(target=f"{server.address}/{REPO}@{amd64}", outdir=str(tmp_path / "pulled"))
+    assert [Digest.of_bytes(Path(p).read_bytes()) for p in pulled] == [layer]
 
 
 def test_gadgetstore_pull_round_trip_with_range_chunks(
@@ -77,15 +78,17 @@ def test_gadgetstore_pull_round_trip_with_range_chunks(
     """Our own puller (engine/registry), fetching blobs as parallel Range chunks from the server."""
     dest = tmp_path / "pulled-store"
     ref = f"{server.address}/{REPO}:latest"
+    chunk = 1000
+    assert fixture_store.amd64_layer_size > 4 * chunk, "the ELF layers come in several Range chunks"
     result = subprocess.run(
         [sys.executable, "-m", "gadgetstore.cli.main", "--store", str(dest), "image", "pull",
-         "--insecure-registries", server.address, "--range-threshold", "10000", ref],
+         "--insecure-registries", server.address, "--range-threshold", str(chunk), ref],
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
     store = Store.open(dest)
     root = store.resolve(ref)
-    assert root.digest == INDEX
+    assert root.digest == fixture_store.index
     pulled = set(store.walk([root]))
     assert pulled == graph_of(fixture_store)
     assert all(store.blobs.rehash(d) == d for d in pulled)
@@ -109,4 +112,4 @@ def test_skopeo_through_a_registries_conf_mirror(
         ["skopeo", "--registries-conf", str(conf), "inspect", "--raw", f"docker://{image}"],
         check=True, capture_output=True, timeout=30,
     ).stdout
-    assert Digest.of_bytes(raw) == (INDEX if expected == "index" else fixture_store.example_index)
+    assert Digest.of_bytes(raw) == (fixture_store.index if expected == "index" else fixture_store.example_index)

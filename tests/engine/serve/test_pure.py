@@ -20,7 +20,7 @@ from gadgetstore.engine.serve.names import NameTable, is_valid_name
 from gadgetstore.engine.serve.ranges import ByteRange, Unsatisfiable, parse_range
 from gadgetstore.engine.serve.routes import route
 from gadgetstore.engine.store import Store
-from tests.engine.serve.support import AMD64_LAYER, AMD64_LAYER_SIZE, FULL_REPO, INDEX, REPO, Fixture
+from tests.engine.serve.support import FULL_REPO, REPO, Fixture
 
 
 @pytest.fixture(scope="module")
@@ -139,13 +139,13 @@ def test_parse_listen() -> None:
 # -- routes ------------------------------------------------------------------------------------
 
 
-def test_manifest_by_tag_has_its_own_media_type_and_digest(catalog: Catalog) -> None:
+def test_manifest_by_tag_has_its_own_media_type_and_digest(catalog: Catalog, fixture_store: Fixture) -> None:
     for name in (REPO, FULL_REPO):
         response = get(catalog, f"/v2/{name}/manifests/latest")
         assert response.status == 200
         assert response.header("Content-Type") == mt.OCI_INDEX
-        assert response.header("Docker-Content-Digest") == str(INDEX)
-        assert Digest.of_bytes(response.body) == INDEX
+        assert response.header("Docker-Content-Digest") == str(fixture_store.index)
+        assert Digest.of_bytes(response.body) == fixture_store.index
 
 
 def test_manifest_without_media_type_field_takes_its_descriptors(catalog: Catalog) -> None:
@@ -158,24 +158,25 @@ def test_manifest_without_media_type_field_takes_its_descriptors(catalog: Catalo
     assert response.header("Content-Type") == mt.OCI_MANIFEST
 
 
-def test_layer_digest_is_not_a_manifest(catalog: Catalog) -> None:
-    response = get(catalog, f"/v2/{REPO}/manifests/{AMD64_LAYER}")
+def test_layer_digest_is_not_a_manifest(catalog: Catalog, fixture_store: Fixture) -> None:
+    response = get(catalog, f"/v2/{REPO}/manifests/{fixture_store.amd64_layer}")
     assert response.status == 404
     assert body(response)["errors"][0]["code"] == "MANIFEST_UNKNOWN"
 
 
-def test_blob_ranges_are_slices_for_the_server(catalog: Catalog) -> None:
-    whole = get(catalog, f"/v2/{REPO}/blobs/{AMD64_LAYER}")
+def test_blob_ranges_are_slices_for_the_server(catalog: Catalog, fixture_store: Fixture) -> None:
+    path, size = f"/v2/{REPO}/blobs/{fixture_store.amd64_layer}", fixture_store.amd64_layer_size
+    whole = get(catalog, path)
     assert whole.status == 200 and whole.blob is not None
-    assert (whole.blob.offset, whole.blob.length, whole.blob.size) == (0, AMD64_LAYER_SIZE, AMD64_LAYER_SIZE)
-    part = get(catalog, f"/v2/{REPO}/blobs/{AMD64_LAYER}", Range="bytes=10-19")
+    assert (whole.blob.offset, whole.blob.length, whole.blob.size) == (0, size, size)
+    part = get(catalog, path, Range="bytes=10-19")
     assert part.status == 206 and part.blob is not None
     assert (part.blob.offset, part.blob.length) == (10, 10)
-    assert part.header("Content-Range") == f"bytes 10-19/{AMD64_LAYER_SIZE}"
-    head = get(catalog, f"/v2/{REPO}/blobs/{AMD64_LAYER}", "HEAD", Range="bytes=10-19")
+    assert part.header("Content-Range") == f"bytes 10-19/{size}"
+    head = get(catalog, path, "HEAD", Range="bytes=10-19")
     assert head.status == 200  # HEAD ignores Range
-    bad = get(catalog, f"/v2/{REPO}/blobs/{AMD64_LAYER}", Range=f"bytes={AMD64_LAYER_SIZE}-")
-    assert bad.status == 416 and bad.header("Content-Range") == f"bytes */{AMD64_LAYER_SIZE}"
+    bad = get(catalog, path, Range=f"bytes={size}-")
+    assert bad.status == 416 and bad.header("Content-Range") == f"bytes */{size}"
 
 
 @pytest.mark.parametrize("target", [
@@ -212,11 +213,12 @@ def test_ns_parameter_selects_the_domain(catalog: Catalog, fixture_store: Fixtur
     assert response.header("Docker-Content-Digest") == str(fixture_store.example_index)
 
 
-def test_tags_pagination_link_keeps_ns(catalog: Catalog) -> None:
+def test_tags_pagination_link_keeps_ns(catalog: Catalog, fixture_store: Fixture) -> None:
     response = get(catalog, f"/v2/{REPO}/tags/list?n=2&ns=ghcr.io")
-    assert body(response)["tags"] == ["latest", f"sha256-{INDEX.hex}.sig"]
+    sig_tag = f"sha256-{fixture_store.index.hex}.sig"
+    assert body(response)["tags"] == ["latest", sig_tag]
     link = response.header("Link")
-    assert link == f'</v2/{REPO}/tags/list?n=2&last=sha256-{INDEX.hex}.sig&ns=ghcr.io>; rel="next"'
+    assert link == f'</v2/{REPO}/tags/list?n=2&last={sig_tag}&ns=ghcr.io>; rel="next"'
     assert get(catalog, f"/v2/{REPO}/tags/list?n=-1").status == 400
 
 

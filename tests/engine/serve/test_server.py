@@ -17,7 +17,7 @@ from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.serve import ServeConfig, Server
 from gadgetstore.engine.serve.messages import BlobSlice
 from gadgetstore.engine.store import Store
-from tests.engine.serve.support import AMD64_LAYER, INDEX, REPO, RunningServer, send, start_server, wait_for
+from tests.engine.serve.support import REPO, Fixture, RunningServer, send, start_server, wait_for
 from tests.support.images import make_gadget_image
 
 BIG = 5 * 1024 * 1024 + 123
@@ -98,12 +98,13 @@ def access_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, int, 
     return [(m[1], m[2], int(m[3]), m[4]) for m in found if m]
 
 
-def test_keep_alive_reuses_one_connection(server: RunningServer) -> None:
+def test_keep_alive_reuses_one_connection(server: RunningServer, fixture_store: Fixture) -> None:
     conn = server.connection()
     try:
         send(conn, "GET", "/v2/")
         first = conn.sock
-        for path in ("/v2/", f"/v2/{REPO}/manifests/latest", f"/v2/{REPO}/blobs/{AMD64_LAYER}", "/v2/x/y/z"):
+        layer = f"/v2/{REPO}/blobs/{fixture_store.amd64_layer}"
+        for path in ("/v2/", f"/v2/{REPO}/manifests/latest", layer, "/v2/x/y/z"):
             send(conn, "HEAD", path)
             send(conn, "GET", path)
             assert conn.sock is first
@@ -111,11 +112,13 @@ def test_keep_alive_reuses_one_connection(server: RunningServer) -> None:
         conn.close()
 
 
-def test_concurrent_clients(server: RunningServer) -> None:
+def test_concurrent_clients(server: RunningServer, fixture_store: Fixture) -> None:
+    layer = fixture_store.amd64_layer
+
     def pull(_: int) -> bool:
         conn = server.connection()
         try:
-            return all(Digest.of_bytes(send(conn, "GET", f"/v2/{REPO}/blobs/{AMD64_LAYER}").body) == AMD64_LAYER
+            return all(Digest.of_bytes(send(conn, "GET", f"/v2/{REPO}/blobs/{layer}").body) == layer
                        for _ in range(5))
         finally:
             conn.close()
@@ -163,14 +166,14 @@ def test_idle_connections_are_closed(started: RunningServer) -> None:
         assert sock.recv(4096) == b""  # closed by the server after idle_timeout
 
 
-def test_malformed_and_oversized_requests(server: RunningServer) -> None:
+def test_malformed_and_oversized_requests(server: RunningServer, fixture_store: Fixture) -> None:
     with socket.create_connection((server.host, server.port), timeout=5) as sock:
         sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
         assert read_response(sock).startswith(b"HTTP/1.1 400")
     with socket.create_connection((server.host, server.port), timeout=5) as sock:
         sock.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
         assert read_response(sock).startswith(b"HTTP/1.1 431")
-    assert server.request("GET", f"/v2/{REPO}/manifests/{INDEX}").status == 200
+    assert server.request("GET", f"/v2/{REPO}/manifests/{fixture_store.index}").status == 200
 
 
 def test_shutdown_closes_idle_connections_promptly(big_store: tuple[Path, Digest]) -> None:
