@@ -18,17 +18,21 @@ from gadgetstore.engine.store import Store
 from tests.engine.signatures.helpers import Image, attach, make_cert, make_jws, policy, target_of
 from tests.support.cli import run_cli
 from tests.support.cli import run_in_store as run
+from tests.support.images import DEMO_IMAGE, ArchivedImage
 from tests.support.special_files import FifoReader, char_device, is_dev_null
-
-IMAGE = "ghcr.io/inspektor-gadget/gadget/trace_open:latest"
-DIGEST = "sha256:87c3ecca8d843f2e08382836cb0eff718fa5c56d786c73e2674d7e9db13a1ac7"
 
 
 @pytest.fixture
-def store(tmp_path: Path, trace_open_tar: Path) -> Path:
+def store(tmp_path: Path, gadget_tar: Path) -> Path:
     root = tmp_path / "store"
-    assert run(root, "image", "import", str(trace_open_tar))[0] == 0
+    assert run(root, "image", "import", str(gadget_tar))[0] == 0
     return root
+
+
+@pytest.fixture
+def digest(gadget_image: ArchivedImage) -> str:
+    """The digest of the image in ``store``."""
+    return str(gadget_image.root.digest)
 
 
 @pytest.mark.parametrize("kind", ["ecdsa-p256", "ecdsa-p384", "rsa", "ed25519"])
@@ -56,40 +60,40 @@ def test_key_generate_refuses_to_overwrite(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["legacy", "oci11", "bundle"])
-def test_sign_then_verify(store: Path, tmp_path: Path, fmt: str) -> None:
+def test_sign_then_verify(store: Path, digest: str, tmp_path: Path, fmt: str) -> None:
     assert run(store, "key", "generate", "--type", "ed25519", str(tmp_path / "k"))[0] == 0
-    code, out, err = run(store, "image", "sign", "trace_open", "--key", str(tmp_path / "k.key"), "--format", fmt)
+    code, out, err = run(store, "image", "sign", "trace_demo", "--key", str(tmp_path / "k.key"), "--format", fmt)
     assert code == 0 and out == ""
-    assert err.startswith(f"Signed {IMAGE}@{DIGEST} ({fmt}): ")
+    assert err.startswith(f"Signed {DEMO_IMAGE}@{digest} ({fmt}): ")
     pub = (tmp_path / "k.pub").read_text()
-    code, out, err = run(store, "image", "verify", "trace_open", "--public-keys", pub)
+    code, out, err = run(store, "image", "verify", "trace_demo", "--public-keys", pub)
     assert code == 0, err
-    assert out == "Verifying image: trace_open\nImage verified successfully!\n"
+    assert out == "Verifying image: trace_demo\nImage verified successfully!\n"
     assert "Verified cosign" in err
 
 
-def test_verify_failures_are_one_line_errors(store: Path, tmp_path: Path) -> None:
-    code, out, err = run(store, "image", "verify", "trace_open")
+def test_verify_failures_are_one_line_errors(store: Path, digest: str, tmp_path: Path) -> None:
+    code, out, err = run(store, "image", "verify", "trace_demo")
     assert code != 0
-    assert out == "Verifying image: trace_open\n"
-    assert err == (f"Error: no cosign signature found for {DIGEST} (looked for tag "
-                   f"sha256-{DIGEST[7:]}.sig, OCI 1.1 and bundle referrers)\n")
+    assert out == "Verifying image: trace_demo\n"
+    assert err == (f"Error: no cosign signature found for {digest} (looked for tag "
+                   f"sha256-{digest[7:]}.sig, OCI 1.1 and bundle referrers)\n")
     run(store, "key", "generate", str(tmp_path / "a"))
     run(store, "key", "generate", str(tmp_path / "b"))
-    assert run(store, "image", "sign", "trace_open", "--key", str(tmp_path / "a.key"))[0] == 0
-    code, out, err = run(store, "image", "verify", "trace_open")  # default key: Inspektor Gadget's
+    assert run(store, "image", "sign", "trace_demo", "--key", str(tmp_path / "a.key"))[0] == 0
+    code, out, err = run(store, "image", "verify", "trace_demo")  # default key: Inspektor Gadget's
     assert code != 0 and "does not verify with the trusted key(s) ECDSA P-256" in err and err.count("\n") == 1
     both = (tmp_path / "b.pub").read_text() + "," + (tmp_path / "a.pub").read_text()
-    assert run(store, "image", "verify", "trace_open", "--public-keys", both)[0] == 0
+    assert run(store, "image", "verify", "trace_demo", "--public-keys", both)[0] == 0
 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["image", "verify", "nope"], "Error: image 'ghcr.io/inspektor-gadget/gadget/nope:latest' not found"),
-    (["image", "verify", "trace_open", "--public-keys", "not a pem"], "Error: expected PEM text"),
-    (["image", "verify", "trace_open", "--public-keys", ""], "Error: nothing to verify with"),
-    (["image", "verify", "trace_open", "--public-keys", "", "--notation-policy-document", "{"],
+    (["image", "verify", "trace_demo", "--public-keys", "not a pem"], "Error: expected PEM text"),
+    (["image", "verify", "trace_demo", "--public-keys", ""], "Error: nothing to verify with"),
+    (["image", "verify", "trace_demo", "--public-keys", "", "--notation-policy-document", "{"],
      "Error: notation policy document is not valid JSON"),
-    (["image", "sign", "trace_open", "--key", "/nonexistent.key"],
+    (["image", "sign", "trace_demo", "--key", "/nonexistent.key"],
      "Error: private key /nonexistent.key does not exist"),
     (["image", "sign", "missing", "--key", "/nonexistent.key"], "Error: private key"),
 ])
@@ -101,31 +105,31 @@ def test_usage_errors(store: Path, args: list[str], message: str) -> None:
 def test_encrypted_or_cosign_keys_are_refused_clearly(store: Path, tmp_path: Path) -> None:
     (tmp_path / "cosign.key").write_text("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nAA\n"
                                          "-----END ENCRYPTED SIGSTORE PRIVATE KEY-----\n")
-    code, _, err = run(store, "image", "sign", "trace_open", "--key", str(tmp_path / "cosign.key"))
+    code, _, err = run(store, "image", "sign", "trace_demo", "--key", str(tmp_path / "cosign.key"))
     assert code != 0 and "password-encrypted cosign key" in err
 
 
-def test_tampered_signature_through_cli(store: Path, tmp_path: Path) -> None:
+def test_tampered_signature_through_cli(store: Path, digest: str, tmp_path: Path) -> None:
     run(store, "key", "generate", "--type", "rsa", str(tmp_path / "k"))
-    run(store, "image", "sign", "trace_open", "--key", str(tmp_path / "k.key"))
+    run(store, "image", "sign", "trace_demo", "--key", str(tmp_path / "k.key"))
     index = json.loads((store / "index.json").read_bytes())
     (sig,) = [m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"].endswith(".sig")]
     manifest = store / "blobs" / "sha256" / sig["digest"][7:]
     payload_digest = json.loads(manifest.read_bytes())["layers"][0]["digest"]
     os.unlink(store / "blobs" / "sha256" / payload_digest[7:])
-    code, _, err = run(store, "image", "verify", "trace_open", "--public-keys", (tmp_path / "k.pub").read_text())
-    assert code != 0 and err == (f"Error: signature sha256-{DIGEST[7:]}.sig payload: blob {payload_digest} "
+    code, _, err = run(store, "image", "verify", "trace_demo", "--public-keys", (tmp_path / "k.pub").read_text())
+    assert code != 0 and err == (f"Error: signature sha256-{digest[7:]}.sig payload: blob {payload_digest} "
                                  "is missing from the store\n")
 
 
 def _image(store: Path) -> Image:
     opened = Store.open(store)
-    return Image(opened, IMAGE, opened.resolve(IMAGE))
+    return Image(opened, DEMO_IMAGE, opened.resolve(DEMO_IMAGE))
 
 
 def test_hostile_bundle_through_cli(store: Path, tmp_path: Path) -> None:
     run(store, "key", "generate", str(tmp_path / "k"))
-    run(store, "image", "sign", "trace_open", "--key", str(tmp_path / "k.key"), "--format", "bundle")
+    run(store, "image", "sign", "trace_demo", "--key", str(tmp_path / "k.key"), "--format", "bundle")
     image = _image(store)
     (pin,) = image.store.pins()
     manifest = json.loads(image.store.blobs.read(pin.digest))
@@ -138,8 +142,8 @@ def test_hostile_bundle_through_cli(store: Path, tmp_path: Path) -> None:
     with image.store.transaction() as txn:
         txn.unpin(pin.digest)
         txn.pin(Descriptor(pin.media_type, image.store.blobs.put(new), len(new)))
-    code, out, err = run(store, "image", "verify", "trace_open", "--public-keys", (tmp_path / "k.pub").read_text())
-    assert code != 0 and out == "Verifying image: trace_open\n"
+    code, out, err = run(store, "image", "verify", "trace_demo", "--public-keys", (tmp_path / "k.pub").read_text())
+    assert code != 0 and out == "Verifying image: trace_demo\n"
     assert err == "Error: DSSE envelope must hold exactly one signature, it holds 2\n"
 
 
@@ -151,10 +155,10 @@ def test_notation_through_cli(store: Path) -> None:
     image = _image(store)
     attach(image, make_jws(key, [leaf], target_of(image), alg="ES256"))
     pem = leaf.public_bytes(serialization.Encoding.PEM).decode()
-    args = ["image", "verify", "trace_open", "--notation-certificates", pem, "--notation-policy-document", policy()]
+    args = ["image", "verify", "trace_demo", "--notation-certificates", pem, "--notation-policy-document", policy()]
     code, out, err = run(store, *args)
     assert code == 0, err
-    assert out == "Verifying image: trace_open\nImage verified successfully!\n"
+    assert out == "Verifying image: trace_demo\nImage verified successfully!\n"
     assert "Verified notation signature" in err
     code, out, err = run(store, *args[:-1], policy(identities=["x509.subject: CN=other, O=Notary, C=US"]))
     assert code != 0 and err.startswith("Error: cosign: no cosign signature found") and "not a trusted identity" in err

@@ -260,7 +260,7 @@ async def test_batch_of_signed_images_with_verify(anon_registry: RegistryServer,
 
 
 @pytest.mark.parametrize("config_variant", [False, True])
-async def test_notation_signature_travels(anon_registry: RegistryServer, tmp_path: Path, trace_open_tar: Path,
+async def test_notation_signature_travels(anon_registry: RegistryServer, tmp_path: Path, gadget_tar: Path,
                                           config_variant: bool) -> None:
     """Notation referrers (both shapes notation writes) are pushed and pulled like cosign's."""
     from cryptography.hazmat.primitives import serialization
@@ -269,7 +269,7 @@ async def test_notation_signature_travels(anon_registry: RegistryServer, tmp_pat
     from tests.engine.signatures.helpers import NOW, Image, attach, make_jws, make_pki, policy, target_of
 
     src = Store.open(tmp_path / "src")
-    (imported,) = import_archive(src, trace_open_tar)
+    (imported,) = import_archive(src, gadget_tar)
     image = str(normalize(anon_registry.ref(unique_repo("notation"), "v1")))
     root = src.resolve(imported)
     with src.transaction() as txn:

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real trace_open image in a fresh store, and one signing key per type."""
+"""Shared fixtures: the suite's own gadget image in a fresh store, and one signing key per type."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 from gadgetstore.engine.archive import import_archive
 from gadgetstore.engine.signatures.signing_keys import KEY_TYPES, SigningKey, generate_private_key
 from gadgetstore.engine.store import Store
+from tests.support.images import DEMO_IMAGE, ArchivedImage
 
-from .helpers import TRACE_OPEN, TRACE_OPEN_DIGEST, Image
+from .helpers import Image
 
 
 @pytest.fixture(scope="session")
@@ -25,9 +26,9 @@ def other_key() -> SigningKey:
 
 
 @pytest.fixture
-def image(tmp_path: Path, trace_open_tar: Path) -> Image:
+def image(tmp_path: Path, gadget_image: ArchivedImage) -> Image:
     store = Store.open(tmp_path / "store")
-    assert import_archive(store, trace_open_tar) == [TRACE_OPEN]
-    root = store.resolve(TRACE_OPEN)
-    assert str(root.digest) == TRACE_OPEN_DIGEST
-    return Image(store, TRACE_OPEN, root)
+    assert import_archive(store, gadget_image.path) == [DEMO_IMAGE]
+    root = store.resolve(DEMO_IMAGE)
+    assert root == gadget_image.root
+    return Image(store, DEMO_IMAGE, root)

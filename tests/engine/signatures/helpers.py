@@ -19,15 +19,17 @@ from gadgetstore.engine.descriptor import Descriptor, canonical_json
 from gadgetstore.engine.signatures import constants as c
 from gadgetstore.engine.store import Store
 
-TRACE_OPEN = "ghcr.io/inspektor-gadget/gadget/trace_open:latest"
-TRACE_OPEN_DIGEST = "sha256:87c3ecca8d843f2e08382836cb0eff718fa5c56d786c73e2674d7e9db13a1ac7"
-
 
 @dataclass
 class Image:
     store: Store
-    ref: str
+    ref: str  # normalised and tagged: ghcr.io/inspektor-gadget/gadget/trace_demo:latest
     root: Descriptor
+
+    @property
+    def repository(self) -> str:
+        """The reference without its tag, as cosign's ``docker-reference`` names it."""
+        return self.ref.rpartition(":")[0]
 
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

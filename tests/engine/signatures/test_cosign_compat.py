@@ -20,7 +20,7 @@ from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.signatures.sign import sign_image
 from gadgetstore.engine.signatures.signing_keys import SigningKey
 
-from .helpers import TRACE_OPEN_DIGEST, Image
+from .helpers import Image
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -40,8 +40,8 @@ def _check_simple_signing_layer(image: Image, layer: dict[str, object], key: Sig
     payload = _blob(image, str(layer["digest"]))
     assert layer["size"] == len(payload)
     assert payload == (
-        b'{"critical":{"identity":{"docker-reference":"ghcr.io/inspektor-gadget/gadget/trace_open"},'
-        b'"image":{"docker-manifest-digest":"' + TRACE_OPEN_DIGEST.encode() + b'"},'
+        b'{"critical":{"identity":{"docker-reference":"' + image.repository.encode() + b'"},'
+        b'"image":{"docker-manifest-digest":"' + str(image.root.digest).encode() + b'"},'
         b'"type":"cosign container image signature"},"optional":null}')
     annotations = layer["annotations"]
     assert isinstance(annotations, dict) and list(annotations) == ["dev.cosignproject.cosign/signature"]
@@ -65,7 +65,7 @@ def _check_config(image: Image, config: dict[str, object], media_type: str, payl
 def test_legacy_signature_layout(image: Image, keys: dict[str, SigningKey]) -> None:
     key = keys["ecdsa-p256"]
     signed = sign_image(image.store, image.ref, key)
-    tag = "sha256-" + TRACE_OPEN_DIGEST.removeprefix("sha256:") + ".sig"
+    tag = "sha256-" + image.root.digest.hex + ".sig"
     assert signed.tag == tag
     assert image.store.lookup(tag) == signed.signature
     raw = _blob(image, str(signed.signature.digest))
@@ -93,7 +93,7 @@ def test_oci11_signature_layout(image: Image, keys: dict[str, SigningKey]) -> No
     _check_config(image, doc["config"], COSIGN_SIG, layer["digest"])
     _check_simple_signing_layer(image, layer, key)
     assert doc["subject"] == {"mediaType": "application/vnd.oci.image.index.v1+json",
-                              "size": image.root.size, "digest": TRACE_OPEN_DIGEST}
+                              "size": image.root.size, "digest": str(image.root.digest)}
     index = json.loads((image.store.root / "index.json").read_bytes())
     (entry,) = [m for m in index["manifests"] if m["digest"] == str(signed.signature.digest)]
     assert entry["artifactType"] == COSIGN_SIG and "annotations" not in entry  # untagged referrer
@@ -110,7 +110,7 @@ def test_bundle_signature_layout(image: Image, keys: dict[str, SigningKey], kind
     assert _blob(image, doc["config"]["digest"]) == b"{}"
     assert doc["annotations"]["dev.sigstore.bundle.content"] == "dsse-envelope"
     assert doc["annotations"]["dev.sigstore.bundle.predicateType"] == "https://sigstore.dev/cosign/sign/v1"
-    assert doc["subject"]["digest"] == TRACE_OPEN_DIGEST
+    assert doc["subject"]["digest"] == str(image.root.digest)
     (layer,) = doc["layers"]
     assert layer["mediaType"] == BUNDLE
     bundle = json.loads(_blob(image, layer["digest"]))
@@ -120,7 +120,7 @@ def test_bundle_signature_layout(image: Image, keys: dict[str, SigningKey], kind
     statement_bytes = base64.b64decode(envelope["payload"], validate=True)
     statement = json.loads(statement_bytes)
     assert statement["_type"] == "https://in-toto.io/Statement/v1"
-    assert statement["subject"] == [{"digest": {"sha256": TRACE_OPEN_DIGEST.removeprefix("sha256:")}}]
+    assert statement["subject"] == [{"digest": {"sha256": image.root.digest.hex}}]
     (sig,) = envelope["signatures"]
     signature = base64.b64decode(sig["sig"], validate=True)
     # PAE written out by hand from the DSSE v1 protocol text.

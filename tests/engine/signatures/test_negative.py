@@ -73,7 +73,7 @@ def test_image_manifest_changed_after_signing(image: Image, keys: dict[str, Sign
 def test_payload_naming_another_digest(image: Image, keys: dict[str, SigningKey]) -> None:
     key = keys["ed25519"]
     other = Digest.of_bytes(b"another image")
-    payload = build_payload("ghcr.io/inspektor-gadget/gadget/trace_open", other)
+    payload = build_payload(image.repository, other)
     data = simple_signing_manifest(image.store, payload, sign_bytes(key, payload), c.OCI_CONFIG)
     _retag_signature(image, json.loads(data))
     with pytest.raises(PayloadDigestMismatch, match=f"signed payload names {other}"):
@@ -140,7 +140,9 @@ def test_damaged_payload_blob(image: Image, keys: dict[str, SigningKey]) -> None
     layer = Descriptor.from_json(_manifest(image.store, signed.signature)["layers"][0])  # type: ignore[index]
     path = image.store.blobs.path(layer.digest)
     os.chmod(path, 0o644)
-    path.write_bytes(path.read_bytes().replace(b"trace_open", b"trace_opeN"))
+    data = path.read_bytes()
+    assert image.repository.encode() in data
+    path.write_bytes(data.replace(image.repository.encode(), image.repository.upper().encode()))
     with pytest.raises(MalformedSignature, match="is damaged"):
         verify_image(image.store, image.ref, [public_key_of(keys["ecdsa-p256"])])
 

@@ -146,7 +146,7 @@ def test_policy_errors(image: Image, pki: Pki, doc: str, message: str) -> None:
 
 def test_registry_scope_naming_the_repository(image: Image, pki: Pki) -> None:
     attach(image, make_jws(pki.leaf_key, [pki.leaf, pki.ca], target_of(image)))
-    doc = policy(registryScopes=["ghcr.io/inspektor-gadget/gadget/trace_open"])
+    doc = policy(registryScopes=[image.repository])
     assert verify(image, [pki.ca], doc).method == "notation"
 
 

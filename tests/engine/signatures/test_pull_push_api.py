@@ -23,12 +23,12 @@ from gadgetstore.engine.signatures.sign import sign_image
 from gadgetstore.engine.signatures.signing_keys import SigningKey, public_key_of
 from gadgetstore.engine.store import Store
 
-from .helpers import TRACE_OPEN_DIGEST, Image
+from .helpers import Image
 
 
 def test_signature_refs_names_cosign_and_referrers_tags() -> None:
-    hexpart = TRACE_OPEN_DIGEST.removeprefix("sha256:")
-    assert signature_refs(Digest.parse(TRACE_OPEN_DIGEST)) == [f"sha256-{hexpart}.sig", f"sha256-{hexpart}"]
+    digest = Digest.of_bytes(b"an image index")
+    assert signature_refs(digest) == [f"sha256-{digest.hex}.sig", f"sha256-{digest.hex}"]
     assert SIGNATURE_ARTIFACT_TYPES == (
         "application/vnd.dev.cosign.artifact.sig.v1+json",
         "application/vnd.dev.sigstore.bundle.v0.3+json",
@@ -52,8 +52,7 @@ def _copy_graph(src: Store, dst: Store, desc: Descriptor) -> None:
         dst.blobs.put(src.blobs.read(digest))
 
 
-def test_record_pulled_signatures_then_verify(image: Image, keys: dict[str, SigningKey], tmp_path: Path,
-                                              trace_open_tar: Path) -> None:
+def test_record_pulled_signatures_then_verify(image: Image, keys: dict[str, SigningKey], tmp_path: Path) -> None:
     """Simulates a pull: copy blobs over, then keep each signature alive by tag or pin."""
     key = keys["ecdsa-p384"]
     sign_image(image.store, image.ref, key, "legacy")
