@@ -1,4 +1,5 @@
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -8,21 +9,24 @@ from click.testing import CliRunner
 from gadgetstore.cli.main import cli
 from gadgetstore.engine import inspect as inspect_mod
 from gadgetstore.engine.archive import import_archive
-from gadgetstore.engine.images import host_manifest
+from gadgetstore.engine.digest import Digest
+from gadgetstore.engine.images import host_arch, host_manifest
 from gadgetstore.engine.store import Store
+from tests.support.images import DEMO_EPOCH, DEMO_IMAGE, DEMO_SHORT_NAME, DEMO_SOURCES, ArchivedImage
 
-TRACE_OPEN = "ghcr.io/inspektor-gadget/gadget/trace_open:latest"
+DEMO_CREATED = datetime.fromtimestamp(int(DEMO_EPOCH), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+"""The build's SOURCE_DATE_EPOCH, as the image's creation time."""
 
 
 @pytest.fixture
-def imported(tmp_path: Path, trace_open_tar: Path) -> Path:
+def imported(tmp_path: Path, gadget_tar: Path) -> Path:
     root = tmp_path / "s"
-    import_archive(Store.open(root), trace_open_tar)
+    assert import_archive(Store.open(root), gadget_tar) == [DEMO_IMAGE]
     return root
 
 
-def inspect(root: Path, *args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, ["--store", str(root), "image", "inspect", "trace_open", *args])
+def inspect(root: Path, *args: str, image: str = DEMO_SHORT_NAME) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["--store", str(root), "image", "inspect", image, *args])
     assert "Traceback" not in result.stdout + result.stderr
     return result.exit_code, result.stdout, result.stderr
 
@@ -35,8 +39,9 @@ def test_default_output_lists_every_key_with_content_type(imported: Path) -> Non
     for key in ("oci.manifest", "oci.metadata", "oci.digest", "oci.created", "oci.repository", "oci.tag",
                 "ebpf.sections", "ebpf.maps", "ebpf.programs", "ebpf.variables", "ebpf.flowchart", "ebpf.sequence"):
         assert key in data, key
-    assert data["oci.repository"] == {"content": "trace_open", "contentType": "text/plain"}
-    assert data["oci.digest"]["content"] == "sha256:4326d8996b54290ca8e8422cf7119ccb7822650ae40837805f5ff867250ca2fe"
+    assert data["oci.repository"] == {"content": DEMO_SHORT_NAME, "contentType": "text/plain"}
+    config = (DEMO_SOURCES / "gadget.yaml").read_bytes()  # ig names the config blob: gadget.yaml as built
+    assert data["oci.digest"]["content"] == str(Digest.of_bytes(config))
     assert data["ebpf.flowchart"]["contentType"] == "text/mermaid"
     code, compact, _ = inspect(imported, "-o", "json")
     assert json.loads(compact) == data and compact.count("\n") == 1
@@ -45,15 +50,15 @@ def test_default_output_lists_every_key_with_content_type(imported: Path) -> Non
     assert yaml.safe_load(as_yaml) == data
 
 
-def test_extra_info_values_are_decoded_by_content_type(imported: Path) -> None:
+def test_extra_info_values_are_decoded_by_content_type(imported: Path, gadget_image: ArchivedImage) -> None:
     _, out, _ = inspect(imported, "--extra-info", "oci.created")
-    assert out == "2024-05-15T18:45:32Z\n"
+    assert out == f"{DEMO_CREATED}\n"
     _, out, _ = inspect(imported, "--extra-info", "ebpf.maps", "-o", "json")
-    assert {m["Name"]: m["Type"] for m in json.loads(out)}["events"] == "RingBuf"
+    assert {m["Name"]: m["Type"] for m in json.loads(out)} == {"events": "RingBuf", "openat_calls": "PerCPUArray"}
     _, out, _ = inspect(imported, "--extra-info", "oci.metadata", "--jsonpath", ".name")
-    assert out == "trace open\n", "string results of --jsonpath are printed raw"
+    assert out == "trace demo\n", "string results of --jsonpath are printed raw"
     _, out, _ = inspect(imported, "--extra-info", "oci.manifest", "--jsonpath", ".layers[*].size", "-o", "json")
-    assert json.loads(out) == [88760]
+    assert json.loads(out) == [gadget_image.layers[host_arch()].size]
     _, out, _ = inspect(imported, "--extra-info", "ebpf.flowchart")
     assert out.startswith("flowchart LR\n")
 
@@ -73,8 +78,8 @@ def test_inspect_errors_are_one_line(imported: Path, args: list[str], message: s
 
 def test_analysis_is_cached_by_layer_digest(imported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store.open(imported)
-    manifest = host_manifest(store, store.resolve(TRACE_OPEN), "amd64")
-    first = inspect_mod.image_extra_info(store, "trace_open", manifest)
+    manifest = host_manifest(store, store.resolve(DEMO_IMAGE), "amd64")
+    first = inspect_mod.image_extra_info(store, DEMO_SHORT_NAME, manifest)
     layer = manifest.layer("application/vnd.gadget.ebpf.program.v1+binary")
     assert layer is not None and inspect_mod.cache_path(store, layer.digest).is_file()
 
@@ -82,24 +87,24 @@ def test_analysis_is_cached_by_layer_digest(imported: Path, monkeypatch: pytest.
         raise AssertionError("analysis should come from the cache")
 
     monkeypatch.setitem(inspect_mod._ANALYZERS, "application/vnd.gadget.ebpf.program.v1+binary", must_not_run)
-    assert inspect_mod.image_extra_info(store, "trace_open", manifest) == first
+    assert inspect_mod.image_extra_info(store, DEMO_SHORT_NAME, manifest) == first
 
 
 def test_gc_prunes_cache_of_removed_layers(imported: Path) -> None:
     store = Store.open(imported)
-    manifest = host_manifest(store, store.resolve(TRACE_OPEN), "amd64")
-    inspect_mod.image_extra_info(store, "trace_open", manifest)
-    store.remove_image(TRACE_OPEN)
+    manifest = host_manifest(store, store.resolve(DEMO_IMAGE), "amd64")
+    inspect_mod.image_extra_info(store, DEMO_SHORT_NAME, manifest)
+    store.remove_image(DEMO_IMAGE)
     assert not list(store.analysis_dir.rglob("*.json"))
 
 
-def test_missing_image_is_pulled_first(tmp_path: Path, trace_open_tar: Path, anon_registry) -> None:  # type: ignore[no-untyped-def]
+def test_missing_image_is_pulled_first(tmp_path: Path, gadget_tar: Path, anon_registry) -> None:  # type: ignore[no-untyped-def]
     """ig's default ``--pull missing``: inspect fetches an image the store does not have yet."""
-    image = anon_registry.ref("gadgets/trace_open", "v1")
+    image = anon_registry.ref("gadgets/trace_demo", "v1")
     src = tmp_path / "src"
     runner = CliRunner()
-    assert runner.invoke(cli, ["--store", str(src), "image", "import", str(trace_open_tar)]).exit_code == 0
-    assert runner.invoke(cli, ["--store", str(src), "image", "tag", "trace_open", image]).exit_code == 0
+    assert runner.invoke(cli, ["--store", str(src), "image", "import", str(gadget_tar)]).exit_code == 0
+    assert runner.invoke(cli, ["--store", str(src), "image", "tag", DEMO_SHORT_NAME, image]).exit_code == 0
     pushed = runner.invoke(cli, ["--store", str(src), "image", "push", "--insecure-registries", anon_registry.host,
                                  image])
     assert pushed.exit_code == 0, pushed.stderr
@@ -109,19 +114,45 @@ def test_missing_image_is_pulled_first(tmp_path: Path, trace_open_tar: Path, ano
     result = runner.invoke(cli, ["--store", str(dst), "image", "inspect", image, "--insecure-registries",
                                  anon_registry.host, "--extra-info", "oci.created"])
     assert result.exit_code == 0, result.stderr
-    assert result.stdout == "2024-05-15T18:45:32Z\n"
+    assert result.stdout == f"{DEMO_CREATED}\n"
     assert Store.open(dst).lookup(image) is not None
 
 
 def test_show_datasources_reads_fields_from_the_ebpf_layer(imported: Path) -> None:
-    """trace_open's gadget.yaml declares no datasources; the ``open`` tracer comes from the BTF."""
+    """The ``open`` tracer and its fields come from the BTF; gadget.yaml adds their annotations."""
     code, out, err = inspect(imported, "--show-datasources", "--arch", "amd64", "-o", "json")
     assert code == 0, err
     (source,) = json.loads(out)
     assert list(source) == ["name", "type", "fields"] and source["name"] == "open" and source["type"] == 1
+    assert [f["fullName"] for f in source["fields"]] == ["timestamp_raw", "pid", "uid", "dfd", "flags_raw", "comm",
+                                                       "fname"]
+    fname = source["fields"][-1]
+    # struct event: u64, 4 x 32 bits, char comm[16], then char fname[DEMO_PATH_MAX = 128]
+    assert (fname["index"], fname["offs"], fname["size"], fname["kind"]) == (6, 40, 128, 13)
+    assert fname["annotations"]["columns.width"] == "32"
+    _, names, _ = inspect(imported, "--show-datasources", "--arch", "amd64", "--jsonpath", "[0].fields[1].name")
+    assert names == "pid\n"
+
+
+def test_ig_export_inspects_as_ig_shows_it(tmp_path: Path, trace_open_tar: Path) -> None:
+    """Compatibility with ig: the oci.* keys and the BTF data source of ig's own trace_open export."""
+    root = tmp_path / "s"
+    import_archive(Store.open(root), trace_open_tar)
+    _, out, _ = inspect(root, "-o", "json", image="trace_open")
+    data = json.loads(out)
+    assert data["oci.repository"]["content"] == "trace_open"
+    assert data["oci.digest"]["content"] == "sha256:4326d8996b54290ca8e8422cf7119ccb7822650ae40837805f5ff867250ca2fe"
+    assert data["oci.created"]["content"] == "2024-05-15T18:45:32Z"
+    _, out, _ = inspect(root, "--extra-info", "oci.metadata", "--jsonpath", ".name", image="trace_open")
+    assert out == "trace open\n"
+    _, out, _ = inspect(root, "--extra-info", "oci.manifest", "--jsonpath", ".layers[*].size", "--arch", "amd64",
+                        "-o", "json", image="trace_open")
+    assert json.loads(out) == [88760]
+    # trace_open's gadget.yaml declares no datasources: the ``open`` tracer comes from the BTF alone.
+    code, out, err = inspect(root, "--show-datasources", "--arch", "amd64", "-o", "json", image="trace_open")
+    assert code == 0, err
+    (source,) = json.loads(out)
     assert [f["fullName"] for f in source["fields"]] == ["timestamp", "pid", "uid", "gid", "mntns_id", "err", "fd",
                                                        "flags", "mode", "comm", "fname"]
     fname = source["fields"][-1]
     assert (fname["index"], fname["offs"], fname["size"], fname["kind"]) == (10, 62, 255, 13)
-    _, names, _ = inspect(imported, "--show-datasources", "--arch", "amd64", "--jsonpath", "[0].fields[1].name")
-    assert names == "pid\n"

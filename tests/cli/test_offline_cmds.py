@@ -16,41 +16,49 @@ from gadgetstore.engine import paths
 from gadgetstore.engine.images import ImageRow
 from gadgetstore.engine.store import Store
 from tests.support.cli import run_in_store as run
-from tests.support.images import make_gadget_image
+from tests.support.images import DEMO_IMAGE, DEMO_SHORT_NAME, ArchivedImage, make_gadget_image
 from tests.support.special_files import FifoReader, char_device, is_dev_null
 
-DIGEST = "sha256:87c3ecca8d843f2e08382836cb0eff718fa5c56d786c73e2674d7e9db13a1ac7"
 
-
-def test_import_list_tag_remove_cycle(tmp_path: Path, trace_open_tar: Path) -> None:
+def test_import_list_tag_remove_cycle(tmp_path: Path, gadget_image: ArchivedImage) -> None:
     store = tmp_path / "s"
-    code, out, _ = run(store, "image", "import", str(trace_open_tar))
+    digest, created = gadget_image.root.digest, gadget_image.created
+    code, out, _ = run(store, "image", "import", str(gadget_image.path))
     assert code == 0
-    assert out == "Successfully imported images:\n  ghcr.io/inspektor-gadget/gadget/trace_open:latest\n"
+    assert out == f"Successfully imported images:\n  {DEMO_IMAGE}\n"
     code, out, _ = run(store, "image", "list")
-    assert out == f"REPOSITORY TAG DIGEST CREATED\ntrace_open latest {DIGEST} 2024-05-15T18:45:32Z\n"
-    code, _, err = run(store, "image", "tag", "trace_open", "localhost:5000/mine:v1")
-    assert code == 0 and err == f"Successfully tagged with localhost:5000/mine:v1@{DIGEST}\n"
+    assert out == f"REPOSITORY TAG DIGEST CREATED\n{DEMO_SHORT_NAME} latest {digest} {created}\n"
+    code, _, err = run(store, "image", "tag", DEMO_SHORT_NAME, "localhost:5000/mine:v1")
+    assert code == 0 and err == f"Successfully tagged with localhost:5000/mine:v1@{digest}\n"
     code, out, _ = run(store, "image", "ls", "-o", "json")
     rows = json.loads(out)
     assert not out.endswith("\n"), "ig prints JSON without a trailing newline"
-    assert [r["Repository"] for r in rows] == ["trace_open", "localhost:5000/mine"], "sorted by full reference"
+    assert [r["Repository"] for r in rows] == [DEMO_SHORT_NAME, "localhost:5000/mine"], "sorted by full reference"
     code, out, _ = run(store, "image", "list", "-o", "jsonpretty")
-    assert out.startswith('[\n  {\n    "Repository": "trace_open"')
-    code, _, err = run(store, "image", "rm", "trace_open")
-    assert code == 0 and err == "Successfully removed trace_open\n"
+    assert out.startswith(f'[\n  {{\n    "Repository": "{DEMO_SHORT_NAME}"')
+    code, _, err = run(store, "image", "rm", DEMO_SHORT_NAME)
+    assert code == 0 and err == f"Successfully removed {DEMO_SHORT_NAME}\n"
     code, _, err = run(store, "image", "remove", "localhost:5000/mine:v1")
     assert code == 0
     assert run(store, "image", "list", "-o", "json")[1] == "[]"
     assert list((store / "blobs" / "sha256").iterdir()) == []
 
 
-def test_export_import_json_output(tmp_path: Path, trace_open_tar: Path) -> None:
-    run(tmp_path / "a", "image", "import", str(trace_open_tar))
-    code, _, err = run(tmp_path / "a", "image", "export", "trace_open", str(tmp_path / "x.tar.zst"))
+def test_ig_export_lists_with_igs_digest_and_date(tmp_path: Path, trace_open_tar: Path) -> None:
+    """Compatibility with ig: its real export lists under its short name, digest and build date."""
+    code, out, _ = run(tmp_path / "s", "image", "import", str(trace_open_tar))
+    assert code == 0 and out == "Successfully imported images:\n  ghcr.io/inspektor-gadget/gadget/trace_open:latest\n"
+    code, out, _ = run(tmp_path / "s", "image", "list")
+    digest = "sha256:87c3ecca8d843f2e08382836cb0eff718fa5c56d786c73e2674d7e9db13a1ac7"
+    assert out == f"REPOSITORY TAG DIGEST CREATED\ntrace_open latest {digest} 2024-05-15T18:45:32Z\n"
+
+
+def test_export_import_json_output(tmp_path: Path, gadget_tar: Path) -> None:
+    run(tmp_path / "a", "image", "import", str(gadget_tar))
+    code, _, err = run(tmp_path / "a", "image", "export", DEMO_SHORT_NAME, str(tmp_path / "x.tar.zst"))
     assert code == 0 and err == f"Successfully exported images to {tmp_path / 'x.tar.zst'}\n"
     code, out, _ = run(tmp_path / "b", "image", "import", "-o", "json", str(tmp_path / "x.tar.zst"))
-    assert json.loads(out) == ["ghcr.io/inspektor-gadget/gadget/trace_open:latest"]
+    assert json.loads(out) == [DEMO_IMAGE]
 
 
 @pytest.mark.parametrize(
@@ -76,11 +84,11 @@ def test_bad_archive_error_is_one_line(tmp_path: Path) -> None:
     assert code == 1 and err.startswith("Error: archive is truncated or not a tar file") and err.count("\n") == 1
 
 
-def test_fsck_and_gc_commands(tmp_path: Path, trace_open_tar: Path) -> None:
+def test_fsck_and_gc_commands(tmp_path: Path, gadget_image: ArchivedImage) -> None:
     store = tmp_path / "s"
-    run(store, "image", "import", str(trace_open_tar))
+    run(store, "image", "import", str(gadget_image.path))
     code, out, _ = run(store, "fsck")
-    assert code == 0 and "checked 6 blobs" in out and "no problems found" in out
+    assert code == 0 and f"checked {len(gadget_image.blobs)} blobs" in out and "no problems found" in out
     blob = next((store / "blobs" / "sha256").iterdir())
     blob.chmod(0o644)
     blob.write_bytes(b"tampered")
@@ -93,7 +101,8 @@ def test_fsck_and_gc_commands(tmp_path: Path, trace_open_tar: Path) -> None:
 def test_columns_on_a_terminal_truncate_digest_and_humanize_time() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     created = (now - timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
-    text = format_rows([ImageRow("trace_open", "latest", DIGEST, created)], tty=True, no_trunc=False, now=now)
+    digest = "sha256:87c3ecca8d843f2e08382836cb0eff718fa5c56d786c73e2674d7e9db13a1ac7"
+    text = format_rows([ImageRow("trace_open", "latest", digest, created)], tty=True, no_trunc=False, now=now)
     header, row = text.splitlines()
     assert header.split() == ["REPOSITORY", "TAG", "DIGEST", "CREATED"]
     assert row.split()[:3] == ["trace_open", "latest", "87c3ecca8d84"]
@@ -132,19 +141,19 @@ def test_store_location_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert paths.default_store_root() == tmp_path / "env"
 
 
-def test_store_option_beats_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                        trace_open_tar: Path) -> None:
+def test_store_option_beats_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, gadget_tar: Path) -> None:
     monkeypatch.setenv("GADGETSTORE_ROOT", str(tmp_path / "env"))
-    CliRunner().invoke(cli, ["image", "import", str(trace_open_tar)])
+    CliRunner().invoke(cli, ["image", "import", str(gadget_tar)])
     assert (tmp_path / "env" / "index.journal").exists()
+    assert DEMO_SHORT_NAME in CliRunner().invoke(cli, ["image", "list"]).stdout
     result = CliRunner().invoke(cli, ["--store", str(tmp_path / "opt"), "image", "list"])
-    assert result.exit_code == 0 and "trace_open" not in result.stdout
+    assert result.exit_code == 0 and DEMO_SHORT_NAME not in result.stdout
 
 
-def test_damaged_journal_through_the_cli(tmp_path: Path, trace_open_tar: Path) -> None:
+def test_damaged_journal_through_the_cli(tmp_path: Path, gadget_tar: Path) -> None:
     store = tmp_path / "s"
-    run(store, "image", "import", str(trace_open_tar))
-    run(store, "image", "tag", "trace_open", "x.io/copy:1")
+    run(store, "image", "import", str(gadget_tar))
+    run(store, "image", "tag", DEMO_SHORT_NAME, "x.io/copy:1")
     journal = store / "index.journal"
     data = bytearray(journal.read_bytes())
     data[data.index(b"x.io/copy:1")] = ord("X")
@@ -156,16 +165,16 @@ def test_damaged_journal_through_the_cli(tmp_path: Path, trace_open_tar: Path) -
     code, out, _ = run(store, "fsck", "--repair")
     assert code == 0 and "repaired: rebuilt the index journal" in out and "no problems found" in out
     code, out, _ = run(store, "image", "list")
-    assert code == 0 and "trace_open" in out
+    assert code == 0 and DEMO_SHORT_NAME in out
 
 
-def test_garbage_index_json_is_rewritten_from_the_journal(tmp_path: Path, trace_open_tar: Path) -> None:
+def test_garbage_index_json_is_rewritten_from_the_journal(tmp_path: Path, gadget_image: ArchivedImage) -> None:
     store = tmp_path / "s"
-    run(store, "image", "import", str(trace_open_tar))
+    run(store, "image", "import", str(gadget_image.path))
     (store / "index.json").write_text("{not json")
     code, out, _ = run(store, "image", "list")
-    assert code == 0 and "trace_open" in out
-    assert json.loads((store / "index.json").read_bytes())["manifests"][0]["digest"] == DIGEST
+    assert code == 0 and DEMO_SHORT_NAME in out
+    assert json.loads((store / "index.json").read_bytes())["manifests"][0]["digest"] == str(gadget_image.root.digest)
 
 
 # -- the export's and import's files, named as tar -f names them ----------------------------------

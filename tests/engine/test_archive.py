@@ -17,10 +17,11 @@ from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import ImageNotFound, InvalidArchive
 from gadgetstore.engine.fsck import fsck
 from gadgetstore.engine.store import Store
-from tests.support.images import make_gadget_image
+from tests.support.images import DEMO_IMAGE, ArchivedImage, make_gadget_image
 
 TRACE_OPEN = "ghcr.io/inspektor-gadget/gadget/trace_open:latest"
-INDEX_DIGEST = "sha256:87c3ecca8d843f2e08382836cb0eff718fa5c56d786c73e2674d7e9db13a1ac7"
+IG_INDEX_DIGEST = "sha256:87c3ecca8d843f2e08382836cb0eff718fa5c56d786c73e2674d7e9db13a1ac7"
+"""The root of ig's real export in ../shared (fixed bytes, unlike the suite's own image)."""
 
 
 def tar_members(path: Path) -> dict[str, bytes]:
@@ -32,10 +33,10 @@ def tree_snapshot(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_real_export_imports_lists_and_reexports_identical_blobs(store: Store, trace_open_tar: Path,
-                                                                 tmp_path: Path) -> None:
+def test_ig_export_imports_and_reexports_identical_blobs(store: Store, trace_open_tar: Path, tmp_path: Path) -> None:
+    """Compatibility with ig: its real export comes back out with every blob byte for byte."""
     assert import_archive(store, trace_open_tar) == [TRACE_OPEN]
-    assert str(store.resolve(TRACE_OPEN).digest) == INDEX_DIGEST
+    assert str(store.resolve(TRACE_OPEN).digest) == IG_INDEX_DIGEST
     out = tmp_path / "out.tar"
     export_images(store, [TRACE_OPEN], out)
     original = {k: v for k, v in tar_members(trace_open_tar).items() if k.startswith("blobs/")}
@@ -43,26 +44,29 @@ def test_real_export_imports_lists_and_reexports_identical_blobs(store: Store, t
     assert exported == original
     index = json.loads(tar_members(out)["index.json"])
     assert [(m["digest"], m["annotations"]["org.opencontainers.image.ref.name"]) for m in index["manifests"]] == [
-        (INDEX_DIGEST, TRACE_OPEN)
+        (IG_INDEX_DIGEST, TRACE_OPEN)
     ]
     assert fsck(store).clean
 
 
-def test_export_is_deterministic_and_zstd_round_trips(store: Store, trace_open_tar: Path, tmp_path: Path) -> None:
-    import_archive(store, trace_open_tar)
-    export_images(store, [TRACE_OPEN], tmp_path / "a.tar")
-    export_images(store, [TRACE_OPEN], tmp_path / "b.tar")
+def test_export_is_deterministic_and_zstd_round_trips(store: Store, gadget_image: ArchivedImage,
+                                                      tmp_path: Path) -> None:
+    assert import_archive(store, gadget_image.path) == [DEMO_IMAGE]
+    assert store.resolve(DEMO_IMAGE) == gadget_image.root
+    export_images(store, [DEMO_IMAGE], tmp_path / "a.tar")
+    export_images(store, [DEMO_IMAGE], tmp_path / "b.tar")
     assert (tmp_path / "a.tar").read_bytes() == (tmp_path / "b.tar").read_bytes()
+    assert (tmp_path / "a.tar").read_bytes() == gadget_image.path.read_bytes(), "the archive it came from"
     with tarfile.open(tmp_path / "a.tar") as tar:
         members = tar.getmembers()
     assert [m.name for m in members] == sorted(m.name for m in members)
     assert {m.mtime for m in members} == {0} and {m.uid for m in members} == {0}
-    export_images(store, [TRACE_OPEN], tmp_path / "c.tar.zst")
+    export_images(store, [DEMO_IMAGE], tmp_path / "c.tar.zst")
     compressed = (tmp_path / "c.tar.zst").read_bytes()
     assert compressed[:4] == b"\x28\xb5\x2f\xfd"
     assert zstandard.ZstdDecompressor().decompressobj().decompress(compressed) == (tmp_path / "a.tar").read_bytes()
     fresh = Store.open(tmp_path / "fresh")
-    assert import_archive(fresh, tmp_path / "c.tar.zst") == [TRACE_OPEN]
+    assert import_archive(fresh, tmp_path / "c.tar.zst") == [DEMO_IMAGE]
     assert fsck(fresh).clean
 
 
@@ -137,9 +141,9 @@ HOSTILE: dict[str, tuple[list[tarfile.TarInfo | tuple[str, bytes]], str]] = {
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
-def test_hostile_archive_is_refused_and_store_unchanged(store: Store, store_root: Path, trace_open_tar: Path,
+def test_hostile_archive_is_refused_and_store_unchanged(store: Store, store_root: Path, gadget_tar: Path,
                                                        tmp_path: Path, case: str) -> None:
-    import_archive(store, trace_open_tar)
+    import_archive(store, gadget_tar)
     before = tree_snapshot(store_root)
     members, message = HOSTILE[case]
     archive = build_tar(tmp_path / f"{case}.tar", members)
@@ -148,21 +152,35 @@ def test_hostile_archive_is_refused_and_store_unchanged(store: Store, store_root
     assert tree_snapshot(store_root) == before
 
 
-@pytest.mark.parametrize("cut", [100, 512 * 3, 80_000, 184_000])
-def test_truncated_archive_is_refused_and_store_unchanged(store: Store, store_root: Path, trace_open_tar: Path,
-                                                         tmp_path: Path, cut: int) -> None:
+def _cut_points(archive: Path) -> dict[str, int]:
+    """Places to cut ``archive``, found from its members so that they hold whatever the ELFs' sizes."""
+    with tarfile.open(archive) as tar:
+        members = tar.getmembers()
+    largest = max(members, key=lambda m: m.size)
+    last = members[-1]
+    return {"first_header": 100, "first_blob": members[0].offset_data + 10,
+            "inside_elf": largest.offset_data + largest.size // 2,
+            "before_end_marker": last.offset_data + last.size + 100}
+
+
+@pytest.mark.parametrize("where", ["first_header", "first_blob", "inside_elf", "before_end_marker"])
+def test_truncated_archive_is_refused_and_store_unchanged(store: Store, store_root: Path, gadget_tar: Path,
+                                                         tmp_path: Path, where: str) -> None:
     before = tree_snapshot(store_root)
     truncated = tmp_path / "t.tar"
-    truncated.write_bytes(trace_open_tar.read_bytes()[:cut])
+    data = gadget_tar.read_bytes()
+    cut = _cut_points(gadget_tar)[where]
+    assert cut < len(data) - 1024, "the end-of-archive marker is cut off too"
+    truncated.write_bytes(data[:cut])
     with pytest.raises(InvalidArchive):
         import_archive(store, truncated)
     assert tree_snapshot(store_root) == before
 
 
-def test_truncated_zstd_archive_is_refused(store: Store, store_root: Path, trace_open_tar: Path,
+def test_truncated_zstd_archive_is_refused(store: Store, store_root: Path, gadget_tar: Path,
                                            tmp_path: Path) -> None:
     before = tree_snapshot(store_root)
-    data = zstandard.ZstdCompressor().compress(trace_open_tar.read_bytes())
+    data = zstandard.ZstdCompressor().compress(gadget_tar.read_bytes())
     (tmp_path / "t.tar.zst").write_bytes(data[: len(data) // 2])
     with pytest.raises(InvalidArchive):
         import_archive(store, tmp_path / "t.tar.zst")

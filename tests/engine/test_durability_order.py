@@ -8,6 +8,7 @@ import pytest
 from gadgetstore.engine import blobstore, fsutil, journal
 from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.store import Store
+from tests.support.images import ArchivedImage
 
 
 @pytest.fixture
@@ -62,15 +63,16 @@ def test_journal_is_synced_before_index_json_is_replaced(store: Store, calls: li
     assert calls[index_replace + 1] == "fsync_dir:store", "the rename of index.json is made durable at once"
 
 
-def test_import_syncs_the_blob_directory_before_tagging(store: Store, calls: list[str], trace_open_tar: Path) -> None:
+def test_import_syncs_the_blob_directory_before_tagging(store: Store, calls: list[str],
+                                                        gadget_image: ArchivedImage) -> None:
     from gadgetstore.engine import archive
 
     calls.clear()
-    archive.import_archive(store, trace_open_tar)
+    archive.import_archive(store, gadget_image.path)
     renames = [i for i, c in enumerate(calls) if c == "rename:sha256"]
     dir_syncs = [i for i, c in enumerate(calls) if c == "fsync_dir:sha256"]
     journal_sync = calls.index("fsync:store/index.journal")
-    assert len(renames) == 6 and len(dir_syncs) == 1, "one directory sync for the whole import"
+    assert len(renames) == len(gadget_image.blobs) and len(dir_syncs) == 1, "one directory sync for the whole import"
     assert max(renames) < dir_syncs[0] < journal_sync
 
 

@@ -10,7 +10,6 @@ from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.fsck import fsck
 from gadgetstore.engine.store import Store
 
-TRACE_OPEN = "ghcr.io/inspektor-gadget/gadget/trace_open:latest"
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
 
@@ -46,12 +45,12 @@ def sign(store: Store, subject: Descriptor, ref_style: bool) -> Descriptor:
     return sig
 
 
-def test_remove_shared_digest_only_untags(store: Store, trace_open_tar: Path) -> None:
-    import_archive(store, trace_open_tar)
+def test_remove_shared_digest_only_untags(store: Store, gadget_tar: Path) -> None:
+    (image,) = import_archive(store, gadget_tar)
     with store.transaction() as txn:
-        txn.tag("x.io/copy:1", store.resolve(TRACE_OPEN))
+        txn.tag("x.io/copy:1", store.resolve(image))
     blobs_before = set(store.blobs.iter_digests())
-    assert store.remove_image(TRACE_OPEN) is False
+    assert store.remove_image(image) is False
     assert store.tags() == ["x.io/copy:1"]
     assert set(store.blobs.iter_digests()) == blobs_before
 

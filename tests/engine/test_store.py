@@ -262,11 +262,10 @@ def test_tags_added_to_index_json_by_another_tool_are_adopted(store: Store, stor
     assert fsck(reopened).clean
 
 
-def test_skopeo_writing_into_the_store_is_seen(store: Store, store_root: Path, trace_open_tar: Path) -> None:
+def test_skopeo_writing_into_the_store_is_seen(store: Store, store_root: Path, gadget_tar: Path) -> None:
     from gadgetstore.engine.archive import import_archive
 
-    import_archive(store, trace_open_tar)
-    ref = "ghcr.io/inspektor-gadget/gadget/trace_open:latest"
+    (ref,) = import_archive(store, gadget_tar)
     subprocess.run(["skopeo", "copy", "-q", "--all", "--preserve-digests", f"oci:{store_root}:{ref}",
                     f"oci:{store_root}:copied-by-skopeo"], check=True, capture_output=True)
     reopened = Store.open(store_root)
