@@ -507,8 +507,9 @@ class IngestWriter:
         with self._lock:
             self._close_direct()
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            file, self._file = self._file, None
+            with contextlib.suppress(OSError):  # the unflushed rest is discarded; a full disk fails its flush again
+                file.close()
         if self.sealed or self.digest is None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.temp_path)
