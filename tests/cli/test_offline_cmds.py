@@ -89,13 +89,27 @@ def test_fsck_and_gc_commands(tmp_path: Path, gadget_image: ArchivedImage) -> No
     run(store, "image", "import", str(gadget_image.path))
     code, out, _ = run(store, "fsck")
     assert code == 0 and f"checked {len(gadget_image.blobs)} blobs" in out and "no problems found" in out
-    blob = next((store / "blobs" / "sha256").iterdir())
+    blob = store / "blobs" / "sha256" / gadget_image.layers["amd64"].digest.hex  # a leaf: gc need not read it
     blob.chmod(0o644)
     blob.write_bytes(b"tampered")
     code, out, _ = run(store, "fsck")
     assert code == 1 and f"damaged: blob sha256:{blob.name} is damaged" in out
     code, out, _ = run(store, "gc")
     assert code == 0 and out.startswith("removed 0 blobs")
+
+
+def test_gc_refuses_when_a_manifest_it_must_read_is_damaged(tmp_path: Path, gadget_image: ArchivedImage) -> None:
+    """gc cannot tell what is reachable through a damaged index, so it deletes nothing."""
+    store = tmp_path / "s"
+    run(store, "image", "import", str(gadget_image.path))
+    index = store / "blobs" / "sha256" / gadget_image.root.digest.hex
+    index.chmod(0o644)
+    index.write_bytes(b"tampered")
+    blobs = sorted(os.listdir(store / "blobs" / "sha256"))
+    code, out, err = run(store, "gc")
+    assert code == 1 and out == ""
+    assert err == f"Error: blob {gadget_image.root.digest} is damaged: its content has another digest\n"
+    assert sorted(os.listdir(store / "blobs" / "sha256")) == blobs
 
 
 def test_columns_on_a_terminal_truncate_digest_and_humanize_time() -> None:
