@@ -15,7 +15,9 @@ from urllib.parse import urlencode, urljoin
 
 import trio
 
-from ..descriptor import Descriptor, children, is_document, parse_document
+from .. import mediatypes as mt
+from ..descriptor import Descriptor, GraphBudget, children, is_document, parse_document, walk_graph
+from ..digest import Digest
 from ..errors import GadgetStoreError
 from ..reference import normalize
 from ..store import Store
@@ -51,27 +53,39 @@ class _Node:
     kids: tuple[Descriptor, ...]
 
 
-def _read_graph(store: Store, root: Descriptor) -> tuple[list[_Node], list[Descriptor]]:
-    """Documents in bottom-up order (root last) and the distinct plain blobs under them."""
-    docs: list[_Node] = []
-    blobs: dict[str, Descriptor] = {}
-    seen: set[str] = set()
+def _read_graph(store: Store, root: Descriptor, where: str) -> tuple[list[_Node], list[Descriptor]]:
+    """Documents in bottom-up order (root last) and the distinct plain blobs under them; each
+    document is read once and the graph kept within the bounds a pull checks."""
+    nodes: dict[Digest, _Node] = {}
+    blobs: dict[Digest, Descriptor] = {}
 
-    def visit(desc: Descriptor) -> None:
-        if str(desc.digest) in seen:
-            return
-        seen.add(str(desc.digest))
-        data = store.blobs.read(desc.digest, max_size=4 * 1024 * 1024)
+    def expand(desc: Descriptor) -> list[Descriptor]:
+        if not is_document(desc) and desc is not root:  # a tag names a document, whatever its type says
+            blobs.setdefault(desc.digest, desc)
+            return []
+        data = store.blobs.read(desc.digest, max_size=mt.MAX_MANIFEST_BYTES)
         kids = children(parse_document(data, f"manifest {desc.digest}"), f"manifest {desc.digest}")
-        for kid in kids:
-            if is_document(kid):
-                visit(kid)
-            else:
-                blobs.setdefault(str(kid.digest), kid)
-        docs.append(_Node(desc, data, tuple(kids)))
+        nodes[desc.digest] = _Node(desc, data, tuple(kids))
+        return kids
 
-    visit(root)
-    return docs, list(blobs.values())
+    walk_graph([root], expand, budget=GraphBudget(where, root))
+    return _bottom_up(nodes, root.digest), list(blobs.values())
+
+
+def _bottom_up(nodes: dict[Digest, _Node], root: Digest) -> list[_Node]:
+    """Each document after every document it lists (a depth-first post-order, without recursion)."""
+    order: list[_Node] = []
+    started: set[Digest] = set()
+    stack: list[tuple[Digest, bool]] = [(root, False)]
+    while stack:
+        digest, kids_done = stack.pop()
+        if kids_done:
+            order.append(nodes[digest])
+        elif digest not in started:
+            started.add(digest)
+            stack.append((digest, True))
+            stack.extend((kid.digest, False) for kid in nodes[digest].kids if kid.digest in nodes)
+    return order
 
 
 class Pusher:
@@ -197,7 +211,7 @@ async def push_image(
     def prepare() -> tuple[Descriptor, list[_Node], list[Descriptor], list[str]]:
         store.refresh()
         root = store.resolve(full, shown_as=image)
-        docs, blobs = _read_graph(store, root)
+        docs, blobs = _read_graph(store, root, f"image {image}")
         return root, docs, blobs, [*mount_from, *_mount_sources(store, ref.domain, ref.path, root)]
 
     root, docs, blobs, sources = await trio.to_thread.run_sync(prepare)
