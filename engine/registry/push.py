@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode
 
 import trio
 
@@ -23,7 +23,7 @@ from ..reference import normalize
 from ..store import Store
 from .client import RegistryClient, Session, TransferOptions
 from .errors import RegistryError, TransportError
-from .http import Response
+from .http import Response, escaped, join_url
 from .signatures import push_signatures
 from .tasks import task_group
 
@@ -127,8 +127,7 @@ class Pusher:
                 "POST", f"/v2/{self.repo}/blobs/uploads/?{query}",
                 scopes=(*self.scopes, f"repository:{source}:pull"), ok=(201, 202), what=f"mounting {desc.digest}",
             )
-            status, location = resp.status, self._location(resp)
-            await resp.discard()
+            status, location = resp.status, await self._location(resp)
             if status == 201:
                 self.mounted += 1
                 return
@@ -138,8 +137,7 @@ class Pusher:
                 "POST", f"/v2/{self.repo}/blobs/uploads/", scopes=self.scopes, ok=(202,),
                 what=f"starting upload of {desc.digest}",
             )
-            location = self._location(resp)
-            await resp.discard()
+            location = await self._location(resp)
         step = max(1, self.options.upload_chunk_size)
         data = b""
         if desc.size <= step:
@@ -152,8 +150,7 @@ class Pusher:
                     headers=[OCTET, ("Content-Range", f"{start}-{start + len(chunk) - 1}")],
                     what=f"uploading {desc.digest}",
                 )
-                location = self._location(resp)
-                await resp.discard()
+                location = await self._location(resp)
         sep = "&" if "?" in location else "?"
         resp = await self.client.request(
             "PUT", f"{location}{sep}{urlencode({'digest': str(desc.digest)})}", scopes=self.scopes, ok=(201,),
@@ -169,12 +166,14 @@ class Pusher:
             raise RegistryError(f"blob {desc.digest} in the store is shorter than its descriptor says")
         return data
 
-    def _location(self, resp: Response) -> str:
-        """The upload URL to use next, absolute; credentials follow it only if it stays on our origin."""
+    async def _location(self, resp: Response) -> str:
+        """The upload URL to use next, absolute (``resp`` is done with); credentials follow it only if
+        it stays on our origin."""
+        await resp.discard()
         location = resp.header("location")
         if not location:
             raise RegistryError(f"{resp.url}: upload response without a Location header")
-        return urljoin(resp.url, location)
+        return join_url(resp.url, location, "Location")
 
     async def push_document(self, node: _Node, reference: str) -> None:
         resp = await self.client.request(
@@ -184,7 +183,7 @@ class Pusher:
         announced = resp.header("docker-content-digest")
         await resp.discard()
         if announced and announced.strip() != str(node.desc.digest):
-            raise RegistryError(f"registry stored manifest {node.desc.digest} as {announced}")
+            raise RegistryError(f"registry stored manifest {node.desc.digest} as {escaped(announced)}")
 
 
 def _mount_sources(store: Store, domain: str, repo: str, root: Descriptor) -> list[str]:
