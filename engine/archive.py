@@ -23,7 +23,7 @@ import zstandard
 from . import mediatypes as mt
 from . import reference
 from .blobstore import READ_CHUNK, IngestWriter, verify_stream
-from .descriptor import Descriptor, canonical_json, children, is_document, parse_document, walk_graph
+from .descriptor import Descriptor, GraphBudget, canonical_json, children, is_document, parse_document, walk_graph
 from .digest import Digest
 from .errors import GadgetStoreError, IntegrityError, InvalidArchive
 from .store import OCI_LAYOUT_BYTES, Store, signature_tag_subject
@@ -54,13 +54,19 @@ def plan_export(store: Store, refs: list[str]) -> ExportPlan:
     tagged: dict[str, Descriptor] = {}
     for ref in refs:
         tagged[ref] = store.resolve(ref)
-    plan.blobs.update(store.walk(tagged.values()))
+    for ref, desc in tagged.items():
+        plan.blobs.update(store.walk_image(desc, f"image {ref}"))
+    signatures = {}
     for sig_ref in store.tags():
         subj = signature_tag_subject(sig_ref)
         if subj is not None and subj in plan.blobs:
-            tagged[sig_ref] = store.resolve(sig_ref)
+            signatures[sig_ref] = store.resolve(sig_ref)
     pinned = [pin for pin in store.pins() if store.subject_of(pin) in plan.blobs]
-    plan.blobs.update(store.walk([*tagged.values(), *pinned], missing_ok=False))
+    for sig_ref, desc in signatures.items():
+        plan.blobs.update(store.walk_image(desc, f"signature {sig_ref}"))
+    for pin in pinned:
+        plan.blobs.update(store.walk_image(pin, f"referrer {pin.digest}"))
+    tagged.update(signatures)
     for ref, desc in tagged.items():
         entry = desc.to_json()
         entry["annotations"] = {**desc.annotations, mt.ANNOTATION_REF_NAME: ref}
@@ -259,28 +265,39 @@ def _is_available(store: Store, staged: _Staged, digest: Digest) -> bool:
     return digest in staged.sealed or digest in staged.already_stored or store.blobs.has(digest)
 
 
-def _check_graph(store: Store, staged: _Staged, roots: list[Descriptor]) -> set[Digest]:
-    """Every blob the roots reach must be in the archive (or store) with the declared size."""
+def _check_graph(store: Store, staged: _Staged, roots: dict[str, Descriptor]) -> set[Digest]:
+    """Every blob the roots (by the name an error gives them) reach must be in the archive (or
+    store) with the declared size, each image within the bounds of a pull."""
+    listed: dict[Digest, list[Descriptor]] = {}  # each document checked and parsed once, whatever shares it
 
     def expand(desc: Descriptor) -> list[Descriptor]:
-        if desc.digest in staged.sealed:
-            size = os.stat(staged.sealed[desc.digest].temp_path).st_size
-        elif desc.digest in staged.already_stored or store.blobs.has(desc.digest):
-            st = store.blobs.stat(desc.digest)
-            size = st.st_size if st else -1
-        else:
-            raise InvalidArchive(f"blob {desc.digest} is referenced but missing from the archive")
-        if size != desc.size:
-            raise InvalidArchive(f"blob {desc.digest}: descriptor says {desc.size} bytes, archive has {size}")
-        if not is_document(desc):
-            return []
-        where = f"manifest {desc.digest}"
-        try:
-            return children(parse_document(_staged_bytes(store, staged, desc), where), where)
-        except GadgetStoreError as err:
-            raise InvalidArchive(str(err)) from None
+        if desc.digest not in listed:
+            listed[desc.digest] = _checked_children(store, staged, desc)
+        return listed[desc.digest]
 
-    return set(walk_graph(roots, expand))
+    reached: set[Digest] = set()
+    for name, root in roots.items():
+        reached.update(walk_graph([root], expand, budget=GraphBudget(name, root)))
+    return reached
+
+
+def _checked_children(store: Store, staged: _Staged, desc: Descriptor) -> list[Descriptor]:
+    if desc.digest in staged.sealed:
+        size = os.stat(staged.sealed[desc.digest].temp_path).st_size
+    elif desc.digest in staged.already_stored or store.blobs.has(desc.digest):
+        st = store.blobs.stat(desc.digest)
+        size = st.st_size if st else -1
+    else:
+        raise InvalidArchive(f"blob {desc.digest} is referenced but missing from the archive")
+    if size != desc.size:
+        raise InvalidArchive(f"blob {desc.digest}: descriptor says {desc.size} bytes, archive has {size}")
+    if not is_document(desc):
+        return []
+    where = f"manifest {desc.digest}"
+    try:
+        return children(parse_document(_staged_bytes(store, staged, desc), where), where)
+    except GadgetStoreError as err:
+        raise InvalidArchive(str(err)) from None
 
 
 def _import_ref_name(ref: str) -> str:
@@ -341,7 +358,9 @@ def import_archive(store: Store, source: Path) -> list[str]:
         staged = _stage_members(store, raw)
         try:
             tags, pins = _plan_import(store, staged)
-            reached = _check_graph(store, staged, [*tags.values(), *pins])
+            named = {**{f"image {ref}": desc for ref, desc in tags.items()},
+                     **{f"referrer {pin.digest}": pin for pin in pins}}
+            reached = _check_graph(store, staged, named)
             for digest, writer in staged.sealed.items():
                 if digest in reached:
                     writer.publish(sync_dir=False)  # the transaction syncs blobs/ once, before the tags

@@ -9,7 +9,7 @@ from typing import Any
 
 from . import mediatypes as mt
 from .digest import Digest
-from .errors import GadgetStoreError, InvalidManifest
+from .errors import GadgetStoreError, GraphTooLarge, InvalidManifest
 
 
 @dataclass(frozen=True)
@@ -118,24 +118,77 @@ def is_document(desc: Descriptor) -> bool:
     return desc.is_index or desc.is_manifest
 
 
+MAX_GRAPH_DEPTH = 8  # levels below an image's root; an ig image has 2 (index, manifests, blobs)
+MAX_GRAPH_ENTRIES = 10_000  # descriptors an image's documents list, repeats included
+
+
+class GraphBudget:
+    """The bounds of one image's graph, counted as it is walked breadth first from its root.
+
+    A descriptor's level is the walk's first reach of it, which breadth first is its shortest
+    distance from the root, whatever order a level's documents are read in. Each distinct document
+    is expanded once, and every entry it lists counts (repeats too), so the count also bounds the
+    work of walking: a chain of indexes that each list the next one twice costs two per level, not
+    two to the power of the level. Exceeding either bound raises :class:`GraphTooLarge` before the
+    offending descriptor is fetched or read.
+    """
+
+    def __init__(self, where: str, root: Descriptor, max_depth: int = MAX_GRAPH_DEPTH,
+                 max_entries: int = MAX_GRAPH_ENTRIES) -> None:
+        self.where = where  # names the image in the error, e.g. "image example.com/x:v1"
+        self.max_depth = max_depth
+        self.max_entries = max_entries
+        self.levels: dict[Digest, int] = {root.digest: 0}
+        self.entries = 0
+
+    def admit(self, kids: Iterable[Descriptor], level: int) -> list[Descriptor]:
+        """Count the entries one document at ``level`` lists; the ones not reached before, in order."""
+        new: list[Descriptor] = []
+        for kid in kids:
+            self.entries += 1
+            if self.entries > self.max_entries:
+                raise GraphTooLarge(f"{self.where}: its manifests list more than {self.max_entries} "
+                                    "blobs and manifests (the limit)")
+            if kid.digest in self.levels:
+                continue
+            if level > self.max_depth:
+                raise GraphTooLarge(f"{self.where}: {kid.digest} is {level} levels below the root, "
+                                    f"deeper than the limit of {self.max_depth}")
+            self.levels[kid.digest] = level
+            new.append(kid)
+        return new
+
+
 def walk_graph(
     roots: Iterable[Descriptor],
     expand: Callable[[Descriptor], Iterable[Descriptor]],
     seen: dict[Digest, Descriptor] | None = None,
+    budget: GraphBudget | None = None,
 ) -> dict[Digest, Descriptor]:
-    """Every descriptor reachable from ``roots``, each digest visited once (depth first).
+    """Every descriptor reachable from ``roots``, each digest visited once (breadth first).
 
     ``expand`` gives a descriptor's children (none for a leaf, or for whatever the caller decides
-    not to follow); pass ``seen`` to share visits across several walks.
+    not to follow); pass ``seen`` to share visits across several walks. A ``budget`` bounds the
+    graph of one image: give it that image's root alone, and no ``seen`` shared with other walks
+    (a node reached before would hide the depth below it).
     """
     seen = {} if seen is None else seen
-    stack = list(roots)
-    while stack:
-        desc = stack.pop()
-        if desc.digest in seen:
-            continue
-        seen[desc.digest] = desc
-        stack.extend(expand(desc))
+    frontier: list[Descriptor] = []
+    for root in roots:
+        if root.digest not in seen:
+            seen[root.digest] = root
+            frontier.append(root)
+    level = 0
+    while frontier:
+        level += 1
+        following: list[Descriptor] = []
+        for desc in frontier:
+            kids = list(expand(desc))
+            for kid in kids if budget is None else budget.admit(kids, level):
+                if kid.digest not in seen:
+                    seen[kid.digest] = kid
+                    following.append(kid)
+        frontier = following
     return seen
 
 

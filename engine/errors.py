@@ -8,6 +8,7 @@
     │   └── DigestMismatch
     ├── InvalidArchive          an import archive that is truncated, hostile or inconsistent
     ├── InvalidManifest         a manifest or index that cannot be parsed or is too large
+    │   └── GraphTooLarge       an image graph deeper or larger than the limits of descriptor.GraphBudget
     ├── StoreError              the store directory itself is unusable (locked, damaged, not a store)
     ├── UserPathError           a file the user named cannot be read or written
     └── AnalysisError           an ELF/BTF/wasm layer that cannot be decoded
@@ -47,6 +48,10 @@ class InvalidArchive(GadgetStoreError):
 
 
 class InvalidManifest(GadgetStoreError):
+    pass
+
+
+class GraphTooLarge(InvalidManifest):
     pass
 
 

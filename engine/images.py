@@ -55,14 +55,14 @@ def arch_manifests(store: Store, root: Descriptor) -> list[ArchManifest]:
     if not root.is_index:
         raise InvalidManifest(f"image {root.digest} is neither an image index nor a manifest")
     index = store.read_document(root)
-    out: list[ArchManifest] = []
+    out: dict[str, ArchManifest] = {}  # the first entry of each architecture
     for i, item in enumerate(index.get("manifests") or []):
         desc = Descriptor.from_json(item, f"index {root.digest}: manifests[{i}]")
         arch = desc.architecture
-        if arch is None or not desc.is_manifest or any(m.arch == arch for m in out):
+        if arch is None or not desc.is_manifest or arch in out:
             continue
-        out.append(ArchManifest(arch, desc, store.read_document(desc)))
-    return out
+        out[arch] = ArchManifest(arch, desc, store.read_document(desc))
+    return list(out.values())
 
 
 def host_manifest(store: Store, root: Descriptor, arch: str | None = None) -> ArchManifest:

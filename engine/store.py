@@ -14,6 +14,7 @@ Layout under the root::
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -26,7 +27,7 @@ from typing import Any
 from . import journal_format as jf
 from . import mediatypes as mt
 from .blobstore import BlobNotFound, BlobStore
-from .descriptor import Descriptor, children, is_document, parse_document, subject, walk_graph
+from .descriptor import Descriptor, GraphBudget, children, is_document, parse_document, subject, walk_graph
 from .digest import Digest
 from .errors import GadgetStoreError, ImageNotFound, StoreError
 from .faults import crash_point
@@ -361,20 +362,28 @@ class Store:
         return parse_document(data, f"manifest {desc.digest}")
 
     def walk(self, roots: Iterable[Descriptor], missing_ok: bool = False) -> dict[Digest, Descriptor]:
-        """Every descriptor reachable from ``roots`` (roots included), keyed by digest."""
+        """Every descriptor reachable from ``roots`` (roots included), keyed by digest.
 
-        def expand(desc: Descriptor) -> list[Descriptor]:
-            if not is_document(desc):
+        Not bounded like one image (see :meth:`walk_image`): a walk of the whole store (gc, remove)
+        must reach everything a tag keeps alive, and each blob is visited once.
+        """
+        return walk_graph(roots, functools.partial(self._children, missing_ok))
+
+    def walk_image(self, root: Descriptor, where: str) -> dict[Digest, Descriptor]:
+        """What :meth:`walk` gives for one image, within the bounds of :class:`GraphBudget` (the
+        ones a pull checks); ``where`` names the image in the error."""
+        return walk_graph([root], functools.partial(self._children, False), budget=GraphBudget(where, root))
+
+    def _children(self, missing_ok: bool, desc: Descriptor) -> list[Descriptor]:
+        if not is_document(desc):
+            return []
+        try:
+            doc = self.read_document(desc)
+        except BlobNotFound:
+            if missing_ok:
                 return []
-            try:
-                doc = self.read_document(desc)
-            except BlobNotFound:
-                if missing_ok:
-                    return []
-                raise
-            return children(doc, f"manifest {desc.digest}")
-
-        return walk_graph(roots, expand)
+            raise
+        return children(doc, f"manifest {desc.digest}")
 
     def roots(self, exclude_refs: Iterable[str] = ()) -> list[Descriptor]:
         skip = set(exclude_refs)

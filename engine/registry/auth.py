@@ -71,13 +71,16 @@ def _is_internal_ip(host: str) -> bool:
 
 def check_realm(realm: str, registry_scheme: str, registry_host: str) -> None:
     """Refuse a token realm that would downgrade TLS or reach into internal addresses."""
-    parts = urlsplit(realm)
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(realm)
+        scheme, host, _port = parts.scheme.lower(), parts.hostname, parts.port
+    except ValueError:  # e.g. an unclosed IPv6 bracket or a port out of range
+        scheme, host = "", None
+    if scheme not in ("http", "https") or not host or " " in realm or "\t" in realm:
         raise AuthError(f"refusing token realm {realm!r}: not an http(s) URL")
     if registry_scheme == "https" and scheme == "http":
         raise AuthError(f"refusing token realm {realm!r}: registry uses https, realm uses plain http")
-    host = parts.hostname.lower()
+    host = host.lower()
     if host != registry_host.lower() and _is_internal_ip(host):
         raise AuthError(f"refusing token realm {realm!r}: internal address not on the registry's host")
 

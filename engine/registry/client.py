@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode
 
 import trio
 
 from . import auth as authlib
 from .authfile import Credentials, credentials_for
 from .errors import AuthError, NotFoundInRegistry, RateLimited, RegistryError, RegistryUnavailable, TransportError
-from .http import Headers, Origin, Pool, Response, origin_of
+from .http import Headers, Origin, Pool, Response, join_url, one_line, origin_of
 from .mirrors_config import RegistriesConfig
 from .publish import BlobPublisher
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 MAX_TOKEN_BYTES = 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
+MAX_DETAIL = 200  # characters of a registry's error text in a message
 MAX_REDIRECTS = 5
 MAX_RETRY_AFTER = 60.0
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
@@ -114,11 +115,10 @@ def _error_detail(body: bytes) -> str:
                 if isinstance(err, dict):
                     code, message = str(err.get("code", "")), str(err.get("message", ""))
                     parts.append(f"{code.lower()}: {message}" if code else message)
-            return "; ".join(p for p in parts if p)
+            return one_line("; ".join(p for p in parts if p), MAX_DETAIL)
     except (ValueError, UnicodeDecodeError):
         pass
-    text = body[:200].decode("utf-8", "replace").strip()
-    return " ".join(text.split())
+    return one_line(body[:MAX_DETAIL].decode("utf-8", "replace"), MAX_DETAIL)
 
 
 class RegistryClient:
@@ -277,7 +277,7 @@ class RegistryClient:
             await resp.discard()
             if not location:
                 raise RegistryError(f"{url}: redirect without a Location header")
-            target = urljoin(url, location)
+            target = join_url(url, location, "Location")
             if origin_of(url).scheme == "https" and origin_of(target).scheme != "https":
                 raise RegistryError(f"refusing redirect from {origin_of(url)} to plain-http {origin_of(target)}")
             if origin_of(target) != origin_of(url):

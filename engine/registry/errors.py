@@ -3,6 +3,7 @@
     GadgetStoreError
     └── RegistryError             a registry answered something we cannot use
         ├── TransportError        connection refused/reset/timed out, TLS failure (retried)
+        ├── InvalidHeader         a response header we read that is not visible ASCII or does not parse
         ├── AuthError             401/403, bad credentials, a refused token realm
         ├── NotFoundInRegistry    404 for a manifest or blob
         ├── RateLimited           429 after every retry
@@ -24,6 +25,10 @@ class TransportError(RegistryError):
     def __init__(self, message: str, retriable: bool = True) -> None:
         super().__init__(message)
         self.retriable = retriable
+
+
+class InvalidHeader(RegistryError):
+    """Never retried: a registry that sends such a header once will send it again."""
 
 
 class AuthError(RegistryError):

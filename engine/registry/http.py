@@ -25,12 +25,12 @@ import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import h11
 import trio
 
-from .errors import TransportError
+from .errors import InvalidHeader, TransportError
 
 RECEIVE_SIZE = 256 * 1024
 RAW_RECEIVE_SIZE = 1024 * 1024  # body reads past h11: fewer, larger reads (the kernel buffers more than this)
@@ -38,6 +38,17 @@ USER_AGENT = "gadgetstore/0.1"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Headers = Sequence[tuple[str, str]]
+
+# Every response header this client or its callers read, as named in messages. Their values must be
+# visible ASCII (spaces and tabs inside allowed): h11 lets control bytes and bytes past 0x7f through,
+# and such a value would end up in a request line or an error message. Checked as the head arrives.
+READ_HEADERS = {
+    "connection": "Connection", "content-length": "Content-Length", "content-range": "Content-Range",
+    "content-type": "Content-Type", "docker-content-digest": "Docker-Content-Digest", "link": "Link",
+    "location": "Location", "oci-subject": "OCI-Subject", "retry-after": "Retry-After",
+    "transfer-encoding": "Transfer-Encoding", "www-authenticate": "WWW-Authenticate",
+}
+MAX_SHOWN = 80  # characters of a bad value an error message shows
 
 
 class BodyTooLarge(TransportError):
@@ -80,6 +91,49 @@ def split_url(url: str) -> tuple[Origin, str]:
 
 def origin_of(url: str) -> Origin:
     return split_url(url)[0]
+
+
+def escaped(text: str, limit: int = MAX_SHOWN) -> str:
+    """A header value quoted for a one-line message: control and non-ASCII characters as escapes,
+    cut at ``limit``."""
+    return ascii(text if len(text) <= limit else text[:limit] + "...")
+
+
+def one_line(text: str, limit: int) -> str:
+    """A registry's own words (a reason phrase, an error body) for a message: whitespace runs as
+    one space, other unprintable characters escaped (never sent to a terminal as they are), cut at
+    ``limit``."""
+    text = " ".join(text.split())
+    text = text if len(text) <= limit else text[:limit] + "..."
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+def _is_visible_ascii(value: str) -> bool:
+    return all(" " <= c <= "~" or c == "\t" for c in value)
+
+
+def check_headers(origin: Origin, headers: Sequence[tuple[bytes, bytes]]) -> None:
+    """Refuse a response whose header we read has a value that is not visible ASCII."""
+    for raw_name, raw_value in headers:
+        name = READ_HEADERS.get(raw_name.decode("latin-1"))
+        if name is not None:
+            value = raw_value.decode("latin-1")
+            if not _is_visible_ascii(value):
+                raise InvalidHeader(f"{origin}: invalid {name} header {escaped(value)}: "
+                                    "a header value must be visible ASCII")
+
+
+def join_url(base: str, reference: str, header: str) -> str:
+    """``reference``, the URL a ``header`` of the answer from ``base`` gave, made absolute: an
+    http(s) URL with a host and without spaces, or :class:`InvalidHeader`."""
+    try:
+        url = urljoin(base, reference)
+        split_url(url)
+    except (ValueError, TransportError):
+        url = ""
+    if not url or not _is_visible_ascii(url) or " " in url or "\t" in url:
+        raise InvalidHeader(f"{origin_of(base)}: {header} header {escaped(reference)} is not a usable http(s) URL")
+    return url
 
 
 class Connection:
@@ -161,7 +215,7 @@ class Response:
         self.url = url
         self.method = method
         self.status = head.status_code
-        self.reason = head.reason.decode("latin-1", "replace")
+        self.reason = one_line(head.reason.decode("latin-1"), MAX_SHOWN)  # shown in error messages
         self.headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers]
         self._done = False
         self._raw_length = self._raw_body_length(head)
@@ -407,6 +461,7 @@ class Pool:
                 conn, reused = await self._checkout(origin)
                 try:
                     head = await self._exchange(conn, method, target, wire_headers, body)
+                    check_headers(origin, head.headers)  # the connection is dropped below if not
                 except _NETWORK_ERRORS as err:
                     with trio.CancelScope(shield=True):
                         await conn.aclose()

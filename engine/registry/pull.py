@@ -1,9 +1,11 @@
 """Pulling images into the store: resolve, fetch what is missing, then tag.
 
-The graph is walked top-down: the root (by tag or digest), then per-arch manifests, then configs
-and layers. A blob already in the store is skipped without any request; a blob two images share
-is downloaded once (the second waits on the first). The shared lease is held from before the
-first commit until the tag is written, so ``gc`` never removes a committed but untagged blob.
+The graph is walked top-down, level by level: the root (by tag or digest), then per-arch manifests,
+then configs and layers, each distinct digest once and within the bounds of
+:class:`~gadgetstore.engine.descriptor.GraphBudget`. A blob already in the store is skipped without
+any request; a manifest or blob two images share is downloaded once (the second waits on the
+first). The shared lease is held from before the first commit until the tag is written, so ``gc``
+never removes a committed but untagged blob.
 The image's signatures are fetched alongside its graph and recorded (and, when asked, verified)
 just before the tag: see :mod:`.signatures`.
 """
@@ -17,7 +19,7 @@ from dataclasses import dataclass, field
 import trio
 
 from .. import mediatypes as mt
-from ..descriptor import Descriptor, children, is_document, parse_document
+from ..descriptor import Descriptor, GraphBudget, children, is_document, parse_document
 from ..digest import Digest
 from ..errors import GadgetStoreError, InvalidManifest, StoreError
 from ..reference import Reference, normalize
@@ -62,7 +64,7 @@ class _Stats:
 
 @dataclass
 class _Shared:
-    """State shared by the pulls of one batch: who is downloading what."""
+    """State shared by the pulls of one batch: who is downloading what (blobs and documents alike)."""
 
     inflight: dict[Digest, trio.Event] = field(default_factory=dict)
     fetched: set[Digest] = field(default_factory=set)  # in the store now: a later plan may predate that
@@ -98,7 +100,7 @@ class Puller:
                                     self._no_referrers_api, self._sources,  # same sources as the image
                                     self._tag_snapshots)
         async with task_group() as nursery:
-            nursery.start_soon(self._graph, client, ref.path, root, stats, None)
+            nursery.start_soon(self._graph, client, ref.path, root, stats)
             nursery.start_soon(signatures.run)
         # recorded (and verified) before the tag, under the batch's lease: see .signatures
         outcome = await settle_signatures(self.store, tag, root.desc, signatures, self.policy,
@@ -108,14 +110,9 @@ class Puller:
                           signatures=outcome.count, warnings=outcome.warnings)
 
     async def _root(self, client: RegistryClient, ref: Reference, stats: _Stats) -> Document:
-        where = f"{ref}"
         if ref.digest is not None:
-            local = await self._local_document(ref.digest, None)
-            if local is not None:
-                return local
-            doc = await self._sources.document(client, ref.path, str(ref.digest), ref.digest, where, stats.sources)
-        else:
-            doc = await self._sources.document(client, ref.path, ref.tag_or_latest, None, where, stats.sources)
+            return await self._document(client, ref.path, ref.digest, f"{ref}", stats)
+        doc = await self._sources.document(client, ref.path, ref.tag_or_latest, None, f"{ref}", stats.sources)
         await self._save_document(doc, stats)
         return doc
 
@@ -146,49 +143,73 @@ class Puller:
         if self.on_bytes:
             self.on_bytes(len(doc.data))
 
-    def _plan(self, parent: Document, arch: str | None) -> tuple[list[tuple[Descriptor, str | None]], list[Descriptor]]:
-        """Walk everything under ``parent`` the store already has, in one thread call.
+    async def _graph(self, client: RegistryClient, repo: str, root: Document, stats: _Stats) -> None:
+        """Everything under ``root`` that the store lacks: the documents level by level, each once,
+        within the image's :class:`GraphBudget`; then the plain blobs, all at once.
 
-        Returns the documents still to fetch (with the architecture they belong to) and the
-        plain blobs still missing; a warm re-pull thus costs one request and two thread hops.
+        No blob is fetched before the whole graph is known to be within bounds; a warm re-pull of an
+        ig image costs the root's request and one thread hop per level.
         """
-        docs: list[tuple[Descriptor, str | None]] = []
+        budget = GraphBudget("image graph", root.desc)
         blobs: dict[Digest, Descriptor] = {}
-        seen: set[tuple[Digest, str | None]] = set()  # ig lists one manifest twice for arch-less gadgets
-        stack: list[tuple[Document, str | None]] = [(parent, arch)]
-        while stack:
-            doc, doc_arch = stack.pop()
-            for kid in children(doc.doc, f"manifest {doc.desc.digest}"):
-                kid_arch = kid.architecture or doc_arch
-                if (kid.digest, kid_arch) in seen:
-                    continue
-                seen.add((kid.digest, kid_arch))
-                if is_document(kid):
-                    local = self._read_local(kid.digest, kid)
-                    if local is None:
-                        docs.append((kid, kid_arch))
-                    else:
-                        stack.append((local, kid_arch))
-                elif not self.store.blobs.has(kid.digest):
-                    blobs[kid.digest] = kid
-        return docs, list(blobs.values())
-
-    async def _graph(self, client: RegistryClient, repo: str, parent: Document, stats: _Stats,
-                     arch: str | None) -> None:
-        """Everything under ``parent`` that the store lacks, fetched concurrently."""
-        docs, blobs = await trio.to_thread.run_sync(self._plan, parent, arch)
+        frontier = [root]
+        level = 0
+        while frontier:
+            level += 1
+            frontier, missing = await trio.to_thread.run_sync(self._expand, frontier, level, budget, blobs)
+            fetched: dict[int, Document] = {}
+            async with task_group() as nursery:
+                for i, desc in enumerate(missing):
+                    nursery.start_soon(self._fetch_into, fetched, i, client, repo, desc, stats)
+            frontier.extend(fetched[i] for i in range(len(missing)))  # in document order, however they came
         async with task_group() as nursery:
-            for desc, doc_arch in docs:
-                nursery.start_soon(self._child_document, client, repo, desc, stats, doc_arch)
-            for desc in blobs:
+            for desc in blobs.values():
                 nursery.start_soon(self._blob, client, repo, desc, stats)
 
-    async def _child_document(self, client: RegistryClient, repo: str, desc: Descriptor, stats: _Stats,
-                              arch: str | None) -> None:
-        doc = await self._sources.document(client, repo, str(desc.digest), desc, f"manifest {desc.digest}",
-                                           stats.sources)
-        await self._save_document(doc, stats)
-        await self._graph(client, repo, doc, stats, arch)
+    def _expand(self, frontier: list[Document], level: int, budget: GraphBudget,
+                blobs: dict[Digest, Descriptor]) -> tuple[list[Document], list[Descriptor]]:
+        """The next level under ``frontier``, in one thread call: the documents the store has (read)
+        and the ones to fetch; plain blobs still missing go into ``blobs``."""
+        local: list[Document] = []
+        missing: list[Descriptor] = []
+        for doc in frontier:
+            for kid in budget.admit(children(doc.doc, f"manifest {doc.desc.digest}"), level):
+                if is_document(kid):
+                    found = self._read_local(kid.digest, kid)
+                    if found is None:
+                        missing.append(kid)
+                    else:
+                        local.append(found)
+                elif not self.store.blobs.has(kid.digest):
+                    blobs[kid.digest] = kid
+        return local, missing
+
+    async def _fetch_into(self, out: dict[int, Document], i: int, client: RegistryClient, repo: str,
+                          desc: Descriptor, stats: _Stats) -> None:
+        out[i] = await self._document(client, repo, desc, f"manifest {desc.digest}", stats)
+
+    async def _document(self, client: RegistryClient, repo: str, expected: Descriptor | Digest, where: str,
+                        stats: _Stats) -> Document:
+        """A manifest or index by digest, fetched at most once per batch: while another image fetches
+        it, this one waits and then reads it from the store."""
+        digest = expected.digest if isinstance(expected, Descriptor) else expected
+        desc = expected if isinstance(expected, Descriptor) else None
+        inflight, fetched = self._shared.inflight, self._shared.fetched
+        while (event := inflight.get(digest)) is not None:
+            await event.wait()  # done, or failed (then try ourselves)
+        if desc is None or digest in fetched:  # a root by digest may be in the store already
+            local = await self._local_document(digest, desc)
+            if local is not None:
+                return local
+        event = inflight[digest] = trio.Event()
+        try:
+            doc = await self._sources.document(client, repo, str(digest), expected, where, stats.sources)
+            await self._save_document(doc, stats)
+            fetched.add(digest)
+        finally:
+            del inflight[digest]
+            event.set()
+        return doc
 
     async def _blob(self, client: RegistryClient, repo: str, desc: Descriptor, stats: _Stats) -> None:
         inflight, fetched = self._shared.inflight, self._shared.fetched

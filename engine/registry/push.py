@@ -11,17 +11,19 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import urlencode, urljoin
+from urllib.parse import urlencode
 
 import trio
 
-from ..descriptor import Descriptor, children, is_document, parse_document
+from .. import mediatypes as mt
+from ..descriptor import Descriptor, GraphBudget, children, is_document, parse_document, walk_graph
+from ..digest import Digest
 from ..errors import GadgetStoreError
 from ..reference import normalize
 from ..store import Store
 from .client import RegistryClient, Session, TransferOptions
 from .errors import RegistryError, TransportError
-from .http import Response
+from .http import Response, escaped, join_url
 from .signatures import push_signatures
 from .tasks import task_group
 
@@ -51,27 +53,39 @@ class _Node:
     kids: tuple[Descriptor, ...]
 
 
-def _read_graph(store: Store, root: Descriptor) -> tuple[list[_Node], list[Descriptor]]:
-    """Documents in bottom-up order (root last) and the distinct plain blobs under them."""
-    docs: list[_Node] = []
-    blobs: dict[str, Descriptor] = {}
-    seen: set[str] = set()
+def _read_graph(store: Store, root: Descriptor, where: str) -> tuple[list[_Node], list[Descriptor]]:
+    """Documents in bottom-up order (root last) and the distinct plain blobs under them; each
+    document is read once and the graph kept within the bounds a pull checks."""
+    nodes: dict[Digest, _Node] = {}
+    blobs: dict[Digest, Descriptor] = {}
 
-    def visit(desc: Descriptor) -> None:
-        if str(desc.digest) in seen:
-            return
-        seen.add(str(desc.digest))
-        data = store.blobs.read(desc.digest, max_size=4 * 1024 * 1024)
+    def expand(desc: Descriptor) -> list[Descriptor]:
+        if not is_document(desc) and desc is not root:  # a tag names a document, whatever its type says
+            blobs.setdefault(desc.digest, desc)
+            return []
+        data = store.blobs.read(desc.digest, max_size=mt.MAX_MANIFEST_BYTES)
         kids = children(parse_document(data, f"manifest {desc.digest}"), f"manifest {desc.digest}")
-        for kid in kids:
-            if is_document(kid):
-                visit(kid)
-            else:
-                blobs.setdefault(str(kid.digest), kid)
-        docs.append(_Node(desc, data, tuple(kids)))
+        nodes[desc.digest] = _Node(desc, data, tuple(kids))
+        return kids
 
-    visit(root)
-    return docs, list(blobs.values())
+    walk_graph([root], expand, budget=GraphBudget(where, root))
+    return _bottom_up(nodes, root.digest), list(blobs.values())
+
+
+def _bottom_up(nodes: dict[Digest, _Node], root: Digest) -> list[_Node]:
+    """Each document after every document it lists (a depth-first post-order, without recursion)."""
+    order: list[_Node] = []
+    started: set[Digest] = set()
+    stack: list[tuple[Digest, bool]] = [(root, False)]
+    while stack:
+        digest, kids_done = stack.pop()
+        if kids_done:
+            order.append(nodes[digest])
+        elif digest not in started:
+            started.add(digest)
+            stack.append((digest, True))
+            stack.extend((kid.digest, False) for kid in nodes[digest].kids if kid.digest in nodes)
+    return order
 
 
 class Pusher:
@@ -113,8 +127,7 @@ class Pusher:
                 "POST", f"/v2/{self.repo}/blobs/uploads/?{query}",
                 scopes=(*self.scopes, f"repository:{source}:pull"), ok=(201, 202), what=f"mounting {desc.digest}",
             )
-            status, location = resp.status, self._location(resp)
-            await resp.discard()
+            status, location = resp.status, await self._location(resp)
             if status == 201:
                 self.mounted += 1
                 return
@@ -124,8 +137,7 @@ class Pusher:
                 "POST", f"/v2/{self.repo}/blobs/uploads/", scopes=self.scopes, ok=(202,),
                 what=f"starting upload of {desc.digest}",
             )
-            location = self._location(resp)
-            await resp.discard()
+            location = await self._location(resp)
         step = max(1, self.options.upload_chunk_size)
         data = b""
         if desc.size <= step:
@@ -138,8 +150,7 @@ class Pusher:
                     headers=[OCTET, ("Content-Range", f"{start}-{start + len(chunk) - 1}")],
                     what=f"uploading {desc.digest}",
                 )
-                location = self._location(resp)
-                await resp.discard()
+                location = await self._location(resp)
         sep = "&" if "?" in location else "?"
         resp = await self.client.request(
             "PUT", f"{location}{sep}{urlencode({'digest': str(desc.digest)})}", scopes=self.scopes, ok=(201,),
@@ -155,12 +166,14 @@ class Pusher:
             raise RegistryError(f"blob {desc.digest} in the store is shorter than its descriptor says")
         return data
 
-    def _location(self, resp: Response) -> str:
-        """The upload URL to use next, absolute; credentials follow it only if it stays on our origin."""
+    async def _location(self, resp: Response) -> str:
+        """The upload URL to use next, absolute (``resp`` is done with); credentials follow it only if
+        it stays on our origin."""
+        await resp.discard()
         location = resp.header("location")
         if not location:
             raise RegistryError(f"{resp.url}: upload response without a Location header")
-        return urljoin(resp.url, location)
+        return join_url(resp.url, location, "Location")
 
     async def push_document(self, node: _Node, reference: str) -> None:
         resp = await self.client.request(
@@ -170,7 +183,7 @@ class Pusher:
         announced = resp.header("docker-content-digest")
         await resp.discard()
         if announced and announced.strip() != str(node.desc.digest):
-            raise RegistryError(f"registry stored manifest {node.desc.digest} as {announced}")
+            raise RegistryError(f"registry stored manifest {node.desc.digest} as {escaped(announced)}")
 
 
 def _mount_sources(store: Store, domain: str, repo: str, root: Descriptor) -> list[str]:
@@ -197,7 +210,7 @@ async def push_image(
     def prepare() -> tuple[Descriptor, list[_Node], list[Descriptor], list[str]]:
         store.refresh()
         root = store.resolve(full, shown_as=image)
-        docs, blobs = _read_graph(store, root)
+        docs, blobs = _read_graph(store, root, f"image {image}")
         return root, docs, blobs, [*mount_from, *_mount_sources(store, ref.domain, ref.path, root)]
 
     root, docs, blobs, sources = await trio.to_thread.run_sync(prepare)

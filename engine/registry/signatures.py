@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urljoin
 
 import trio
 
@@ -54,6 +53,7 @@ from ..store import Store
 from .blobfetch import BlobFetcher
 from .client import RegistryClient
 from .errors import NotFoundInRegistry, RegistryError
+from .http import join_url
 from .manifests import Document, fetch_document
 from .mirrors import MirrorClient, Sources, Tallies
 from .tagsnapshot import TagSnapshots
@@ -300,7 +300,7 @@ class SignatureFetch:
             match = _LINK_NEXT_RE.search(link or "")
             if match is None:
                 return out
-            url = urljoin(resp.url, match.group(1))
+            url = join_url(resp.url, match.group(1), "Link")
         return out
 
     async def _referrer(self, listed: Descriptor) -> None:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from urllib.parse import urljoin
 
 from ..reference import Reference, is_valid_tag
 from .client import RegistryClient, Session
 from .errors import RegistryError
-from .http import origin_of
+from .http import join_url, origin_of
 
 PAGE_SIZE = 1000
 MAX_PAGES = 100
@@ -30,7 +29,7 @@ def next_link(values: list[str], base_url: str) -> str | None:
         for match in _LINK_RE.finditer(value):
             rel = _REL_NEXT_RE.search(match.group(2))
             if rel is not None and "next" in rel.group(1).lower().split():
-                return urljoin(base_url, match.group(1).strip())
+                return join_url(base_url, match.group(1).strip(), "Link")
     return None
 
 

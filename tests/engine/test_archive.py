@@ -13,10 +13,12 @@ import zstandard
 
 from gadgetstore.engine import mediatypes as mt
 from gadgetstore.engine.archive import export_images, import_archive
+from gadgetstore.engine.descriptor import MAX_GRAPH_DEPTH
 from gadgetstore.engine.digest import Digest
-from gadgetstore.engine.errors import ImageNotFound, InvalidArchive
+from gadgetstore.engine.errors import GraphTooLarge, ImageNotFound, InvalidArchive
 from gadgetstore.engine.fsck import fsck
 from gadgetstore.engine.store import Store
+from tests.support.graphs import diamond_chain
 from tests.support.images import DEMO_IMAGE, ArchivedImage, make_gadget_image
 
 TRACE_OPEN = "ghcr.io/inspektor-gadget/gadget/trace_open:latest"
@@ -263,3 +265,25 @@ def test_import_reads_a_pipe_without_seeking(store: Store, tmp_path: Path, name:
     assert import_archive(fresh, tmp_path / "pipe") == ["x.io/piped:1"]
     writer.join(timeout=60)
     assert fsck(fresh).clean
+
+# -- graphs beyond the limits of a pull ------------------------------------------------------------
+
+
+def test_export_of_a_graph_deeper_than_the_limit_fails_and_writes_nothing(store: Store, tmp_path: Path) -> None:
+    diamond_chain(12).store_as(store, "x.io/chain:v1")
+    with pytest.raises(GraphTooLarge, match=rf"^image x.io/chain:v1: sha256:\w+ is {MAX_GRAPH_DEPTH + 1} levels"):
+        export_images(store, ["x.io/chain:v1"], tmp_path / "chain.tar")
+    assert list(tmp_path.glob("*chain.tar*")) == []
+
+
+def test_import_of_a_graph_deeper_than_the_limit_is_refused_and_store_unchanged(store: Store, store_root: Path,
+                                                                               tmp_path: Path) -> None:
+    graph = diamond_chain(12)
+    root = {**graph.root, "annotations": {"org.opencontainers.image.ref.name": "x.io/chain:v1"}}
+    index = json.dumps({"schemaVersion": 2, "manifests": [root]}).encode()
+    blobs = [(f"blobs/sha256/{digest.hex}", data) for digest, data in graph.blobs.items()]
+    archive = build_tar(tmp_path / "chain.tar", [("oci-layout", LAYOUT), ("index.json", index), *blobs])
+    before = tree_snapshot(store_root)
+    with pytest.raises(GraphTooLarge, match=f"^image x.io/chain:v1: .* deeper than the limit of {MAX_GRAPH_DEPTH}$"):
+        import_archive(store, archive)
+    assert tree_snapshot(store_root) == before

@@ -33,6 +33,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     drop: bool = False  # close the connection without answering
+    reason: str | None = None  # the status line's reason phrase, when not the standard one
 
 
 Handler = Callable[[Request], Reply]
@@ -85,7 +86,7 @@ class FakeServer(_ThreadedServer):
         if reply.drop:
             h.close_connection = True
             return
-        h.send_response(reply.status)
+        h.send_response(reply.status, reply.reason)
         for key, value in {"Content-Length": str(len(reply.body)), **reply.headers}.items():
             h.send_header(key, value)
         h.end_headers()
