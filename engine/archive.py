@@ -118,13 +118,34 @@ def export_images(store: Store, refs: list[str], destination: Path) -> None:
 # -- import ----------------------------------------------------------------------------------------
 
 
+class _Rewound:
+    """``rest`` with ``head`` (bytes already read from it) put back in front: a pipe cannot seek."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self._head = head
+        self._rest = rest
+
+    def read(self, size: int = -1) -> bytes:
+        if not self._head:
+            return self._rest.read(size)
+        if size < 0:
+            data, self._head = self._head + self._rest.read(), b""
+            return data
+        data, self._head = self._head[:size], self._head[size:]
+        return data
+
+
 def _open_archive_stream(raw: BinaryIO) -> BinaryIO:
-    """Plain or zstd, decided by the first bytes rather than by the file name."""
+    """Plain or zstd, decided by the first bytes rather than by the file name (the source may be a pipe)."""
     head = raw.read(4)
-    raw.seek(0)
+    source: Any = raw
+    if raw.seekable():
+        raw.seek(0)
+    else:
+        source = _Rewound(head, raw)
     if head == ZSTD_MAGIC:
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)
-    return raw
+        return zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True)
+    return source
 
 
 def _member_name(name: str) -> str:
