@@ -22,6 +22,7 @@ from gadgetstore.engine.inspect import MAX_LAYER_BYTES, image_extra_info
 from gadgetstore.engine.store import Store
 
 from .context import AppContext, pass_app, user_errors
+from .deadline import CommandDeadline, timeout_option
 from .output import go_json, to_yaml
 
 _MULTI_MATCH = re.compile(r"\*|\.\.|\[\?|:")
@@ -58,20 +59,22 @@ def apply_jsonpath(value: Any, expression: str) -> Any:
 
 
 def resolve_or_pull(store: Store, image: str, pull: str, authfile: Path | None,
-                    insecure_registries: tuple[str, ...]) -> Descriptor:
+                    insecure_registries: tuple[str, ...], deadline: CommandDeadline | None = None) -> Descriptor:
     """ig's ``--pull`` policy: ``missing`` pulls only when the store lacks the image."""
     ref = str(reference.normalize(image))
     desc = store.lookup(ref)
     if pull == "always" or (desc is None and pull == "missing"):
-        import trio  # the registry stack is only loaded when a pull is needed
-
+        # the registry stack is only loaded when a pull is needed
         from gadgetstore.engine.registry.client import TransferOptions
+        from gadgetstore.engine.registry.mirrors_config import load as load_registries
         from gadgetstore.engine.registry.pull import pull_image
 
+        deadline = deadline or CommandDeadline(None)
         insecure = frozenset(v.strip() for value in insecure_registries for v in value.split(",") if v.strip())
-        options = TransferOptions(authfile=authfile, insecure_registries=insecure)
+        options = TransferOptions(authfile=authfile, insecure_registries=insecure, registries=load_registries(),
+                                  in_flight=deadline.in_flight)
         click.echo(f"Pulling {ref}...", err=True)
-        trio.run(pull_image, store, image, options)
+        deadline.run(pull_image, store, image, options)
         store.refresh()
     return store.resolve(ref, shown_as=image)
 
@@ -126,16 +129,18 @@ def datasources(metadata: Any, elf: bytes | None = None) -> list[dict[str, Any]]
 @click.option("--authfile", type=click.Path(dir_okay=False, path_type=Path), help="Auth file for the pull.")
 @click.option("--insecure-registries", multiple=True, metavar="HOST[:PORT],...",
               help="Registries reached over plain HTTP and without credentials (exact host:port).")
+@timeout_option
 @pass_app
 @user_errors
 def inspect_cmd(app: AppContext, image: str, output: str, extra_info: str, jsonpath: str,
                 show_datasources: bool, arch: str | None, pull: str, authfile: Path | None,
-                insecure_registries: tuple[str, ...]) -> None:
+                insecure_registries: tuple[str, ...], timeout: float | None) -> None:
     """Inspect a gadget image: metadata, maps, programs, flowcharts and more."""
+    deadline = CommandDeadline(timeout)
     if extra_info and show_datasources:
         raise click.UsageError("--extra-info and --show-datasources are mutually exclusive")
     store = app.store()
-    root = resolve_or_pull(store, image, pull, authfile, insecure_registries)
+    root = resolve_or_pull(store, image, pull, authfile, insecure_registries, deadline)
     manifest = host_manifest(store, root, arch)
     info = image_extra_info(store, image, manifest)
     value: Any

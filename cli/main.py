@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .context import AppContext
+from .context import AppContext, handle_sigterm
 from .lazy import LazyGroup
 
 _PKG = "gadgetstore.cli"
@@ -63,6 +63,7 @@ def image() -> None:
 
 
 def main() -> None:
+    handle_sigterm()
     cli(prog_name="gadgetstore")
 
 

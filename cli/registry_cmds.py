@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import click
-import trio
 
 from gadgetstore.engine.reference import normalize
 from gadgetstore.engine.registry import authfile as authfiles
@@ -25,6 +24,7 @@ from gadgetstore.engine.signatures.keys import load_public_keys
 from . import bulk_pull as bulk
 from . import progress
 from .context import AppContext, pass_app, user_errors
+from .deadline import CommandDeadline, timeout_option
 
 MAX_PASSWORD_STDIN = 100 * 1024
 
@@ -43,7 +43,13 @@ insecure_option = click.option(
 )
 cert_dir_option = click.option(
     "--cert-dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
-    help="Directory with CA certificates (*.crt) and a client certificate (*.cert, *.key).",
+    help="Directory with CA certificates (*.crt) and a client certificate (*.cert, *.key); "
+         "wins over the registries config's cert_dir.",
+)
+registries_config_option = click.option(
+    "--registries-config", type=click.Path(dir_okay=False, path_type=Path),
+    envvar="GADGETSTORE_REGISTRIES_CONFIG",
+    help="Mirrors, cert_dir and stall floor per registry (default: /etc/gadgetstore/registries.toml if it exists).",
 )
 
 
@@ -53,9 +59,7 @@ cert_dir_option = click.option(
               help="Also pull the references in LIST (one per line, '#' comments; '-' is stdin).")
 @click.option("--all-tags", is_flag=True, help="Treat IMAGES as repositories and pull every tag of each.")
 @click.option("--tags-page-size", type=click.IntRange(1, 10_000), default=bulk.PAGE_SIZE, hidden=True)
-@click.option("--registries-config", type=click.Path(dir_okay=False, path_type=Path),
-              envvar="GADGETSTORE_REGISTRIES_CONFIG",
-              help="Mirrors per registry (default: /etc/gadgetstore/registries.toml if it exists).")
+@registries_config_option
 @click.option("--peer-self", metavar="URL", envvar="GADGETSTORE_PEER_SELF",
               help="This node's own entry in the config's [peers] urls (default: the one at a local address).")
 @authfile_option
@@ -69,12 +73,14 @@ cert_dir_option = click.option(
 @click.option("--public-keys", "public_keys", multiple=True,
               help="Keys (inline PEM, comma-separated) for --verify (default: the store policy's, "
                    "else Inspektor Gadget's key).")
+@timeout_option
 @pass_app
 @user_errors
 def pull(app: AppContext, images: tuple[str, ...], authfile: Path | None, insecure_registries: tuple[str, ...],
          cert_dir: Path | None, max_concurrent_downloads: int,
          range_threshold: int, verify: bool, public_keys: tuple[str, ...], from_file: str | None,
-         all_tags: bool, tags_page_size: int, registries_config: Path | None, peer_self: str | None) -> None:
+         all_tags: bool, tags_page_size: int, registries_config: Path | None, peer_self: str | None,
+         timeout: float | None) -> None:
     """Pull one or more gadget images into the store, with their signatures.
 
     Signatures (cosign 'sha256-<hex>.sig' tag, OCI 1.1 and bundle referrers, notation) are stored
@@ -86,6 +92,7 @@ def pull(app: AppContext, images: tuple[str, ...], authfile: Path | None, insecu
     All images share one connection pool and one download budget; at the end, the bytes fetched
     from each source (upstream, each mirror of the registries config) are printed.
     """
+    deadline = CommandDeadline(timeout)
     if not images and not from_file:
         raise click.UsageError("give IMAGES, --from-file LIST, or both")
     if all_tags and not images:
@@ -100,9 +107,10 @@ def pull(app: AppContext, images: tuple[str, ...], authfile: Path | None, insecu
         authfile=authfile, insecure_registries=_insecure(insecure_registries), cert_dir=cert_dir,
         max_concurrent_blobs=max_concurrent_downloads,
         range_threshold=range_threshold, chunk_size=range_threshold, registries=registries, peer_self=peer_self,
+        in_flight=deadline.in_flight,
     )
     if all_tags:
-        tagged, skipped = trio.run(bulk.expand_all_tags, images, options, tags_page_size)
+        tagged, skipped = deadline.run(bulk.expand_all_tags, images, options, tags_page_size)
         if skipped:
             click.echo(f"Skipping {skipped} signature/attestation tag(s)", err=True)
         images = tuple(tagged)
@@ -123,7 +131,7 @@ def pull(app: AppContext, images: tuple[str, ...], authfile: Path | None, insecu
             status.echo(f"Error: pulling {result.image}: {result.error}")
 
     try:
-        results = trio.run(progress.with_ticks, status, lambda: pull_images(
+        results = deadline.run(progress.with_ticks, status, lambda: pull_images(
             store, list(images), options, on_start=started, on_done=finished, on_bytes=status.add_bytes,
             verify=policy))
     finally:
@@ -151,16 +159,20 @@ def pull_policy(store_root: Path, verify: bool, public_keys: tuple[str, ...]) ->
 @authfile_option
 @insecure_option
 @cert_dir_option
+@registries_config_option
+@timeout_option
 @pass_app
 @user_errors
 def push(app: AppContext, image: str, authfile: Path | None, insecure_registries: tuple[str, ...],
-         cert_dir: Path | None) -> None:
+         cert_dir: Path | None, registries_config: Path | None, timeout: float | None) -> None:
     """Push a gadget image from the store to its registry, with its stored signatures."""
+    deadline = CommandDeadline(timeout)
     normalize(image)
     store = app.store()
-    options = TransferOptions(authfile=authfile, insecure_registries=_insecure(insecure_registries), cert_dir=cert_dir)
+    options = TransferOptions(authfile=authfile, insecure_registries=_insecure(insecure_registries), cert_dir=cert_dir,
+                              registries=load_registries(registries_config), in_flight=deadline.in_flight)
     click.echo(f"Pushing {normalize(image)}...", err=True)
-    result = trio.run(lambda: push_image(store, image, options))
+    result = deadline.run(push_image, store, image, options)
     if result.signatures:
         click.echo(f"Pushed {result.signatures} signature(s) of {result.descriptor.digest}", err=True)
     click.echo(f"Successfully pushed {result.summary}", err=True)
@@ -187,12 +199,19 @@ async def _verify_login(registry: str, options: TransferOptions) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.option("--get-login", is_flag=True, help="Print the username stored for REGISTRY.")
 @authfile_option
+@click.option("--insecure-registries", multiple=True, metavar="HOST[:PORT],...",
+              help="Registries reached over plain HTTP (exact host:port); login still sends the credentials "
+                   "to check them, but pull and push never send credentials to these.")
 @cert_dir_option
+@registries_config_option
+@timeout_option
 @click.option("-v", "--verbose", is_flag=True, help="Print which auth file is used.")
 @user_errors
 def login(registry: str, username: str | None, password: str | None, password_stdin: bool, get_login: bool,
-          authfile: Path | None, cert_dir: Path | None, verbose: bool) -> None:
+          authfile: Path | None, insecure_registries: tuple[str, ...], cert_dir: Path | None,
+          registries_config: Path | None, timeout: float | None, verbose: bool) -> None:
     """Log in to REGISTRY, checking the credentials there before storing them."""
+    deadline = CommandDeadline(timeout)
     name = _registry_name(registry)
     if get_login:
         creds = _stored_login(name, authfile)
@@ -222,8 +241,10 @@ def login(registry: str, username: str | None, password: str | None, password_st
         raise click.UsageError("username and password are required")
     path = _write_path(authfile)
     creds = authfiles.Credentials(username, password)
-    options = TransferOptions(authfile=path, cert_dir=cert_dir, credentials={name: creds}, retries=1)
-    trio.run(_verify_login, name, options)
+    options = TransferOptions(authfile=path, cert_dir=cert_dir, credentials={name: creds}, retries=1,
+                              plain_http=_insecure(insecure_registries), registries=load_registries(registries_config),
+                              in_flight=deadline.in_flight)
+    deadline.run(_verify_login, name, options)
     helper = authfiles.store_credentials(path, name, username, password)
     if verbose:
         click.echo(f"Used: {path}" + (f" (credential helper docker-credential-{helper})" if helper else ""))

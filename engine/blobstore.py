@@ -502,6 +502,16 @@ class IngestWriter:
             self._hash_pool.shutdown()
             self._hash_pool = None
 
+    def detach(self) -> None:
+        """Close without deleting: the file stays in ``ingest/`` (a ranged download's partial, which a
+        later pull resumes from; ``gc`` removes it otherwise)."""
+        self._stop_hash_pool()
+        with self._lock:
+            self._close_direct()
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
     def abort(self) -> None:
         self._stop_hash_pool()
         with self._lock:

@@ -17,6 +17,14 @@
 from __future__ import annotations
 
 
+def exception_leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """Every exception in ``group`` and its nested groups, in order."""
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(exception_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
 class GadgetStoreError(Exception):
     """Base of every error the user may see; ``str(err)`` is a complete one-line message."""
 

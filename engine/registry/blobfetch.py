@@ -331,6 +331,7 @@ class BlobFetcher:
         writer = await trio.to_thread.run_sync(self.store.blobs.writer, desc.digest, size, True)
         lock_fd = await trio.to_thread.run_sync(resume.lock_writer, writer)
         partial: resume.Partial | None = None
+        keep = False
         try:
             await trio.to_thread.run_sync(resume.mark_ranged, writer)
             partial = await trio.to_thread.run_sync(resume.find_partial, self.store, desc)
@@ -341,15 +342,25 @@ class BlobFetcher:
             received = await self._download(repo, desc, sink, chunks) if chunks else 0
             await trio.to_thread.run_sync(writer.commit)
             return received
+        except (IntegrityError, _ChunkError):
+            raise  # wrong bytes, or Range answers we cannot trust: nothing worth keeping
+        except BaseException:
+            keep = True  # a connection error, a --timeout, Ctrl-C: the next attempt resumes from here
+            raise
         finally:
-            await trio.to_thread.run_sync(self._cleanup, writer, lock_fd, partial)
+            with trio.CancelScope(shield=True):  # also when cancelled: close the files, drop the lock
+                await trio.to_thread.run_sync(self._cleanup, writer, lock_fd, partial, keep)
 
     @staticmethod
-    def _cleanup(writer: IngestWriter, lock_fd: int, partial: resume.Partial | None) -> None:
+    def _cleanup(writer: IngestWriter, lock_fd: int, partial: resume.Partial | None, keep: bool) -> None:
+        """Drop the download's files and lock; with ``keep``, its partial file stays (marked) for a resume."""
         if partial is not None:
             resume.release(partial, adopted=True)
-        resume.unmark_ranged(writer)
-        writer.abort()
+        if keep and not writer.sealed and os.path.getsize(writer.temp_path) > 0:
+            writer.detach()
+        else:
+            resume.unmark_ranged(writer)
+            writer.abort()
         os.close(lock_fd)
 
     async def _download(self, repo: str, desc: Descriptor, sink: _Sink, chunks: list[tuple[int, int]]) -> int:

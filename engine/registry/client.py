@@ -12,6 +12,7 @@ import json
 import random
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -24,8 +25,10 @@ from . import auth as authlib
 from .authfile import Credentials, credentials_for
 from .errors import AuthError, NotFoundInRegistry, RateLimited, RegistryError, RegistryUnavailable, TransportError
 from .http import Headers, Origin, Pool, Response, join_url, one_line, origin_of
+from .inflight import InFlight, request_label
 from .mirrors_config import RegistriesConfig
 from .publish import BlobPublisher
+from .stall import StallPolicy
 
 if TYPE_CHECKING:
     from ..store import Store
@@ -63,20 +66,39 @@ class TransferOptions:
     read_timeout: float = 60.0
     registries: RegistriesConfig | None = None  # mirrors per upstream (see .mirrors)
     peer_self: str | None = None  # this node's own peer URL (see .peers.find_self)
+    stall: StallPolicy | None = None  # None: the registries config's [transfer], else the defaults
+    in_flight: InFlight | None = None  # what --timeout names; None: the session keeps its own
+
+    @property
+    def stall_policy(self) -> StallPolicy:
+        if self.stall is not None:
+            return self.stall
+        return self.registries.stall if self.registries is not None else StallPolicy()
+
+    def cert_dir_for(self, domain: str) -> Path | None:
+        """``--cert-dir`` for every registry, else the registries config's ``cert_dir`` of ``domain``."""
+        if self.cert_dir is not None or self.registries is None:
+            return self.cert_dir
+        return self.registries.cert_dir_for(domain)
 
 
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 
 
-def make_ssl_context(ca_file: Path | None, cert_dir: Path | None, client_cert: bool = True) -> ssl.SSLContext:
+def make_ssl_context(ca_file: Path | None, cert_dir: Path | None, client_cert: bool = True,
+                     ca_dirs: Sequence[Path] = ()) -> ssl.SSLContext:
     """System CAs plus ``ca_file``; a ``cert_dir`` adds ``*.crt`` CAs and (``client_cert``) a
-    ``*.cert``/``*.key`` client pair, which only the registry itself may be shown."""
+    ``*.cert``/``*.key`` client pair, which only the registry itself may be shown; ``ca_dirs`` add
+    only their ``*.crt`` CAs."""
     ctx = ssl.create_default_context()
     if ca_file is not None:
         ctx.load_verify_locations(cafile=str(ca_file))
-    if cert_dir is not None:
-        for crt in sorted(cert_dir.glob("*.crt")):
+    for directory in [*ca_dirs, *([cert_dir] if cert_dir is not None else [])]:
+        if not directory.is_dir():
+            raise RegistryError(f"certificate directory {directory} does not exist or is not a directory")
+        for crt in sorted(directory.glob("*.crt")):
             ctx.load_verify_locations(cafile=str(crt))
+    if cert_dir is not None:
         for cert in sorted(cert_dir.glob("*.cert")) if client_cert else []:
             key = cert.with_suffix(".key")
             if not key.exists():
@@ -139,6 +161,11 @@ class RegistryClient:
 
     def url(self, path: str) -> str:
         return self.base_url + path
+
+    @property
+    def head_grace(self) -> float:
+        """Seconds this registry may hold a request on purpose before answering (see :class:`~.stall.RateMeter`)."""
+        return 0.0
 
     # -- auth ------------------------------------------------------------------------------------
 
@@ -248,13 +275,15 @@ class RegistryClient:
             except TransportError as err:
                 if not err.retriable or attempt >= self.options.retries:
                     raise
-                await self._backoff(attempt, None)
+                with self.session.in_flight.track(f"{request_label(method, url)} (retrying)"):
+                    await self._backoff(attempt, None)
                 attempt += 1
                 continue
             if (resp.status == 429 or resp.status >= 500) and attempt < self.options.retries:
                 wait = _retry_after(resp.header("retry-after"))
                 await resp.discard()
-                await self._backoff(attempt, wait)
+                with self.session.in_flight.track(f"{request_label(method, url)} (retrying after {resp.status})"):
+                    await self._backoff(attempt, wait)
                 attempt += 1
                 continue
             return resp
@@ -266,11 +295,12 @@ class RegistryClient:
         pool = self.session.pool
         for _ in range(MAX_REDIRECTS + 1):
             hop_headers = list(headers)
-            if scopes is not None and origin_of(url) == self.origin:
+            own = origin_of(url) == self.origin
+            if scopes is not None and own:
                 header = self._auth_header(scopes)
                 if header:
                     hop_headers.append(("Authorization", header))
-            resp = await pool.request(method, url, hop_headers, body)
+            resp = await pool.request(method, url, hop_headers, body, head_grace=self.head_grace if own else 0.0)
             if not follow or resp.status not in REDIRECT_STATUSES:
                 return resp
             location = resp.header("location")
@@ -315,6 +345,23 @@ class RegistryClient:
                 continue
             raise await self.error_for(resp, what)
 
+    async def request_body(self, method: str, path_or_url: str, *, scopes: tuple[str, ...], limit: int,
+                           headers: Headers = (), what: str = "") -> tuple[Response, bytes]:
+        """:meth:`request` and its whole (small) body, at most ``limit`` bytes: a connection error while
+        the body comes, a stall included, is retried like one before the head."""
+        attempt = 0
+        while True:
+            resp = await self.request(method, path_or_url, scopes=scopes, headers=headers, what=what)
+            async with resp:
+                try:
+                    return resp, await resp.read(limit)
+                except TransportError as err:
+                    if not err.retriable or attempt >= self.options.retries:
+                        raise
+            with self.session.in_flight.track(f"{request_label(method, resp.url)} (retrying)"):
+                await self._backoff(attempt, None)
+            attempt += 1
+
     async def error_for(self, resp: Response, what: str) -> RegistryError:
         status = resp.status
         body = b"" if resp.method == "HEAD" else await self._read_error_body(resp)
@@ -346,13 +393,17 @@ class Session:
 
     def __init__(self, options: TransferOptions | None = None) -> None:
         self.options = options or TransferOptions()
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl_by_dir: dict[Path | None, ssl.SSLContext] = {}  # registries' contexts, per certificate directory
+        self._registry_ssl: dict[Origin, ssl.SSLContext] = {}
         self._ssl_other_origins: ssl.SSLContext | None = None
+        self.in_flight = self.options.in_flight or InFlight()
         self.pool = Pool(
             self._ssl_context,
             max_per_origin=self.options.max_connections_per_origin,
             connect_timeout=self.options.connect_timeout,
             read_timeout=self.options.read_timeout,
+            stall=self.options.stall_policy,
+            in_flight=self.in_flight,
         )
         self._clients: dict[str, RegistryClient] = {}
         self._client_locks: dict[str, trio.Lock] = {}
@@ -368,17 +419,26 @@ class Session:
         return found
 
     def _ssl_context(self, origin: Origin) -> ssl.SSLContext:
-        """Mirrors have their own; registries get the client certificate; any other origin
-        (a token realm, a redirect to blob storage) gets the same CAs but no client certificate."""
+        """Mirrors have their own; registries get their certificate directory's (client certificate
+        included); any other origin (a token realm, a redirect to blob storage) trusts the same CAs
+        but gets no client certificate."""
         if origin in self.origin_ssl:
             return self.origin_ssl[origin]
-        if any(client.origin == origin for client in self._clients.values()):
-            if self._ssl is None:
-                self._ssl = make_ssl_context(self.options.ca_file, self.options.cert_dir)
-            return self._ssl
+        if origin in self._registry_ssl:
+            return self._registry_ssl[origin]
         if self._ssl_other_origins is None:
-            self._ssl_other_origins = make_ssl_context(self.options.ca_file, self.options.cert_dir, client_cert=False)
+            self._ssl_other_origins = self._make_other_origins_context()
         return self._ssl_other_origins
+
+    def _make_other_origins_context(self) -> ssl.SSLContext:
+        """The CAs of ``--cert-dir``, else of every ``cert_dir`` in the registries config that exists
+        (a missing one fails its own registry's transfers, not every other registry's)."""
+        options = self.options
+        if options.cert_dir is not None:
+            dirs = [options.cert_dir]
+        else:
+            dirs = [d for d in options.registries.all_cert_dirs() if d.is_dir()] if options.registries else []
+        return make_ssl_context(options.ca_file, None, False, dirs)
 
     async def client(self, domain: str) -> RegistryClient:
         """The client of ``domain``; its credentials and TLS settings are read off the event loop.
@@ -395,14 +455,15 @@ class Session:
                 return client
             client = RegistryClient(domain, self)
             if not client.insecure:
-                if self._ssl is None:
-                    self._ssl = await trio.to_thread.run_sync(
-                        make_ssl_context, self.options.ca_file, self.options.cert_dir
+                cert_dir = self.options.cert_dir_for(domain)
+                ctx = self._ssl_by_dir.get(cert_dir)
+                if ctx is None:
+                    ctx = self._ssl_by_dir[cert_dir] = await trio.to_thread.run_sync(
+                        make_ssl_context, self.options.ca_file, cert_dir
                     )
+                self._registry_ssl[client.origin] = ctx
                 if self._ssl_other_origins is None:
-                    self._ssl_other_origins = await trio.to_thread.run_sync(
-                        make_ssl_context, self.options.ca_file, self.options.cert_dir, False
-                    )
+                    self._ssl_other_origins = await trio.to_thread.run_sync(self._make_other_origins_context)
                 client.credentials = self.options.credentials.get(domain) or await trio.to_thread.run_sync(
                     credentials_for, domain, self.options.authfile
                 )

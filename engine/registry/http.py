@@ -17,27 +17,39 @@ connection then starts a fresh h11 state machine for its next exchange. :meth:`R
 goes one step further for such bodies on a plain TCP socket: ``recv_into`` the caller's (reused)
 buffer, so no fresh buffer is allocated and page-faulted per read; other bodies (chunked, TLS,
 close-delimited) are copied into it from the path :meth:`Response.iter_chunks` takes.
+
+Every read and write of an exchange is bounded twice: by the idle ``read_timeout`` and by the
+exchange's :class:`~.stall.RateMeter` (a transfer that trickles below the floor is stalled, however
+often a byte arrives). A TLS handshake answered in plain HTTP is named as such, with the flag that
+reaches that registry. Each request is listed in :class:`~.inflight.InFlight` from its start until
+its body is read or dropped, for the line a command's ``--timeout`` prints.
 """
 
 from __future__ import annotations
 
+import math
 import ssl
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import h11
 import trio
 
 from .errors import InvalidHeader, TransportError
+from .inflight import InFlight, request_label
+from .stall import RateMeter, StallPolicy
 
 RECEIVE_SIZE = 256 * 1024
+SEND_PIECE = 256 * 1024  # large bodies go out in pieces, each bounded and counted by the stall meter
 RAW_RECEIVE_SIZE = 1024 * 1024  # body reads past h11: fewer, larger reads (the kernel buffers more than this)
 USER_AGENT = "gadgetstore/0.1"
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 Headers = Sequence[tuple[str, str]]
+T = TypeVar("T")
 
 # Every response header this client or its callers read, as named in messages. Their values must be
 # visible ASCII (spaces and tabs inside allowed): h11 lets control bytes and bytes past 0x7f through,
@@ -56,6 +68,18 @@ class BodyTooLarge(TransportError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retriable=False)
+
+
+class PlainHTTPError(TransportError):
+    """A TLS handshake was answered in plain HTTP: the registry must be reached with http://."""
+
+    def __init__(self, netloc: str) -> None:
+        super().__init__(f"{netloc} is plain HTTP: add --insecure-registries {netloc}", retriable=False)
+        self.netloc = netloc
+
+
+class TransferStalled(trio.TooSlowError):
+    """An exchange moved fewer bytes than its stall policy's floor over its window."""
 
 
 @dataclass(frozen=True)
@@ -134,29 +158,77 @@ def join_url(base: str, reference: str, header: str) -> str:
     if not url or not _is_visible_ascii(url) or " " in url or "\t" in url:
         raise InvalidHeader(f"{origin_of(base)}: {header} header {escaped(reference)} is not a usable http(s) URL")
     return url
+class _FirstBytes(trio.abc.Stream):
+    """A TCP stream that keeps the first bytes its peer sent: what a failed TLS handshake got back."""
+
+    def __init__(self, stream: trio.abc.Stream) -> None:
+        self.stream = stream
+        self.head = b""
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        data = await self.stream.receive_some(max_bytes)
+        if len(self.head) < 5:
+            self.head += bytes(data[:5 - len(self.head)])
+        return data
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
 
 
 class Connection:
     """One socket (TLS or not) with its h11 state machine."""
 
-    def __init__(self, origin: Origin, stream: trio.abc.Stream, read_timeout: float) -> None:
+    def __init__(self, origin: Origin, stream: trio.abc.Stream, read_timeout: float,
+                 stall: StallPolicy | None = None) -> None:
         self.origin = origin
         self.stream = stream
         self.read_timeout = read_timeout
+        self.stall = stall or StallPolicy()
+        self.meter: RateMeter | None = None
         self.h11 = h11.Connection(h11.CLIENT)
+
+    def start_exchange(self, grace: float = 0.0) -> None:
+        """A new request: its stall meter starts now (``grace``: see :class:`~.stall.RateMeter`)."""
+        self.meter = RateMeter(self.stall, trio.current_time(), grace) if self.stall.enabled else None
+
+    async def _bounded(self, step: Callable[[], Awaitable[T]]) -> T:
+        """``step()`` under the idle timeout and the stall deadline, whichever comes first."""
+        now = trio.current_time()
+        idle = now + self.read_timeout
+        stall = self.meter.wait_deadline(now) if self.meter is not None else math.inf
+        with trio.move_on_at(min(idle, stall)):
+            return await step()
+        if stall <= idle:
+            raise TransferStalled(self.stall.describe())
+        raise trio.TooSlowError
+
+    def _count(self, size: int) -> None:
+        if self.meter is not None:
+            self.meter.add(trio.current_time(), size)
 
     async def send(self, event: h11.Event) -> None:
         data = self.h11.send(event)
-        if data:
-            await self.stream.send_all(data)
+        if not data:
+            return
+        view = memoryview(data)
+        for start in range(0, len(view), SEND_PIECE):
+            piece = view[start:start + SEND_PIECE]
+            await self._bounded(lambda: self.stream.send_all(piece))  # noqa: B023 - awaited at once
+            self._count(len(piece))
 
     async def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
         while True:
             event = self.h11.next_event()
             if event is not h11.NEED_DATA:
                 return event
-            with trio.fail_after(self.read_timeout):
-                data = await self.stream.receive_some(RECEIVE_SIZE)
+            data = await self._bounded(lambda: self.stream.receive_some(RECEIVE_SIZE))
+            self._count(len(data))
             self.h11.receive_data(bytes(data))
 
     def reusable(self) -> bool:
@@ -168,18 +240,22 @@ class Connection:
 
     async def receive_raw(self, max_bytes: int) -> bytes:
         """Bytes straight from the socket, bypassing h11; only for a body whose length h11 left to us."""
-        with trio.fail_after(self.read_timeout):
-            return bytes(await self.stream.receive_some(max_bytes))
+        data = bytes(await self._bounded(lambda: self.stream.receive_some(max_bytes)))
+        self._count(len(data))
+        return data
 
     async def receive_raw_into(self, view: memoryview) -> int:
         """Like :meth:`receive_raw`, into ``view`` (not empty); 0 when the peer closed. A plain TCP
         stream receives in place; a TLS one copies what it decrypted."""
-        with trio.fail_after(self.read_timeout):
-            if isinstance(self.stream, trio.SocketStream):
-                return await self.stream.socket.recv_into(view, len(view))
-            data = await self.stream.receive_some(len(view))
-        view[:len(data)] = data
-        return len(data)
+        stream = self.stream
+        if isinstance(stream, trio.SocketStream):
+            got = await self._bounded(lambda: stream.socket.recv_into(view, len(view)))
+        else:
+            data = await self._bounded(lambda: stream.receive_some(len(view)))
+            view[:len(data)] = data
+            got = len(data)
+        self._count(got)
+        return got
 
     async def aclose(self) -> None:
         await trio.aclose_forcefully(self.stream)
@@ -187,6 +263,8 @@ class Connection:
 
 def _transport_error(err: BaseException, origin: Origin, what: str) -> TransportError:
     """Name the failure for a user; certificate problems are not worth a retry."""
+    if isinstance(err, TransferStalled):
+        return TransportError(f"{origin}: stalled while {what} ({err})")
     cause: BaseException | None = err
     while cause is not None:
         if isinstance(cause, ssl.SSLCertVerificationError):
@@ -207,11 +285,13 @@ class Response:
     """Status and headers of one exchange; the body is streamed on demand."""
 
     def __init__(
-        self, pool: Pool, conn: Connection, slot: trio.Semaphore, url: str, method: str, head: h11.Response
+        self, pool: Pool, conn: Connection, slot: trio.Semaphore, url: str, method: str, head: h11.Response,
+        label: str = "",
     ) -> None:
         self._pool = pool
         self._conn: Connection | None = conn
         self._slot = slot
+        self._label = label  # in the pool's InFlight until the body is read or dropped
         self.url = url
         self.method = method
         self.status = head.status_code
@@ -408,6 +488,7 @@ class Response:
                     await conn.aclose()
         finally:
             self._slot.release()
+            self._pool.in_flight.leave(self._label)
 
     async def aclose(self) -> None:
         bodiless = self.method == "HEAD" or self.status in (204, 304)
@@ -438,27 +519,40 @@ class Pool:
         max_per_origin: int = 8,
         connect_timeout: float = 15.0,
         read_timeout: float = 60.0,
+        stall: StallPolicy | None = None,
+        in_flight: InFlight | None = None,
     ) -> None:
         self._ssl_context = ssl_context
         self.max_per_origin = max_per_origin
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self.stall = stall or StallPolicy()
+        self.in_flight = in_flight or InFlight()
         self._idle: dict[Origin, list[Connection]] = {}
         self._slots: dict[Origin, trio.Semaphore] = {}
         self.connections_opened = 0
         self.requests_sent = 0
 
-    async def request(self, method: str, url: str, headers: Headers = (), body: bytes | None = None) -> Response:
-        """Send one request and return once the response head arrived."""
+    async def request(self, method: str, url: str, headers: Headers = (), body: bytes | None = None,
+                      head_grace: float = 0.0) -> Response:
+        """Send one request and return once the response head arrived. ``head_grace`` seconds are
+        added to the stall check's first window (a server asked to hold the request that long)."""
         origin, target = split_url(url)
-        slot = self._slots.setdefault(origin, trio.Semaphore(self.max_per_origin))
-        await slot.acquire()
+        label = request_label(method, url)
+        self.in_flight.enter(label)
+        try:
+            slot = self._slots.setdefault(origin, trio.Semaphore(self.max_per_origin))
+            await slot.acquire()
+        except BaseException:
+            self.in_flight.leave(label)
+            raise
         try:
             wire_headers = [("Host", origin.netloc), ("User-Agent", USER_AGENT), *headers]
             if body is not None or method in ("POST", "PUT", "PATCH"):
                 wire_headers.append(("Content-Length", str(len(body or b""))))
             for attempt in range(2):
                 conn, reused = await self._checkout(origin)
+                conn.start_exchange(head_grace)
                 try:
                     head = await self._exchange(conn, method, target, wire_headers, body)
                     check_headers(origin, head.headers)  # the connection is dropped below if not
@@ -467,16 +561,17 @@ class Pool:
                         await conn.aclose()
                     if reused and attempt == 0:
                         continue  # the server closed an idle keep-alive connection: try a fresh one
-                    raise _transport_error(err, origin, f"sending {method} {target}") from err
+                    raise _transport_error(err, origin, f"waiting for the answer to {method} {target}") from err
                 except BaseException:
                     with trio.CancelScope(shield=True):
                         await conn.aclose()
                     raise
                 self.requests_sent += 1
-                return Response(self, conn, slot, url, method, head)
+                return Response(self, conn, slot, url, method, head, label)
             raise AssertionError("unreachable")
         except BaseException:
             slot.release()
+            self.in_flight.leave(label)
             raise
 
     async def _exchange(
@@ -498,20 +593,30 @@ class Pool:
         idle = self._idle.get(origin)
         if idle:
             return idle.pop(), True
+        answer: _FirstBytes | None = None
+        stream: trio.abc.Stream | None = None
         try:
             with trio.fail_after(self.connect_timeout):
-                tcp = await trio.open_tcp_stream(origin.host, origin.port)
-                stream: trio.abc.Stream = tcp
+                stream = await trio.open_tcp_stream(origin.host, origin.port)
                 if origin.scheme == "https":
+                    answer = _FirstBytes(stream)
                     tls = trio.SSLStream(
-                        tcp, self._ssl_context(origin), server_hostname=origin.host, https_compatible=True
+                        answer, self._ssl_context(origin), server_hostname=origin.host, https_compatible=True
                     )
                     await tls.do_handshake()
                     stream = tls
-        except _NETWORK_ERRORS as err:
+        except BaseException as err:
+            if stream is not None:  # a failed handshake leaves the TCP stream open
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(stream)
+            if not isinstance(err, _NETWORK_ERRORS):
+                raise
+            if answer is not None and answer.head.startswith(b"HTTP/"):
+                raise PlainHTTPError(origin.netloc) from err
             raise _transport_error(err, origin, "connecting") from err
+        assert stream is not None
         self.connections_opened += 1
-        return Connection(origin, stream, self.read_timeout), False
+        return Connection(origin, stream, self.read_timeout, self.stall), False
 
     def _checkin(self, conn: Connection) -> None:
         self._idle.setdefault(conn.origin, []).append(conn)

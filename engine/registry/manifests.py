@@ -58,17 +58,15 @@ async def fetch_document(
         if expected.size > limit:
             raise InvalidManifest(f"{where}: declared size {expected.size} exceeds the {limit}-byte limit")
         limit = expected.size
-    resp = await client.request(
-        "GET", f"/v2/{repo}/manifests/{reference}", scopes=(f"repository:{repo}:pull",),
-        headers=[("Accept", ACCEPT)], what=where,
-    )
-    async with resp:
-        try:
-            data = await resp.read(limit)
-        except BodyTooLarge:
-            raise IntegrityError(f"{where}: manifest is larger than {limit} bytes") from None
-        content_type = resp.header("content-type") or ""
-        announced = resp.header("docker-content-digest")
+    try:
+        resp, data = await client.request_body(
+            "GET", f"/v2/{repo}/manifests/{reference}", scopes=(f"repository:{repo}:pull",), limit=limit,
+            headers=[("Accept", ACCEPT)], what=where,
+        )
+    except BodyTooLarge:
+        raise IntegrityError(f"{where}: manifest is larger than {limit} bytes") from None
+    content_type = resp.header("content-type") or ""
+    announced = resp.header("docker-content-digest")
     want: Digest | None = expected.digest if isinstance(expected, Descriptor) else expected
     if want is None and announced:
         try:

@@ -109,9 +109,17 @@ class PeerClient(MirrorClient):
         self.wait = wait
         self.empty = empty
 
+    @property
+    def _wait_now(self) -> float:
+        return 0.0 if self.mirror.base_url in self.empty else self.wait
+
     def url(self, path: str) -> str:
-        wait = 0.0 if self.mirror.base_url in self.empty else self.wait
-        return f"{super().url(path)}&wait={wait:g}"
+        return f"{super().url(path)}&wait={self._wait_now:g}"
+
+    @property
+    def head_grace(self) -> float:
+        """The peer holds the request up to ``wait`` s on purpose: not a stall."""
+        return self._wait_now
 
 
 class Sources:

@@ -1,6 +1,10 @@
-"""``registries.toml``: ordered mirrors per upstream registry (pure: parsing and validation only).
+"""``registries.toml``: mirrors and settings per upstream registry (pure: parsing and validation only).
 
 In the spirit of containerd's ``hosts.toml``, but one file for every registry::
+
+    [registry."registry.corp:5000"]
+    cert_dir = "/etc/gadgetstore/certs/corp"   # its CAs (*.crt) and client pair (*.cert, *.key);
+                                               # --cert-dir, when given, wins
 
     [[registry."ghcr.io".mirror]]
     url = "http://10.0.0.7:5050"       # a `gadgetstore serve` peer
@@ -28,6 +32,12 @@ Peers are a fleet of ``gadgetstore serve`` nodes that pull the same gadgets at t
 
 Each blob has one owner among them (see :mod:`.peers`); only the owner fetches it from the
 mirrors or the upstream, the others from the owner.
+
+Every transfer (pull, push, login) is held to a floor (see :mod:`.stall`)::
+
+    [transfer]
+    stall_floor = "1KiB/s"   # bytes per second, or a rate such as "10kB/s"; 0 turns the check off
+    stall_window = "30s"     # seconds, or a duration such as "1m"
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +54,8 @@ from urllib.parse import urlsplit
 
 from ..errors import GadgetStoreError
 from ..fsutil import read_utf8
+from ..humanize import parse_duration, parse_rate
+from .stall import StallPolicy
 
 DEFAULT_PATH = Path("/etc/gadgetstore/registries.toml")
 ENV_VAR = "GADGETSTORE_REGISTRIES_CONFIG"
@@ -51,6 +64,8 @@ MAX_MIRRORS = 16
 _COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _MIRROR_KEYS = {"url", "insecure", "ca_file", "path_prefix", "resolve"}
 _PEER_KEYS = {"urls", "self", "wait", "registries"}
+_REGISTRY_KEYS = {"mirror", "cert_dir"}
+_TRANSFER_KEYS = {"stall_floor", "stall_window"}
 MAX_PEERS = 1024
 MAX_PEER_WAIT = 50.0  # below serve's cap (60 s) and the client's read timeout (60 s)
 DEFAULT_PEER_WAIT = 15.0
@@ -94,9 +109,17 @@ class RegistriesConfig:
     mirrors: dict[str, tuple[Mirror, ...]] = field(default_factory=dict)
     source: Path | None = None
     peers: Peers | None = None
+    cert_dirs: dict[str, Path] = field(default_factory=dict)  # per upstream registry
+    stall: StallPolicy = field(default_factory=StallPolicy)
 
     def mirrors_for(self, domain: str) -> tuple[Mirror, ...]:
         return self.mirrors.get(domain, ())
+
+    def cert_dir_for(self, domain: str) -> Path | None:
+        return self.cert_dirs.get(domain)
+
+    def all_cert_dirs(self) -> list[Path]:
+        return sorted(set(self.cert_dirs.values()))
 
 
 def _base_url(url: str, where: str, default_scheme: str) -> tuple[str, str]:
@@ -128,6 +151,35 @@ def _table(raw: Any, where: str, what: str, keys: set[str]) -> dict[str, Any]:
     return raw
 
 
+def _path(raw: Any, key: str, where: str, base_dir: Path) -> Path:
+    """A path setting; a relative one is relative to the config file's directory."""
+    if not isinstance(raw, str) or not raw:
+        raise RegistriesConfigError(f"{where}: {key} must be a path")
+    return Path(raw) if os.path.isabs(raw) else base_dir / raw
+
+
+def _transfer(raw: Any, where: str) -> StallPolicy:
+    raw = _table(raw, where, "[transfer]", _TRANSFER_KEYS)
+    floor, window = StallPolicy().floor, StallPolicy().window
+    try:
+        if "stall_floor" in raw:
+            floor = _number_or(raw["stall_floor"], parse_rate, "stall_floor")
+        if "stall_window" in raw:
+            window = _number_or(raw["stall_window"], parse_duration, "stall_window")
+    except ValueError as err:
+        raise RegistriesConfigError(f"{where}: {err}") from None
+    if floor < 0 or window <= 0:
+        raise RegistriesConfigError(f"{where}: stall_floor must be 0 or more and stall_window more than 0")
+    return StallPolicy(floor, window)
+
+
+def _number_or(value: Any, parse: Callable[[str], float], key: str) -> float:
+    """A TOML number as it is, or a string with units through ``parse``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{key} must be a number or a string such as \"1KiB/s\" or \"30s\"")
+    return float(parse(value)) if isinstance(value, str) else float(value)
+
+
 def _mirror(raw: Any, where: str, base_dir: Path) -> Mirror:
     raw = _table(raw, where, "a mirror", _MIRROR_KEYS)
     url = raw.get("url")
@@ -149,14 +201,11 @@ def _mirror(raw: Any, where: str, base_dir: Path) -> Mirror:
     prefix = prefix.strip("/")
     if prefix and not all(_COMPONENT_RE.match(c) for c in prefix.split("/")):
         raise RegistriesConfigError(f"{where}: path_prefix {prefix!r} is not a valid repository path")
-    ca_file = raw.get("ca_file")
     ca_path: Path | None = None
-    if ca_file is not None:
-        if not isinstance(ca_file, str) or not ca_file:
-            raise RegistriesConfigError(f"{where}: ca_file must be a path")
+    if "ca_file" in raw:
+        ca_path = _path(raw["ca_file"], "ca_file", where, base_dir)
         if scheme != "https":
             raise RegistriesConfigError(f"{where}: ca_file needs an https mirror")
-        ca_path = Path(ca_file) if os.path.isabs(ca_file) else base_dir / ca_file
     return Mirror(f"{scheme}://{netloc}", insecure, ca_path, prefix, bool(raw.get("resolve", False)))
 
 
@@ -208,7 +257,7 @@ def parse(text: str, source: Path | None = None) -> RegistriesConfig:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise RegistriesConfigError(f"{where}: not valid TOML: {err}") from None
-    unknown = set(data) - {"registry", "peers"}
+    unknown = set(data) - {"registry", "peers", "transfer"}
     if unknown:
         raise RegistriesConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     registries = data.get("registry", {})
@@ -216,12 +265,12 @@ def parse(text: str, source: Path | None = None) -> RegistriesConfig:
         raise RegistriesConfigError(f"{where}: [registry] must be a table of registries")
     base_dir = source.parent if source else Path.cwd()
     mirrors: dict[str, tuple[Mirror, ...]] = {}
+    cert_dirs: dict[str, Path] = {}
     for domain, entry in registries.items():
         here = f"{where}: registry {domain!r}"
-        if not isinstance(entry, dict):
-            raise RegistriesConfigError(f"{here}: must be a table")
-        if set(entry) - {"mirror"}:
-            raise RegistriesConfigError(f"{here}: unknown key(s) {', '.join(sorted(set(entry) - {'mirror'}))}")
+        entry = _table(entry, here, "a registry", _REGISTRY_KEYS)
+        if "cert_dir" in entry:
+            cert_dirs[domain] = _path(entry["cert_dir"], "cert_dir", here, base_dir)
         raw = entry.get("mirror", [])
         if not isinstance(raw, list):
             raise RegistriesConfigError(f"{here}: mirror must be an array of tables ([[registry.\"…\".mirror]])")
@@ -229,7 +278,8 @@ def parse(text: str, source: Path | None = None) -> RegistriesConfig:
             raise RegistriesConfigError(f"{here}: more than {MAX_MIRRORS} mirrors")
         mirrors[domain] = tuple(_mirror(m, f"{here} mirror {i + 1}", base_dir) for i, m in enumerate(raw))
     peers = _peers(data["peers"], f"{where}: [peers]") if "peers" in data else None
-    return RegistriesConfig(mirrors, source, peers)
+    stall = _transfer(data["transfer"], f"{where}: [transfer]") if "transfer" in data else StallPolicy()
+    return RegistriesConfig(mirrors, source, peers, cert_dirs, stall)
 
 
 def config_path(explicit: Path | None) -> tuple[Path, bool]:

@@ -12,12 +12,7 @@ from collections.abc import AsyncIterator
 
 import trio
 
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out
+from ..errors import exception_leaves
 
 
 @contextlib.asynccontextmanager
@@ -26,7 +21,7 @@ async def task_group() -> AsyncIterator[trio.Nursery]:
         async with trio.open_nursery() as nursery:
             yield nursery
     except BaseExceptionGroup as group:
-        leaves = _leaves(group)
+        leaves = exception_leaves(group)
         if leaves and all(isinstance(exc, Exception) for exc in leaves):
             raise leaves[0] from None
         raise

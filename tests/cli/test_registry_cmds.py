@@ -153,3 +153,51 @@ def test_pull_with_login_over_tls(htpasswd_registry: RegistryServer, cert_dir: P
     code, _, err = run("--store", str(tmp_path / "dst2"), "image", "pull", image, "--cert-dir", str(cert_dir),
                        "--authfile", str(tmp_path / "missing.json"))
     assert code != 0 and "does not exist" in err
+
+
+def test_tls_to_a_plain_http_registry_says_which_flag_to_add(anon_registry: RegistryServer, tmp_path: Path) -> None:
+    host = anon_registry.host
+    hint = f"{host} is plain HTTP: add --insecure-registries {host}"
+    code, _out, err = run("--store", str(tmp_path / "store"), "image", "pull", f"{host}/demo:v1")
+    assert code == 1 and f"Error: pulling {host}/demo:v1: {hint}\n" in err
+    code, _out, err = run("login", host, "-u", TEST_USER, "--password-stdin", "--authfile", str(tmp_path / "a.json"),
+                          input=TEST_PASSWORD)
+    assert (code, err) == (1, f"Error: {hint}\n")
+
+
+def test_login_to_a_plain_http_registry(plain_htpasswd_registry: RegistryServer, tmp_path: Path) -> None:
+    reg = plain_htpasswd_registry.host
+    auth = tmp_path / "auth.json"
+    code, out, err = run("login", reg, "--insecure-registries", reg, "-u", TEST_USER, "--password-stdin",
+                         "--authfile", str(auth), input=TEST_PASSWORD + "\n")
+    assert (code, out) == (0, "Login Succeeded!\n"), err
+    assert authfile.lookup(json.loads(auth.read_text()), reg) == authfile.Credentials(TEST_USER, TEST_PASSWORD)
+    code, _out, err = run("login", reg, "--insecure-registries", reg, "-u", TEST_USER, "--password-stdin",
+                          "--authfile", str(tmp_path / "other.json"), input="wrong\n")
+    assert code == 1 and "invalid username or password" in err
+    assert not (tmp_path / "other.json").exists()
+
+
+def test_cert_dir_per_registry_in_the_registries_config(htpasswd_registry: RegistryServer, cert_dir: Path,
+                                                        tmp_path: Path) -> None:
+    reg = htpasswd_registry.host
+    config = tmp_path / "registries.toml"
+    login = ("login", reg, "-u", TEST_USER, "--password-stdin", "--authfile", str(tmp_path / "auth.json"),
+             "--registries-config", str(config))
+    config.write_text("")
+    code, _out, err = run(*login, input=TEST_PASSWORD)
+    assert code == 1 and "TLS certificate not trusted" in err
+    config.write_text(f'[registry."{reg}"]\ncert_dir = "{cert_dir}"\n')
+    assert run(*login, input=TEST_PASSWORD)[:2] == (0, "Login Succeeded!\n")
+    empty = tmp_path / "empty-certs"
+    empty.mkdir()
+    code, _out, err = run(*login, "--cert-dir", str(empty), input=TEST_PASSWORD)  # the flag wins over the file
+    assert code == 1 and "TLS certificate not trusted" in err
+    config.write_text(f'[registry."{reg}"]\ncert_dir = "{empty}"\n')
+    assert run(*login, "--cert-dir", str(cert_dir), input=TEST_PASSWORD)[0] == 0
+    config.write_text(f'[registry."{reg}"]\ncert_dir = "{cert_dir}"\n[registry."other.example"]\ncert_dir = "gone"\n')
+    assert run(*login, input=TEST_PASSWORD)[0] == 0  # another registry's missing directory is its own problem
+    config.write_text(f'[registry."{reg}"]\ncert_dir = "missing"\n')
+    code, _out, err = run(*login, input=TEST_PASSWORD)
+    assert (code, err) == (1, f"Error: certificate directory {tmp_path / 'missing'} does not exist or is not a "
+                              f"directory\n")

@@ -2,7 +2,9 @@
 
 Both run in a background thread (``http.server``), so the code under test (trio, in the test's
 own thread) talks to them over real sockets. :class:`FaultProxy` forwards to a real registry and
-applies :class:`Fault` rules: truncate, corrupt, delay, drop, answer with a status, ignore Range.
+applies :class:`Fault` rules: truncate, corrupt, delay, hold, stall, drop, answer with a status,
+ignore Range. Each fault sets its ``arrived`` event when it takes a request: a test waits on that,
+never on a sleep, to know the code under test is blocked there.
 """
 
 from __future__ import annotations
@@ -101,7 +103,8 @@ class Fault:
     kind: ``status`` (answer ``status`` with ``headers``), ``drop`` (close without answering),
     ``truncate`` (send the head and ``at`` body bytes, then close), ``corrupt`` (flip byte ``at``),
     ``delay`` (sleep ``seconds`` first), ``ignore-range`` (forward without the Range header),
-    ``add-headers`` (forward, and add ``headers`` to the answer).
+    ``add-headers`` (forward, and add ``headers`` to the answer), ``hold`` (answer nothing until the
+    proxy is released or closed), ``stall`` (send the head and ``at`` body bytes, then hold).
     """
 
     pattern: str
@@ -113,6 +116,7 @@ class Fault:
     seconds: float = 0.0
     range_start: int | None = None  # only Range requests starting at this byte
     hits: int = 0
+    arrived: threading.Event = field(default_factory=threading.Event)  # set at the first request it takes
 
 
 class FaultProxy(_ThreadedServer):
@@ -123,7 +127,15 @@ class FaultProxy(_ThreadedServer):
         self.faults: list[Fault] = []
         self._lock = threading.Lock()
         self.requests: list[tuple[str, str, dict[str, str]]] = []
+        self.released = threading.Event()  # ends every hold
         super().__init__()
+
+    def release(self) -> None:
+        self.released.set()
+
+    def close(self) -> None:
+        self.release()
+        super().close()
 
     def _respond(self, h: BaseHTTPRequestHandler, body: bytes) -> None:
         headers = {k: v for k, v in h.headers.items() if k.lower() not in ("host", "connection")}
@@ -131,6 +143,10 @@ class FaultProxy(_ThreadedServer):
         fault = self._take(f"{h.command} {h.path}", headers.get("Range"))
         if fault is not None and fault.kind == "delay":
             time.sleep(fault.seconds)
+        if fault is not None and fault.kind == "hold":
+            self.released.wait()
+            h.close_connection = True
+            return
         if fault is not None and fault.kind == "drop":
             h.close_connection = True
             return
@@ -160,6 +176,12 @@ class FaultProxy(_ThreadedServer):
             h.end_headers()
             if h.command == "HEAD":
                 return
+            if fault is not None and fault.kind == "stall":
+                h.wfile.write(data[: fault.at])
+                h.wfile.flush()
+                self.released.wait()
+                h.close_connection = True
+                return
             if fault is not None and fault.kind == "truncate":
                 h.wfile.write(data[: fault.at])
                 h.wfile.flush()
@@ -186,6 +208,7 @@ class FaultProxy(_ThreadedServer):
                     continue
                 if fault.hits < fault.times and re.search(fault.pattern, line):
                     fault.hits += 1
+                    fault.arrived.set()
                     return fault
         return None
 

@@ -3,8 +3,9 @@
 Use as a pytest plugin (``pytest_plugins = ["tests.support.registry"]`` in the top-level conftest,
 with the project root importable, e.g. ``pythonpath = ["."]``), or import the fixtures into a
 directory's conftest as tests/engine/registry/conftest.py does. Fixtures:
-``anon_registry``, ``htpasswd_registry`` (bcrypt users over TLS with a test CA) and
-``token_registry`` (bearer tokens from a :class:`TokenServer` the tests run). They are
+``anon_registry``, ``htpasswd_registry`` (bcrypt users over TLS with a test CA),
+``plain_htpasswd_registry`` (the same users over plain HTTP) and ``token_registry`` (bearer
+tokens from a :class:`TokenServer` the tests run). They are
 session-scoped: give each test its own repository name (:func:`unique_repo`). Or call
 :func:`start_registry` directly (benchmarks do). Every process started here is killed at teardown.
 """
@@ -275,7 +276,8 @@ def start_registry(
     directory: Path, mode: str = "anonymous", token_server: TokenServer | None = None,
     extra_config: dict[str, Any] | None = None,
 ) -> Iterator[RegistryServer]:
-    """Run ``docker-registry serve`` in ``mode`` ``anonymous`` | ``htpasswd`` | ``token`` until the block ends."""
+    """Run ``docker-registry serve`` in ``mode`` ``anonymous`` | ``htpasswd`` | ``htpasswd-http`` | ``token``
+    until the block ends (``htpasswd`` is over TLS, ``htpasswd-http`` the same users over plain HTTP)."""
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config: dict[str, Any] = {
@@ -287,10 +289,11 @@ def start_registry(
     }
     ca = None
     scheme = "http"
-    if mode == "htpasswd":
-        ca = make_test_ca(directory / "tls")
-        config["http"]["tls"] = {"certificate": str(ca.server_cert), "key": str(ca.server_key)}
-        scheme = "https"
+    if mode in ("htpasswd", "htpasswd-http"):
+        if mode == "htpasswd":
+            ca = make_test_ca(directory / "tls")
+            config["http"]["tls"] = {"certificate": str(ca.server_cert), "key": str(ca.server_key)}
+            scheme = "https"
         htpasswd = directory / "htpasswd"
         htpasswd.write_text(_htpasswd_line(TEST_USER, TEST_PASSWORD))
         config["auth"] = {"htpasswd": {"realm": "gadgetstore-test", "path": str(htpasswd)}}
@@ -361,6 +364,12 @@ def anon_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry
 @pytest.fixture(scope="session")
 def htpasswd_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
     with start_registry(tmp_path_factory.mktemp("htpasswd-registry"), "htpasswd") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def plain_htpasswd_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    with start_registry(tmp_path_factory.mktemp("plain-htpasswd-registry"), "htpasswd-http") as server:
         yield server
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gadgetstore.engine.registry import mirrors_config as mc
+from gadgetstore.engine.registry.stall import StallPolicy
 
 EXAMPLE = """
 [[registry."ghcr.io".mirror]]
@@ -88,3 +89,35 @@ def test_where_the_file_is_looked_for(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv(mc.ENV_VAR, str(tmp_path / "gone.toml"))
     with pytest.raises(mc.RegistriesConfigError, match="does not exist"):
         mc.load()
+
+
+def test_transfer_table_sets_the_stall_policy() -> None:
+    assert mc.parse("").stall == StallPolicy()  # 1 KiB/s over 30 s unless the file says otherwise
+    assert mc.parse('[transfer]\nstall_floor = "4KiB/s"\nstall_window = "1m"\n').stall == StallPolicy(4096, 60)
+    assert mc.parse("[transfer]\nstall_floor = 2048\nstall_window = 45\n").stall == StallPolicy(2048, 45)
+    assert not mc.parse("[transfer]\nstall_floor = 0\n").stall.enabled
+
+
+@pytest.mark.parametrize(("transfer", "message"), [
+    ('stall_floor = "fast"', "'fast' is not a rate"),
+    ('stall_window = "forever"', "'forever' is not a duration"),
+    ("stall_window = 0", "stall_window more than 0"),
+    ("stall_floor = -1", "stall_floor must be 0 or more"),
+    ("stall_floor = true", "stall_floor must be a number or a string"),
+    ('stall_timeout = "30s"', "unknown key(s) stall_timeout"),
+])
+def test_bad_transfer_settings_are_refused(transfer: str, message: str) -> None:
+    with pytest.raises(mc.RegistriesConfigError, match=r"\[transfer\]") as info:
+        mc.parse(f"[transfer]\n{transfer}\n")
+    assert message in str(info.value)
+
+
+def test_cert_dir_per_registry(tmp_path: Path) -> None:
+    config = mc.parse('[registry."reg.corp:5000"]\ncert_dir = "certs/corp"\n'
+                      '[registry."ghcr.io"]\ncert_dir = "/etc/certs/ghcr"\n', tmp_path / "registries.toml")
+    assert config.cert_dir_for("reg.corp:5000") == tmp_path / "certs" / "corp"  # relative to the file
+    assert config.cert_dir_for("ghcr.io") == Path("/etc/certs/ghcr")
+    assert config.cert_dir_for("quay.io") is None
+    assert config.all_cert_dirs() == [Path("/etc/certs/ghcr"), tmp_path / "certs" / "corp"]
+    with pytest.raises(mc.RegistriesConfigError, match="cert_dir must be a path"):
+        mc.parse('[registry."ghcr.io"]\ncert_dir = 5\n')

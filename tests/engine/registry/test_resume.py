@@ -13,6 +13,7 @@ from gadgetstore.engine.registry import resume
 from gadgetstore.engine.registry.client import TransferOptions
 from gadgetstore.engine.registry.pull import pull_image
 from gadgetstore.engine.registry.push import push_image
+from gadgetstore.engine.registry.stall import StallPolicy
 from gadgetstore.engine.store import Store
 from tests.support.fakes import FaultProxy
 from tests.support.images import graph_digests, make_gadget_image, pseudo_random, verify_store
@@ -137,3 +138,60 @@ def test_another_writers_ingest_file_is_never_adopted(tmp_path: Path) -> None:
     assert find_partial(store, Descriptor("application/octet-stream", digest, len(data))) is None
     assert writer.temp_path.exists()
     assert writer.publish() is True
+
+
+async def _pushed_layer_image(registry: RegistryServer, tmp_path: Path) -> str:
+    src = Store.open(tmp_path / "src")
+    repo = unique_repo("resume")
+    image = registry.ref(repo, "v1")
+    make_gadget_image(src, image, layer_size=SIZE, archs=("amd64",))
+    await push_image(src, image, _opts(registry.host))
+    return repo
+
+
+async def test_a_cancelled_pull_keeps_its_partial_for_the_next_run(anon_registry: RegistryServer,
+                                                                   tmp_path: Path) -> None:
+    """A --timeout or Ctrl-C cancels the pull: what was written stays in ingest/, and a re-run fetches the rest."""
+    repo = await _pushed_layer_image(anon_registry, tmp_path)
+    last = SIZE - CHUNK
+    proxy = FaultProxy(anon_registry.host)
+    try:
+        held = proxy.add(r"GET /v2/.*/blobs/", "hold", range_start=last)  # the last chunk never comes
+        with trio.move_on_after(30) as scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(pull_image, Store.open(tmp_path / "dst"), f"{proxy.host}/{repo}:v1",
+                                   _opts(proxy.host))
+                await trio.to_thread.run_sync(held.arrived.wait)
+                nursery.cancel_scope.cancel()
+        assert not scope.cancelled_caught
+        kept = _ingested(tmp_path / "dst")
+        assert kept >= CHUNK  # the chunks before the held one were written (the pull waited on the last)
+        assert list((tmp_path / "dst" / "ingest").glob("*.ranged"))  # marked: a resume may adopt it
+        proxy.release()
+        before = _range_bytes(proxy)
+        await pull_image(Store.open(tmp_path / "dst"), f"{proxy.host}/{repo}:v1", _opts(proxy.host))
+        fetched = _range_bytes(proxy) - before
+    finally:
+        proxy.close()
+    assert fetched <= SIZE - kept + 2 * resume.BLOCK
+    verify_store(tmp_path / "dst")
+
+
+async def test_a_stalled_chunk_that_exhausts_its_retries_keeps_the_others(anon_registry: RegistryServer,
+                                                                          tmp_path: Path) -> None:
+    """The chunk's own retries stall too; the blob's next attempt adopts what the first one wrote."""
+    repo = await _pushed_layer_image(anon_registry, tmp_path)
+    proxy = FaultProxy(anon_registry.host)
+    try:
+        proxy.add(r"GET /v2/.*/blobs/", "stall", at=1000, times=2, range_start=5 * CHUNK)
+        options = _opts(proxy.host)
+        options.retries, options.backoff_base, options.stall = 1, 0.01, StallPolicy(1024, 0.3)
+        with trio.fail_after(20):
+            await pull_image(Store.open(tmp_path / "dst"), f"{proxy.host}/{repo}:v1", options)
+    finally:
+        proxy.close()
+    starts = [int(h["Range"].removeprefix("bytes=").split("-")[0]) for m, p, h in proxy.requests
+              if m == "GET" and "/blobs/" in p and "Range" in h]
+    assert starts.count(5 * CHUNK) == 3  # stalled, stalled again, then fetched by the blob's second attempt
+    assert all(starts.count(off) == 1 for off in range(0, SIZE, CHUNK) if off != 5 * CHUNK)  # nothing else twice
+    verify_store(tmp_path / "dst")
