@@ -35,12 +35,12 @@ from .journal import Journal
 from .locking import flocked
 
 OCI_LAYOUT_BYTES = json.dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}, separators=(",", ":")).encode()
-_SIGNATURE_TAG_RE = re.compile(r"^(sha256|sha512)-([0-9a-f]+)(\.sig|\.att|\.sbom)?$")
+_SIGNATURE_TAG_RE = re.compile(r"(sha256|sha512)-([0-9a-f]+)(\.sig|\.att|\.sbom)?")
 
 
 def signature_tag_subject(ref: str) -> Digest | None:
     """``sha256-<hex>.sig`` (cosign) and ``sha256-<hex>`` (referrers tag schema) name their subject."""
-    match = _SIGNATURE_TAG_RE.match(ref)
+    match = _SIGNATURE_TAG_RE.fullmatch(ref)
     if match is None:
         return None
     try:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,12 +42,12 @@ from urllib.parse import urlsplit
 
 from ..errors import GadgetStoreError
 from ..fsutil import read_utf8
+from ..reference import is_valid_path
 
 DEFAULT_PATH = Path("/etc/gadgetstore/registries.toml")
 ENV_VAR = "GADGETSTORE_REGISTRIES_CONFIG"
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_MIRRORS = 16
-_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _MIRROR_KEYS = {"url", "insecure", "ca_file", "path_prefix", "resolve"}
 _PEER_KEYS = {"urls", "self", "wait", "registries"}
 MAX_PEERS = 1024
@@ -147,7 +146,7 @@ def _mirror(raw: Any, where: str, base_dir: Path) -> Mirror:
     if not isinstance(prefix, str):
         raise RegistriesConfigError(f"{where}: path_prefix must be a string")
     prefix = prefix.strip("/")
-    if prefix and not all(_COMPONENT_RE.match(c) for c in prefix.split("/")):
+    if prefix and not is_valid_path(prefix):
         raise RegistriesConfigError(f"{where}: path_prefix {prefix!r} is not a valid repository path")
     ca_file = raw.get("ca_file")
     ca_path: Path | None = None
