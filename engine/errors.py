@@ -9,6 +9,7 @@
     ├── InvalidArchive          an import archive that is truncated, hostile or inconsistent
     ├── InvalidManifest         a manifest or index that cannot be parsed or is too large
     ├── StoreError              the store directory itself is unusable (locked, damaged, not a store)
+    │   └── NotEnoughSpace      an import would not fit in the free space (refused before writing)
     └── AnalysisError           an ELF/BTF/wasm layer that cannot be decoded
 """
 
@@ -50,6 +51,10 @@ class InvalidManifest(GadgetStoreError):
 
 
 class StoreError(GadgetStoreError):
+    pass
+
+
+class NotEnoughSpace(StoreError):
     pass
 
 
