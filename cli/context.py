@@ -43,7 +43,12 @@ def fail(message: str, code: int = 1) -> None:
 
 
 def user_errors(func: F) -> F:
-    """Print engine and OS errors as ``Error: …`` with a non-zero exit, never as a traceback."""
+    """Print engine and OS errors as ``Error: …`` with a non-zero exit, never as a traceback.
+
+    A full disk that surfaces here as a bare ENOSPC struck before anything was recorded (a failed
+    journal append is taken back); once a change is in the journal, the store raises
+    :class:`~gadgetstore.engine.errors.IndexJsonBehind`, which says so.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

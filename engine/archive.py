@@ -459,7 +459,7 @@ def import_archive(store: Store, source: Path) -> list[str]:
                 for digest, writer in staged.sealed.items():
                     if digest in reached:
                         writer.publish(sync_dir=False)  # the transaction syncs blobs/ once, before the tags
-                with store.transaction() as txn:
+                with store.transaction("the imported images were tagged") as txn:
                     for ref, desc in sorted(tags.items()):
                         txn.tag(ref, desc)
                     for pin in pins:

@@ -9,7 +9,8 @@
     ├── InvalidArchive          an import archive that is truncated, hostile or inconsistent
     ├── InvalidManifest         a manifest or index that cannot be parsed or is too large
     ├── StoreError              the store directory itself is unusable (locked, damaged, not a store)
-    │   └── NotEnoughSpace      an import would not fit in the free space (refused before writing)
+    │   ├── NotEnoughSpace      an import would not fit in the free space (refused before writing)
+    │   └── IndexJsonBehind     a change is in the journal, but index.json could not be rewritten
     └── AnalysisError           an ELF/BTF/wasm layer that cannot be decoded
 """
 
@@ -56,6 +57,10 @@ class StoreError(GadgetStoreError):
 
 class NotEnoughSpace(StoreError):
     pass
+
+
+class IndexJsonBehind(StoreError):
+    """The change is recorded (the journal is the truth); only index.json, for other tools, lags."""
 
 
 class AnalysisError(GadgetStoreError):

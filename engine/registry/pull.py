@@ -135,7 +135,7 @@ class Puller:
 
     def _commit_tags(self, batch: list[tuple[str, Descriptor]]) -> None:
         """One journal record for the batch (all or nothing)."""
-        with self.store.transaction() as txn:
+        with self.store.transaction("the pulled images were tagged") as txn:
             for ref, desc in batch:
                 txn.tag(ref, desc.bare())
 
