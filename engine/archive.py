@@ -245,7 +245,7 @@ def _tagged_entries(entries: list[Descriptor]) -> dict[str, Descriptor]:
         if not ref:
             continue
         if not is_document(desc):
-            raise InvalidArchive(f"index.json tags {ref!r} with a {desc.media_type or 'untyped'} blob, "
+            raise InvalidArchive(f"index.json tags {ref!r} with a blob of type {desc.media_type or '(none)'}, "
                                  "not an image index or manifest")
         rest = {k: v for k, v in desc.annotations.items() if k != mt.ANNOTATION_REF_NAME}
         tags[_import_ref_name(ref)] = desc.with_annotations(rest)
