@@ -22,7 +22,7 @@ __all__ = ["PAGE_SIZE", "expand_all_tags", "read_image_list", "summary_lines", "
 
 MAX_LIST_BYTES = 1024 * 1024
 # cosign's tag-based artifacts: not images of their own (they come with the image they sign)
-_ARTIFACT_TAG_RE = re.compile(r"^sha256-[0-9a-f]{64}(\.[a-z]+)?$")
+_ARTIFACT_TAG_RE = re.compile(r"sha256-[0-9a-f]{64}(\.[a-z]+)?")
 
 
 class ImageListError(GadgetStoreError):
@@ -71,7 +71,7 @@ async def expand_all_tags(repositories: Sequence[str], options: TransferOptions,
                 raise ImageListError(f"--all-tags takes repositories without a tag or digest, not {repo!r}")
             ref = normalize(repo)
             for tag in await list_tags(session, ref, page_size=page_size):
-                if _ARTIFACT_TAG_RE.match(tag):
+                if _ARTIFACT_TAG_RE.fullmatch(tag):
                     skipped += 1
                 else:
                     images.append(f"{ref.repository}:{tag}")

@@ -87,6 +87,9 @@ def user_errors(func: F) -> F:
 
     trio delivers Ctrl-C (and SIGTERM, see :func:`handle_sigterm`) inside whatever task runs, so
     it may come wrapped in exception groups: any KeyboardInterrupt in one is an interruption.
+    A full disk that surfaces here as a bare ENOSPC struck before anything was recorded (a failed
+    journal append is taken back); once a change is in the journal, the store raises
+    :class:`~gadgetstore.engine.errors.IndexJsonBehind`, which says so.
     """
 
     @functools.wraps(func)

@@ -44,7 +44,7 @@ def tag_cmd(app: AppContext, src: str, dst: str) -> None:
     if dst_ref.digest is not None:
         raise click.UsageError("the destination must be a tag, not a digest")
     store = app.store()
-    with store.transaction() as txn:
+    with store.transaction(f"the tag {dst_ref} was recorded") as txn:
         desc = store.resolve(str(src_ref), shown_as=src)
         txn.tag(str(dst_ref), desc)
     click.echo(f"Successfully tagged with {dst_ref.repository}:{dst_ref.tag_or_latest}@{desc.digest}", err=True)

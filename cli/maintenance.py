@@ -6,21 +6,21 @@ import sys
 
 import click
 
-from gadgetstore.engine.fsck import fsck
-from gadgetstore.engine.fsck import repair as repair_store
+from gadgetstore.engine.fsck import fsck, repair_root
 from gadgetstore.engine.store import Store
 
 from .context import AppContext, pass_app, user_errors
 
 
 @click.command("fsck")
-@click.option("--repair", is_flag=True, help="Rebuild a damaged journal and quarantine damaged blobs first.")
+@click.option("--repair", is_flag=True, help="First repair what fsck finds: rebuild a damaged journal, move damaged "
+              "blobs to quarantine/, drop tags whose blobs are missing, rewrite index.json.")
 @pass_app
 @user_errors
 def fsck_cmd(app: AppContext, repair: bool) -> None:
     """Re-hash every blob and check the journal, index.json and every reference."""
     if repair:
-        for action in repair_store(Store.open(app.root, allow_damage=True)):
+        for action in repair_root(app.root):
             click.echo(f"repaired: {action}")
     report = fsck(Store.open(app.root, readonly=True, allow_damage=True))
     for note in report.notes:

@@ -16,16 +16,17 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, BinaryIO
+from typing import IO, TYPE_CHECKING, Any, BinaryIO, Self
 
 import zstandard
 
 from . import mediatypes as mt
 from . import reference
 from .blobstore import READ_CHUNK, IngestWriter, verify_stream
-from .descriptor import Descriptor, GraphBudget, canonical_json, children, is_document, parse_document, walk_graph
+from .descriptor import Descriptor, GraphBudget, canonical_json, checked_document, children, is_document, walk_graph
 from .digest import Digest
 from .errors import GadgetStoreError, IntegrityError, InvalidArchive
+from .importlimits import ImportBudget, Verdict
 from .store import OCI_LAYOUT_BYTES, Store, signature_tag_subject
 from .userpath import open_input, open_output
 
@@ -116,6 +117,25 @@ def export_images(store: Store, refs: list[str], destination: Path) -> None:
 # -- import ----------------------------------------------------------------------------------------
 
 
+MAX_HEADER_EXTENSION = 1024 * 1024
+"""Longest pax header or GNU long name accepted (tarfile reads them into memory whole; real ones
+are under a KB)."""
+_HEADER_EXTENSIONS = frozenset({tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+                                tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK})
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A tar header whose extension (pax header, GNU long name) is refused when it claims to be huge."""
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+        header = super().frombuf(buf, encoding, errors)
+        if header.type in _HEADER_EXTENSIONS and header.size > MAX_HEADER_EXTENSION:
+            raise InvalidArchive(f"archive member {header.name!r}: its {header.size}-byte extended header is "
+                                 f"longer than the {MAX_HEADER_EXTENSION} bytes allowed")
+        return header
+
+
 class _SniffedStream(io.RawIOBase):
     """The bytes read to recognise the format, then the rest: a pipe cannot seek back."""
 
@@ -139,11 +159,18 @@ class _SniffedStream(io.RawIOBase):
 
 
 def _open_archive_stream(raw: BinaryIO) -> BinaryIO:
-    """Plain or zstd, decided by the first bytes rather than by the file name."""
-    head = raw.read(len(ZSTD_MAGIC))
-    stream = io.BufferedReader(_SniffedStream(head, raw), buffer_size=READ_CHUNK)
+    """Plain or zstd, decided by the first bytes rather than by the file name. A file is read from
+    its start on every pass; a pipe once, with the sniffed bytes put back in front."""
+    if raw.seekable():
+        raw.seek(0)
+        head = raw.read(len(ZSTD_MAGIC))
+        raw.seek(0)
+        stream: BinaryIO = raw
+    else:
+        head = raw.read(len(ZSTD_MAGIC))
+        stream = io.BufferedReader(_SniffedStream(head, raw), buffer_size=READ_CHUNK)
     if head == ZSTD_MAGIC:
-        return zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True)
+        return zstandard.ZstdDecompressor().stream_reader(stream, read_across_frames=True, closefd=False)
     return stream
 
 
@@ -158,18 +185,35 @@ def _member_name(name: str) -> str:
     return "" if cleaned == "." else cleaned
 
 
+def _blob_digest(name: str) -> Digest | None:
+    """The digest a ``blobs/<alg>/<hex>`` member holds; None for any other (cleaned) name."""
+    if not name.startswith("blobs/") or name.count("/") != 2:
+        return None
+    _, alg, hexpart = name.split("/")
+    try:
+        return Digest.parse(f"{alg}:{hexpart}")
+    except GadgetStoreError as err:
+        raise InvalidArchive(f"archive member {name!r}: {err}") from None
+
+
 @dataclass
 class _Staged:
     """What the archive brought: small files in memory, blobs sealed in ingest/ or already stored."""
 
     layout: bytes | None = None
     index: bytes | None = None
+    entries: list[Descriptor] = field(default_factory=list)
     sealed: dict[Digest, IngestWriter] = field(default_factory=dict)
     already_stored: set[Digest] = field(default_factory=set)
+    deferred: dict[Digest, str] = field(default_factory=dict)
+    """Blob members skipped so far (see :mod:`.importlimits`): digest → member name."""
 
     def abort(self) -> None:
         for writer in self.sealed.values():
             writer.abort()
+
+    def is_available(self, store: Store, digest: Digest) -> bool:
+        return digest in self.sealed or digest in self.already_stored or store.blobs.has(digest)
 
 
 def _read_small(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
@@ -188,81 +232,191 @@ def _chunks(f: IO[bytes]) -> Iterator[bytes]:
         yield chunk
 
 
-def _stage_members(store: Store, raw: BinaryIO) -> _Staged:
-    staged = _Staged()
-    seen: set[str] = set()
+def _index_entries(data: bytes) -> list[Descriptor]:
     try:
-        with tarfile.open(fileobj=_open_archive_stream(raw), mode="r|") as tar:
-            for member in tar:
-                name = _member_name(member.name)
-                if member.isdir() and (name in _ALLOWED_DIRS or name == ""):
-                    continue
-                if not member.isreg():
-                    raise InvalidArchive(f"archive member {member.name!r}: only regular files are allowed")
-                if name in seen:
-                    raise InvalidArchive(f"archive member {name!r} appears twice")
-                seen.add(name)
-                if name == "oci-layout":
-                    staged.layout = _read_small(tar, member)
-                elif name == "index.json":
-                    staged.index = _read_small(tar, member)
-                elif name.startswith("blobs/") and name.count("/") == 2:
-                    _, alg, hexpart = name.split("/")
-                    try:
-                        digest = Digest.parse(f"{alg}:{hexpart}")
-                    except GadgetStoreError as err:
-                        raise InvalidArchive(f"archive member {name!r}: {err}") from None
-                    _stage_blob(store, staged, tar, member, digest)
-                else:
-                    raise InvalidArchive(f"archive member {name!r} is not part of an OCI image layout")
-    except (tarfile.TarError, EOFError, zstandard.ZstdError) as err:
-        staged.abort()
-        raise InvalidArchive(f"archive is truncated or not a tar file ({err})") from None
-    except BaseException:
-        staged.abort()
-        raise
-    return staged
+        index = json.loads(data)
+        entries = index["manifests"]
+        if not isinstance(entries, list):
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise InvalidArchive("archive index.json is not an OCI image index") from None
+    try:
+        return [Descriptor.from_json(entry, f"index.json manifests[{i}]") for i, entry in enumerate(entries)]
+    except GadgetStoreError as err:
+        raise InvalidArchive(str(err)) from None
 
 
-def _stage_blob(
-    store: Store, staged: _Staged, tar: tarfile.TarFile, member: tarfile.TarInfo, digest: Digest
-) -> None:
-    f = tar.extractfile(member)
-    assert f is not None
+def _import_ref_name(ref: str) -> str:
+    """A tag as the store keeps it: a signature tag as it is, any other name normalised as ``ig``
+    normalises what a user types (``trace_open`` is ``ghcr.io/inspektor-gadget/gadget/trace_open:latest``).
+
+    Kept as written, a short name would be a tag that ``image list`` does not show and ``image
+    remove`` cannot name, yet it would keep its blobs. A digest reference names no tag.
+    """
+    if signature_tag_subject(ref) is not None:
+        return ref
     try:
-        if store.blobs.has(digest):
-            verify_stream(_chunks(f), digest, member.size)
-            staged.already_stored.add(digest)
-            return
-        writer = store.blobs.writer(digest, member.size)
+        normalized = reference.normalize(ref)
+    except GadgetStoreError:
+        raise InvalidArchive(f"index.json names an unsupported image reference {ref!r}") from None
+    if normalized.digest is not None:
+        raise InvalidArchive(f"index.json names {ref!r}, a digest reference, as a tag")
+    return str(normalized)
+
+
+def _tagged_entries(entries: list[Descriptor]) -> dict[str, Descriptor]:
+    """The tagged entries of index.json, by normalised tag; each must name an image index or
+    manifest, and two names for one tag must name one image."""
+    tags: dict[str, Descriptor] = {}
+    for desc in entries:
+        ref = desc.annotations.get(mt.ANNOTATION_REF_NAME)
+        if not ref:
+            continue
+        if not is_document(desc):
+            raise InvalidArchive(f"index.json tags {ref!r} with a blob of type {desc.media_type or '(none)'}, "
+                                 "not an image index or manifest")
+        rest = {k: v for k, v in desc.annotations.items() if k != mt.ANNOTATION_REF_NAME}
+        name = _import_ref_name(ref)
+        if name in tags and tags[name].digest != desc.digest:
+            raise InvalidArchive(f"index.json tags {name} twice, as {tags[name].digest} and {desc.digest}")
+        tags[name] = desc.with_annotations(rest)
+    return tags
+
+
+class _Stager:
+    """Streams the archive's members into ingest/ under the rules of :mod:`.importlimits`: one pass,
+    and one more for each layer of deferred members that descriptors read meanwhile refer to."""
+
+    def __init__(self, store: Store, raw: BinaryIO, budget: ImportBudget) -> None:
+        self.store = store
+        self.raw = raw
+        self.budget = budget
+        self.staged = _Staged()
+        self.documents: dict[Digest, Descriptor] = {}  # descriptors read so far of manifests and indexes
+
+    def run(self) -> _Staged:
         try:
-            for chunk in _chunks(f):
-                writer.write(chunk)
-            writer.seal()
+            self._read_pass(None)
+            while wanted := {d for d in self.staged.deferred if d in self.budget.expected}:
+                self.budget.reserve(self.budget.expected[d] for d in wanted)
+                self._read_pass(wanted)
+                if wanted & self.staged.deferred.keys():
+                    raise InvalidArchive("archive changed while it was being read")
+        except (tarfile.TarError, EOFError, zstandard.ZstdError) as err:
+            self.staged.abort()
+            raise InvalidArchive(f"archive is truncated or not a tar file ({err})") from None
         except BaseException:
-            writer.abort()
+            self.staged.abort()
             raise
-        staged.sealed[digest] = writer
-    except IntegrityError as err:
-        raise InvalidArchive(f"archive member {member.name}: {err}") from None
+        return self.staged
+
+    def _read_pass(self, only: set[Digest] | None) -> None:
+        """Every member (``only`` None), or just the blobs ``only`` names."""
+        seen: set[str] = set()
+        with tarfile.open(fileobj=_open_archive_stream(self.raw), mode="r|", tarinfo=_BoundedTarInfo) as tar:
+            for member in tar:
+                if only is None:
+                    self._first_sight(tar, member, seen)
+                elif member.isreg():
+                    digest = _blob_digest(_member_name(member.name))
+                    if digest is not None and digest in only:
+                        self._stage_blob(tar, member, digest)
+
+    def _first_sight(self, tar: tarfile.TarFile, member: tarfile.TarInfo, seen: set[str]) -> None:
+        name = _member_name(member.name)
+        if member.isdir() and (name in _ALLOWED_DIRS or name == ""):
+            return
+        if not member.isreg():
+            raise InvalidArchive(f"archive member {member.name!r}: only regular files are allowed")
+        if name in seen:
+            raise InvalidArchive(f"archive member {name!r} appears twice")
+        seen.add(name)
+        digest = _blob_digest(name)
+        if name == "oci-layout":
+            self.staged.layout = _read_small(tar, member)
+        elif name == "index.json":
+            self._read_index(_read_small(tar, member))
+        elif digest is not None:
+            self._stage_blob(tar, member, digest)
+        else:
+            raise InvalidArchive(f"archive member {name!r} is not part of an OCI image layout")
+
+    def _read_index(self, data: bytes) -> None:
+        """Refuse a bad tag at once, and learn the sizes of everything the entries reach."""
+        entries = _index_entries(data)
+        _tagged_entries(entries)
+        self.staged.index, self.staged.entries = data, entries
+        self._learn(entries)
+
+    def _stage_blob(self, tar: tarfile.TarFile, member: tarfile.TarInfo, digest: Digest) -> None:
+        stored = self.store.blobs.stat(digest)
+        verdict = self.budget.admit(digest, member.name, member.size, stored.st_size if stored else None)
+        if verdict is Verdict.DEFER:
+            self.staged.deferred[digest] = member.name
+            return
+        self.staged.deferred.pop(digest, None)
+        f = tar.extractfile(member)
+        assert f is not None
+        try:
+            if verdict is Verdict.VERIFY:
+                verify_stream(_chunks(f), digest, member.size)
+                self.staged.already_stored.add(digest)
+            else:
+                writer = self.store.blobs.writer(digest, member.size)
+                try:
+                    for chunk in _chunks(f):
+                        writer.write(chunk)
+                    writer.seal()
+                except BaseException:
+                    writer.abort()
+                    raise
+                self.staged.sealed[digest] = writer
+        except IntegrityError as err:
+            raise InvalidArchive(f"archive member {member.name}: {err}") from None
+        desc = self.documents.get(digest)
+        if desc is not None:
+            self._learn(self._children(desc))
+
+    def _learn(self, descs: list[Descriptor]) -> None:
+        """Record the sizes ``descs`` promise, and those of what the documents among them reach."""
+        stack = list(descs)
+        while stack:
+            desc = stack.pop()
+            self.budget.expect(desc.digest, desc.size)
+            if not is_document(desc) or desc.digest in self.documents:
+                continue
+            self.documents[desc.digest] = desc
+            if self.staged.is_available(self.store, desc.digest):
+                stack.extend(self._children(desc))
+
+    def _children(self, desc: Descriptor) -> list[Descriptor]:
+        where = f"manifest {desc.digest}"
+        try:
+            return children(_staged_document(self.store, self.staged, desc), where)
+        except GadgetStoreError as err:
+            raise InvalidArchive(str(err)) from None
 
 
-def _staged_bytes(store: Store, staged: _Staged, desc: Descriptor) -> bytes:
-    """A manifest or index from the archive; refused before reading when it claims to be huge."""
+def _staged_document(store: Store, staged: _Staged, desc: Descriptor) -> dict[str, Any]:
+    """A manifest or index from the archive (or the store), checked as a pull checks it: refused
+    before reading when it claims to be huge, and when its content is not of the descriptor's type."""
     if desc.size > MAX_METADATA_FILE:
         raise InvalidArchive(f"manifest {desc.digest} is {desc.size} bytes, more than {MAX_METADATA_FILE} allowed")
     writer = staged.sealed.get(desc.digest)
     if writer is not None:
         if os.stat(writer.temp_path).st_size != desc.size:
             raise InvalidArchive(f"blob {desc.digest}: descriptor says {desc.size} bytes, archive has another size")
-        return writer.temp_path.read_bytes()
-    if desc.digest in staged.already_stored or store.blobs.has(desc.digest):
-        return store.blobs.read(desc.digest, max_size=MAX_METADATA_FILE)
-    raise InvalidArchive(f"blob {desc.digest} is referenced but missing from the archive")
-
-
-def _is_available(store: Store, staged: _Staged, digest: Digest) -> bool:
-    return digest in staged.sealed or digest in staged.already_stored or store.blobs.has(digest)
+        data = writer.temp_path.read_bytes()
+    elif desc.digest in staged.already_stored or store.blobs.has(desc.digest):
+        data = store.blobs.read(desc.digest, max_size=MAX_METADATA_FILE)
+    else:
+        raise InvalidArchive(f"blob {desc.digest} is referenced but missing from the archive")
+    where = f"manifest {desc.digest}"
+    try:
+        doc, _ = checked_document(data, where, expected_type=desc.media_type)
+    except GadgetStoreError as err:
+        raise InvalidArchive(str(err)) from None
+    return doc
 
 
 def _check_graph(store: Store, staged: _Staged, roots: dict[str, Descriptor]) -> set[Digest]:
@@ -295,19 +449,9 @@ def _checked_children(store: Store, staged: _Staged, desc: Descriptor) -> list[D
         return []
     where = f"manifest {desc.digest}"
     try:
-        return children(parse_document(_staged_bytes(store, staged, desc), where), where)
+        return children(_staged_document(store, staged, desc), where)
     except GadgetStoreError as err:
         raise InvalidArchive(str(err)) from None
-
-
-def _import_ref_name(ref: str) -> str:
-    if signature_tag_subject(ref) is not None:
-        return ref
-    try:
-        reference.parse(ref)
-    except GadgetStoreError:
-        raise InvalidArchive(f"index.json names an unsupported image reference {ref!r}") from None
-    return ref
 
 
 def _plan_import(store: Store, staged: _Staged) -> tuple[dict[str, Descriptor], list[Descriptor]]:
@@ -321,41 +465,35 @@ def _plan_import(store: Store, staged: _Staged) -> tuple[dict[str, Descriptor], 
         raise InvalidArchive(f"archive oci-layout is not imageLayoutVersion {mt.OCI_LAYOUT_VERSION}")
     if staged.index is None:
         raise InvalidArchive("archive has no index.json")
-    try:
-        index = json.loads(staged.index)
-        entries = index["manifests"]
-        if not isinstance(entries, list):
-            raise TypeError
-    except (ValueError, KeyError, TypeError):
-        raise InvalidArchive("archive index.json is not an OCI image index") from None
-    tags: dict[str, Descriptor] = {}
+    tags = _tagged_entries(staged.entries)
     pins: list[Descriptor] = []
-    for i, entry in enumerate(entries):
-        try:
-            desc = Descriptor.from_json(entry, f"index.json manifests[{i}]")
-        except GadgetStoreError as err:
-            raise InvalidArchive(str(err)) from None
-        ref = desc.annotations.get(mt.ANNOTATION_REF_NAME)
-        rest = {k: v for k, v in desc.annotations.items() if k != mt.ANNOTATION_REF_NAME}
-        if ref:
-            tags[_import_ref_name(ref)] = desc.with_annotations(rest)
-        elif is_document(desc) and _is_available(store, staged, desc.digest):
-            # Untagged entries matter only when they are referrers (signatures) of something.
-            doc = parse_document(_staged_bytes(store, staged, desc), f"manifest {desc.digest}")
-            if doc.get("subject") is not None:
-                pins.append(desc)
+    for desc in staged.entries:
+        # Untagged entries matter only when they are referrers (signatures) of something.
+        if (not desc.annotations.get(mt.ANNOTATION_REF_NAME) and is_document(desc)
+                and staged.is_available(store, desc.digest)
+                and _staged_document(store, staged, desc).get("subject") is not None):
+            pins.append(desc)
     if not tags and not pins:
         raise InvalidArchive("archive index.json tags no image")
     return tags, pins
 
 
+def _free_space(store: Store) -> tuple[int, int]:
+    """Bytes an unprivileged writer may still use on the store's file system, and its block size."""
+    st = os.statvfs(store.blobs.ingest_dir)
+    return st.f_bavail * st.f_frsize, st.f_frsize or 4096
+
+
 def import_archive(store: Store, source: Path) -> list[str]:
     """Import every tagged image (and attached signatures); returns the tags, as ``ig`` lists them.
 
-    ``source`` is read as a stream (``-`` is standard input, a pipe works), never seeked.
+    ``source`` is read as a stream (``-`` is standard input, a pipe works). A file may be read more
+    than once (see :mod:`.importlimits`); a pipe is read once, bounded by the free space alone.
     """
     with open_input(source, "archive") as raw, store.lease():
-        staged = _stage_members(store, raw)
+        free, block = _free_space(store)
+        cap = os.fstat(raw.fileno()).st_size if raw.seekable() else free
+        staged = _Stager(store, raw, ImportBudget(free=free, unreferenced_cap=cap, block=block)).run()
         try:
             tags, pins = _plan_import(store, staged)
             named = {**{f"image {ref}": desc for ref, desc in tags.items()},
@@ -364,7 +502,7 @@ def import_archive(store: Store, source: Path) -> list[str]:
             for digest, writer in staged.sealed.items():
                 if digest in reached:
                     writer.publish(sync_dir=False)  # the transaction syncs blobs/ once, before the tags
-            with store.transaction() as txn:
+            with store.transaction("the imported images were tagged") as txn:
                 for ref, desc in sorted(tags.items()):
                     txn.tag(ref, desc)
                 for pin in pins:

@@ -91,6 +91,54 @@ def parse_document(data: bytes, where: str) -> dict[str, Any]:
     return doc
 
 
+_GENERIC_TYPES = frozenset({"", "application/json", "text/plain", "application/octet-stream"})
+
+
+def media_type_of(doc: dict[str, Any], content_type: str, where: str, expected_type: str = "") -> str:
+    """The document's type: its ``mediaType``, which must agree with the registry's ``Content-Type``
+    when that is specific; else that header, else ``expected_type`` (the descriptor that led to
+    it), else inferred from its fields. The document must have that type's shape:
+    ``schemaVersion`` 2, and ``manifests`` for an index, ``config`` and ``layers`` for a manifest
+    (CVE-2021-41190)."""
+    declared = doc.get("mediaType")
+    header = content_type.split(";", 1)[0].strip().lower()
+    if declared is not None and not isinstance(declared, str):
+        raise InvalidManifest(f"{where}: mediaType is not a string")
+    if declared and header not in _GENERIC_TYPES and declared != header:
+        raise InvalidManifest(f"{where}: mediaType {declared} does not match Content-Type {header}")
+    media_type = declared or next((t for t in (header, expected_type) if t not in _GENERIC_TYPES), "")
+    if not media_type:
+        media_type = mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST
+    if media_type not in mt.INDEX_TYPES and media_type not in mt.MANIFEST_TYPES:
+        raise InvalidManifest(f"{where}: unsupported manifest type {media_type}")
+    schema = doc.get("schemaVersion")
+    if schema != 2 or isinstance(schema, bool):
+        raise InvalidManifest(f"{where}: schemaVersion must be 2")
+    if media_type in mt.INDEX_TYPES:
+        if "config" in doc or "layers" in doc:
+            raise InvalidManifest(f"{where}: an index must not have config or layers")
+        if not isinstance(doc.get("manifests"), list):
+            raise InvalidManifest(f"{where}: an index must have a list of manifests")
+    else:
+        if "manifests" in doc:
+            raise InvalidManifest(f"{where}: a manifest must not have manifests")
+        if not isinstance(doc.get("config"), dict) or not isinstance(doc.get("layers"), list):
+            raise InvalidManifest(f"{where}: a manifest must have a config and a list of layers")
+    return media_type
+
+
+def checked_document(data: bytes, where: str, content_type: str = "",
+                     expected_type: str = "") -> tuple[dict[str, Any], str]:
+    """Parse a manifest or index and settle its media type (see :func:`media_type_of`); it must be
+    ``expected_type`` when the descriptor that led to it names one. One check for every way a
+    document comes in: pulled (with the registry's ``content_type``), imported, or read back."""
+    doc = parse_document(data, where)
+    media_type = media_type_of(doc, content_type, where, expected_type)
+    if expected_type and expected_type != media_type:
+        raise InvalidManifest(f"{where}: descriptor says {expected_type}, document is {media_type}")
+    return doc, media_type
+
+
 def children(doc: dict[str, Any], where: str) -> list[Descriptor]:
     """Everything a manifest or index points at, in document order (config first)."""
     out: list[Descriptor] = []

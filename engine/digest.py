@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from .errors import InvalidDigest
 
 _HEX_LENGTH = {"sha256": 64, "sha512": 128}
-_DIGEST_RE = re.compile(r"^([a-z0-9]+):([0-9a-f]+)$")
+_DIGEST_RE = re.compile(r"([a-z0-9]+):([0-9a-f]+)")
 
 
 @dataclass(frozen=True, order=True)

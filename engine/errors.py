@@ -11,6 +11,8 @@
     │   └── GraphTooLarge       an image graph deeper or larger than the limits of descriptor.GraphBudget
     ├── StoreError              the store directory itself is unusable (locked, damaged, not a store)
     ├── UserPathError           a file the user named cannot be read or written
+    │   ├── NotEnoughSpace      an import would not fit in the free space (refused before writing)
+    │   └── IndexJsonBehind     a change is in the journal, but index.json could not be rewritten
     └── AnalysisError           an ELF/BTF/wasm layer that cannot be decoded
 """
 
@@ -69,6 +71,14 @@ class StoreError(GadgetStoreError):
 
 class UserPathError(GadgetStoreError):
     pass
+
+
+class NotEnoughSpace(StoreError):
+    pass
+
+
+class IndexJsonBehind(StoreError):
+    """The change is recorded (the journal is the truth); only index.json, for other tools, lags."""
 
 
 class AnalysisError(GadgetStoreError):

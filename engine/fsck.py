@@ -1,20 +1,42 @@
-"""``gadgetstore fsck``: re-hash every blob, check the journal, index.json and every reference."""
+"""``gadgetstore fsck``: re-hash every blob, check the journal, index.json and every reference.
+
+What ``fsck`` reports and what ``fsck --repair`` does about it (``repair`` then ``fsck`` is clean):
+
+==============================================  =====================================================
+finding                                         repair
+==============================================  =====================================================
+index journal damaged                           rebuilt from every intact record (damaged one kept)
+index.json missing, not JSON, out of step       rewritten from the journal
+unexpected entry under blobs/                   moved to quarantine/
+blob not a regular file (symlink, dir, fifo)    moved to quarantine/
+blob unreadable, or its content has another     moved to quarantine/
+digest (damaged, truncated, grown)
+tag or pin reaching a missing, wrong-sized or   untagged / unpinned, with a line naming it: pull or
+unreadable blob (also one just quarantined)     import the image again
+note: blob writable                             made read-only
+note: unfinished ingest files                   removed, when no writer holds the gc lease
+note: index.json lags the journal (a pull)      rewritten from the journal
+==============================================  =====================================================
+"""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import stat
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import journal_format as jf
-from .blobstore import BlobNotFound
+from .blobstore import BlobNotFound, BlobStore
 from .descriptor import Descriptor, children, is_document, walk_graph
 from .digest import Digest
 from .errors import GadgetStoreError
+from .locking import try_flocked
 from .store import Store
+
+QUARANTINE = "quarantine"
 
 
 @dataclass
@@ -30,32 +52,7 @@ class FsckReport:
         return not self.problems
 
 
-def repair(store: Store) -> list[str]:
-    """Make a damaged store usable again; returns what was done, one line per action.
-
-    A damaged journal is kept as ``index.journal.damaged-<time>`` and rebuilt from every intact
-    record; damaged blobs are moved to ``quarantine/`` so a re-pull or re-import fetches them again;
-    index.json is rewritten from the journal.
-    """
-    actions: list[str] = []
-    with store._locked():
-        store.journal.refresh()
-        if store.journal.damage is not None:
-            data = store.journal.path.read_bytes()
-            backup = store.root / f"index.journal.damaged-{int(time.time())}"
-            backup.write_bytes(data)
-            kept, dropped = jf.salvage(data)
-            store.journal.replace(kept)
-            actions.append(f"rebuilt the index journal from {len(kept)} intact record(s), dropped {dropped}; "
-                           f"the damaged journal is kept as {backup.name}")
-        for digest in list(store.blobs.iter_digests()):
-            if store.blobs.rehash(digest) != digest:
-                quarantine = store.root / "quarantine"
-                quarantine.mkdir(mode=0o700, exist_ok=True)
-                os.replace(store.blobs.path(digest), quarantine / f"{digest.algorithm}-{digest.hex}")
-                actions.append(f"moved damaged blob {digest} to quarantine/; pull or import the image again")
-        store._write_index_json()
-    return actions
+# -- checking --------------------------------------------------------------------------------------
 
 
 def fsck(store: Store) -> FsckReport:
@@ -100,51 +97,195 @@ def _is_an_earlier_index(store: Store, actual: object) -> bool:
     return length < store.journal.length and state.oci_index(length) == actual
 
 
+def _blob_problem(store: Store, digest: Digest) -> str | None:
+    """What is wrong with the file of ``digest`` (completing "blob <digest> …"), or None."""
+    try:
+        st = os.lstat(store.blobs.path(digest))
+    except FileNotFoundError:
+        return None  # gone meanwhile (gc): nothing left to be wrong
+    if not stat.S_ISREG(st.st_mode):
+        return "is not a regular file"
+    try:
+        actual = store.blobs.rehash(digest)
+    except (OSError, GadgetStoreError) as err:
+        return f"cannot be read ({getattr(err, 'strerror', None) or err})"
+    if actual != digest:
+        return "is damaged: its content has another digest"
+    return None
+
+
 def _check_blobs(store: Store, report: FsckReport) -> set[Digest]:
     damaged: set[Digest] = set()
     for path in store.blobs.stray_entries():
         report.problems.append(f"unexpected entry {path.relative_to(store.root)} under blobs/")
     for digest in store.blobs.iter_digests():
-        st = os.lstat(store.blobs.path(digest))
-        if not stat.S_ISREG(st.st_mode):
-            report.problems.append(f"blob {digest} is not a regular file")
+        problem = _blob_problem(store, digest)
+        if problem is not None:
+            report.problems.append(f"blob {digest} {problem}")
             damaged.add(digest)
+            continue
+        st = store.blobs.stat(digest)
+        if st is None:
             continue
         report.blobs_checked += 1
         report.bytes_checked += st.st_size
-        if store.blobs.rehash(digest) != digest:
-            report.problems.append(f"blob {digest} is damaged: its content has another digest")
-            damaged.add(digest)
-        elif st.st_mode & 0o222:
+        if st.st_mode & 0o222:
             report.notes.append(f"blob {digest} is writable (expected read-only)")
     return damaged
 
 
-def _check_references(store: Store, report: FsckReport, damaged: set[Digest]) -> None:
-    named: list[tuple[str, Descriptor]] = []
+@dataclass(frozen=True)
+class _Root:
+    name: str  # "tag REF" or "pinned DIGEST", as problems are reported
+    desc: Descriptor
+    drop: jf.Op  # the journal operation that removes it
+    problems: tuple[str, ...]  # what is wrong in the graph it reaches
+
+
+def _roots(store: Store, damaged: set[Digest]) -> list[_Root]:
+    """Every tag and pin with the problems of the graph it reaches; each node is examined once."""
+    named: list[tuple[str, Descriptor, jf.Op]] = []
     for ref, raw in sorted(store.journal.state.tags.items()):
-        named.append((f"tag {ref}", Descriptor.from_json(raw, f"tag {ref}")))
-    named.extend((f"pinned {pin.digest}", pin) for pin in store.pins())
-    checked: dict[Digest, Descriptor] = {}
-    for name, root in named:
-        report.references_checked += 1
-        walk_graph([root], functools.partial(_checked_children, store, report, damaged, name), checked)
+        named.append((f"tag {ref}", Descriptor.from_json(raw, f"tag {ref}"), {"op": "untag", "ref": ref}))
+    named.extend((f"pinned {pin.digest}", pin, {"op": "unpin", "digest": str(pin.digest)}) for pin in store.pins())
+    examined: dict[tuple[Digest, int, str], tuple[str | None, list[Descriptor]]] = {}
+    return [_Root(name, root, drop, _graph_problems(store, damaged, examined, root)) for name, root, drop in named]
 
 
-def _checked_children(store: Store, report: FsckReport, damaged: set[Digest], name: str,
-                      desc: Descriptor) -> list[Descriptor]:
-    """Report a missing or wrong-sized blob; the children of a sound manifest or index."""
+def _graph_problems(store: Store, damaged: set[Digest],
+                    examined: dict[tuple[Digest, int, str], tuple[str | None, list[Descriptor]]],
+                    root: Descriptor) -> tuple[str, ...]:
+    problems: list[str] = []
+
+    def expand(desc: Descriptor) -> list[Descriptor]:
+        key = (desc.digest, desc.size, desc.media_type)
+        if key not in examined:
+            examined[key] = _examine(store, damaged, desc)
+        problem, kids = examined[key]
+        if problem is not None:
+            problems.append(problem)
+        return kids
+
+    walk_graph([root], expand)
+    return tuple(problems)
+
+
+def _examine(store: Store, damaged: set[Digest], desc: Descriptor) -> tuple[str | None, list[Descriptor]]:
+    """A missing or wrong-sized blob, or an unreadable document; else the children of a sound one."""
     st = store.blobs.stat(desc.digest)
     if st is None:
-        report.problems.append(f"{name}: blob {desc.digest} is missing")
-        return []
+        return f"blob {desc.digest} is missing", []
     if st.st_size != desc.size:
-        report.problems.append(f"{name}: blob {desc.digest} has {st.st_size} bytes, descriptor says {desc.size}")
-        return []
+        return f"blob {desc.digest} has {st.st_size} bytes, descriptor says {desc.size}", []
     if desc.digest in damaged or not is_document(desc):
-        return []
+        return None, []  # a damaged blob is reported as such, once
     try:
-        return children(store.read_document(desc), f"manifest {desc.digest}")
+        return None, children(store.read_document(desc), f"manifest {desc.digest}")
     except (GadgetStoreError, BlobNotFound) as err:
-        report.problems.append(f"{name}: {err}")
+        return str(err), []
+
+
+def _check_references(store: Store, report: FsckReport, damaged: set[Digest]) -> None:
+    reported: set[str] = set()
+    for root in _roots(store, damaged):
+        report.references_checked += 1
+        for problem in root.problems:
+            if problem not in reported:  # a shared part of several graphs, reported under the first
+                reported.add(problem)
+                report.problems.append(f"{root.name}: {problem}")
+
+
+# -- repairing -------------------------------------------------------------------------------------
+
+
+def repair_root(root: Path) -> list[str]:
+    """``fsck --repair`` on the store at ``root``: what :func:`repair` does, after moving entries
+    under blobs/ that are not blobs out of the way, so that the store opens again (a
+    ``blobs/sha256`` that is a symlink or a file stops every open for writing)."""
+    actions = _quarantine_strays(root)
+    return actions + repair(Store.open(root, allow_damage=True))
+
+
+def repair(store: Store) -> list[str]:
+    """Repair everything :func:`fsck` reports (see the module docstring); returns what was done,
+    one line per action. Damaged blobs go to ``quarantine/``, so a re-pull or re-import fetches
+    them again."""
+    actions: list[str] = []
+    with store._locked():
+        store.journal.refresh()
+        if store.journal.damage is not None:
+            data = store.journal.path.read_bytes()
+            backup = store.root / f"index.journal.damaged-{int(time.time())}"
+            backup.write_bytes(data)
+            kept, dropped = jf.salvage(data)
+            store.journal.replace(kept)
+            actions.append(f"rebuilt the index journal from {len(kept)} intact record(s), dropped {dropped}; "
+                           f"the damaged journal is kept as {backup.name}")
+        actions += _quarantine_strays(store.root)
+        store.blobs.create_dirs()
+        actions += _repair_blobs(store)
+        dropped_roots = [root for root in _roots(store, set()) if root.problems]
+        if dropped_roots:
+            store.journal.append([root.drop for root in dropped_roots])
+            actions += [f"removed {root.name}: {root.problems[0]}; pull or import it again" for root in dropped_roots]
+        store._write_index_json()
+    actions += _remove_ingest_leftovers(store)
+    return actions
+
+
+def _quarantine(store_root: Path, path: Path, name: str) -> Path:
+    """Move ``path`` (whatever it is: file, directory, symlink, fifo) into quarantine/ as ``name``."""
+    quarantine = store_root / QUARANTINE
+    quarantine.mkdir(mode=0o700, exist_ok=True)
+    target, n = quarantine / name, 1
+    while os.path.lexists(target):
+        n += 1
+        target = quarantine / f"{name}.{n}"
+    os.rename(path, target)
+    return target
+
+
+def _quarantine_strays(store_root: Path) -> list[str]:
+    actions: list[str] = []
+    for path in BlobStore(store_root).stray_entries():
+        relative = path.relative_to(store_root)
+        moved = _quarantine(store_root, path, "stray-" + "-".join(relative.parts))
+        actions.append(f"moved {relative} (not a blob) to {QUARANTINE}/{moved.name}")
+    return actions
+
+
+def _repair_blobs(store: Store) -> list[str]:
+    actions: list[str] = []
+    for digest in list(store.blobs.iter_digests()):
+        problem = _blob_problem(store, digest)
+        path = store.blobs.path(digest)
+        if problem is not None:
+            moved = _quarantine(store.root, path, f"{digest.algorithm}-{digest.hex}")
+            actions.append(f"moved blob {digest}, which {problem}, to {QUARANTINE}/{moved.name}")
+            continue
+        st = store.blobs.stat(digest)
+        if st is not None and st.st_mode & 0o222:
+            os.chmod(path, 0o444)
+            actions.append(f"made blob {digest} read-only")
+    return actions
+
+
+def _remove_ingest_leftovers(store: Store) -> list[str]:
+    """Unfinished ingest files, unless a writer (holding the gc lease) may still be writing them."""
+    leftovers = store.blobs.ingest_files()
+    if not leftovers:
         return []
+    with try_flocked(store.lease_path) as held:
+        if not held:
+            return []
+        removed = 0
+        for path in leftovers:
+            try:
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+            except IsADirectoryError:
+                _quarantine(store.root, path, f"ingest-{path.name}")
+                removed += 1
+    return [f"removed {removed} unfinished ingest file(s)"]

@@ -131,8 +131,9 @@ def ensure_real_dir(path: Path, mode: int = 0o755) -> None:
 
 
 def open_regular(path: Path) -> int:
-    """Open for reading without following a symlink, and insist on a regular file."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    """Open for reading without following a symlink, and insist on a regular file (without
+    waiting: opening a fifo for reading blocks until a writer comes, unless non-blocking)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise StoreError(f"{path} is not a regular file")

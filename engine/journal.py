@@ -101,17 +101,40 @@ class Journal:
         self.compact()
 
     def append(self, ops: list[jf.Op]) -> None:
-        """Durably append one transaction; the caller holds the store lock and has cut the tail."""
+        """Durably append one transaction; the caller holds the store lock and has cut the tail.
+
+        A write or fsync that fails (a full disk) takes the record back, so that the error means
+        nothing was recorded: a complete line left behind would count at the next replay.
+        """
         line = jf.encode_transaction(ops)
-        with open(self.path, "ab") as f:
-            f.write(line)
-            f.flush()
-            crash_point("journal.written")
-            os.fsync(f.fileno())
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        try:
+            try:
+                rest = memoryview(line)
+                while rest:
+                    rest = rest[os.write(fd, rest):]
+                crash_point("journal.written")
+                os.fsync(fd)
+            except OSError:
+                self._take_back(fd)
+                raise
+        finally:
+            os.close(fd)
         crash_point("journal.synced")
         self.state.apply(ops)
         self.length += len(line)
         self.transactions_since_snapshot += 1
+
+    def _take_back(self, fd: int) -> None:
+        """Cut the file back to its last whole record after a failed append."""
+        try:
+            os.ftruncate(fd, self.length)
+            os.fsync(fd)
+        except OSError as err:
+            raise StoreError(
+                f"could not append to {self.path}, nor take the partial record back ({err.strerror or err}); "
+                "whether the change was recorded shows at the next command"
+            ) from None
 
     def compact(self) -> None:
         """Rewrite the journal as one snapshot transaction, atomically (temp, fsync, rename)."""

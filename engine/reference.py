@@ -3,6 +3,9 @@
 ``trace_open`` → ``ghcr.io/inspektor-gadget/gadget/trace_open:latest``; a first path component is a
 registry only when it has a ``.`` or ``:``, is ``localhost`` or has uppercase letters; ``docker.io``
 is never a default, but ``docker.io/x`` gains ``library/`` as Docker does.
+
+The grammar is ASCII only, and every pattern matches whole strings (``fullmatch``): Python's ``\\w``
+also takes letters such as ``é``, and ``$`` matches before a final newline.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ _DOMAIN_NAME = rf"{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*"
 _IPV6 = r"\[(?:[a-fA-F0-9:]+)\]"
 _HOST = rf"(?:{_DOMAIN_NAME}|{_IPV6})"
 _DOMAIN = rf"{_HOST}(?::[0-9]+)?"
-_TAG = r"[\w][\w.-]{0,127}"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
 _NAME = rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*"
-_REFERENCE_RE = re.compile(rf"^({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?$")
-_ANCHORED_IDENTIFIER_RE = re.compile(r"^[a-f0-9]{64}$")
-_TAG_RE = re.compile(rf"^{_TAG}$")
+_REFERENCE_RE = re.compile(rf"({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?")
+_ANCHORED_IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}")
+_TAG_RE = re.compile(_TAG)
+_PATH_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
 
 
 @dataclass(frozen=True)
@@ -136,3 +140,8 @@ def display_repository(repository: str) -> str:
 
 def is_valid_tag(tag: str) -> bool:
     return bool(_TAG_RE.fullmatch(tag))
+
+
+def is_valid_path(path: str) -> bool:
+    """A repository path without a domain (the distribution spec's ``<name>``: ``a/b-c/d_e``)."""
+    return bool(_PATH_RE.fullmatch(path))

@@ -29,19 +29,19 @@ from . import mediatypes as mt
 from .blobstore import BlobNotFound, BlobStore
 from .descriptor import Descriptor, GraphBudget, children, is_document, parse_document, subject, walk_graph
 from .digest import Digest
-from .errors import GadgetStoreError, ImageNotFound, StoreError
+from .errors import GadgetStoreError, ImageNotFound, IndexJsonBehind, StoreError
 from .faults import crash_point
 from .fsutil import atomic_write, ensure_real_dir
 from .journal import Journal
 from .locking import flocked
 
 OCI_LAYOUT_BYTES = json.dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}, separators=(",", ":")).encode()
-_SIGNATURE_TAG_RE = re.compile(r"^(sha256|sha512)-([0-9a-f]+)(\.sig|\.att|\.sbom)?$")
+_SIGNATURE_TAG_RE = re.compile(r"(sha256|sha512)-([0-9a-f]+)(\.sig|\.att|\.sbom)?")
 
 
 def signature_tag_subject(ref: str) -> Digest | None:
     """``sha256-<hex>.sig`` (cosign) and ``sha256-<hex>`` (referrers tag schema) name their subject."""
-    match = _SIGNATURE_TAG_RE.match(ref)
+    match = _SIGNATURE_TAG_RE.fullmatch(ref)
     if match is None:
         return None
     try:
@@ -122,7 +122,10 @@ class Store:
                 "run 'gadgetstore fsck --repair'"
             )
         if not readonly and not damaged and (store.journal.damage is not None or not store._index_json_in_step()):
-            store._bring_index_json_up()
+            # The journal is the truth: on a full disk index.json may stay behind, but commands still
+            # run (``image remove`` frees space), and each write tries again.
+            with contextlib.suppress(OSError):
+                store._bring_index_json_up()
         return store
 
     def _prepare(self, create: bool) -> None:
@@ -263,8 +266,13 @@ class Store:
         return flocked(self.lease_path, exclusive=False)
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        """Collect tag/pin operations and append them as one durable journal record."""
+    def transaction(self, done: str = "the change was recorded") -> Iterator[Transaction]:
+        """Collect tag/pin operations and append them as one durable journal record.
+
+        An error before the record is appended means nothing changed (a failed append is taken
+        back). Once it is appended the change stands, so a later failure (rewriting index.json on a
+        full disk) raises :class:`IndexJsonBehind`, which says ``done`` first.
+        """
         with self._locked():
             self.journal.cut_tail()
             if self._merge_foreign_index_edits():
@@ -277,14 +285,37 @@ class Store:
                 return
             self.blobs.sync_dirs()  # every blob a record names has a durable name first
             self.journal.append(txn.ops)
-            compacted = self.journal.wants_compaction()
-            if compacted:
-                self.journal.compact()
+            compacted = self._compact_if_due()
             with self._deferral_lock:  # not after a compaction: the base of a foreign-edit merge is gone
                 if self._index_deferrals and not compacted:
                     self._index_behind = True
                     return
+            self._rewrite_index_json(done)
+
+    def _compact_if_due(self, always: bool = False) -> bool:
+        """Compact a long journal (any, with ``always``); True when it was. A failure (a full disk)
+        leaves the journal whole and is no error: compacting only saves space and replay time, and
+        the next commit tries again."""
+        if not always and not self.journal.wants_compaction():
+            return False
+        try:
+            self.journal.compact()
+        except OSError:
+            return False
+        return True
+
+    def _rewrite_index_json(self, done: str) -> None:
+        """index.json after a change reached the journal (``done``); under the store lock."""
+        try:
             self._write_index_json()
+        except OSError as err:
+            raise self._index_json_behind(done, err) from None
+
+    def _index_json_behind(self, done: str, err: OSError) -> IndexJsonBehind:
+        return IndexJsonBehind(
+            f"{done}, but {self.index_path} could not be rewritten ({err.strerror or err}); the index journal "
+            "has every change, and index.json is rewritten from it when the store is next opened for writing"
+        )
 
     @contextlib.contextmanager
     def deferred_index_json(self) -> Iterator[None]:
@@ -322,10 +353,7 @@ class Store:
         try:
             self._bring_index_json_up()
         except OSError as err:
-            raise StoreError(
-                f"could not update {self.index_path} ({err.strerror or err}); the index journal has every "
-                "change, and index.json is rewritten from it when the store is next opened for writing"
-            ) from None
+            raise self._index_json_behind("every change was recorded", err) from None
 
     def refresh(self) -> None:
         self.journal.refresh()
@@ -395,21 +423,29 @@ class Store:
     def remove_image(self, ref: str, shown_as: str | None = None) -> bool:
         """Untag ``ref``; when nothing else tags its digest, drop its signatures and unreachable blobs.
 
-        Returns True when blobs were deleted, False when it was only untagged.
+        Returns True when blobs were deleted, False when it was only untagged. On a full disk the
+        blobs are deleted even when index.json could not be rewritten after the untag: that frees
+        space, and index.json is tried again once they are gone.
         """
+        shown = shown_as or ref
+        shared = False
         with flocked(self.lease_path, exclusive=True):
-            with self.transaction() as txn:
-                desc = self.resolve(ref, shown_as)
-                shared = any(
-                    other != ref and raw.get("digest") == str(desc.digest)
-                    for other, raw in self.journal.state.tags.items()
-                )
-                txn.untag(ref)
-                if not shared:
-                    self._drop_orphaned_signatures(txn, removed_ref=ref)
+            try:
+                with self.transaction(f"{shown} was untagged") as txn:
+                    desc = self.resolve(ref, shown_as)
+                    shared = any(
+                        other != ref and raw.get("digest") == str(desc.digest)
+                        for other, raw in self.journal.state.tags.items()
+                    )
+                    txn.untag(ref)
+                    if not shared:
+                        self._drop_orphaned_signatures(txn, removed_ref=ref)
+            except IndexJsonBehind:
+                if shared:
+                    raise
             if shared:
                 return False
-            self._collect_garbage()
+            self._collect_garbage(f"{shown} was removed")
             return True
 
     def _drop_orphaned_signatures(self, txn: Transaction, removed_ref: str) -> None:
@@ -443,14 +479,17 @@ class Store:
     def gc(self) -> GcReport:
         """Delete every blob no tag or pin reaches, and stale ingest files."""
         with flocked(self.lease_path, exclusive=True):
-            return self._collect_garbage()
+            return self._collect_garbage("unreachable blobs were deleted")
 
-    def _collect_garbage(self) -> GcReport:
-        """Caller holds the exclusive lease, so no writer has committed-but-untagged blobs."""
+    def _collect_garbage(self, done: str) -> GcReport:
+        """Caller holds the exclusive lease, so no writer has committed-but-untagged blobs.
+
+        Blobs go first and the journal is compacted after, so a full disk (often why gc runs)
+        gets its space back; ``done`` says what happened when index.json cannot follow.
+        """
         report = GcReport()
-        self.compact()
         with self._locked():
-            self.journal.refresh()
+            self.journal.cut_tail()
             reachable = set(self.walk(self.roots(), missing_ok=True))
         for digest in list(self.blobs.iter_digests()):
             if digest in reachable:
@@ -464,6 +503,11 @@ class Store:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
                 report.removed_ingest_files += 1
+        with self._locked():
+            self.journal.cut_tail()
+            compacted = self._compact_if_due(always=True)
+            if compacted or not self._index_json_in_step():
+                self._rewrite_index_json(done)
         return report
 
     def _prune_analysis_cache(self, reachable: set[Digest]) -> int:

@@ -98,15 +98,36 @@ class _NamedWriter(io.RawIOBase):
 
 
 class _NamedReader(io.RawIOBase):
-    """Raw reads from the user's file; an OS error becomes one line naming the user's path."""
+    """Raw reads from the user's file; an OS error becomes one line naming the user's path.
+
+    With ``file`` (a regular file, not a pipe) it can also seek, so a reader may take a second pass."""
 
     def __init__(self, readinto: Callable[[WriteableBuffer], int | None], shown: str,
-                 error: Callable[[str], GadgetStoreError]) -> None:
+                 error: Callable[[str], GadgetStoreError], file: io.FileIO | None = None) -> None:
         super().__init__()
         self._readinto, self._shown, self._error = readinto, shown, error
+        self._file = file
 
     def readable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:
+        return self._file is not None and self._file.seekable()
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if self._file is None:
+            raise io.UnsupportedOperation("seek")
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        if self._file is None:
+            raise io.UnsupportedOperation("tell")
+        return self._file.tell()
+
+    def fileno(self) -> int:
+        if self._file is None:
+            raise io.UnsupportedOperation("fileno")
+        return self._file.fileno()
 
     def readinto(self, buffer: WriteableBuffer) -> int:
         try:
@@ -228,7 +249,7 @@ def open_input(path: Path, what: str, error: type[GadgetStoreError] = UserPathEr
         raise error(f"{shown} does not exist") from None
     except OSError as err:
         raise error(f"cannot read {shown}: {err.strerror or err}") from None
-    with raw, io.BufferedReader(_NamedReader(raw.readinto, shown, error)) as source:
+    with raw, io.BufferedReader(_NamedReader(raw.readinto, shown, error, raw)) as source:
         yield source
 
 

@@ -52,7 +52,7 @@ PROBE_MIN_SIZE = 64 * 1024 * 1024  # smaller blobs start all chunks at once: no 
 # bytes/s (~1 Gbit/s): one stream this fast is not what limits the pull, and parallel streams would
 # only add requests and CPU; loopback probes measured 650-980 MiB/s, a WAN stream brings 10-100.
 STREAM_RATE = 128 * 1024 * 1024
-_CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+_CONTENT_RANGE_RE = re.compile(r"bytes ([0-9]+)-([0-9]+)/([0-9]+|\*)")
 WriteAt = Callable[[int, bytes], None]
 
 
@@ -447,7 +447,7 @@ class BlobFetcher:
         """A 206 must cover exactly the bytes asked for; a 200 in the middle means Range broke."""
         if resp.status != 206:
             raise _ChunkError(f"{resp.url}: registry stopped honouring Range requests")
-        match = _CONTENT_RANGE_RE.match((resp.header("content-range") or "").strip())
+        match = _CONTENT_RANGE_RE.fullmatch((resp.header("content-range") or "").strip())
         if match is None:
             raise _ChunkError(f"{resp.url}: 206 without a usable Content-Range")
         got_start, got_end, total = int(match.group(1)), int(match.group(2)), match.group(3)

@@ -38,6 +38,7 @@ from urllib.parse import urljoin, urlsplit
 import h11
 import trio
 
+from ..asciidigits import parse_decimal
 from .errors import InvalidHeader, TransportError
 from .inflight import InFlight, request_label
 from .stall import RateMeter, StallPolicy
@@ -316,8 +317,7 @@ class Response:
         if any(token.strip().lower() == "close" for value in self.header_all("connection")
                for token in value.split(",")):
             return None
-        value = lengths[0].strip()
-        return int(value) if value.isdigit() else None
+        return parse_decimal(lengths[0].strip())
 
     def header(self, name: str) -> str | None:
         name = name.lower()
@@ -467,8 +467,8 @@ class Response:
 
     async def discard(self, limit: int = 64 * 1024) -> None:
         """Drop the body: read a short one to keep the connection, else close it."""
-        length = self.header("content-length")
-        if self.method != "HEAD" and (length is None or not length.isdigit() or int(length) > limit):
+        length = parse_decimal(self.header("content-length") or "")
+        if self.method != "HEAD" and (length is None or length > limit):
             await self.aclose()
             return
         try:

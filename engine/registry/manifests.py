@@ -12,14 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import mediatypes as mt
-from ..descriptor import Descriptor, parse_document
+from ..descriptor import Descriptor, checked_document
 from ..digest import Digest
 from ..errors import DigestMismatch, GadgetStoreError, IntegrityError, InvalidManifest
 from .client import RegistryClient
 from .http import BodyTooLarge
 
 ACCEPT = ", ".join([mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.DOCKER_MANIFEST])
-_GENERIC_TYPES = {"", "application/json", "text/plain", "application/octet-stream"}
 
 
 @dataclass(frozen=True)
@@ -27,26 +26,6 @@ class Document:
     desc: Descriptor
     data: bytes
     doc: dict[str, Any]
-
-
-def media_type_of(doc: dict[str, Any], content_type: str, where: str) -> str:
-    """The document's type from its body, checked against the header; inferred when both are vague."""
-    declared = doc.get("mediaType")
-    header = content_type.split(";", 1)[0].strip().lower()
-    if declared is not None and not isinstance(declared, str):
-        raise InvalidManifest(f"{where}: mediaType is not a string")
-    if declared and header not in _GENERIC_TYPES and declared != header:
-        raise InvalidManifest(f"{where}: mediaType {declared} does not match Content-Type {header}")
-    media_type = declared or (header if header not in _GENERIC_TYPES else "")
-    if not media_type:
-        media_type = mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST
-    if media_type in mt.INDEX_TYPES and ("config" in doc or "layers" in doc):
-        raise InvalidManifest(f"{where}: an index must not have config or layers")
-    if media_type in mt.MANIFEST_TYPES and "manifests" in doc:
-        raise InvalidManifest(f"{where}: a manifest must not have manifests")
-    if media_type not in mt.INDEX_TYPES and media_type not in mt.MANIFEST_TYPES:
-        raise InvalidManifest(f"{where}: unsupported manifest type {media_type}")
-    return media_type
 
 
 async def fetch_document(
@@ -79,8 +58,6 @@ async def fetch_document(
         raise DigestMismatch(f"{where}: manifest content has digest {actual}, expected {want}")
     if isinstance(expected, Descriptor) and len(data) != expected.size:
         raise IntegrityError(f"{where}: manifest is {len(data)} bytes, its descriptor says {expected.size}")
-    doc = parse_document(data, where)
-    media_type = media_type_of(doc, content_type, where)
-    if isinstance(expected, Descriptor) and expected.media_type and expected.media_type != media_type:
-        raise InvalidManifest(f"{where}: descriptor says {expected.media_type}, document is {media_type}")
+    doc, media_type = checked_document(data, where, content_type,
+                                       expected.media_type if isinstance(expected, Descriptor) else "")
     return Document(Descriptor(media_type, actual, len(data)), data, doc)

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,13 +54,13 @@ from urllib.parse import urlsplit
 from ..errors import GadgetStoreError
 from ..fsutil import read_utf8
 from ..humanize import parse_duration, parse_rate
+from ..reference import is_valid_path
 from .stall import StallPolicy
 
 DEFAULT_PATH = Path("/etc/gadgetstore/registries.toml")
 ENV_VAR = "GADGETSTORE_REGISTRIES_CONFIG"
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_MIRRORS = 16
-_COMPONENT_RE = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _MIRROR_KEYS = {"url", "insecure", "ca_file", "path_prefix", "resolve"}
 _PEER_KEYS = {"urls", "self", "wait", "registries"}
 _REGISTRY_KEYS = {"mirror", "cert_dir"}
@@ -199,7 +198,7 @@ def _mirror(raw: Any, where: str, base_dir: Path) -> Mirror:
     if not isinstance(prefix, str):
         raise RegistriesConfigError(f"{where}: path_prefix must be a string")
     prefix = prefix.strip("/")
-    if prefix and not all(_COMPONENT_RE.match(c) for c in prefix.split("/")):
+    if prefix and not is_valid_path(prefix):
         raise RegistriesConfigError(f"{where}: path_prefix {prefix!r} is not a valid repository path")
     ca_path: Path | None = None
     if "ca_file" in raw:

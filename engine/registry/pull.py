@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 import trio
 
 from .. import mediatypes as mt
-from ..descriptor import Descriptor, GraphBudget, children, is_document, parse_document
+from ..descriptor import Descriptor, GraphBudget, checked_document, children, is_document
 from ..digest import Digest
 from ..errors import GadgetStoreError, InvalidManifest, StoreError
 from ..reference import Reference, normalize
 from ..store import Store
 from .client import RegistryClient, Session, TransferOptions
 from .groupcommit import GroupCommit
-from .manifests import Document, media_type_of
+from .manifests import Document
 from .mirrors import Sources, Tallies
 from .signatures import SignatureFetch, VerifyPolicy, discard_refused, settle_signatures
 from .tagsnapshot import TagSnapshots
@@ -126,13 +126,13 @@ class Puller:
         data = self.store.blobs.read(digest, max_size=mt.MAX_MANIFEST_BYTES)
         if desc is not None and desc.size != len(data):
             raise InvalidManifest(f"manifest {digest} is {len(data)} bytes, its descriptor says {desc.size}")
-        doc = parse_document(data, f"manifest {digest}")
-        media_type = (desc.media_type if desc else "") or media_type_of(doc, "", f"manifest {digest}")
+        declared = desc.media_type if desc else ""
+        doc, media_type = checked_document(data, f"manifest {digest}", expected_type=declared)
         return Document(Descriptor(media_type, digest, len(data)), data, doc)
 
     def _commit_tags(self, batch: list[tuple[str, Descriptor]]) -> None:
         """One journal record for the batch (all or nothing)."""
-        with self.store.transaction() as txn:
+        with self.store.transaction("the pulled images were tagged") as txn:
             for ref, desc in batch:
                 txn.tag(ref, desc.bare())
 

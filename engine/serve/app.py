@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import trio
 
+from gadgetstore.engine.asciidigits import parse_decimal
 from gadgetstore.engine.registry.mirrors_config import load as load_registries
 from gadgetstore.engine.store import Store
 
@@ -21,13 +22,14 @@ log = logging.getLogger("gadgetstore.serve")
 def parse_listen(text: str) -> tuple[str | None, int]:
     """``HOST:PORT``, ``[V6]:PORT`` or ``:PORT`` (every interface, as Go servers read it)."""
     host, sep, port_text = text.rpartition(":")
-    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+    port = parse_decimal(port_text)
+    if not sep or port is None or port > 65535:
         raise ValueError(f"listen address {text!r} is not HOST:PORT")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     elif ":" in host:
         raise ValueError(f"listen address {text!r}: write IPv6 hosts in brackets, e.g. [::1]:5050")
-    return (host or None), int(port_text)
+    return (host or None), port
 
 
 async def run(

@@ -19,19 +19,14 @@ served by their path only.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
-from gadgetstore.engine.reference import DEFAULT_DOMAIN
-
-# The distribution-spec ``<name>`` grammar: path components of lowercase alphanumerics and separators.
-_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_NAME_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-MAX_NAME_LENGTH = 255
+from gadgetstore.engine.reference import DEFAULT_DOMAIN, NAME_TOTAL_LENGTH_MAX, is_valid_path
 
 
 def is_valid_name(name: str) -> bool:
-    return len(name) <= MAX_NAME_LENGTH and _NAME_RE.match(name) is not None
+    """The distribution-spec ``<name>`` grammar: what a URL may name."""
+    return len(name) <= NAME_TOTAL_LENGTH_MAX and is_valid_path(name)
 
 
 class NameTable:

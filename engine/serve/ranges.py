@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_SPEC_RE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+_SPEC_RE = re.compile(r"[ \t]*([0-9]*)[ \t]*-[ \t]*([0-9]*)[ \t]*")
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     unit, sep, spec = header.partition("=")
     if not sep or unit.strip().lower() != "bytes" or "," in spec:
         return None
-    match = _SPEC_RE.match(spec)
+    match = _SPEC_RE.fullmatch(spec)
     if match is None:
         return None
     first, last = match.groups()

@@ -17,6 +17,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from gadgetstore.engine import mediatypes as mt
+from gadgetstore.engine.asciidigits import parse_decimal
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import InvalidDigest
 from gadgetstore.engine.reference import is_valid_tag
@@ -183,9 +184,10 @@ def _page(items: list[str], query: dict[str, list[str]]) -> tuple[list[str], int
     n_text = _first(query, "n")
     if n_text is None:
         return items, None
-    if not n_text.isdigit():
+    n_value = parse_decimal(n_text)
+    if n_value is None:
         raise _BadPage(n_text)
-    n = min(int(n_text), MAX_PAGE)
+    n = min(n_value, MAX_PAGE)
     page = items[:n]
     return page, (n if n and len(items) > n else None)
 

@@ -10,14 +10,14 @@ from typing import Any
 
 from .errors import MalformedSignature
 
-_STD_RE = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
-_URL_RE = re.compile(r"^[A-Za-z0-9_-]*$")
+_STD_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_URL_RE = re.compile(r"[A-Za-z0-9_-]*")
 MAX_SIGNATURE_DOCUMENT = 1024 * 1024
 
 
 def b64decode_std(text: object, what: str) -> bytes:
     """Standard base64 with padding (cosign annotations, DSSE, x5c); nothing else accepted."""
-    if not isinstance(text, str) or not _STD_RE.match(text) or len(text) % 4:
+    if not isinstance(text, str) or not _STD_RE.fullmatch(text) or len(text) % 4:
         raise MalformedSignature(f"{what} is not valid base64")
     try:
         return base64.b64decode(text, validate=True)
@@ -30,14 +30,14 @@ def b64decode_any(text: object, what: str) -> bytes:
     if not isinstance(text, str):
         raise MalformedSignature(f"{what} is not a base64 string")
     stripped = text.rstrip("=")
-    if _URL_RE.match(stripped):
+    if _URL_RE.fullmatch(stripped):
         return b64decode_url(stripped, what)
     return b64decode_std(stripped + "=" * (-len(stripped) % 4), what)
 
 
 def b64decode_url(text: object, what: str) -> bytes:
     """base64url without padding (JWS, RFC 7515 §2)."""
-    if not isinstance(text, str) or not _URL_RE.match(text) or len(text) % 4 == 1:
+    if not isinstance(text, str) or not _URL_RE.fullmatch(text) or len(text) % 4 == 1:
         raise MalformedSignature(f"{what} is not valid base64url")
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 

@@ -136,6 +136,16 @@ def test_pull_prints_normalised_name(tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("name", ["127.0.0.1:9/gadget:vé", "127.0.0.1:9/gadget:v\u0663", "127.0.0.1:9/gädget:v1",
+                                  "127.0.0.1:9/gadget:v1\n"])
+@pytest.mark.parametrize("verb", ["pull", "push"])
+def test_names_beyond_ascii_are_refused_in_one_line(tmp_path: Path, verb: str, name: str) -> None:
+    """Refused by the reference grammar before any connection (port 9 would refuse one anyway)."""
+    code, out, err = run("--store", str(tmp_path / "s"), "image", verb, name, "--insecure-registries", "127.0.0.1:9")
+    assert code == 1 and out == ""
+    assert err.startswith("Error: invalid reference format") and err.count("\n") == 1, err
+
+
 def test_pull_with_login_over_tls(htpasswd_registry: RegistryServer, cert_dir: Path, tmp_path: Path) -> None:
     auth = tmp_path / "auth.json"
     src_root = tmp_path / "src"

@@ -2,17 +2,19 @@ import hashlib
 import io
 import json
 import os
+import re
 import stat
 import tarfile
 import threading
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pytest
 import zstandard
 
 from gadgetstore.engine import mediatypes as mt
 from gadgetstore.engine.archive import export_images, import_archive
+from gadgetstore.engine.blobstore import BlobStore, IngestWriter
 from gadgetstore.engine.descriptor import MAX_GRAPH_DEPTH
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import GraphTooLarge, ImageNotFound, InvalidArchive
@@ -83,19 +85,50 @@ def test_export_of_unknown_image_fails_and_writes_nothing(store: Store, tmp_path
 LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 
 
-def _index_for(data: bytes, ref: str = "x.io/evil:1") -> bytes:
-    entry = {"mediaType": "application/octet-stream", "digest": "sha256:" + hashlib.sha256(data).hexdigest(),
-             "size": len(data), "annotations": {"org.opencontainers.image.ref.name": ref}}
-    return json.dumps({"schemaVersion": 2, "manifests": [entry]}).encode()
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def member(data: bytes) -> tuple[str, bytes]:
+    """A blob as an archive member, named after its digest."""
+    return f"blobs/sha256/{sha(data)}", data
+
+
+def descriptor(data: bytes, media_type: str, **fields: Any) -> dict[str, Any]:
+    return {"mediaType": media_type, "digest": f"sha256:{sha(data)}", "size": len(data), **fields}
+
+
+def tagged(data: bytes, ref: str = "x.io/evil:1", media_type: str = mt.OCI_MANIFEST, **fields: Any) -> dict[str, Any]:
+    return descriptor(data, media_type, **fields, annotations={mt.ANNOTATION_REF_NAME: ref})
+
+
+def index_json(*entries: dict[str, Any]) -> tuple[str, bytes]:
+    return "index.json", json.dumps({"schemaVersion": 2, "manifests": list(entries)}).encode()
+
+
+def document(**fields: Any) -> bytes:
+    return json.dumps({"schemaVersion": 2, **fields}).encode()
+
+
+CONFIG = b"name: evil\n"
+PAYLOAD = b"payload"
+MANIFEST = document(mediaType=mt.OCI_MANIFEST, config=descriptor(CONFIG, mt.GADGET_CONFIG),
+                    layers=[descriptor(PAYLOAD, mt.GADGET_EBPF)])
+OTHER_MANIFEST = document(mediaType=mt.OCI_MANIFEST, config=descriptor(CONFIG, mt.GADGET_CONFIG), layers=[])
+OFFICIAL = "ghcr.io/inspektor-gadget/gadget/trace_open:latest"
+BLOB = member(PAYLOAD)[0]
+GOOD: list[tarfile.TarInfo | tuple[str, bytes]] = [
+    ("oci-layout", LAYOUT), index_json(tagged(MANIFEST)), member(CONFIG), member(MANIFEST), member(PAYLOAD)]
+HEAD = GOOD[:4]  # all but the layer
 
 
 def build_tar(path: Path, members: list[tarfile.TarInfo | tuple[str, bytes]]) -> Path:
     with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
-        for member in members:
-            if isinstance(member, tarfile.TarInfo):
-                tar.addfile(member)
+        for item in members:
+            if isinstance(item, tarfile.TarInfo):
+                tar.addfile(item)
             else:
-                name, data = member
+                name, data = item
                 info = tarfile.TarInfo(name)
                 info.size = len(data)
                 tar.addfile(info, io.BytesIO(data))
@@ -108,38 +141,84 @@ def link(name: str, target: str, kind: bytes) -> tarfile.TarInfo:
     return info
 
 
-PAYLOAD = b"payload"
-BLOB = "blobs/sha256/" + hashlib.sha256(PAYLOAD).hexdigest()
-GOOD = [("oci-layout", LAYOUT), ("index.json", _index_for(PAYLOAD)), (BLOB, PAYLOAD)]
-
-
 def device(name: str) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type = tarfile.CHRTYPE
     return info
 
 
+def huge_pax_header(name: str) -> tarfile.TarInfo:
+    """An empty member behind a pax header of more than a MiB (tarfile reads those whole)."""
+    info = tarfile.TarInfo(name)
+    info.pax_headers = {"comment": "x" * (1024 * 1024 + 1)}
+    return info
+
+
+def with_layer_image(manifest: bytes, ref: str = "x.io/evil:1", media_type: str = mt.OCI_MANIFEST) -> list[
+        tarfile.TarInfo | tuple[str, bytes]]:
+    """A whole archive whose index.json tags ``manifest`` (as ``media_type``), with config and layer."""
+    return [GOOD[0], index_json(tagged(manifest, ref, media_type)), member(CONFIG), member(manifest), member(PAYLOAD)]
+
+
+def child_typed(media_type: str) -> list[tarfile.TarInfo | tuple[str, bytes]]:
+    """An image index whose entry for the manifest says ``media_type``."""
+    index = document(mediaType=mt.OCI_INDEX, manifests=[descriptor(MANIFEST, media_type)])
+    return [GOOD[0], index_json(tagged(index, media_type=mt.OCI_INDEX)), member(index), *GOOD[2:]]
+
+
+SIG_TAG = f"sha256-{sha(MANIFEST)}.sig"
 HOSTILE: dict[str, tuple[list[tarfile.TarInfo | tuple[str, bytes]], str]] = {
     "dotdot": ([*GOOD, ("../escape", b"x")], "traversal"),
     "dotdot_inside": ([*GOOD, ("blobs/../../escape", b"x")], "traversal"),
     "absolute": ([*GOOD, ("/etc/cron.d/x", b"x")], "absolute"),
-    "symlink_blob": ([GOOD[0], GOOD[1], link(BLOB, "/etc/passwd", tarfile.SYMTYPE)], "regular files"),
-    "hardlink": ([GOOD[0], GOOD[1], link(BLOB, "/etc/shadow", tarfile.LNKTYPE)], "regular files"),
+    "symlink_blob": ([*HEAD, link(BLOB, "/etc/passwd", tarfile.SYMTYPE)], "regular files"),
+    "hardlink": ([*HEAD, link(BLOB, "/etc/shadow", tarfile.LNKTYPE)], "regular files"),
     "symlink_dir_then_file": ([*GOOD, link("blobs/sha512", "/tmp", tarfile.SYMTYPE)], "regular files"),
     "device": ([*GOOD, device("blobs/sha256/dev")], "regular files"),
     "unknown_file": ([*GOOD, ("blobs/sha256/notahex", b"x")], "invalid digest"),
     "stray_file": ([*GOOD, ("etc/passwd", b"x")], "not part of an OCI image layout"),
-    "digest_mismatch": ([GOOD[0], GOOD[1], (BLOB, b"payloaX")], "digest"),
-    "missing_blob": ([GOOD[0], GOOD[1]], "missing"),
-    "duplicate_index": ([*GOOD, ("index.json", _index_for(PAYLOAD, "x.io/other:1"))], "twice"),
-    "no_layout": ([GOOD[1], GOOD[2]], "oci-layout"),
-    "bad_layout": ([("oci-layout", b'{"imageLayoutVersion":"2"}'), GOOD[1], GOOD[2]], "imageLayoutVersion"),
-    "no_index": ([GOOD[0], GOOD[2]], "index.json"),
-    "index_not_json": ([GOOD[0], ("index.json", b"{"), GOOD[2]], "not an OCI image index"),
-    "size_lies": ([GOOD[0], ("index.json", _index_for(PAYLOAD).replace(b'"size": 7', b'"size": 70')), GOOD[2]],
-                  "descriptor says 70"),
-    "bad_ref": ([GOOD[0], ("index.json", _index_for(PAYLOAD, "../../x")), GOOD[2]], "unsupported image reference"),
+    "digest_mismatch": ([*HEAD, (BLOB, b"payloaX")], "digest"),
+    "missing_blob": (HEAD, "missing"),
+    "duplicate_index": ([*GOOD, index_json(tagged(MANIFEST, "x.io/other:1"))], "twice"),
+    "no_layout": (GOOD[1:], "oci-layout"),
+    "bad_layout": ([("oci-layout", b'{"imageLayoutVersion":"2"}'), *GOOD[1:]], "imageLayoutVersion"),
+    "no_index": ([GOOD[0], *GOOD[2:]], "index.json"),
+    "index_not_json": ([GOOD[0], ("index.json", b"{"), *GOOD[2:]], "not an OCI image index"),
+    "size_lies": ([GOOD[0], index_json(tagged(MANIFEST, size=len(MANIFEST) + 63)), *GOOD[2:]],
+                  f"has {len(MANIFEST)} bytes, its descriptor says {len(MANIFEST) + 63}"),
+    "huge_pax_header": ([*HEAD, huge_pax_header(BLOB)], "extended header"),
+    # tags: exactly what the store keeps (a full reference as ig normalises it, or a signature tag)
+    "bad_ref": ([GOOD[0], index_json(tagged(MANIFEST, "../../x")), *GOOD[2:]], "unsupported image reference"),
+    "digest_ref": (with_layer_image(MANIFEST, f"x.io/evil@sha256:{'a' * 64}"), "a digest reference, as a tag"),
+    "one_tag_two_images": ([GOOD[0], index_json(tagged(MANIFEST, "trace_open"), tagged(OTHER_MANIFEST, OFFICIAL)),
+                            member(CONFIG), member(MANIFEST), member(OTHER_MANIFEST), member(PAYLOAD)],
+                           f"tags {OFFICIAL} twice"),
+    "non_ascii_tag": (with_layer_image(MANIFEST, "x.io/evil:vé"), "unsupported image reference"),
+    "non_ascii_digit_tag": (with_layer_image(MANIFEST, "x.io/evil:v\u0663"), "unsupported image reference"),
+    "signature_tag_newline": (with_layer_image(MANIFEST, SIG_TAG + "\n"), "unsupported image reference"),
+    "tag_newline": (with_layer_image(MANIFEST, "x.io/evil:1\n"), "unsupported image reference"),
+    # documents: checked for their media type exactly as a pull checks them
+    "empty_manifest": (with_layer_image(b"{}"), "schemaVersion must be 2"),
+    "manifest_without_layers": (with_layer_image(document(mediaType=mt.OCI_MANIFEST,
+                                                          config=descriptor(CONFIG, mt.GADGET_CONFIG))),
+                                "a manifest must have a config and a list of layers"),
+    "root_type_disagrees": (with_layer_image(MANIFEST, media_type=mt.OCI_INDEX),
+                            re.escape(f"descriptor says {mt.OCI_INDEX}, document is {mt.OCI_MANIFEST}")),
+    "child_type_disagrees": (child_typed(mt.DOCKER_MANIFEST),
+                             re.escape(f"descriptor says {mt.DOCKER_MANIFEST}, document is {mt.OCI_MANIFEST}")),
+    "root_not_a_document": ([GOOD[0], index_json(tagged(PAYLOAD, media_type="application/octet-stream")),
+                             member(PAYLOAD)], "not an image index or manifest"),
 }
+
+
+def test_the_good_archive_imports(store: Store, tmp_path: Path) -> None:
+    """The base every hostile case alters is itself sound."""
+    assert import_archive(store, build_tar(tmp_path / "good.tar", GOOD)) == ["x.io/evil:1"]
+    assert import_archive(store, build_tar(tmp_path / "typed.tar", child_typed(mt.OCI_MANIFEST))) == ["x.io/evil:1"]
+    with_signature = [GOOD[0], index_json(tagged(MANIFEST), tagged(MANIFEST, SIG_TAG)), *GOOD[2:]]
+    assert import_archive(store, build_tar(tmp_path / "sig.tar", with_signature)) == ["x.io/evil:1"]
+    assert store.tags() == [SIG_TAG, "x.io/evil:1"]
+    assert fsck(store).clean
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
@@ -190,16 +269,16 @@ def test_truncated_zstd_archive_is_refused(store: Store, store_root: Path, gadge
 
 
 def test_dot_slash_names_are_accepted(store: Store, tmp_path: Path) -> None:
-    archive = build_tar(tmp_path / "dot.tar", [(f"./{name}", data) for name, data in GOOD])
+    archive = build_tar(tmp_path / "dot.tar", [(f"./{name}", data) for name, data in GOOD])  # type: ignore[misc]
     assert import_archive(store, archive) == ["x.io/evil:1"]
-    assert store.blobs.read(store.resolve("x.io/evil:1").digest) == PAYLOAD
+    assert store.blobs.read(Digest.of_bytes(PAYLOAD)) == PAYLOAD
 
 
 def test_member_named_after_a_stored_blob_is_still_verified(store: Store, store_root: Path,
                                                            tmp_path: Path) -> None:
-    import_archive(store, build_tar(tmp_path / "good.tar", list(GOOD)))
+    import_archive(store, build_tar(tmp_path / "good.tar", GOOD))
     before = tree_snapshot(store_root)
-    lying = build_tar(tmp_path / "lying.tar", [GOOD[0], GOOD[1], (BLOB, b"payloaX")])
+    lying = build_tar(tmp_path / "lying.tar", [*HEAD, (BLOB, b"payloaX")])
     with pytest.raises(InvalidArchive, match="digest"):
         import_archive(store, lying)
     assert tree_snapshot(store_root) == before
@@ -287,3 +366,147 @@ def test_import_of_a_graph_deeper_than_the_limit_is_refused_and_store_unchanged(
     with pytest.raises(GraphTooLarge, match=f"^image x.io/chain:v1: .* deeper than the limit of {MAX_GRAPH_DEPTH}$"):
         import_archive(store, archive)
     assert tree_snapshot(store_root) == before
+
+# -- sizes: checked from the tar header, before a member's bytes are written -----------------------
+
+GiB = 1024 * 1024 * 1024
+ZEROS = 128 * 1024 * 1024  # a zstd stream of this many zeros is about 4 KB
+
+
+@pytest.fixture
+def ingest_meter(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Bytes written into ingest/ during the test, counted at the one way in (``BlobStore.writer``)."""
+    written = [0]
+    make_writer = BlobStore.writer
+
+    def counting_writer(self: BlobStore, *args: Any, **kwargs: Any) -> IngestWriter:
+        writer = make_writer(self, *args, **kwargs)
+        write = writer.write
+
+        def counted(data: bytes) -> None:
+            written[0] += len(data)
+            write(data)
+
+        writer.write = counted  # type: ignore[method-assign]
+        return writer
+
+    monkeypatch.setattr(BlobStore, "writer", counting_writer)
+    return written
+
+
+class Zeros(io.RawIOBase):
+    """``size`` zero bytes, read without holding them."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self.left)
+        buffer[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+def sparse(name: str, size: int) -> tarfile.TarInfo:
+    """A GNU sparse member (pax format 0.1): declares ``size`` bytes of zeros and stores none."""
+    info = tarfile.TarInfo(name)
+    info.pax_headers = {"GNU.sparse.map": "0,0", "GNU.sparse.size": str(size)}
+    return info
+
+
+def zstd_tar(path: Path, members: list[tuple[str, bytes | int]]) -> Path:
+    """A zstd-compressed tar; an int stands for that many zeros, streamed."""
+    with open(path, "wb") as raw, zstandard.ZstdCompressor().stream_writer(raw) as out, \
+            tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = data if isinstance(data, int) else len(data)
+            tar.addfile(info, Zeros(data) if isinstance(data, int) else io.BytesIO(data))
+    return path
+
+
+def index_last(members: list[Any]) -> list[Any]:
+    """Blobs first, then oci-layout and index.json: the order of ig's and our own exports."""
+    return [m for m in members if str(m[0] if isinstance(m, tuple) else m.name).startswith("blobs/")] + [
+        m for m in members if not str(m[0] if isinstance(m, tuple) else m.name).startswith("blobs/")]
+
+
+@pytest.mark.parametrize("order", ["index_first", "index_last"])
+@pytest.mark.parametrize("kind", ["sparse_tar", "zstd_zeros"])
+def test_a_member_larger_than_its_descriptor_is_refused_before_it_is_written(
+        store: Store, store_root: Path, gadget_tar: Path, tmp_path: Path, ingest_meter: list[int],
+        kind: str, order: str) -> None:
+    """A few KB of archive that declare GiBs for a 7-byte layer: refused from the tar header."""
+    import_archive(store, gadget_tar)
+    before = tree_snapshot(store_root)
+    if kind == "sparse_tar":
+        members: list[Any] = [*HEAD, sparse(BLOB, 2 * GiB)]
+        arrange = index_last if order == "index_last" else list
+        archive = build_tar(tmp_path / "bomb.tar", arrange(members))
+        declared = 2 * GiB
+    else:
+        zmembers: list[Any] = [*HEAD, (BLOB, ZEROS)]
+        arrange = index_last if order == "index_last" else list
+        archive = zstd_tar(tmp_path / "bomb.tar.zst", arrange(zmembers))
+        declared = ZEROS
+    assert archive.stat().st_size < 64 * 1024
+    ingest_meter[0] = 0
+    with pytest.raises(InvalidArchive, match=f"{BLOB} has {declared} bytes, its descriptor says {len(PAYLOAD)}"):
+        import_archive(store, archive)
+    assert ingest_meter[0] < 64 * 1024
+    assert tree_snapshot(store_root) == before
+
+
+@pytest.mark.parametrize("kind", ["sparse_tar", "zstd_zeros"])
+def test_a_member_nothing_refers_to_is_never_written_past_the_archive_size(
+        store: Store, tmp_path: Path, ingest_meter: list[int], kind: str) -> None:
+    stray = member(b"nobody refers to this")[0]
+    if kind == "sparse_tar":
+        archive = build_tar(tmp_path / "a.tar", [sparse(stray, 2 * GiB), *GOOD])
+    else:
+        archive = zstd_tar(tmp_path / "a.tar.zst", [(stray, ZEROS), *GOOD])  # type: ignore[list-item]
+    assert import_archive(store, archive) == ["x.io/evil:1"]
+    assert ingest_meter[0] == len(CONFIG) + len(MANIFEST) + len(PAYLOAD)
+    assert not store.blobs.has(Digest.parse(stray.replace("blobs/sha256/", "sha256:")))
+    assert store.blobs.ingest_files() == []
+
+
+def test_deferred_members_are_written_once_descriptors_vouch_for_them(store: Store, tmp_path: Path,
+                                                                     ingest_meter: list[int]) -> None:
+    """index.json last in a zstd archive that expands past its size: members past the archive's size
+    wait for a later pass, and a manifest deferred so leads to its layer one pass later."""
+    layer = b"gadget " * 200_000  # 1.4 MB; compresses to a few KB
+    manifest = document(mediaType=mt.OCI_MANIFEST, config=descriptor(CONFIG, mt.GADGET_CONFIG),
+                        layers=[descriptor(layer, mt.GADGET_EBPF)])
+
+    def build(filler_size: int) -> int:
+        """Zeros nothing refers to first: they use up the allowance for unreferenced blobs."""
+        filler = member(bytes(filler_size))[0]
+        members: list[Any] = [(filler, filler_size), member(CONFIG), member(manifest), member(layer),
+                              GOOD[0], index_json(tagged(manifest))]
+        return zstd_tar(tmp_path / "a.tar.zst", members).stat().st_size
+
+    filler_size = build(0) - 100
+    size = build(filler_size)
+    assert filler_size + len(CONFIG) <= size < filler_size + len(CONFIG) + len(manifest), "the layout this test needs"
+    assert import_archive(store, tmp_path / "a.tar.zst") == ["x.io/evil:1"]
+    assert store.blobs.read(Digest.of_bytes(layer)) == layer
+    assert ingest_meter[0] == filler_size + len(CONFIG) + len(manifest) + len(layer)
+    assert fsck(store).clean and store.blobs.ingest_files() == []
+
+
+@pytest.mark.parametrize(("written", "imported"), [
+    ("trace_open", "ghcr.io/inspektor-gadget/gadget/trace_open:latest"),
+    ("trace_open:v1", "ghcr.io/inspektor-gadget/gadget/trace_open:v1"),
+    ("localhost:5000/x", "localhost:5000/x:latest"),
+])
+def test_short_names_are_imported_under_the_name_ig_gives_them(store: Store, tmp_path: Path, written: str,
+                                                               imported: str) -> None:
+    """A name as a user types it is tagged as ig normalises it: listed, and removable by that name."""
+    archive = build_tar(tmp_path / "short.tar", with_layer_image(MANIFEST, written))
+    assert import_archive(store, archive) == [imported]
+    assert store.tags() == [imported]
+    assert str(store.resolve(imported).digest) == f"sha256:{sha(MANIFEST)}"

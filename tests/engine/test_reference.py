@@ -47,3 +47,41 @@ def test_parse_keeps_what_was_typed() -> None:
 def test_display_strips_only_the_official_prefix() -> None:
     assert reference.display_repository("ghcr.io/inspektor-gadget/gadget/trace_open") == "trace_open"
     assert reference.display_repository("ghcr.io/inspektor-gadget/ig") == "ghcr.io/inspektor-gadget/ig"
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "trace_open:vé",  # \w takes letters beyond ASCII
+        "trace_open:v\u0663",  # ... and digits (ARABIC-INDIC DIGIT THREE)
+        "trace_open:ｖ1",  # fullwidth
+        "trace_ópen",
+        "x.io/ünï/gadget:1",
+        "trace_open:v1\n",  # $ matches before a final newline
+        "trace_open\n",
+        "x.io/a:1\n",
+    ],
+)
+def test_references_are_ascii_and_whole(typed: str) -> None:
+    with pytest.raises(InvalidReference):
+        reference.normalize(typed)
+    with pytest.raises(InvalidReference):
+        reference.parse(typed)
+
+
+def test_tag_and_path_checks_are_ascii_and_whole() -> None:
+    assert reference.is_valid_tag("v1.2_rc-3") and reference.is_valid_path("inspektor-gadget/gadget/trace_open")
+    for tag in ["vé", "v\u0663", "v1\n", "", "-v1", "x" * 129]:
+        assert not reference.is_valid_tag(tag), tag
+    for path in ["a/b\n", "ünï/x", "A/b", "a//b", ""]:
+        assert not reference.is_valid_path(path), path
+
+
+def test_signature_tags_are_matched_whole() -> None:
+    from gadgetstore.engine.store import signature_tag_subject
+
+    hex64 = "ab" * 32
+    assert str(signature_tag_subject(f"sha256-{hex64}.sig")) == f"sha256:{hex64}"
+    assert str(signature_tag_subject(f"sha256-{hex64}")) == f"sha256:{hex64}"
+    for tag in [f"sha256-{hex64}.sig\n", f"sha256-{hex64}\n", f"sha256-{hex64}.sigx", f"xsha256-{hex64}.sig"]:
+        assert signature_tag_subject(tag) is None, repr(tag)

@@ -2,13 +2,19 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from gadgetstore.engine.archive import import_archive
 from gadgetstore.engine.descriptor import Descriptor, canonical_json
 from gadgetstore.engine.digest import Digest
-from gadgetstore.engine.fsck import fsck
+from gadgetstore.engine.errors import StoreError
+from gadgetstore.engine.fsck import fsck, repair_root
+from gadgetstore.engine.mediatypes import ANNOTATION_REF_NAME
 from gadgetstore.engine.store import Store
+from tests.support.cli import run_in_store
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
@@ -138,3 +144,147 @@ def test_list_skips_signature_and_bare_tags(store: Store) -> None:
     rows, warnings = list_images(store)
     assert [(r.repository, r.tag) for r in rows] == [("x.io/a", "1")]
     assert warnings == []
+
+
+# -- fsck --repair: everything fsck reports is repaired --------------------------------------------
+
+LAYER_ONE, LAYER_TWO = b"layer one", b"layer two"
+
+
+def replace_blob(store: Store, data: bytes, make: Callable[[Path], None]) -> Digest:
+    digest = Digest.of_bytes(data)
+    path = store.blobs.path(digest)
+    os.unlink(path)
+    make(path)
+    return digest
+
+
+def drop_from_index_json(root: Path, ref: str) -> None:
+    """Another tool's edit: adopted (not undone) when the store is next opened for writing."""
+    index = json.loads((root / "index.json").read_bytes())
+    index["manifests"] = [m for m in index["manifests"] if m["annotations"][ANNOTATION_REF_NAME] != ref]
+    (root / "index.json").write_text(json.dumps(index))
+
+
+def append_bytes(path: Path, data: bytes) -> None:
+    with open(path, "ab") as out:
+        out.write(data)
+
+
+def tag_pointing_at(store: Store, ref: str, desc: Descriptor) -> Digest:
+    with store.transaction() as txn:
+        txn.tag(ref, desc)
+    return desc.digest
+
+
+DAMAGE: dict[str, tuple[Callable[[Store], object], str, str]] = {
+    # kind: (damage, what fsck reports, what repair says)
+    "blob_symlink": (lambda s: replace_blob(s, LAYER_ONE, lambda p: p.symlink_to("/etc/passwd")),
+                     "is not a regular file", "is not a regular file, to quarantine/"),
+    "blob_directory": (lambda s: replace_blob(s, LAYER_ONE, lambda p: p.mkdir()),
+                       "is not a regular file", "to quarantine/"),
+    "blob_fifo": (lambda s: replace_blob(s, LAYER_ONE, lambda p: os.mkfifo(p)), "is not a regular file",
+                  "to quarantine/"),
+    "blob_damaged": (lambda s: replace_blob(s, LAYER_ONE, lambda p: p.write_bytes(b"layer 0ne")),
+                     "its content has another digest", "to quarantine/"),
+    "blob_truncated": (lambda s: replace_blob(s, LAYER_ONE, lambda p: p.write_bytes(b"layer")),
+                       "descriptor says 9", "to quarantine/"),
+    "blob_missing": (lambda s: os.unlink(s.blobs.path(Digest.of_bytes(LAYER_ONE))), "is missing",
+                     "removed tag x.io/a:1: blob"),
+    "root_missing": (lambda s: tag_pointing_at(s, "x.io/gone:1", Descriptor(INDEX, Digest.of_bytes(b"gone"), 4)),
+                     "tag x.io/gone:1: blob", "removed tag x.io/gone:1"),
+    "root_wrong_size": (lambda s: tag_pointing_at(s, "x.io/big:1", Descriptor(
+                            INDEX, s.resolve("x.io/a:1").digest, s.resolve("x.io/a:1").size + 1)),
+                        "descriptor says", "removed tag x.io/big:1"),
+    "root_not_a_document": (lambda s: tag_pointing_at(s, "x.io/text:1", Descriptor(
+                                MANIFEST, s.blobs.put(b"not json"), 8)),
+                            "not valid JSON", "removed tag x.io/text:1"),
+    "stray_file": (lambda s: (s.root / "blobs" / "sha256" / "junk").write_bytes(b"x"),
+                   "unexpected entry blobs/sha256/junk", "moved blobs/sha256/junk (not a blob)"),
+    "stray_algorithm_symlink": (lambda s: (s.root / "blobs" / "sha512").symlink_to(s.root.parent),
+                                "unexpected entry blobs/sha512", "moved blobs/sha512 (not a blob)"),
+    "index_json_missing": (lambda s: os.unlink(s.root / "index.json"), "index.json is missing", ""),
+    "index_json_garbage": (lambda s: (s.root / "index.json").write_text("{"), "not valid JSON", ""),
+    "index_json_edited": (lambda s: drop_from_index_json(s.root, "x.io/a:1"), "out of step", ""),
+    "journal_damaged": (lambda s: append_bytes(s.root / "index.journal", b"deadbeef {broken\n"),
+                        "index journal", "rebuilt the index journal"),
+}
+
+
+def damaged_store(root: Path, kind: str) -> Store:
+    store = Store.open(root)
+    make_image(store, "x.io/a:1", [LAYER_ONE, LAYER_TWO])
+    make_image(store, "x.io/b:1", [b"only in b"])
+    DAMAGE[kind][0](store)
+    return store
+
+
+@pytest.mark.parametrize("kind", sorted(DAMAGE))
+def test_fsck_repair_repairs_each_kind_of_damage(store_root: Path, kind: str) -> None:
+    _, reported, said = DAMAGE[kind]
+    damaged_store(store_root, kind)
+    report = fsck(Store.open(store_root, readonly=True, allow_damage=True))
+    assert not report.clean and reported in "\n".join(report.problems)
+    actions = repair_root(store_root)
+    assert said in "\n".join(actions)
+    after = fsck(Store.open(store_root))
+    assert after.clean, after.problems
+    assert "x.io/b:1" in Store.open(store_root).tags(), "an image the damage did not reach stays"
+
+
+def test_fsck_repair_drops_a_pin_whose_blob_is_missing(store: Store, store_root: Path) -> None:
+    image = make_image(store, "x.io/a:1", [LAYER_ONE])
+    pin = sign(store, image, ref_style=False)
+    os.unlink(store.blobs.path(pin.digest))
+    assert not fsck(store).clean
+    assert f"removed pinned {pin.digest}: blob {pin.digest} is missing" in "\n".join(repair_root(store_root))
+    assert fsck(Store.open(store_root)).clean and Store.open(store_root).pins() == []
+
+
+def test_fsck_repair_makes_writable_blobs_read_only_and_clears_ingest(store: Store, store_root: Path) -> None:
+    make_image(store, "x.io/a:1", [LAYER_ONE])
+    layer = store.blobs.path(Digest.of_bytes(LAYER_ONE))
+    os.chmod(layer, 0o644)
+    (store.blobs.ingest_dir / "ingest-leftover").write_bytes(b"partial")
+    assert len(fsck(store).notes) == 2
+    actions = repair_root(store_root)
+    assert f"made blob {Digest.of_bytes(LAYER_ONE)} read-only" in actions
+    assert "removed 1 unfinished ingest file(s)" in actions
+    assert fsck(Store.open(store_root)).notes == [] and os.stat(layer).st_mode & 0o777 == 0o444
+
+
+def test_fsck_repair_leaves_ingest_files_of_a_running_writer(store: Store, store_root: Path) -> None:
+    (store.blobs.ingest_dir / "ingest-in-flight").write_bytes(b"partial")
+    with store.lease():
+        assert repair_root(store_root) == []
+    assert (store.blobs.ingest_dir / "ingest-in-flight").exists()
+
+
+def test_a_blobs_directory_replaced_by_a_symlink_is_repaired(tmp_path: Path, store_root: Path) -> None:
+    """A ``blobs/sha256`` that is a symlink stops every open for writing; repair still gets in."""
+    Store.open(store_root)
+    elsewhere = tmp_path / "elsewhere"
+    (store_root / "blobs" / "sha256").rename(elsewhere)
+    (store_root / "blobs" / "sha256").symlink_to(elsewhere)
+    with pytest.raises(StoreError, match="symlinks are refused"):
+        Store.open(store_root)
+    assert "moved blobs/sha256 (not a blob) to quarantine/stray-blobs-sha256" in repair_root(store_root)
+    assert fsck(Store.open(store_root)).clean
+
+
+def test_a_quarantined_blob_comes_back_with_a_reimport(tmp_path: Path, gadget_tar: Path) -> None:
+    root = tmp_path / "s"
+    assert run_in_store(root, "image", "import", str(gadget_tar))[0] == 0
+    store = Store.open(root)
+    layer = max(store.blobs.iter_digests(), key=lambda d: store.blobs.path(d).stat().st_size)
+    os.chmod(store.blobs.path(layer), 0o644)
+    store.blobs.path(layer).write_bytes(b"bit rot")
+    code, out, _ = run_in_store(root, "fsck", "--repair")
+    assert code == 0 and "no problems found" in out
+    assert f"repaired: moved blob {layer}" in out
+    assert "repaired: removed tag ghcr.io/inspektor-gadget/gadget/trace_demo:latest" in out
+    assert (root / "quarantine" / f"sha256-{layer.hex}").read_bytes() == b"bit rot"
+    assert run_in_store(root, "image", "import", str(gadget_tar))[0] == 0
+    code, out, _ = run_in_store(root, "fsck")
+    assert code == 0 and "no problems found" in out
+    assert Store.open(root).blobs.rehash(layer) == layer

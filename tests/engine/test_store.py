@@ -1,3 +1,5 @@
+import contextlib
+import errno
 import json
 import os
 import subprocess
@@ -89,6 +91,48 @@ def test_compaction_inside_a_deferred_block_writes_index_json_at_once(
             txn.tag("example.com/a:2", desc)
         assert index_json_refs(store_root) == ["example.com/a:1", "example.com/a:2"]
         assert not fsck(Store.open(store_root, readonly=True)).problems
+
+
+def no_space(*args: object) -> None:
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.mark.parametrize("deferred", [False, True])
+def test_a_compaction_that_finds_no_space_leaves_the_commit_standing(
+        store: Store, store_root: Path, monkeypatch: pytest.MonkeyPatch, deferred: bool) -> None:
+    """Compacting only saves space: the record is in the journal, so the transaction succeeded."""
+    desc = blob_desc(store, "one")
+    monkeypatch.setattr(store.journal, "wants_compaction", lambda: True)
+    monkeypatch.setattr(store.journal, "compact", no_space)
+    batch = store.deferred_index_json() if deferred else contextlib.nullcontext()
+    with batch, store.transaction() as txn:
+        txn.tag("example.com/a:1", desc)
+    assert Store.open(store_root).tags() == ["example.com/a:1"]
+    assert index_json_refs(store_root) == ["example.com/a:1"]
+
+
+def test_a_journal_append_that_fails_is_taken_back(store: Store, store_root: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """An fsync of the journal that fails (a full disk) must not leave a whole record behind: the
+    error says nothing was recorded, and the next replay must agree."""
+    with store.transaction() as txn:
+        txn.tag("example.com/a:1", blob_desc(store, "one"))
+    journal = store_root / "index.journal"
+    before = journal.read_bytes()
+    real_fsync, failures = os.fsync, [1]
+
+    def fsync(fd: int) -> None:  # the record's fsync fails, as a full disk reports a lost write once
+        if failures and os.readlink(f"/proc/self/fd/{fd}") == str(journal):
+            failures.pop()
+            no_space()
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError, match="No space left"), store.transaction() as txn:
+        txn.tag("example.com/a:2", blob_desc(store, "two"))
+    monkeypatch.undo()
+    assert journal.read_bytes() == before
+    assert Store.open(store_root).tags() == ["example.com/a:1"]
 
 
 def add_and_drop_in_index_json(root: Path, desc: Descriptor, add: str, drop: str) -> None:

@@ -66,7 +66,8 @@ def test_valid_names(name: str) -> None:
     assert is_valid_name(name)
 
 
-@pytest.mark.parametrize("name", ["", "A/b", "a//b", "/a", "a/", "a/../b", "a:5000/b", "-a", "a" * 256])
+@pytest.mark.parametrize("name", ["", "A/b", "a//b", "/a", "a/", "a/../b", "a:5000/b", "-a", "a" * 256,
+                                  "a/b\n", "ünï/b"])
 def test_invalid_names(name: str) -> None:
     assert not is_valid_name(name)
 
@@ -86,6 +87,8 @@ def test_invalid_names(name: str) -> None:
     ("items=0-1", None),
     ("bytes=abc", None),
     ("bytes=-", None),
+    ("bytes=\u0663-", None),  # ARABIC-INDIC DIGIT THREE: \d and int() take it, HTTP does not
+    ("bytes=0-1\n", None),
 ])
 def test_range_parsing(header: str | None, expected: ByteRange | None) -> None:
     assert parse_range(header, 10_000) == expected
@@ -131,7 +134,7 @@ def test_parse_listen() -> None:
     assert parse_listen("127.0.0.1:5050") == ("127.0.0.1", 5050)
     assert parse_listen(":5050") == (None, 5050)
     assert parse_listen("[::1]:0") == ("::1", 0)
-    for bad in ("5050", "host:", "host:http", "::1:5050", "h:70000"):
+    for bad in ("5050", "host:", "host:http", "::1:5050", "h:70000", "h:\u0663\u0663", "h:\u00b2", "h:+5"):
         with pytest.raises(ValueError):
             parse_listen(bad)
 
@@ -220,6 +223,7 @@ def test_tags_pagination_link_keeps_ns(catalog: Catalog, fixture_store: Fixture)
     link = response.header("Link")
     assert link == f'</v2/{REPO}/tags/list?n=2&last={sig_tag}&ns=ghcr.io>; rel="next"'
     assert get(catalog, f"/v2/{REPO}/tags/list?n=-1").status == 400
+    assert get(catalog, f"/v2/{REPO}/tags/list?n=%C2%B2").status == 400  # "²": isdigit, but int() raises
 
 
 def test_catalog_lists_served_names(catalog: Catalog) -> None:

@@ -1,0 +1,47 @@
+"""The one check of a manifest or index, shared by pull and import (``checked_document``)."""
+
+import json
+import re
+
+import pytest
+
+from gadgetstore.engine import mediatypes as mt
+from gadgetstore.engine.descriptor import checked_document
+from gadgetstore.engine.errors import InvalidManifest
+
+CONFIG = {"mediaType": mt.GADGET_CONFIG, "digest": "sha256:" + "a" * 64, "size": 3}
+MANIFEST = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST, "config": CONFIG, "layers": []}
+INDEX = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
+
+
+def check(doc: object, content_type: str = "", expected_type: str = "") -> str:
+    return checked_document(json.dumps(doc).encode(), "m", content_type, expected_type)[1]
+
+
+@pytest.mark.parametrize(
+    ("doc", "content_type", "expected_type", "message"),
+    [
+        ({}, mt.OCI_MANIFEST, mt.OCI_MANIFEST, "schemaVersion must be 2"),
+        ({**MANIFEST, "schemaVersion": True}, "", "", "schemaVersion must be 2"),
+        ({k: v for k, v in MANIFEST.items() if k != "layers"}, "", "", "a config and a list of layers"),
+        ({k: v for k, v in MANIFEST.items() if k != "config"}, "", "", "a config and a list of layers"),
+        ({**INDEX, "manifests": None}, "", "", "a list of manifests"),
+        ({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "layers": []}, "", "", "an index must not have config"),
+        (MANIFEST, mt.OCI_INDEX, "", "does not match Content-Type"),
+        (MANIFEST, "", mt.OCI_INDEX, f"descriptor says {mt.OCI_INDEX}, document is {mt.OCI_MANIFEST}"),
+        ({**MANIFEST, "mediaType": "application/vnd.x"}, "", "", "unsupported manifest type"),
+    ],
+)
+def test_documents_that_pull_and_import_refuse(doc: object, content_type: str, expected_type: str,
+                                               message: str) -> None:
+    with pytest.raises(InvalidManifest, match=re.escape(message)):
+        check(doc, content_type, expected_type)
+
+
+def test_the_type_comes_from_the_body_then_the_header_then_the_descriptor() -> None:
+    bare = {k: v for k, v in MANIFEST.items() if k != "mediaType"}
+    assert check(MANIFEST, "application/json", mt.OCI_MANIFEST) == mt.OCI_MANIFEST
+    assert check(bare, mt.DOCKER_MANIFEST, mt.DOCKER_MANIFEST) == mt.DOCKER_MANIFEST
+    assert check(bare, "", mt.DOCKER_MANIFEST) == mt.DOCKER_MANIFEST  # import: the descriptor stands for the header
+    assert check(bare) == mt.OCI_MANIFEST
+    assert check({k: v for k, v in INDEX.items() if k != "mediaType"}) == mt.OCI_INDEX
