@@ -170,7 +170,7 @@ class RegistryClient:
     # -- auth ------------------------------------------------------------------------------------
 
     def _auth_header(self, scopes: tuple[str, ...]) -> str | None:
-        if self.insecure or self._challenge is None:
+        if self._challenge is None:
             return None
         if self._challenge.scheme == "basic":
             return authlib.basic_header(self.credentials) if self.credentials else None
@@ -182,9 +182,6 @@ class RegistryClient:
         one came since) or decide to send Basic."""
         challenges = authlib.parse_challenges(resp.header_all("www-authenticate"))
         detail = _error_detail(await self._read_error_body(resp))
-        if self.insecure:
-            raise AuthError(f"{self.domain}: authentication required, but credentials are never sent to "
-                            f"insecure registries" + (f" ({detail})" if detail else ""))
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
         basic = next((c for c in challenges if c.scheme == "basic"), None)
         if bearer is None and basic is None:
@@ -464,9 +461,11 @@ class Session:
                 self._registry_ssl[client.origin] = ctx
                 if self._ssl_other_origins is None:
                     self._ssl_other_origins = await trio.to_thread.run_sync(self._make_other_origins_context)
-                client.credentials = self.options.credentials.get(domain) or await trio.to_thread.run_sync(
-                    credentials_for, domain, self.options.authfile
-                )
+            # An insecure registry gets only what was stored for it by name (a deliberate
+            # ``login --insecure-registries``), as Docker sends it; never another origin's.
+            client.credentials = self.options.credentials.get(domain) or await trio.to_thread.run_sync(
+                credentials_for, domain, self.options.authfile
+            )
             return self._clients.setdefault(domain, client)
 
     async def aclose(self) -> None:

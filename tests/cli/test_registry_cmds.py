@@ -182,6 +182,18 @@ def test_login_to_a_plain_http_registry(plain_htpasswd_registry: RegistryServer,
                          "--authfile", str(auth), input=TEST_PASSWORD + "\n")
     assert (code, out) == (0, "Login Succeeded!\n"), err
     assert authfile.lookup(json.loads(auth.read_text()), reg) == authfile.Credentials(TEST_USER, TEST_PASSWORD)
+    # What was stored for the plain-HTTP registry by name is what push and pull send it, as Docker does.
+    image = plain_htpasswd_registry.ref(unique_repo("plain-login"), "v1")
+    digest = make_gadget_image(Store.open(tmp_path / "src"), image).digest
+    (tmp_path / "none.json").write_text("{}")
+    for store, verb in (("src", "push"), ("dst", "pull")):
+        anonymous = run("--store", str(tmp_path / store), "image", verb, image, "--insecure-registries", reg,
+                        "--authfile", str(tmp_path / "none.json"))
+        assert anonymous[0] == 1 and "authentication required (401 Unauthorized); log in first" in anonymous[2]
+        code, _out, err = run("--store", str(tmp_path / store), "image", verb, image, "--insecure-registries", reg,
+                              "--authfile", str(auth))
+        assert code == 0, err
+    assert Store.open(tmp_path / "dst").resolve(image).digest == digest
     code, _out, err = run("login", reg, "--insecure-registries", reg, "-u", TEST_USER, "--password-stdin",
                           "--authfile", str(tmp_path / "other.json"), input="wrong\n")
     assert code == 1 and "invalid username or password" in err

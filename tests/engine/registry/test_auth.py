@@ -245,7 +245,7 @@ async def test_cross_origin_redirect_drops_authorization(anon_registry: Registry
 @pytest.mark.parametrize(
     ("status", "error", "message"),
     [
-        (401, AuthError, "authentication required.*insecure registries"),
+        (401, AuthError, r"authentication required \(401 Unauthorized\); log in first"),
         (403, AuthError, r"access denied \(403 Forbidden\): denied: no way"),
         (404, NotFoundInRegistry, r"not found \(404\)"),
         (429, RateLimited, r"too many requests \(429\), gave up after 1 retries"),
