@@ -182,6 +182,10 @@ class RegistryClient:
         one came since) or decide to send Basic."""
         challenges = authlib.parse_challenges(resp.header_all("www-authenticate"))
         detail = _error_detail(await self._read_error_body(resp))
+        if self.insecure and self.credentials is None:
+            raise AuthError(f"{self.domain}: authentication required (401 Unauthorized); a plain-HTTP registry "
+                            f"gets only credentials stored for it: gadgetstore login {self.domain} "
+                            f"--insecure-registries {self.domain}" + (f" ({detail})" if detail else ""))
         bearer = next((c for c in challenges if c.scheme == "bearer"), None)
         basic = next((c for c in challenges if c.scheme == "basic"), None)
         if bearer is None and basic is None:

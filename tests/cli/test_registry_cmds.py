@@ -189,7 +189,7 @@ def test_login_to_a_plain_http_registry(plain_htpasswd_registry: RegistryServer,
     for store, verb in (("src", "push"), ("dst", "pull")):
         anonymous = run("--store", str(tmp_path / store), "image", verb, image, "--insecure-registries", reg,
                         "--authfile", str(tmp_path / "none.json"))
-        assert anonymous[0] == 1 and "authentication required (401 Unauthorized); log in first" in anonymous[2]
+        assert anonymous[0] == 1 and f"gadgetstore login {reg} --insecure-registries {reg}" in anonymous[2]
         code, _out, err = run("--store", str(tmp_path / store), "image", verb, image, "--insecure-registries", reg,
                               "--authfile", str(auth))
         assert code == 0, err

@@ -245,7 +245,8 @@ async def test_cross_origin_redirect_drops_authorization(anon_registry: Registry
 @pytest.mark.parametrize(
     ("status", "error", "message"),
     [
-        (401, AuthError, r"authentication required \(401 Unauthorized\); log in first"),
+        (401, AuthError, r"authentication required \(401 Unauthorized\); a plain-HTTP registry gets only "
+                         r"credentials stored for it: gadgetstore login 127.0.0.1:\d+ --insecure-registries"),
         (403, AuthError, r"access denied \(403 Forbidden\): denied: no way"),
         (404, NotFoundInRegistry, r"not found \(404\)"),
         (429, RateLimited, r"too many requests \(429\), gave up after 1 retries"),
