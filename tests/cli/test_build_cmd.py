@@ -14,6 +14,7 @@ from gadgetstore.cli.main import cli
 from gadgetstore.engine import mediatypes as mt
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.store import Store
+from tests.support.fake_tools import fake_clang, fake_strip
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "trace_demo"
 HAVE_TOOLCHAIN = (
@@ -140,3 +141,53 @@ def test_compile_error_exits_nonzero_with_clang_message_and_stores_nothing(tmp_p
     assert result.stderr.startswith("Error: clang compile for amd64 failed")
     assert "use of undeclared identifier 'nope'" in result.stderr
     assert not store_root.exists()  # the store is opened only after compiling succeeded
+
+
+def fake_toolchain(tmp_path: Path) -> Path:
+    tools, record = tmp_path / "tools", tmp_path / "record"
+    clang = fake_clang(tools, record)
+    fake_strip(tools, record)
+    return clang
+
+
+def test_verbose_names_the_compiler_the_header_dirs_and_the_commands(tmp_path: Path, store_root: Path) -> None:
+    clang = fake_toolchain(tmp_path)
+    gadget = metadata_only(tmp_path)
+    (gadget / "program.bpf.c").write_text("int x;\n")
+    headers = tmp_path / "headers"
+    (headers / "gadget" / "arm64").mkdir(parents=True)
+    args = ["--store", str(store_root), "image", "build", str(gadget), "--clang", str(clang), "--include", str(headers)]
+    runner = CliRunner(env={"SOURCE_DATE_EPOCH": "0"})
+    quiet = runner.invoke(cli, args)
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.stderr.startswith("Successfully built @sha256:")
+    verbose = runner.invoke(cli, [*args, "-v"])
+    assert verbose.exit_code == 0, verbose.output
+    lines = verbose.stderr.splitlines()
+    strip = clang.parent / "llvm-strip-19"
+    assert lines[0] == f"eBPF compiler: {clang} (fakevendor clang version 19.1.7 (fake)); strip: {strip}"
+    assert lines[1] == f"gadget headers: {headers} (--include)"
+    commands = [line for line in lines if line.startswith(f"$ {clang} ")]
+    assert [f"-I {headers}/gadget/arm64/" in line for line in commands] == [False, True]
+    assert all(f"-I {headers}/ " in line for line in commands)
+    assert lines[-1] == quiet.stderr.strip()  # same image either way
+
+
+@pytest.mark.parametrize(
+    ("extra_args", "env", "expected"),
+    [
+        (["--clang", "/nonexistent/clang"], {}, "Error: --clang /nonexistent/clang: no such file\n"),
+        (["--include", "/nonexistent/include"], {}, "Error: --include /nonexistent/include: not a directory\n"),
+        ([], {"IG_SOURCE_PATH": "/nonexistent/ig"},
+         "Error: IG_SOURCE_PATH=/nonexistent/ig: no include/gadget/ there; it must name an Inspektor Gadget "
+         "source tree\n"),
+    ],
+)
+def test_bad_tool_or_header_options_are_one_line_and_store_nothing(
+    tmp_path: Path, store_root: Path, extra_args: list[str], env: dict[str, str], expected: str
+) -> None:
+    gadget = metadata_only(tmp_path)
+    (gadget / "program.bpf.c").write_text("int x;\n")
+    result = CliRunner(env=env).invoke(cli, ["--store", str(store_root), "image", "build", str(gadget), *extra_args])
+    assert (result.exit_code, result.stderr) == (1, expected)
+    assert not store_root.exists()
