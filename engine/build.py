@@ -241,7 +241,7 @@ def plan_ebpf(request: BuildRequest, sources: GadgetSources, out_dir: Path) -> E
     assert sources.ebpf_source is not None
     clang = find_clang(request.clang)
     headers = find_header_search(sources.gadget_dir, request.include_dirs, request.ig_source_path)
-    notes = [f"eBPF compiler: {clang.path} ({clang.version}); strip: {clang.strip}", *headers.describe()]
+    notes = [f"eBPF compiler: {clang.path} (clang {clang.major}); strip: {clang.strip}", *headers.describe()]
     jobs: dict[str, tuple[Step, ...]] = {}
     for arch in ARCHS:
         include_dirs = headers.include_dirs(arch)
@@ -297,7 +297,6 @@ def compile_gadget(request: BuildRequest, log: Log = _quiet) -> CompiledGadget:
             wasm_plan = plan_wasm(sources.gadget_dir, sources.wasm_source, out_dir, request.go, request.cargo)
         jobs: list[tuple[Step, ...]] = []
         if ebpf is not None:
-            tools[ANNOTATION_EBPF_COMPILER] = ebpf.clang.version
             for line in ebpf.notes:
                 log(line)
             jobs += ebpf.jobs.values()
@@ -309,6 +308,9 @@ def compile_gadget(request: BuildRequest, log: Log = _quiet) -> CompiledGadget:
             for step in job:
                 log(f"$ {step.shell_line()}")
         run_jobs(jobs, compile_hint)
+        if ebpf is not None:
+            tools[ANNOTATION_EBPF_COMPILER] = ebpf.clang.version
+            log(f"eBPF compiler version: {ebpf.clang.version}")
         wasm = collect_wasm(wasm_plan, out_dir) if wasm_plan is not None else prebuilt_wasm
         layers = {}
         for arch in ARCHS:

@@ -94,9 +94,9 @@ def find_header_search(
     for option in include_options:
         if not option.is_dir():
             raise BuildError(f"--include {option}: not a directory")
-        roots.append(IncludeRoot(option, ORIGIN_OPTION))
+        roots.append(IncludeRoot(option.absolute(), ORIGIN_OPTION))  # clang runs in the gadget directory
     if ig_source_path:
-        tree = Path(ig_source_path)
+        tree = Path(ig_source_path).absolute()
         if not (tree / "include" / "gadget").is_dir():
             raise BuildError(
                 f"IG_SOURCE_PATH={ig_source_path}: no include/gadget/ there; it must name an Inspektor Gadget "

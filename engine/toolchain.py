@@ -10,8 +10,9 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .buildspec import BuildError
@@ -53,7 +54,9 @@ def _is_executable(path: Path) -> bool:
 
 
 def _resolve_command(name: str, option: str, search_path: str) -> str:
-    """A ``--clang``/``--go``/``--cargo`` value: a path (with ``/``) or a command name looked up in PATH."""
+    """A ``--clang``/``--go``/``--cargo`` value: a path (with ``/``) or a command name looked up in PATH.
+
+    The result is absolute: the compilers run in the gadget directory, not where the user stands."""
     if os.sep not in name:
         found = shutil.which(name, path=search_path)
         if found is None:
@@ -64,7 +67,7 @@ def _resolve_command(name: str, option: str, search_path: str) -> str:
         raise BuildError(f"{option} {name}: no such file")
     if not _is_executable(path):
         raise BuildError(f"{option} {name}: not an executable file")
-    return name
+    return str(path.absolute())  # the compilers run in the gadget directory
 
 
 def tool_output(command: list[str], what: str, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> str:
@@ -95,9 +98,28 @@ class Clang:
 
     path: str
     strip: str
-    version: str
-    """First line of ``clang --version``, recorded in the image (``Debian clang version 19.1.7 (…)``)."""
     major: int
+    version_query: Future[str] = field(repr=False, compare=False)
+    """First line of ``clang --version``; for a ``clang-<N>`` found in PATH it is asked while the
+    compiles run (starting clang costs tens of milliseconds), else before."""
+
+    @property
+    def version(self) -> str:
+        """Recorded in the image (``Debian clang version 19.1.7 (…)``)."""
+        return self.version_query.result()
+
+
+def _in_background(query: Callable[[], str]) -> Future[str]:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tool-version")
+    future = pool.submit(query)
+    pool.shutdown(wait=False)  # the thread ends with the query
+    return future
+
+
+def _answered(value: str) -> Future[str]:
+    future: Future[str] = Future()
+    future.set_result(value)
+    return future
 
 
 def installed_clangs(search_path: str | None = None) -> list[tuple[int, str]]:
@@ -154,23 +176,29 @@ def find_clang(explicit: str | None = None, search_path: str | None = None) -> C
     """``--clang`` if given; else the highest ``clang-<N>`` in PATH, then plain ``clang``."""
     path = _search_path(search_path)
     if explicit is not None:
-        clang = _resolve_command(explicit, "--clang", path)
-        what = "--clang"
+        clang, what = _resolve_command(explicit, "--clang", path), "--clang"
     else:
         candidates = installed_clangs(path)
-        plain = shutil.which("clang", path=path)
         if candidates:
-            clang = candidates[0][1]
-        elif plain is not None:
-            clang = plain
-        else:
+            major, named = candidates[0]
+            query = _in_background(lambda: _named_clang_version(named, major))
+            return Clang(named, find_strip(named, major, path), major, query)
+        plain = shutil.which("clang", path=path)
+        if plain is None:
             raise BuildError(
                 "clang not found in PATH (looked for clang-<version> and clang); eBPF programs need it "
                 "(Debian: apt-get install clang-19 llvm-19)"
             )
-        what = "clang"
+        clang, what = plain, "clang"
     version, major = _clang_version(clang, what)
-    return Clang(clang, find_strip(clang, major, path), version, major)
+    return Clang(clang, find_strip(clang, major, path), major, _answered(version))
+
+
+def _named_clang_version(path: str, named_major: int) -> str:
+    version, major = _clang_version(path, "clang")
+    if major != named_major:
+        raise BuildError(f"{path} says it is clang {major}, not {named_major} (its --version: {version})")
+    return version
 
 
 # -- Go -----------------------------------------------------------------------------------------

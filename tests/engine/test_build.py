@@ -20,6 +20,7 @@ from gadgetstore.engine.build import (
     build_image,
     clang_command,
     compile_gadget,
+    compile_hint,
     find_sources,
 )
 from gadgetstore.engine.digest import Digest
@@ -261,3 +262,19 @@ def test_missing_bpf_header_hints_at_the_package(tmp_path: Path) -> None:
     gadget = make_gadget(tmp_path / "g", source="#include <bpf/not_a_header_anywhere.h>\n")
     with pytest.raises(BuildError, match="hint: install libbpf-dev"):
         compile_gadget(BuildRequest(gadget))
+
+
+@pytest.mark.parametrize(
+    ("clang_output", "hint"),
+    [
+        ("fatal error: 'bpf/bpf_helpers.h' file not found", "install libbpf-dev"),
+        ("fatal error: 'vmlinux.h' file not found", "Inspektor Gadget's headers were not found"),
+        ("fatal error: 'gadget/macros.h' file not found", "set IG_SOURCE_PATH, or pass --include DIR"),
+        ("fatal error: error in backend: Incorrect flag for llvm.bpf.preserve.type.info intrinsic",
+         "bpf_core_type_matches() needs clang >= 15"),
+        ("error: use of undeclared identifier 'x'", None),
+    ],
+)
+def test_compile_failures_get_a_hint_where_one_is_known(clang_output: str, hint: str | None) -> None:
+    found = compile_hint(clang_output)
+    assert (hint in found) if hint else found == ""

@@ -173,3 +173,16 @@ def test_no_cargo_is_one_line(tmp_path: Path) -> None:
         find_cargo(None, None, tmp_path, "wasm x", search_path=str(tmp_path))
     assert one_line(error) == ("wasm x: cargo not found in PATH; the crate needs Rust >= 1.78.0 with the "
                                "wasm32-wasip1 target (install it or pass --cargo PATH)")
+
+
+def test_a_clang_whose_name_and_version_disagree_is_refused(tmp_path: Path) -> None:
+    """A clang-<N> found in PATH is asked for its version while it compiles; the answer must match N."""
+    bin_dir, record = tmp_path / "bin", tmp_path / "record"
+    fake_clang(bin_dir, record, "clang-19", "clang version 18.1.8")
+    fake_strip(bin_dir, record, "llvm-strip-19")
+    clang = find_clang(search_path=str(bin_dir))
+    assert (clang.major, clang.strip) == (19, str(bin_dir / "llvm-strip-19"))
+    with pytest.raises(BuildError) as error:
+        clang.version  # noqa: B018
+    assert one_line(error) == (f"{bin_dir}/clang-19 says it is clang 18, not 19 "
+                               "(its --version: clang version 18.1.8)")
