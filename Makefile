@@ -4,9 +4,10 @@
 VENV ?= .venv
 PYTHON ?= python3
 APT_PACKAGES = build-essential pkg-config python3-venv python3-dev fuse3 libfuse3-dev \
-	clang llvm libbpf-dev linux-libc-dev bpftool docker-registry skopeo apache2-utils openssl zstd curl
+	clang llvm clang-19 llvm-19 libbpf-dev linux-libc-dev bpftool docker-registry skopeo apache2-utils openssl \
+	zstd curl
 
-.PHONY: demo test lint system-packages venv bench clean
+.PHONY: demo test lint system-packages venv bench bench-build test-ig-gadgets clean
 
 system-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -36,6 +37,20 @@ demo: venv
 
 bench: venv
 	$(VENV)/bin/python benchmarks/store_bench.py
+
+# Builds every gadget of an Inspektor Gadget checkout and checks it against ig's own builder commands
+# (not part of `make test`). IG_LIBBPF_HEADERS: a directory with libbpf >= 1.2's bpf/ headers, as ig's
+# builder image has them (without it, gadgets that need them cannot be compared and are skipped).
+IG_SOURCE ?=
+IG_LIBBPF_HEADERS ?=
+test-ig-gadgets: venv
+	@test -n "$(IG_SOURCE)" || { echo "usage: make test-ig-gadgets IG_SOURCE=/path/to/inspektor-gadget [IG_LIBBPF_HEADERS=DIR]"; exit 2; }
+	IG_SOURCE="$(IG_SOURCE)" IG_LIBBPF_HEADERS="$(IG_LIBBPF_HEADERS)" nice -n 10 $(VENV)/bin/pytest -q -rs tests_ig
+
+# Build time of ig's gadgets against bare clang with the same flags, both arches one after the other.
+bench-build: venv
+	@test -n "$(IG_SOURCE)" || { echo "usage: make bench-build IG_SOURCE=/path/to/inspektor-gadget"; exit 2; }
+	nice -n 10 $(VENV)/bin/python benchmarks/build_bench.py "$(IG_SOURCE)"
 
 clean:
 	rm -rf $(VENV) demo-work benchmarks/work

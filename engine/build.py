@@ -1,7 +1,9 @@
-"""I/O half of ``image build``: find the gadget's files, run clang, then write the image into the store.
+"""I/O half of ``image build``: find the gadget's files and tools, compile, then write the image into the store.
 
 Everything is compiled and read before the store is touched, so a compile error leaves the store
-exactly as it was. The bytes of the image come from :mod:`.buildspec`.
+exactly as it was. The bytes of the image come from :mod:`.buildspec`; where headers come from is
+:mod:`.gadget_headers`, which programs run is :mod:`.toolchain` and :mod:`.wasm_build`, and how
+they run side by side is :mod:`.buildjobs`.
 """
 
 from __future__ import annotations
@@ -9,14 +11,15 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import platform
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .buildjobs import Step, run_jobs
 from .buildspec import (
+    ANNOTATION_EBPF_COMPILER,
+    ANNOTATION_WASM_COMPILER,
     ARCHS,
     DEFAULT_EBPF_SOURCE,
     HOST_KERNEL_ARCH,
@@ -30,17 +33,23 @@ from .buildspec import (
     plan_image,
 )
 from .descriptor import Descriptor
+from .gadget_headers import COMPAT_INCLUDE, SYSTEM_HEADER_DIRS, HeaderSearch, find_header_search, find_libbpf
 from .reference import Reference, normalize
 from .store import Store
+from .toolchain import Clang, find_clang
 from .userpath import input_name, read_input
+from .wasm_build import WasmPlan, collect_wasm, plan_wasm, wasm_source_kind
 
 __all__ = ["BuildError", "BuildRequest", "BuiltImage", "GadgetSources", "build_image", "compile_gadget"]
 
-PROJECT_INCLUDE_DIR = Path(__file__).resolve().parents[1] / "include"
-"""Small gadget headers shipped in the source tree (present in a checkout / editable install)."""
-
 COMPILE_TIMEOUT = 300
 MAX_BUILD_FILE_BYTES = 1024 * 1024
+
+Log = Callable[[str], None]
+
+
+def _quiet(line: str) -> None:
+    del line
 
 
 @dataclass(frozen=True)
@@ -51,17 +60,27 @@ class BuildRequest:
     build_file: Path | None = None
     output_dir: Path | None = None
     source_date_epoch: str | None = None
-    include_dirs: tuple[Path, ...] | None = None
+    include_dirs: tuple[Path, ...] = ()
+    """``--include DIR``s, in order (see :mod:`.gadget_headers`)."""
+    ig_source_path: str | None = None
+    """``IG_SOURCE_PATH`` as the caller read it from the environment."""
+    clang: str | None = None
+    go: str | None = None
+    cargo: str | None = None
 
 
 @dataclass(frozen=True)
 class GadgetSources:
-    """The inputs build.yaml points at; ``ebpf_source`` stays relative to ``gadget_dir`` for clang."""
+    """The inputs build.yaml points at; sources stay relative to ``gadget_dir``, as ig's builder passes them."""
 
     gadget_dir: Path
     ebpf_source: str | None
     wasm: Path | None
+    """A prebuilt module, packaged as is."""
     metadata: Path | None
+    wasm_source: str | None = None
+    """A Go (``.go``) or Rust (``.rs``) source to build the module from."""
+    ignored_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,7 +108,7 @@ def builder_version() -> str:
 
 
 def _refuse_flag(value: str, what: str) -> None:
-    """A path that clang would read as an option (``-…``) or a response file (``@…``) is refused."""
+    """A path that a compiler would read as an option (``-…``) or a response file (``@…``) is refused."""
     text = value.strip()
     if text.startswith("-"):
         raise BuildError(f"{what} {value!r} looks like a compiler flag; flags are not accepted")
@@ -131,43 +150,38 @@ def find_sources(request: BuildRequest) -> GadgetSources:
         _refuse_flag(ebpf, "ebpfsource")
 
     wasm: Path | None = None
+    wasm_source: str | None = None
     if conf.wasm:
-        if conf.wasm.endswith((".go", ".rs")):
-            raise BuildError(
-                f"wasm: {conf.wasm!r}: building wasm modules from Go or Rust sources is not supported; "
-                "build the module yourself and set 'wasm' in build.yaml to the .wasm file"
-            )
-        if not conf.wasm.endswith(".wasm"):
-            raise BuildError(f"wasm: unsupported wasm file type: {conf.wasm!r} (expected a .wasm module)")
-        wasm = gadget_dir / conf.wasm
-        if not wasm.is_file():
-            raise BuildError(f"wasm module {conf.wasm!r} not found in {gadget_dir}")
+        _refuse_flag(conf.wasm, "wasm")
+        if wasm_source_kind(conf.wasm) is not None:
+            if not (gadget_dir / conf.wasm).is_file():
+                raise BuildError(f"wasm source {conf.wasm!r} not found in {gadget_dir}")
+            wasm_source = conf.wasm
+        elif conf.wasm.endswith(".wasm"):
+            wasm = gadget_dir / conf.wasm
+            if not wasm.is_file():
+                raise BuildError(f"wasm module {conf.wasm!r} not found in {gadget_dir}")
+        else:
+            raise BuildError(f"wasm: unsupported wasm file type: {conf.wasm!r} (expected .wasm, .go or .rs)")
 
     metadata = gadget_dir / conf.metadata if conf.metadata else None
     if metadata is not None and not metadata.is_file():
         metadata = None
 
-    if ebpf is None and metadata is None and wasm is None:
+    if ebpf is None and metadata is None and wasm is None and wasm_source is None:
         if _has_go_sources(gadget_dir):
             raise BuildError(
-                f"{gadget_dir} has only Go sources (go/); building wasm modules from Go is not supported, "
-                "build the .wasm module yourself and set 'wasm' in build.yaml"
+                f"{gadget_dir} has Go sources in go/ but build.yaml names no wasm module to build; "
+                "set 'wasm: go/program.go' in build.yaml"
             )
         raise BuildError(
             "at least one of ebpf source (program.bpf.c), metadata (gadget.yaml), "
             ".go files (present in go folder) or wasm module is required"
         )
-    return GadgetSources(gadget_dir, ebpf, wasm, metadata)
+    return GadgetSources(gadget_dir, ebpf, wasm, metadata, wasm_source, conf.ignored)
 
 
 # -- compiling ----------------------------------------------------------------------------------
-
-
-def _tool(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise BuildError(f"{name} not found in PATH; eBPF programs need it (Debian: apt-get install {package})")
-    return path
 
 
 def host_kernel_arch() -> str:
@@ -179,56 +193,70 @@ def host_kernel_arch() -> str:
         raise BuildError(f"no kernel architecture corresponding to host machine {machine!r}") from None
 
 
-def default_include_dirs(arch: str) -> tuple[Path, ...]:
-    candidates = (PROJECT_INCLUDE_DIR, PROJECT_INCLUDE_DIR / "gadget" / arch)
-    return tuple(p for p in candidates if p.is_dir())
+def host_multiarch_include() -> Path:
+    return Path(f"/usr/include/{host_kernel_arch()}-linux-gnu")
 
 
-def clang_command(clang: str, source: str, arch: str, output: Path, include_dirs: tuple[Path, ...]) -> list[str]:
-    """The command ig's builder runs (cmd/common/image/build-step.go), with our include dirs."""
-    command = [
-        clang, "-target", "bpf", "-Wall", "-g", "-O2",
-        f"-I/usr/include/{host_kernel_arch()}-linux-gnu",
-        "-D", f"__TARGET_ARCH_{TARGET_ARCH_MACRO[arch]}",
-        "-c", source,
-    ]
+def clang_command(
+    clang: str, source: str, arch: str, output: Path, include_dirs: tuple[Path, ...], compat: bool = False
+) -> list[str]:
+    """The command ig's builder runs (cmd/common/image/build-step.go), with our include dirs.
+
+    With ``compat`` the libbpf compatibility directory comes first, so that its ``bpf/bpf_tracing.h``
+    is found before the real one, which it includes with ``#include_next``.
+    """
+    command = [clang, "-target", "bpf", "-Wall", "-g", "-O2", f"-I{host_multiarch_include()}"]
+    if compat:
+        command += ["-I", f"{COMPAT_INCLUDE}/"]
+    command += ["-D", f"__TARGET_ARCH_{TARGET_ARCH_MACRO[arch]}", "-c", source]
     for include in include_dirs:
         command += ["-I", f"{include}/"]
     return [*command, "-o", str(output)]
 
 
-def _run(command: list[str], cwd: Path, what: str) -> None:
-    try:
-        result = subprocess.run(
-            command, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-            errors="replace", timeout=COMPILE_TIMEOUT, check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise BuildError(f"{what}: timed out after {COMPILE_TIMEOUT} s") from None
-    if result.returncode != 0:
-        message = (result.stderr or result.stdout).rstrip() or "(no output)"
-        raise BuildError(f"{what} failed (exit status {result.returncode}):\n{message}{_missing_header_hint(message)}")
-
-
-def _missing_header_hint(message: str) -> str:
-    """The usual first-build failure is a missing -dev package; say which one."""
-    for header, package in (("bpf/", "libbpf-dev"), ("linux/", "linux-libc-dev"), ("asm/", "linux-libc-dev")):
-        if f"'{header}" in message and "file not found" in message:
-            return f"\n(hint: install {package}, e.g. apt-get install {package})"
+def compile_hint(message: str) -> str:
+    """The usual first-build failures: a missing -dev package, no ig headers, a clang too old."""
+    if "file not found" in message:
+        for header, package in (("bpf/", "libbpf-dev"), ("linux/", "linux-libc-dev"), ("asm/", "linux-libc-dev")):
+            if f"'{header}" in message:
+                return f"\n(hint: install {package}, e.g. apt-get install {package})"
+        if "'vmlinux.h'" in message or "'gadget/" in message:
+            return ("\n(hint: Inspektor Gadget's headers were not found: build inside an ig checkout, "
+                    "set IG_SOURCE_PATH, or pass --include DIR)")
+    if "llvm.bpf.preserve.type.info" in message:
+        return "\n(hint: bpf_core_type_matches() needs clang >= 15; install clang-19 or pass --clang)"
     return ""
 
 
-def compile_ebpf(sources: GadgetSources, arch: str, out_dir: Path, include_dirs: tuple[Path, ...] | None) -> Path:
-    """``<out>/<arch>.bpf.o``, compiled from inside the gadget dir so BTF names only the relative source."""
+@dataclass(frozen=True)
+class EbpfPlan:
+    clang: Clang
+    headers: HeaderSearch
+    jobs: dict[str, tuple[Step, ...]]
+    notes: list[str] = field(default_factory=list)
+
+
+def plan_ebpf(request: BuildRequest, sources: GadgetSources, out_dir: Path) -> EbpfPlan:
+    """clang and llvm-strip for each arch, with the header search and libbpf check done up front."""
     assert sources.ebpf_source is not None
-    clang = _tool("clang", "clang")
-    strip = _tool("llvm-strip", "llvm")
-    output = out_dir.resolve() / f"{arch}.bpf.o"
-    includes = default_include_dirs(arch) if include_dirs is None else include_dirs
-    command = clang_command(clang, sources.ebpf_source, arch, output, includes)
-    _run(command, sources.gadget_dir, f"clang compile for {arch}")
-    _run([strip, "-g", str(output)], sources.gadget_dir, f"llvm-strip for {arch}")
-    return output
+    clang = find_clang(request.clang)
+    headers = find_header_search(sources.gadget_dir, request.include_dirs, request.ig_source_path)
+    notes = [f"eBPF compiler: {clang.path} (clang {clang.major}); strip: {clang.strip}", *headers.describe()]
+    jobs: dict[str, tuple[Step, ...]] = {}
+    for arch in ARCHS:
+        include_dirs = headers.include_dirs(arch)
+        libbpf = find_libbpf([host_multiarch_include(), *include_dirs, *SYSTEM_HEADER_DIRS])
+        compat = libbpf is not None and libbpf.needs_compat
+        if arch == ARCHS[0] and libbpf is not None:
+            notes.append(libbpf.describe())
+        output = out_dir.resolve() / f"{arch}.bpf.o"
+        command = clang_command(clang.path, sources.ebpf_source, arch, output, include_dirs, compat)
+        jobs[arch] = (
+            Step(command, sources.gadget_dir, f"clang compile for {arch}", timeout=COMPILE_TIMEOUT),
+            Step([clang.strip, "-g", str(output)], sources.gadget_dir, f"llvm-strip for {arch}",
+                 timeout=COMPILE_TIMEOUT),
+        )
+    return EbpfPlan(clang, headers, jobs, notes)
 
 
 @contextlib.contextmanager
@@ -246,21 +274,49 @@ def _output_dir(requested: Path | None) -> Iterator[Path]:
 class CompiledGadget:
     layers: dict[str, ArchLayers]
     metadata: bytes | None
+    tools: dict[str, str] = field(default_factory=dict)
+    """Compilers to record in the image's annotations (annotation key -> version)."""
 
 
-def compile_gadget(request: BuildRequest) -> CompiledGadget:
-    """Compile for every arch and read all inputs into memory; the store is not involved yet."""
+def compile_gadget(request: BuildRequest, log: Log = _quiet) -> CompiledGadget:
+    """Compile every arch and the wasm module at once and read all inputs; the store is not involved yet.
+
+    Every tool is found and its version checked before the first compiler starts. ``log`` gets the
+    ``-v`` lines: tools, header directories, commands.
+    """
     sources = find_sources(request)
-    wasm = sources.wasm.read_bytes() if sources.wasm is not None else None
+    for key in sources.ignored_keys:
+        log(f"build.yaml: {key!r} is ignored (ig's build.yaml has only ebpfsource, wasm and metadata)")
+    prebuilt_wasm = sources.wasm.read_bytes() if sources.wasm is not None else None
     metadata = sources.metadata.read_bytes() if sources.metadata is not None else None
-    layers: dict[str, ArchLayers] = {}
+    tools: dict[str, str] = {}
     with _output_dir(request.output_dir) as out_dir:
+        ebpf = plan_ebpf(request, sources, out_dir) if sources.ebpf_source is not None else None
+        wasm_plan: WasmPlan | None = None
+        if sources.wasm_source is not None:
+            wasm_plan = plan_wasm(sources.gadget_dir, sources.wasm_source, out_dir, request.go, request.cargo)
+        jobs: list[tuple[Step, ...]] = []
+        if ebpf is not None:
+            for line in ebpf.notes:
+                log(line)
+            jobs += ebpf.jobs.values()
+        if wasm_plan is not None:
+            tools[ANNOTATION_WASM_COMPILER] = wasm_plan.compiler
+            log(wasm_plan.describe)
+            jobs.append(wasm_plan.steps)
+        for job in jobs:
+            for step in job:
+                log(f"$ {step.shell_line()}")
+        run_jobs(jobs, compile_hint)
+        if ebpf is not None:
+            tools[ANNOTATION_EBPF_COMPILER] = ebpf.clang.version
+            log(f"eBPF compiler version: {ebpf.clang.version}")
+        wasm = collect_wasm(wasm_plan, out_dir) if wasm_plan is not None else prebuilt_wasm
+        layers = {}
         for arch in ARCHS:
-            ebpf = None
-            if sources.ebpf_source is not None:
-                ebpf = compile_ebpf(sources, arch, out_dir, request.include_dirs).read_bytes()
-            layers[arch] = ArchLayers(ebpf=ebpf, wasm=wasm)
-    return CompiledGadget(layers, metadata)
+            ebpf_bytes = (out_dir / f"{arch}.bpf.o").read_bytes() if ebpf is not None else None
+            layers[arch] = ArchLayers(ebpf=ebpf_bytes, wasm=wasm)
+    return CompiledGadget(layers, metadata, tools)
 
 
 # -- writing into the store ---------------------------------------------------------------------
@@ -288,11 +344,13 @@ def parse_tag(image: str | None) -> Reference | None:
     return reference
 
 
-def build_image(open_store: Callable[[], Store], request: BuildRequest, image: str | None) -> BuiltImage:
+def build_image(
+    open_store: Callable[[], Store], request: BuildRequest, image: str | None, log: Log = _quiet
+) -> BuiltImage:
     """Compile, lay out and store one gadget image; the store is opened only once compiling succeeded."""
     reference = parse_tag(image)
     created = created_timestamp(request.source_date_epoch)
-    compiled = compile_gadget(request)
-    plan = plan_image(compiled.layers, compiled.metadata, created, builder_version())
+    compiled = compile_gadget(request, log)
+    plan = plan_image(compiled.layers, compiled.metadata, created, builder_version(), compiled.tools)
     commit_image(open_store(), plan, reference)
     return BuiltImage(plan.root, reference)

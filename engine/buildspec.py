@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -40,6 +41,13 @@ ANNOTATION_URL = "org.opencontainers.image.url"
 ANNOTATION_DOCUMENTATION = "org.opencontainers.image.documentation"
 ANNOTATION_SOURCE = "org.opencontainers.image.source"
 ANNOTATION_BUILDER_VERSION = "io.inspektor-gadget.builder.version"
+ANNOTATION_EBPF_COMPILER = "io.gadgetstore.builder.ebpf-compiler"
+"""The clang that compiled the eBPF objects (its ``--version`` line). ig's builder.version is kept
+for what ig uses it for (the version of the tool that built the image, compared with the running
+ig's), so the compilers get keys of their own, under this project's prefix, set when ig sets
+builder.version (images with a gadget.yaml) and overridable from gadget.yaml's annotations alike."""
+ANNOTATION_WASM_COMPILER = "io.gadgetstore.builder.wasm-compiler"
+"""The Go (``go1.26.8``) or cargo (``cargo 1.95.0 (…)``) that built the wasm module from sources."""
 
 _METADATA_ANNOTATION_KEYS = (
     ("name", ANNOTATION_TITLE),
@@ -90,26 +98,35 @@ def _mapping_items(node: yaml.Node, where: str) -> list[tuple[str, yaml.Node]]:
     return [(_scalar_text(key, where), value) for key, value in node.value]
 
 
+_BUILD_FILE_KEYS = ("ebpfsource", "wasm", "metadata")
+
+
 @dataclass(frozen=True)
 class BuildFile:
-    """build.yaml; keys ig no longer knows (like ``cflags``) are ignored, as ig does."""
+    """build.yaml; keys ig no longer knows (like ``cflags``) are ignored, as ig does, and listed in ``ignored``."""
 
     ebpfsource: str = DEFAULT_EBPF_SOURCE
     wasm: str = ""
     metadata: str = DEFAULT_METADATA
+    ignored: tuple[str, ...] = ()
 
 
 def parse_build_file(data: bytes, where: str = "build.yaml") -> BuildFile:
     node = _compose(data, where)
     if node is None:
         return BuildFile()
-    values = {key: _scalar_text(value, f"{where}: {key}") for key, value in _mapping_items(node, where)
-              if key in ("ebpfsource", "wasm", "metadata")}
-    return BuildFile(**values)
+    items = _mapping_items(node, where)
+    values = {key: _scalar_text(value, f"{where}: {key}") for key, value in items if key in _BUILD_FILE_KEYS}
+    ignored = tuple(key for key, _ in items if key not in _BUILD_FILE_KEYS)
+    return BuildFile(**values, ignored=ignored)
 
 
-def metadata_annotations(metadata: bytes, builder_version: str, where: str = "gadget.yaml") -> dict[str, str]:
-    """The annotations ig derives from gadget.yaml; its own ``annotations:`` map may override them."""
+def metadata_annotations(
+    metadata: bytes, builder_version: str, where: str = "gadget.yaml", tools: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The annotations ig derives from gadget.yaml; its own ``annotations:`` map may override them.
+
+    ``tools`` (compiler annotations) go beside ig's builder version, with the same precedence."""
     node = _compose(metadata, where)
     if node is None:
         raise BuildError(f"{where}: decoding metadata file: the file has no YAML document")
@@ -117,6 +134,7 @@ def metadata_annotations(metadata: bytes, builder_version: str, where: str = "ga
     out = {ann: _scalar_text(fields[key], f"{where}: {key}") if key in fields else ""
            for key, ann in _METADATA_ANNOTATION_KEYS}
     out[ANNOTATION_BUILDER_VERSION] = builder_version
+    out.update(tools or {})
     if "annotations" in fields:
         for key, value in _mapping_items(fields["annotations"], f"{where}: annotations"):
             out[key] = _scalar_text(value, f"{where}: annotations: {key}")
@@ -212,20 +230,26 @@ def _config(plan: ImagePlan, metadata: bytes | None, annotations: dict[str, str]
     return desc
 
 
-def image_annotations(metadata: bytes | None, created: str, builder_version: str) -> dict[str, str]:
+def image_annotations(
+    metadata: bytes | None, created: str, builder_version: str, tools: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Shared by config, manifests, index entries and index; no builder version without gadget.yaml."""
-    annotations = {} if metadata is None else metadata_annotations(metadata, builder_version)
+    annotations = {} if metadata is None else metadata_annotations(metadata, builder_version, tools=tools)
     annotations[mt.ANNOTATION_CREATED] = created
     return _sorted(annotations)
 
 
 def plan_image(
-    layers: dict[str, ArchLayers], metadata: bytes | None, created: str, builder_version: str
+    layers: dict[str, ArchLayers],
+    metadata: bytes | None,
+    created: str,
+    builder_version: str,
+    tools: Mapping[str, str] | None = None,
 ) -> ImagePlan:
-    """The OCI index with one manifest per arch, byte for byte as ig writes it."""
+    """The OCI index with one manifest per arch, byte for byte as ig writes it (plus ``tools``' annotations)."""
     if not layers:
         raise BuildError("gadget contains no layers")
-    annotations = image_annotations(metadata, created, builder_version)
+    annotations = image_annotations(metadata, created, builder_version, tools)
     plan = ImagePlan()
     entries: list[dict[str, object]] = []
     for arch in sorted(layers):

@@ -51,6 +51,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Keep every test away from the developer's real store, auth files and proxies."""
     for name in ("GADGETSTORE_ROOT", "REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "GADGETSTORE_CRASH_AT",
+                 "IG_SOURCE_PATH", "RUSTC",
                  "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))

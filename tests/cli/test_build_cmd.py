@@ -14,6 +14,7 @@ from gadgetstore.cli.main import cli
 from gadgetstore.engine import mediatypes as mt
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.store import Store
+from tests.support.fake_tools import fake_clang, fake_strip, recorded_runs
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "trace_demo"
 HAVE_TOOLCHAIN = (
@@ -140,3 +141,73 @@ def test_compile_error_exits_nonzero_with_clang_message_and_stores_nothing(tmp_p
     assert result.stderr.startswith("Error: clang compile for amd64 failed")
     assert "use of undeclared identifier 'nope'" in result.stderr
     assert not store_root.exists()  # the store is opened only after compiling succeeded
+
+
+def fake_toolchain(tmp_path: Path) -> Path:
+    tools, record = tmp_path / "tools", tmp_path / "record"
+    clang = fake_clang(tools, record)
+    fake_strip(tools, record)
+    return clang
+
+
+def test_verbose_names_the_compiler_the_header_dirs_and_the_commands(tmp_path: Path, store_root: Path) -> None:
+    clang = fake_toolchain(tmp_path)
+    gadget = metadata_only(tmp_path)
+    (gadget / "program.bpf.c").write_text("int x;\n")
+    headers = tmp_path / "headers"
+    (headers / "gadget" / "arm64").mkdir(parents=True)
+    args = ["--store", str(store_root), "image", "build", str(gadget), "--clang", str(clang), "--include", str(headers)]
+    runner = CliRunner(env={"SOURCE_DATE_EPOCH": "0"})
+    quiet = runner.invoke(cli, args)
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.stderr.startswith("Successfully built @sha256:")
+    verbose = runner.invoke(cli, [*args, "-v"])
+    assert verbose.exit_code == 0, verbose.output
+    lines = verbose.stderr.splitlines()
+    strip = clang.parent / "llvm-strip-19"
+    assert lines[0] == f"eBPF compiler: {clang} (clang 19); strip: {strip}"
+    assert "eBPF compiler version: fakevendor clang version 19.1.7 (fake)" in lines
+    assert lines[1] == f"gadget headers: {headers} (--include)"
+    commands = [line for line in lines if line.startswith(f"$ {clang} ")]
+    assert [f"-I {headers}/gadget/arm64/" in line for line in commands] == [False, True]
+    assert all(f"-I {headers}/ " in line for line in commands)
+    assert lines[-1] == quiet.stderr.strip()  # same image either way
+
+
+@pytest.mark.parametrize(
+    ("extra_args", "env", "expected"),
+    [
+        (["--clang", "/nonexistent/clang"], {}, "Error: --clang /nonexistent/clang: no such file\n"),
+        (["--include", "/nonexistent/include"], {}, "Error: --include /nonexistent/include: not a directory\n"),
+        ([], {"IG_SOURCE_PATH": "/nonexistent/ig"},
+         "Error: IG_SOURCE_PATH=/nonexistent/ig: no include/gadget/ there; it must name an Inspektor Gadget "
+         "source tree\n"),
+    ],
+)
+def test_bad_tool_or_header_options_are_one_line_and_store_nothing(
+    tmp_path: Path, store_root: Path, extra_args: list[str], env: dict[str, str], expected: str
+) -> None:
+    gadget = metadata_only(tmp_path)
+    (gadget / "program.bpf.c").write_text("int x;\n")
+    result = CliRunner(env=env).invoke(cli, ["--store", str(store_root), "image", "build", str(gadget), *extra_args])
+    assert (result.exit_code, result.stderr) == (1, expected)
+    assert not store_root.exists()
+
+
+def test_relative_tool_and_include_paths_are_taken_from_where_the_user_stands(
+    tmp_path: Path, store_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compilers run inside the gadget directory; paths given relative to the user's directory still work."""
+    fake_toolchain(tmp_path)
+    gadget = metadata_only(tmp_path)
+    (gadget / "program.bpf.c").write_text("int x;\n")
+    (tmp_path / "headers" / "gadget" / "amd64").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["--store", str(store_root), "image", "build", "-v", "gadget",
+                                      "--clang", "tools/clang-19", "--include", "headers"])
+    assert result.exit_code == 0, result.output
+    runs = recorded_runs(tmp_path / "record", "clang")
+    assert len(runs) == 2
+    for run_ in runs:
+        assert run_.argv[0] == "-target" and run_.env["cwd"] == str(gadget.resolve())
+        assert f"{tmp_path / 'headers'}/" in run_.argv

@@ -20,6 +20,7 @@ from gadgetstore.engine.build import (
     build_image,
     clang_command,
     compile_gadget,
+    compile_hint,
     find_sources,
 )
 from gadgetstore.engine.digest import Digest
@@ -121,19 +122,28 @@ def test_missing_directory_is_an_error(tmp_path: Path) -> None:
         find_sources(BuildRequest(tmp_path / "nope"))
 
 
-@pytest.mark.parametrize("wasm", ["program.go", "src/lib.rs"])
-def test_go_and_rust_wasm_builds_are_refused_clearly(tmp_path: Path, wasm: str) -> None:
+@pytest.mark.parametrize(
+    ("wasm", "expected"),
+    [
+        ("go/program.go", "wasm source 'go/program.go' not found in {gadget}"),
+        ("rust/src/lib.rs", "wasm source 'rust/src/lib.rs' not found in {gadget}"),
+        ("module.wat", "wasm: unsupported wasm file type: 'module.wat' (expected .wasm, .go or .rs)"),
+        ("-o/etc/x.go", "wasm '-o/etc/x.go' looks like a compiler flag; flags are not accepted"),
+    ],
+)
+def test_wasm_sources_are_checked_before_any_tool_runs(tmp_path: Path, wasm: str, expected: str) -> None:
     gadget = make_gadget(tmp_path / "g", source=None)
     (gadget / "build.yaml").write_text(f"wasm: {wasm}\n")
-    with pytest.raises(BuildError, match="Go or Rust sources is not supported"):
+    with pytest.raises(BuildError) as error:
         find_sources(BuildRequest(gadget))
+    assert str(error.value) == expected.format(gadget=gadget)
 
 
-def test_go_folder_alone_is_refused_clearly(tmp_path: Path) -> None:
+def test_go_folder_without_a_wasm_entry_is_refused_clearly(tmp_path: Path) -> None:
     gadget = make_gadget(tmp_path / "g", source=None, metadata=None)
     (gadget / "go").mkdir()
     (gadget / "go" / "program.go").write_text("package main\n")
-    with pytest.raises(BuildError, match="building wasm modules from Go is not supported"):
+    with pytest.raises(BuildError, match=r"build\.yaml names no wasm module to build; set 'wasm: go/program\.go'"):
         find_sources(BuildRequest(gadget))
 
 
@@ -176,8 +186,10 @@ def test_clang_command_is_igs(tmp_path: Path) -> None:
 
 def test_missing_clang_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
-    with pytest.raises(BuildError, match="clang not found in PATH"):
+    with pytest.raises(BuildError) as error:
         compile_gadget(BuildRequest(make_gadget(tmp_path / "g")))
+    assert str(error.value) == ("clang not found in PATH (looked for clang-<version> and clang); eBPF programs "
+                                "need it (Debian: apt-get install clang-19 llvm-19)")
 
 
 def test_prebuilt_wasm_goes_into_both_manifests_without_clang(tmp_path: Path, store_root: Path) -> None:
@@ -190,6 +202,8 @@ def test_prebuilt_wasm_goes_into_both_manifests_without_clang(tmp_path: Path, st
     assert index["manifests"][0]["digest"] == index["manifests"][1]["digest"]
     manifest = read_json(store, index["manifests"][0]["digest"])
     assert [layer["mediaType"] for layer in manifest["layers"]] == [mt.GADGET_WASM]
+    assert manifest["layers"][0]["digest"] == str(Digest.of_bytes(b"\x00asm\x01\x00\x00\x00"))
+    assert "io.gadgetstore.builder.ebpf-compiler" not in manifest["annotations"]  # no clang ran
     assert str(built) == f"ghcr.io/inspektor-gadget/gadget/w:v1@{built.descriptor.digest}"
 
 
@@ -248,3 +262,19 @@ def test_missing_bpf_header_hints_at_the_package(tmp_path: Path) -> None:
     gadget = make_gadget(tmp_path / "g", source="#include <bpf/not_a_header_anywhere.h>\n")
     with pytest.raises(BuildError, match="hint: install libbpf-dev"):
         compile_gadget(BuildRequest(gadget))
+
+
+@pytest.mark.parametrize(
+    ("clang_output", "hint"),
+    [
+        ("fatal error: 'bpf/bpf_helpers.h' file not found", "install libbpf-dev"),
+        ("fatal error: 'vmlinux.h' file not found", "Inspektor Gadget's headers were not found"),
+        ("fatal error: 'gadget/macros.h' file not found", "set IG_SOURCE_PATH, or pass --include DIR"),
+        ("fatal error: error in backend: Incorrect flag for llvm.bpf.preserve.type.info intrinsic",
+         "bpf_core_type_matches() needs clang >= 15"),
+        ("error: use of undeclared identifier 'x'", None),
+    ],
+)
+def test_compile_failures_get_a_hint_where_one_is_known(clang_output: str, hint: str | None) -> None:
+    found = compile_hint(clang_output)
+    assert (hint in found) if hint else found == ""

@@ -142,6 +142,18 @@ def test_metadata_annotations_follow_go_yaml_string_decoding() -> None:
     }
 
 
+def test_compiler_annotations_sit_beside_builder_version_and_yield_to_gadget_yaml() -> None:
+    tools = {"io.gadgetstore.builder.ebpf-compiler": "clang version 19.1.7",
+             "io.gadgetstore.builder.wasm-compiler": "go1.26.8"}
+    meta = b"name: n\nannotations:\n  io.gadgetstore.builder.wasm-compiler: pinned\n"
+    annotations = metadata_annotations(meta, "B", tools=tools)
+    assert annotations["io.inspektor-gadget.builder.version"] == "B"
+    assert annotations["io.gadgetstore.builder.ebpf-compiler"] == "clang version 19.1.7"
+    assert annotations["io.gadgetstore.builder.wasm-compiler"] == "pinned"
+    plan = plan_image({"amd64": ArchLayers()}, None, "t", "B", tools)  # no gadget.yaml: no builder annotations
+    assert plan.root.annotations == {"org.opencontainers.image.created": "t"}
+
+
 @pytest.mark.parametrize(
     "meta",
     [b"", b"# only a comment\n", b"- a list\n", b"name: [1, 2]\n", b"annotations: [x]\n", b"name: 'unclosed\n"],
@@ -153,7 +165,7 @@ def test_unusable_gadget_yaml_is_a_build_error(meta: bytes) -> None:
 
 def test_build_file_defaults_and_overrides() -> None:
     assert parse_build_file(b"") == BuildFile("program.bpf.c", "", "gadget.yaml")
-    assert parse_build_file(b"cflags: -O3\n") == BuildFile()
+    assert parse_build_file(b"cflags: -O3\n") == BuildFile(ignored=("cflags",))  # read, never passed on
     assert parse_build_file(b"ebpfsource: x.bpf.c\nwasm: m.wasm\nmetadata: meta.yaml\n") == BuildFile(
         "x.bpf.c", "m.wasm", "meta.yaml"
     )

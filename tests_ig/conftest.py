@@ -1,0 +1,61 @@
+"""Builds every gadget of a local Inspektor Gadget checkout (``make test-ig-gadgets IG_SOURCE=DIR``).
+
+Not part of ``make test``: this directory is outside pytest's ``testpaths``, and without
+``IG_SOURCE`` nothing here is collected. Optional: ``IG_LIBBPF_HEADERS`` (a directory holding the
+``bpf/`` headers of the libbpf ig's builder image ships, 1.3) for the by-hand ig builder commands,
+``IG_CLANG`` (default ``clang-19``) and ``IG_RESULTS_TABLE`` (a file to write the results table to).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.support.tempdirs import make_session_root, remove_tree
+from tests_ig.results import RESULTS, results_table
+
+IG_SOURCE = os.environ.get("IG_SOURCE", "")
+
+collect_ignore_glob = [] if IG_SOURCE else ["test_*.py"]
+
+
+SESSION_ROOT = pytest.StashKey[Path]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """tmp_path and the builds' temporary files under one directory, removed at the end (as in tests/)."""
+    if config.option.basetemp is not None:
+        return
+    root = make_session_root()
+    (root / "tmp").mkdir()
+    config.option.basetemp = str(root / "pytest")
+    config.stash[SESSION_ROOT] = root
+    os.environ["TMPDIR"] = str(root / "tmp")
+    tempfile.tempdir = None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    root = config.stash.get(SESSION_ROOT, None)
+    if root is not None:
+        remove_tree(root)
+
+
+def pytest_report_header() -> str:
+    if not IG_SOURCE:
+        return "ig gadgets: IG_SOURCE is not set, nothing to build (make test-ig-gadgets IG_SOURCE=/path/to/ig)"
+    return f"ig gadgets: {IG_SOURCE}; libbpf for ig's commands: {os.environ.get('IG_LIBBPF_HEADERS') or 'installed'}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not RESULTS:
+        return
+    table = results_table()
+    terminalreporter.write_sep("=", "ig gadgets built by gadgetstore")
+    terminalreporter.write_line(table)
+    target = os.environ.get("IG_RESULTS_TABLE")
+    if target:
+        Path(target).write_text(table + "\n")
