@@ -16,14 +16,15 @@ from gadgetstore.engine import mediatypes as mt
 from gadgetstore.engine import reference
 from gadgetstore.engine.analysis.datasources import datasources_from_elf
 from gadgetstore.engine.descriptor import Descriptor
-from gadgetstore.engine.errors import GadgetStoreError
+from gadgetstore.engine.errors import GadgetStoreError, ImageNotFound
 from gadgetstore.engine.images import host_manifest
 from gadgetstore.engine.inspect import MAX_LAYER_BYTES, image_extra_info
+from gadgetstore.engine.resolve import is_digest_only, lookup, resolve
 from gadgetstore.engine.store import Store
 
 from .context import AppContext, pass_app, user_errors
 from .deadline import CommandDeadline, timeout_option
-from .output import go_json, to_yaml
+from .output import INSPECT_OUTPUTS, go_json, output_option, to_yaml
 
 _MULTI_MATCH = re.compile(r"\*|\.\.|\[\?|:")
 
@@ -60,10 +61,21 @@ def apply_jsonpath(value: Any, expression: str) -> Any:
 
 def resolve_or_pull(store: Store, image: str, pull: str, authfile: Path | None,
                     insecure_registries: tuple[str, ...], deadline: CommandDeadline | None = None) -> Descriptor:
-    """ig's ``--pull`` policy: ``missing`` pulls only when the store lacks the image."""
-    ref = str(reference.normalize(image))
-    desc = store.lookup(ref)
-    if pull == "always" or (desc is None and pull == "missing"):
+    """ig's ``--pull`` policy: ``missing`` pulls only when the store lacks the image.
+
+    A digest found in the store is never pulled again under ``missing`` (``name@sha256:…`` included),
+    a digest alone (``sha256:…``, a prefix) is never pulled, and a pull by digest keeps the image
+    untagged: inspecting never invents a tag.
+    """
+    found = lookup(store, image)
+    if is_digest_only(image):
+        if pull == "always":
+            raise click.UsageError(f"--pull always needs a name to pull from: give NAME@DIGEST, not {image}")
+        if found is None:
+            raise ImageNotFound(f"image {image!r} not found in the store (a digest alone cannot be pulled: "
+                                "give NAME@DIGEST)")
+        return found.descriptor
+    if pull == "always" or (found is None and pull == "missing"):
         # the registry stack is only loaded when a pull is needed
         from gadgetstore.engine.registry.client import TransferOptions
         from gadgetstore.engine.registry.mirrors_config import load as load_registries
@@ -73,10 +85,10 @@ def resolve_or_pull(store: Store, image: str, pull: str, authfile: Path | None,
         insecure = frozenset(v.strip() for value in insecure_registries for v in value.split(",") if v.strip())
         options = TransferOptions(authfile=authfile, insecure_registries=insecure, registries=load_registries(),
                                   in_flight=deadline.in_flight)
-        click.echo(f"Pulling {ref}...", err=True)
+        click.echo(f"Pulling {reference.normalize(image)}...", err=True)
         deadline.run(pull_image, store, image, options)
         store.refresh()
-    return store.resolve(ref, shown_as=image)
+    return resolve(store, image).descriptor
 
 
 def render(value: Any, output: str) -> str:
@@ -116,7 +128,7 @@ def datasources(metadata: Any, elf: bytes | None = None) -> list[dict[str, Any]]
 
 @click.command("inspect")
 @click.argument("image")
-@click.option("-o", "--output", type=click.Choice(["json", "jsonpretty", "yaml"]), default="jsonpretty")
+@output_option(INSPECT_OUTPUTS, "jsonpretty")
 @click.option("--extra-info", "extra_info", default="", help="Show only this extra-info key.")
 @click.option("--jsonpath", default="", help="JSONPath expression applied to --extra-info or --show-datasources.")
 @click.option("--show-datasources", is_flag=True,

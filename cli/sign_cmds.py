@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from gadgetstore.engine import reference
+from gadgetstore.engine.resolve import is_digest_only
 from gadgetstore.engine.signatures.keys import DEFAULT_PUBLIC_KEY_PEM, load_public_keys
 from gadgetstore.engine.signatures.notation import NotationOptions, load_certificates
 from gadgetstore.engine.signatures.sign import SIGN_FORMATS, sign_image
@@ -36,12 +37,11 @@ from .context import AppContext, pass_app, user_errors
 @user_errors
 def verify_cmd(app: AppContext, image: str, public_keys: tuple[str, ...], certificates: tuple[str, ...],
                policy: str) -> None:
-    """Verify the signature of IMAGE in the local store."""
+    """Verify the signature of IMAGE in the local store (a name, NAME@DIGEST, a digest or a 12+ digit prefix)."""
     click.echo(f"Verifying image: {image}")
     keys = load_public_keys(public_keys)
     notation = NotationOptions(load_certificates(certificates), policy) if policy.strip() else None
-    ref = str(reference.normalize(image))
-    result = verify_image(app.store(), ref, keys, notation)
+    result = verify_image(app.store(), image, keys, notation)
     for warning in result.warnings:
         click.echo(f"WARN: {warning}", err=True)
     click.echo(f"Verified {result.method} signature {result.signature} of {result.digest} "
@@ -58,12 +58,16 @@ def verify_cmd(app: AppContext, image: str, public_keys: tuple[str, ...], certif
 @pass_app
 @user_errors
 def sign_cmd(app: AppContext, image: str, key_path: Path, fmt: str) -> None:
-    """Sign IMAGE in the local store with a cosign-compatible signature."""
+    """Sign IMAGE in the local store with a cosign-compatible signature.
+
+    IMAGE may be a digest (sha256:..., a 12+ digit prefix, NAME@sha256:...); the signed payload names
+    the image's repository: NAME's, or for a digest alone the one repository that tags it.
+    """
     key = load_private_key(key_path)
-    ref = str(reference.normalize(image))
-    result = sign_image(app.store(), ref, key, fmt)
+    result = sign_image(app.store(), image, key, fmt)
     where = result.tag if result.tag is not None else f"referrer {result.signature.digest}"
-    click.echo(f"Signed {ref}@{result.digest} ({fmt}): {where}", err=True)
+    name = "" if is_digest_only(image) else str(reference.normalize(image)).split("@", 1)[0]
+    click.echo(f"Signed {name}@{result.digest} ({fmt}): {where}", err=True)
 
 
 @click.group("key")

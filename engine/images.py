@@ -10,8 +10,10 @@ from typing import Any
 from . import mediatypes as mt
 from . import reference
 from .analysis.entries import ExtraInfo
+from .blobstore import BlobNotFound
 from .descriptor import Descriptor
 from .errors import GadgetStoreError, ImageNotFound, InvalidManifest
+from .resolve import StoreImages, is_digest_only
 from .store import Store
 
 """Extra-info key → (contentType, content), as ``ig image inspect`` produces it."""
@@ -81,8 +83,34 @@ class ImageRow:
     created: str
 
 
-def list_images(store: Store) -> tuple[list[ImageRow], list[str]]:
-    """Rows for ``image list`` sorted by reference, and warnings for images that were skipped."""
+NONE = "<none>"
+"""Repository and tag of an untagged image in ``image list --all``, as Docker shows a dangling image."""
+
+
+def list_images(store: Store, untagged: bool = False) -> tuple[list[ImageRow], list[str]]:
+    """Rows for ``image list`` sorted by reference, and warnings for images that were skipped.
+
+    With ``untagged``, the untagged images (untagged builds, pulls by digest) follow, by digest.
+    """
+    rows: list[ImageRow] = []
+    warnings: list[str] = []
+    if untagged:
+        images = StoreImages.read(store)
+        for digest in sorted(images.untagged):
+            desc = images.by_digest[digest]
+            try:
+                created = host_manifest(store, desc).annotations.get(mt.ANNOTATION_CREATED, "")
+            except BlobNotFound:
+                continue  # an entry ig's gc left behind: not an image any more
+            except GadgetStoreError as err:
+                warnings.append(f"skipping untagged {digest}: {err}")
+                continue
+            rows.append(ImageRow(NONE, NONE, str(digest), created))
+    tagged, tag_warnings = _tagged_rows(store)
+    return tagged + rows, tag_warnings + warnings
+
+
+def _tagged_rows(store: Store) -> tuple[list[ImageRow], list[str]]:
     rows: list[ImageRow] = []
     warnings: list[str] = []
     for ref_text in store.tags():
@@ -108,11 +136,15 @@ def list_images(store: Store) -> tuple[list[ImageRow], list[str]]:
 
 def oci_extra_info(store: Store, typed_image: str, manifest: ArchManifest) -> ExtraInfo:
     """The ``oci.*`` keys of ``image inspect``, computed as ig does (repository/tag as typed)."""
-    typed = reference.parse(typed_image)
+    if is_digest_only(typed_image):
+        repository, tag = "", reference.DEFAULT_TAG  # ig's values for a reference without a name or tag
+    else:
+        typed = reference.parse(typed_image)
+        repository, tag = typed.repository, typed.tag_or_latest
     info: ExtraInfo = {
         "oci.manifest": ("application/json", json.dumps(manifest.doc, separators=(",", ":")).encode()),
-        "oci.repository": ("text/plain", typed.repository.encode()),
-        "oci.tag": ("text/plain", typed.tag_or_latest.encode()),
+        "oci.repository": ("text/plain", repository.encode()),
+        "oci.tag": ("text/plain", tag.encode()),
         "oci.created": ("text/plain", manifest.annotations.get(mt.ANNOTATION_CREATED, "").encode()),
     }
     config = manifest.config
