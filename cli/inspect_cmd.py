@@ -22,9 +22,11 @@ from gadgetstore.engine.inspect import MAX_LAYER_BYTES, image_extra_info
 from gadgetstore.engine.resolve import is_digest_only, lookup, resolve
 from gadgetstore.engine.store import Store
 
+from . import goyaml
 from .context import AppContext, pass_app, user_errors
 from .deadline import CommandDeadline, timeout_option
-from .output import INSPECT_OUTPUTS, go_json, output_option, to_yaml
+from .goyaml import GoYamlError, yaml_to_json_object
+from .output import INSPECT_OUTPUTS, go_json, output_option
 
 _MULTI_MATCH = re.compile(r"\*|\.\.|\[\?|:")
 
@@ -34,16 +36,41 @@ class InspectError(GadgetStoreError):
 
 
 def decode_value(key: str, content_type: str, content: bytes) -> Any:
-    """What ``--extra-info KEY`` shows: parsed JSON or YAML, otherwise the raw text."""
+    """What ``--extra-info KEY`` shows, as inspect.go decodes it: JSON with ``json.Unmarshal`` (every
+    number a float64), YAML with sigs.k8s.io/yaml's ``YAMLToJSON`` into a map (go-yaml's YAML 1.1
+    rules), both written with their keys sorted as Go writes a map; anything else as its text."""
     text = content.decode("utf-8", errors="replace")
     try:
         if content_type == "application/json":
-            return json.loads(text)
+            return sort_maps(json.loads(text, parse_int=float, parse_constant=_no_constant))
         if content_type == "text/yaml":
-            return yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as err:
-        raise InspectError(f"extra info {key} is not valid {content_type}: {err}") from None
+            return yaml_to_json_object(text)
+    except GoYamlError as err:
+        raise InspectError(f"extra info {key}: {err}") from None
+    except ValueError as err:
+        raise InspectError(f"extra info {key}: unmarshalling JSON content: {err}") from None
     return text
+
+
+def gadget_metadata(content: bytes) -> Any:
+    """gadget.yaml as the datasources read it (ig unmarshals it into its metadata structs)."""
+    try:
+        return yaml.safe_load(content.decode("utf-8", errors="replace"))
+    except yaml.YAMLError as err:
+        raise InspectError(f"gadget.yaml is not valid YAML: {err}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
+
+
+def sort_maps(value: Any) -> Any:
+    """Every object's keys sorted, as encoding/json writes a Go map."""
+    if isinstance(value, dict):
+        return {k: sort_maps(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [sort_maps(v) for v in value]
+    return value
 
 
 def apply_jsonpath(value: Any, expression: str) -> Any:
@@ -92,10 +119,14 @@ def resolve_or_pull(store: Store, image: str, pull: str, authfile: Path | None,
 
 
 def render(value: Any, output: str) -> str:
+    """inspect.go's output switch: a string as it is (one newline added), else ``-o``'s encoding."""
     if isinstance(value, str):
         return value + "\n"
     if output == "yaml":
-        return to_yaml(value)
+        try:
+            return goyaml.marshal(value)
+        except GoYamlError as err:
+            raise InspectError(f"marshalling image and extra info to YAML: {err}") from None
     return go_json(value, pretty=output == "jsonpretty") + "\n"
 
 
@@ -157,10 +188,12 @@ def inspect_cmd(app: AppContext, image: str, output: str, extra_info: str, jsonp
     info = image_extra_info(store, image, manifest)
     value: Any
     if show_datasources:
-        metadata = decode_value("oci.metadata", *info["oci.metadata"]) if "oci.metadata" in info else {}
+        metadata = gadget_metadata(info["oci.metadata"][1]) if "oci.metadata" in info else {}
         layer = manifest.layer(mt.GADGET_EBPF)
         elf = store.blobs.read(layer.digest, max_size=MAX_LAYER_BYTES) if layer is not None else None
         value = datasources(metadata, elf)
+        if jsonpath:
+            value = sort_maps(value)  # ig runs JSONPath over the datasources' JSON read back as maps
     elif extra_info:
         if extra_info not in info:
             raise InspectError(f"extra info {extra_info!r} not found (known: {', '.join(sorted(info))})")
