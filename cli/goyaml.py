@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from .gonumbers import format_float, json_float
+from gadgetstore.engine.gonumbers import format_float, json_float
 
 STR = "tag:yaml.org,2002:str"
 BOOL = "tag:yaml.org,2002:bool"
@@ -202,7 +202,7 @@ def _parse(text: str) -> _Node | None:
                 add(_Node("scalar", event.tag or "", bool(event.implicit[0]), event.value), event.anchor)
             elif isinstance(event, yaml.AliasEvent):
                 if event.anchor not in anchors:
-                    raise GoYamlError(f"unknown anchor '{event.anchor}' referenced")
+                    raise GoYamlError(f"yaml: unknown anchor '{event.anchor}' referenced")
                 add(_Node("alias", value=event.anchor or "", alias=anchors[event.anchor or ""]), None)
             elif isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
                 kind = "sequence" if isinstance(event, yaml.SequenceStartEvent) else "mapping"

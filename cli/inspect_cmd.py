@@ -17,6 +17,7 @@ from gadgetstore.engine import reference
 from gadgetstore.engine.analysis.datasources import datasources_from_elf
 from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.errors import GadgetStoreError, ImageNotFound
+from gadgetstore.engine.gojson import go_json
 from gadgetstore.engine.images import host_manifest
 from gadgetstore.engine.inspect import MAX_LAYER_BYTES, image_extra_info
 from gadgetstore.engine.resolve import is_digest_only, lookup, resolve
@@ -26,7 +27,7 @@ from . import goyaml
 from .context import AppContext, pass_app, user_errors
 from .deadline import CommandDeadline, timeout_option
 from .goyaml import GoYamlError, yaml_to_json_object
-from .output import INSPECT_OUTPUTS, go_json, output_option
+from .output import INSPECT_OUTPUTS, output_option
 
 _MULTI_MATCH = re.compile(r"\*|\.\.|\[\?|:")
 
@@ -35,7 +36,7 @@ class InspectError(GadgetStoreError):
     pass
 
 
-def decode_value(key: str, content_type: str, content: bytes) -> Any:
+def decode_value(content_type: str, content: bytes) -> Any:
     """What ``--extra-info KEY`` shows, as inspect.go decodes it: JSON with ``json.Unmarshal`` (every
     number a float64), YAML with sigs.k8s.io/yaml's ``YAMLToJSON`` into a map (go-yaml's YAML 1.1
     rules), both written with their keys sorted as Go writes a map; anything else as its text."""
@@ -46,9 +47,9 @@ def decode_value(key: str, content_type: str, content: bytes) -> Any:
         if content_type == "text/yaml":
             return yaml_to_json_object(text)
     except GoYamlError as err:
-        raise InspectError(f"extra info {key}: {err}") from None
+        raise InspectError(str(err)) from None
     except ValueError as err:
-        raise InspectError(f"extra info {key}: unmarshalling JSON content: {err}") from None
+        raise InspectError(f"unmarshalling JSON content: {err}") from None
     return text
 
 
@@ -198,7 +199,7 @@ def inspect_cmd(app: AppContext, image: str, output: str, extra_info: str, jsonp
         if extra_info not in info:
             raise InspectError(f"extra info {extra_info!r} not found (known: {', '.join(sorted(info))})")
         content_type, content = info[extra_info]
-        value = decode_value(extra_info, content_type, content)
+        value = decode_value(content_type, content)
         if jsonpath and content_type not in ("application/json", "text/yaml"):
             raise InspectError(f"--jsonpath needs a JSON or YAML value; {extra_info} is {content_type}")
     else:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from gadgetstore.engine.gojson import go_json
 from gadgetstore.engine.humanize import human_duration
 from gadgetstore.engine.images import ImageRow
 
-from .output import go_json
 from .textcolumns import Column, terminal_width, write_table
 
 DIGEST_WIDTH = 12

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +12,7 @@ from .analysis.entries import ExtraInfo
 from .blobstore import BlobNotFound
 from .descriptor import Descriptor
 from .errors import GadgetStoreError, ImageNotFound, InvalidManifest
+from .gojson import go_json
 from .resolve import StoreImages, is_digest_only
 from .store import Store
 
@@ -134,6 +134,43 @@ def _tagged_rows(store: Store) -> tuple[list[ImageRow], list[str]]:
     return rows, warnings
 
 
+def _go_descriptor(desc: Any) -> dict[str, Any]:
+    """ocispec.Descriptor as json.Marshal writes it: its field order, empty fields left out."""
+    desc = desc if isinstance(desc, dict) else {}
+    out: dict[str, Any] = {"mediaType": desc.get("mediaType", ""), "digest": desc.get("digest", ""),
+                           "size": desc.get("size", 0)}
+    for key in ("urls", "annotations", "data", "platform", "artifactType"):
+        value = desc.get(key)
+        if not value:
+            continue
+        if key == "annotations" and isinstance(value, dict):
+            value = dict(sorted(value.items()))
+        elif key == "platform" and isinstance(value, dict):
+            platform = {"architecture": value.get("architecture", ""), "os": value.get("os", "")}
+            platform.update({k: value[k] for k in ("os.version", "os.features", "variant") if value.get(k)})
+            value = platform
+        out[key] = value
+    return out
+
+
+def go_manifest_json(doc: dict[str, Any]) -> bytes:
+    """``oci.manifest`` as ig makes it (pkg/operators/oci-handler/extrainfo.go: ``json.Marshal`` of
+    the ocispec.Manifest it read): the struct's field order, unknown fields dropped, annotations
+    sorted, HTML-escaped; a manifest without layers has ``"layers":null``."""
+    out: dict[str, Any] = {"schemaVersion": doc.get("schemaVersion", 0)}
+    for key in ("mediaType", "artifactType"):
+        if doc.get(key):
+            out[key] = doc[key]
+    out["config"] = _go_descriptor(doc.get("config"))
+    layers = doc.get("layers")
+    out["layers"] = [_go_descriptor(layer) for layer in layers] if isinstance(layers, list) else None
+    if doc.get("subject"):
+        out["subject"] = _go_descriptor(doc["subject"])
+    if isinstance(doc.get("annotations"), dict) and doc["annotations"]:
+        out["annotations"] = dict(sorted(doc["annotations"].items()))
+    return go_json(out).encode("utf-8")
+
+
 def oci_extra_info(store: Store, typed_image: str, manifest: ArchManifest) -> ExtraInfo:
     """The ``oci.*`` keys of ``image inspect``, computed as ig does (repository/tag as typed)."""
     if is_digest_only(typed_image):
@@ -142,7 +179,7 @@ def oci_extra_info(store: Store, typed_image: str, manifest: ArchManifest) -> Ex
         typed = reference.parse(typed_image)
         repository, tag = typed.repository, typed.tag_or_latest
     info: ExtraInfo = {
-        "oci.manifest": ("application/json", json.dumps(manifest.doc, separators=(",", ":")).encode()),
+        "oci.manifest": ("application/json", go_manifest_json(manifest.doc)),
         "oci.repository": ("text/plain", repository.encode()),
         "oci.tag": ("text/plain", tag.encode()),
         "oci.created": ("text/plain", manifest.annotations.get(mt.ANNOTATION_CREATED, "").encode()),
