@@ -7,7 +7,6 @@ exactly as it was. The bytes of the image come from :mod:`.buildspec`.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import platform
 import shutil
 import subprocess
@@ -33,6 +32,7 @@ from .descriptor import Descriptor
 from .reference import Reference, normalize
 from .store import Store
 from .userpath import input_name, read_input
+from .version import package_version
 
 __all__ = ["BuildError", "BuildRequest", "BuiltImage", "GadgetSources", "build_image", "compile_gadget"]
 
@@ -78,11 +78,7 @@ class BuiltImage:
 
 def builder_version() -> str:
     """Value of ``io.inspektor-gadget.builder.version``: who built the image, from package metadata."""
-    try:
-        version = importlib.metadata.version("gadgetstore")
-    except importlib.metadata.PackageNotFoundError:
-        version = "0.0.0+unknown"
-    return f"gadgetstore {version}"
+    return f"gadgetstore {package_version()}"
 
 
 # -- finding the gadget's files -----------------------------------------------------------------
