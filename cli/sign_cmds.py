@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from gadgetstore.engine import reference
-from gadgetstore.engine.resolve import is_digest_only
+from gadgetstore.engine.errors import GadgetStoreError
+from gadgetstore.engine.resolve import is_digest_only, resolve
 from gadgetstore.engine.signatures.keys import DEFAULT_PUBLIC_KEY_PEM, load_public_keys
 from gadgetstore.engine.signatures.notation import NotationOptions, load_certificates
 from gadgetstore.engine.signatures.sign import SIGN_FORMATS, sign_image
@@ -18,6 +19,7 @@ from gadgetstore.engine.signatures.signing_keys import (
     write_key_pair,
 )
 from gadgetstore.engine.signatures.verify import verify_image
+from gadgetstore.engine.store import Store
 
 from .context import AppContext, pass_app, user_errors
 
@@ -64,10 +66,20 @@ def sign_cmd(app: AppContext, image: str, key_path: Path, fmt: str) -> None:
     the image's repository: NAME's, or for a digest alone the one repository that tags it.
     """
     key = load_private_key(key_path)
-    result = sign_image(app.store(), image, key, fmt)
+    store = app.store()
+    result = sign_image(store, image, key, fmt)
     where = result.tag if result.tag is not None else f"referrer {result.signature.digest}"
-    name = "" if is_digest_only(image) else str(reference.normalize(image)).split("@", 1)[0]
-    click.echo(f"Signed {name}@{result.digest} ({fmt}): {where}", err=True)
+    click.echo(f"Signed {_signed_name(store, image)}@{result.digest} ({fmt}): {where}", err=True)
+
+
+def _signed_name(store: Store, image: str) -> str:
+    """The name as typed and normalised, or for a digest alone the repository it was signed for."""
+    if not is_digest_only(image):
+        return str(reference.normalize(image)).split("@", 1)[0]
+    try:
+        return resolve(store, image).repository("sign")
+    except GadgetStoreError:
+        return ""  # a bundle names no repository
 
 
 @click.group("key")

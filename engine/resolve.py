@@ -127,7 +127,8 @@ class StoreImages:
     untagged: frozenset[Digest]
 
     @classmethod
-    def read(cls, store: Store) -> StoreImages:
+    def read(cls, store: Store, untagged: bool = True) -> StoreImages:
+        """The store's images; without ``untagged`` only the tagged ones (no pinned blob is read)."""
         by_digest: dict[Digest, Descriptor] = {}
         tags_of: dict[Digest, list[str]] = {}
         for tag in store.tags():
@@ -137,12 +138,12 @@ class StoreImages:
             if desc is not None:
                 by_digest.setdefault(desc.digest, desc)
                 tags_of.setdefault(desc.digest, []).append(tag)
-        untagged = set()
-        for pin in store.pins():
-            if store.subject_of(pin) is None and pin.digest not in tags_of:
+        pinned = set()
+        for pin in store.pins() if untagged else ():
+            if pin.digest not in tags_of and store.subject_of(pin) is None:
                 by_digest.setdefault(pin.digest, pin)
-                untagged.add(pin.digest)
-        return cls(by_digest, {d: tuple(sorted(t)) for d, t in tags_of.items()}, frozenset(untagged))
+                pinned.add(pin.digest)
+        return cls(by_digest, {d: tuple(sorted(t)) for d, t in tags_of.items()}, frozenset(pinned))
 
     def matching(self, query: DigestQuery) -> list[Digest]:
         return sorted(d for d in self.by_digest if query.matches(d))
@@ -191,7 +192,7 @@ def _by_tag(store: Store, text: str) -> Resolved | None:
     desc = store.lookup(str(ref))
     if desc is None:
         return None
-    images = StoreImages.read(store)
+    images = StoreImages.read(store, untagged=False)
     return Resolved(text, desc, ref, str(ref), images.tags_of.get(desc.digest, ()))
 
 

@@ -109,6 +109,10 @@ def test_sign_and_verify_by_digest(imported: Path, gadget_image: ArchivedImage, 
                                         "ghcr.io/inspektor-gadget/gadget/trace_demo); give NAME@")
     code, _, err = run(imported, "image", "sign", f"{UNREACHABLE}@{digest}", "--key", str(tmp_path / "k.key"))
     assert code == 0 and err.startswith(f"Signed {UNREACHABLE}@{digest} (legacy): sha256-{digest.hex}.sig")
+    assert run(imported, "image", "remove", "trace_demo")[0] == 0  # one repository left: a digest alone will do
+    key = str(tmp_path / "k.key")
+    code, _, err = run(imported, "image", "sign", digest.hex[:12], "--key", key, "--format", "oci11")
+    assert code == 0 and err.startswith(f"Signed {UNREACHABLE}@{digest} (oci11): referrer sha256:")
     pem = (tmp_path / "k.pub").read_text()
     for typed in (str(digest), digest.hex[:12], f"x.io/any@{digest}"):
         code, out, err = run(imported, "image", "verify", typed, "--public-keys", pem)
