@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
-from gadgetstore.engine import reference
 from gadgetstore.engine.errors import GadgetStoreError
-from gadgetstore.engine.resolve import is_digest_only, resolve
+from gadgetstore.engine.resolve import resolve
 from gadgetstore.engine.signatures.keys import DEFAULT_PUBLIC_KEY_PEM, load_public_keys
 from gadgetstore.engine.signatures.notation import NotationOptions, load_certificates
 from gadgetstore.engine.signatures.sign import SIGN_FORMATS, sign_image
@@ -74,10 +73,11 @@ def sign_cmd(app: AppContext, image: str, key_path: Path, fmt: str) -> None:
 
 def _signed_name(store: Store, image: str) -> str:
     """The name as typed and normalised, or for a digest alone the repository it was signed for."""
-    if not is_digest_only(image):
-        return str(reference.normalize(image)).split("@", 1)[0]
+    found = resolve(store, image)
+    if found.reference is not None:
+        return str(found.reference).split("@", 1)[0]
     try:
-        return resolve(store, image).repository("sign")
+        return found.repository("sign")
     except GadgetStoreError:
         return ""  # a bundle names no repository
 
