@@ -5,7 +5,7 @@ A name (``name``, ``name:tag``) removes that tag as :meth:`Store.remove_image` d
 does with an image ID: an untagged image is deleted; an image with one tag loses it (and its blobs
 when nothing else uses them); an image with several tags is refused, naming them, so one command
 never drops more names than the user can see. With ``name@digest`` only the tags of that
-repository count.
+repository count, and with ``name:tag@digest`` that tag when it points at the digest.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ def remove_reference(store: Store, text: str) -> None:
                 f"(it is tagged {', '.join(tags)}); remove one of those, or give {found.digest}"
             )
         tags = in_repo
+        named = f"{found.reference.repository}:{found.reference.tag}" if found.reference.tag else None
+        if named in tags:
+            tags = [named]  # name:tag@digest: that tag, when it is one of the digest's
     if len(tags) > 1:
         raise AmbiguousReference(
             f"image {text!r} is tagged {len(tags)} times ({', '.join(tags)}); remove the tags one by one"
