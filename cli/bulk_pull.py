@@ -90,11 +90,15 @@ def human_bytes(n: int) -> str:
 
 
 def summary_lines(results: Sequence[PullResult]) -> list[str]:
-    """Bytes per source (upstream, each mirror) over every image, for the end of a pull."""
+    """Bytes per source (upstream, each mirror) over every image, for the end of a pull; nothing
+    when nothing was fetched (a pull that failed at once, or found everything in the store): ig
+    prints no such line, and ``Fetched 0 B`` after an error only distracts from it."""
     totals: Tallies = {}
     for result in results:
         merge(totals, result.sources)
     total = sum(t.bytes for t in totals.values())
+    if total == 0:
+        return []
     lines = [f"Fetched {human_bytes(total)} for {len(results)} image(s):"]
     for name, tally in sorted(totals.items(), key=lambda item: (not item[0].startswith("mirror"), item[0])):
         failed = f", {tally.failures} failed attempt(s)" if tally.failures else ""

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import shutil
 from datetime import UTC, datetime
 
+from gadgetstore.engine.gojson import go_json
 from gadgetstore.engine.humanize import human_duration
 from gadgetstore.engine.images import ImageRow
 
-HEADERS = ("REPOSITORY", "TAG", "DIGEST", "CREATED")
+from .textcolumns import Column, terminal_width, write_table
+
 DIGEST_WIDTH = 12
-DEFAULT_WIDTH = 16
+COLUMNS = (Column("repository"), Column("tag"), Column("digest", DIGEST_WIDTH, fixed=True), Column("created"))
+"""pkg/oci/oci.go GadgetImageDesc: ``column:"digest,width:12,fixed"``, the others the default width."""
 
 
 def created_ago(created: str, now: datetime | None = None) -> str:
@@ -25,35 +26,27 @@ def created_ago(created: str, now: datetime | None = None) -> str:
     return human_duration((now - when).total_seconds()).lower() + " ago"
 
 
-def _escape(value: str) -> str:
-    """Go's strconv.Quote escaping, without the surrounding quotes."""
-    return json.dumps(value, ensure_ascii=False)[1:-1]
-
-
-def _fit(value: str, width: int) -> str:
-    if len(value) > width:
-        return value[: max(0, width - 1)] + "…"
-    return value.ljust(width)
-
-
-def format_rows(rows: list[ImageRow], tty: bool, no_trunc: bool, now: datetime | None = None) -> str:
-    lines: list[list[str]] = [list(HEADERS)]
+def format_rows(rows: list[ImageRow], tty: bool, no_trunc: bool, now: datetime | None = None,
+                screen_width: int | None = None) -> str:
+    """``ig image list`` (cmd/common/image/list.go NewListCmd): on a terminal without ``--no-trunc``
+    the short digest, the age, and columns fitted to the terminal on fd 0 (``screen_width`` stands
+    in for it); otherwise the raw values, one space apart."""
+    short = tty and not no_trunc
+    cells = []
     for row in rows:
-        if tty and not no_trunc:
-            digest = row.digest.split(":", 1)[-1][:DIGEST_WIDTH]
-            created = created_ago(row.created, now)
+        if short:
+            digest = row.digest.removeprefix("sha256:")[:DIGEST_WIDTH] if row.digest else ""
+            cells.append([row.repository, row.tag, digest, created_ago(row.created, now)])
         else:
-            digest, created = row.digest, row.created
-        lines.append([_escape(row.repository), _escape(row.tag), digest, _escape(created)])
-    if not tty or no_trunc:
-        return "\n".join(" ".join(cells) for cells in lines) + "\n"
-    columns = shutil.get_terminal_size((DEFAULT_WIDTH * 3 + DIGEST_WIDTH + 3, 24)).columns
-    share = max(DEFAULT_WIDTH, (columns - DIGEST_WIDTH - 3) // 3)
-    widths = (share, share, DIGEST_WIDTH, share)
-    out = [" ".join(_fit(cell, w) for cell, w in zip(cells, widths, strict=True)).rstrip() for cells in lines]
-    return "\n".join(out) + "\n"
+            cells.append([row.repository, row.tag, row.digest, row.created])
+    width = 0
+    if short:
+        width = terminal_width() if screen_width is None else screen_width
+    return write_table(COLUMNS, cells, truncate=short, screen_width=width)
 
 
 def format_json(rows: list[ImageRow], pretty: bool) -> str:
+    """``json.Marshal``/``MarshalIndent`` of ig's GadgetImageDesc list: Go's field names, HTML-escaped
+    (``<none>`` is ``\\u003cnone\\u003e``, as Docker's JSON writes it too), no trailing newline."""
     data = [{"Repository": r.repository, "Tag": r.tag, "Digest": r.digest, "Created": r.created} for r in rows]
-    return json.dumps(data, indent=2 if pretty else None, separators=None if pretty else (",", ":"))
+    return go_json(data, pretty=pretty)

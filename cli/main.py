@@ -40,6 +40,7 @@ ROOT_COMMANDS = {
     "key": f"{_PKG}.sign_cmds:key_group",
     "mount": f"{_PKG}.mount:mount_cmd",
     "umount": f"{_PKG}.mount:umount_cmd",
+    "version": f"{_PKG}.version_cmd:version_cmd",
 }
 
 
@@ -51,6 +52,7 @@ ROOT_COMMANDS = {
     envvar="GADGETSTORE_ROOT",
     help="Store directory (default: /var/lib/gadgetstore as root, else $XDG_DATA_HOME/gadgetstore).",
 )
+@click.version_option(package_name="gadgetstore", prog_name="gadgetstore")
 @click.pass_context
 def cli(ctx: click.Context, store_root: Path | None) -> None:
     """Manage gadget images in a content-addressed store and browse them through FUSE."""

@@ -7,6 +7,7 @@ import sys
 import click
 
 from gadgetstore.engine.fsck import fsck, repair_root
+from gadgetstore.engine.removal import prune_untagged
 from gadgetstore.engine.store import Store
 
 from .context import AppContext, pass_app, user_errors
@@ -37,11 +38,18 @@ def fsck_cmd(app: AppContext, repair: bool) -> None:
 
 
 @click.command("gc")
+@click.option("--untagged", is_flag=True,
+              help="Also delete untagged images (untagged builds, pulls by digest: 'image list --all' "
+                   "shows them as <none>) and their signatures.")
 @pass_app
 @user_errors
-def gc_cmd(app: AppContext) -> None:
+def gc_cmd(app: AppContext, untagged: bool) -> None:
     """Delete blobs that no tag reaches, and unfinished ingest files."""
-    report = app.store().gc()
+    if untagged:
+        images, report = prune_untagged(app.store())
+        click.echo(f"removed {images} untagged images")
+    else:
+        report = app.store().gc()
     click.echo(
         f"removed {len(report.removed_blobs)} blobs ({report.removed_bytes} bytes) "
         f"and {report.removed_ingest_files} ingest files"

@@ -1,6 +1,7 @@
 """``image pull``, ``image push``, ``login`` and ``logout``: the commands that talk to registries.
 
-Messages follow ``ig``: pull/push progress and success lines go to stderr, login/logout to stdout.
+Messages follow ``ig``: pull/push progress and success lines go to stderr, login/logout to stdout
+(``Login Succeeded``, ``Logout Succeeded``: cmd/common/auth/auth.go at ig's HEAD).
 """
 
 from __future__ import annotations
@@ -202,13 +203,14 @@ async def _verify_login(registry: str, options: TransferOptions) -> None:
 @click.option("--insecure-registries", multiple=True, metavar="HOST[:PORT],...",
               help="Registries reached over plain HTTP (exact host:port); login still sends the credentials "
                    "to check them, but pull and push never send credentials to these.")
+@click.option("--plain-http", is_flag=True, help="Use HTTP instead of HTTPS for REGISTRY (as ig login --plain-http).")
 @cert_dir_option
 @registries_config_option
 @timeout_option
 @click.option("-v", "--verbose", is_flag=True, help="Print which auth file is used.")
 @user_errors
 def login(registry: str, username: str | None, password: str | None, password_stdin: bool, get_login: bool,
-          authfile: Path | None, insecure_registries: tuple[str, ...], cert_dir: Path | None,
+          authfile: Path | None, insecure_registries: tuple[str, ...], plain_http: bool, cert_dir: Path | None,
           registries_config: Path | None, timeout: float | None, verbose: bool) -> None:
     """Log in to REGISTRY, checking the credentials there before storing them."""
     deadline = CommandDeadline(timeout)
@@ -216,7 +218,7 @@ def login(registry: str, username: str | None, password: str | None, password_st
     if get_login:
         creds = _stored_login(name, authfile)
         if creds is None or not creds.username:
-            raise RegistryError(f"not logged into {name}")
+            raise RegistryError(f"not logged in to {name}")
         click.echo(creds.username)
         return
     if password is not None:
@@ -241,14 +243,15 @@ def login(registry: str, username: str | None, password: str | None, password_st
         raise click.UsageError("username and password are required")
     path = _write_path(authfile)
     creds = authfiles.Credentials(username, password)
+    plain = _insecure(insecure_registries) | ({name} if plain_http else set())
     options = TransferOptions(authfile=path, cert_dir=cert_dir, credentials={name: creds}, retries=1,
-                              plain_http=_insecure(insecure_registries), registries=load_registries(registries_config),
+                              plain_http=plain, registries=load_registries(registries_config),
                               in_flight=deadline.in_flight)
     deadline.run(_verify_login, name, options)
     helper = authfiles.store_credentials(path, name, username, password)
     if verbose:
         click.echo(f"Used: {path}" + (f" (credential helper docker-credential-{helper})" if helper else ""))
-    click.echo("Login Succeeded!")
+    click.echo("Login Succeeded")  # cmd/common/auth/auth.go Login
 
 
 def _write_path(explicit: Path | None) -> Path:
@@ -273,11 +276,11 @@ def logout(registry: str | None, all_: bool, authfile: Path | None) -> None:
         if os.path.exists(path):
             for warning in authfiles.remove_all(path):
                 click.echo(f"WARN: {warning}", err=True)
-        click.echo("Removed login credentials for all registries")
+        click.echo("Logout Succeeded")  # cmd/common/auth/auth.go Logout
         return
     if not registry:
         raise click.UsageError("REGISTRY is required unless --all is given")
     name = _registry_name(registry)
     if not authfiles.remove_credentials(path, name):
-        raise RegistryError(f"not logged into {name}")
-    click.echo(f"Removed login credentials for {name}")
+        raise RegistryError(f"not logged in to {name}")
+    click.echo("Logout Succeeded")

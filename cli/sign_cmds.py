@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from gadgetstore.engine import reference
+from gadgetstore.engine.errors import GadgetStoreError
+from gadgetstore.engine.resolve import resolve
 from gadgetstore.engine.signatures.keys import DEFAULT_PUBLIC_KEY_PEM, load_public_keys
 from gadgetstore.engine.signatures.notation import NotationOptions, load_certificates
 from gadgetstore.engine.signatures.sign import SIGN_FORMATS, sign_image
@@ -17,6 +18,7 @@ from gadgetstore.engine.signatures.signing_keys import (
     write_key_pair,
 )
 from gadgetstore.engine.signatures.verify import verify_image
+from gadgetstore.engine.store import Store
 
 from .context import AppContext, pass_app, user_errors
 
@@ -36,12 +38,11 @@ from .context import AppContext, pass_app, user_errors
 @user_errors
 def verify_cmd(app: AppContext, image: str, public_keys: tuple[str, ...], certificates: tuple[str, ...],
                policy: str) -> None:
-    """Verify the signature of IMAGE in the local store."""
+    """Verify the signature of IMAGE in the local store (a name, NAME@DIGEST, a digest or a 12+ digit prefix)."""
     click.echo(f"Verifying image: {image}")
     keys = load_public_keys(public_keys)
     notation = NotationOptions(load_certificates(certificates), policy) if policy.strip() else None
-    ref = str(reference.normalize(image))
-    result = verify_image(app.store(), ref, keys, notation)
+    result = verify_image(app.store(), image, keys, notation)
     for warning in result.warnings:
         click.echo(f"WARN: {warning}", err=True)
     click.echo(f"Verified {result.method} signature {result.signature} of {result.digest} "
@@ -58,12 +59,27 @@ def verify_cmd(app: AppContext, image: str, public_keys: tuple[str, ...], certif
 @pass_app
 @user_errors
 def sign_cmd(app: AppContext, image: str, key_path: Path, fmt: str) -> None:
-    """Sign IMAGE in the local store with a cosign-compatible signature."""
+    """Sign IMAGE in the local store with a cosign-compatible signature.
+
+    IMAGE may be a digest (sha256:..., a 12+ digit prefix, NAME@sha256:...); the signed payload names
+    the image's repository: NAME's, or for a digest alone the one repository that tags it.
+    """
     key = load_private_key(key_path)
-    ref = str(reference.normalize(image))
-    result = sign_image(app.store(), ref, key, fmt)
+    store = app.store()
+    result = sign_image(store, image, key, fmt)
     where = result.tag if result.tag is not None else f"referrer {result.signature.digest}"
-    click.echo(f"Signed {ref}@{result.digest} ({fmt}): {where}", err=True)
+    click.echo(f"Signed {_signed_name(store, image)}@{result.digest} ({fmt}): {where}", err=True)
+
+
+def _signed_name(store: Store, image: str) -> str:
+    """The name as typed and normalised, or for a digest alone the repository it was signed for."""
+    found = resolve(store, image)
+    if found.reference is not None:
+        return str(found.reference).split("@", 1)[0]
+    try:
+        return found.repository("sign")
+    except GadgetStoreError:
+        return ""  # a bundle names no repository
 
 
 @click.group("key")

@@ -27,6 +27,7 @@ from .descriptor import Descriptor, GraphBudget, canonical_json, checked_documen
 from .digest import Digest
 from .errors import GadgetStoreError, IntegrityError, InvalidArchive
 from .importlimits import ImportBudget, Verdict
+from .resolve import resolve
 from .store import OCI_LAYOUT_BYTES, Store, signature_tag_subject
 from .userpath import open_input, open_output
 
@@ -50,13 +51,24 @@ class ExportPlan:
 
 
 def plan_export(store: Store, refs: list[str]) -> ExportPlan:
-    """Each image with its whole graph and the signatures attached to anything in it."""
+    """Each image with its whole graph and the signatures attached to anything in it.
+
+    ``refs`` are what the user typed (see :mod:`.resolve`): a name is exported under its tag, an
+    image named by its digest as an untagged entry (the archive then names no tag for it).
+    """
     plan = ExportPlan()
     tagged: dict[str, Descriptor] = {}
+    untagged: dict[Digest, Descriptor] = {}
     for ref in refs:
-        tagged[ref] = store.resolve(ref)
+        found = resolve(store, ref)
+        if found.via_tag is not None:
+            tagged[found.via_tag] = found.descriptor
+        else:
+            untagged[found.digest] = found.descriptor.bare()
     for ref, desc in tagged.items():
         plan.blobs.update(store.walk_image(desc, f"image {ref}"))
+    for desc in untagged.values():
+        plan.blobs.update(store.walk_image(desc, f"image {desc.digest}"))
     signatures = {}
     for sig_ref in store.tags():
         subj = signature_tag_subject(sig_ref)
@@ -67,12 +79,14 @@ def plan_export(store: Store, refs: list[str]) -> ExportPlan:
         plan.blobs.update(store.walk_image(desc, f"signature {sig_ref}"))
     for pin in pinned:
         plan.blobs.update(store.walk_image(pin, f"referrer {pin.digest}"))
+    tagged_digests = {desc.digest for desc in tagged.values()} | {pin.digest for pin in pinned}
     tagged.update(signatures)
     for ref, desc in tagged.items():
         entry = desc.to_json()
         entry["annotations"] = {**desc.annotations, mt.ANNOTATION_REF_NAME: ref}
         plan.entries.append(entry)
     plan.entries.extend(pin.to_json() for pin in pinned)
+    plan.entries.extend(desc.to_json() for digest, desc in untagged.items() if digest not in tagged_digests)
     plan.entries.sort(key=lambda e: (e["digest"], e.get("annotations", {}).get(mt.ANNOTATION_REF_NAME, "")))
     return plan
 
@@ -466,13 +480,18 @@ def _plan_import(store: Store, staged: _Staged) -> tuple[dict[str, Descriptor], 
     if staged.index is None:
         raise InvalidArchive("archive has no index.json")
     tags = _tagged_entries(staged.entries)
+    tagged = {desc.digest for desc in tags.values()}
     pins: list[Descriptor] = []
     for desc in staged.entries:
-        # Untagged entries matter only when they are referrers (signatures) of something.
-        if (not desc.annotations.get(mt.ANNOTATION_REF_NAME) and is_document(desc)
-                and staged.is_available(store, desc.digest)
-                and _staged_document(store, staged, desc).get("subject") is not None):
+        # Untagged entries matter when they are referrers (signatures) of something, or an untagged
+        # image (an export by digest); per-architecture entries (with a platform) are parts of images.
+        if (desc.annotations.get(mt.ANNOTATION_REF_NAME) or not is_document(desc)
+                or not staged.is_available(store, desc.digest)):
+            continue
+        if _staged_document(store, staged, desc).get("subject") is not None:
             pins.append(desc)
+        elif desc.architecture is None and desc.digest not in tagged:
+            pins.append(desc.bare())
     if not tags and not pins:
         raise InvalidArchive("archive index.json tags no image")
     return tags, pins
@@ -485,7 +504,8 @@ def _free_space(store: Store) -> tuple[int, int]:
 
 
 def import_archive(store: Store, source: Path) -> list[str]:
-    """Import every tagged image (and attached signatures); returns the tags, as ``ig`` lists them.
+    """Import every tagged image (and attached signatures); returns the tags, as ``ig`` lists them,
+    then each untagged image as ``@<digest>`` (as ``ig image build`` names an untagged build).
 
     ``source`` is read as a stream (``-`` is standard input, a pipe works). A file may be read more
     than once (see :mod:`.importlimits`); a pipe is read once, bounded by the free space alone.
@@ -509,4 +529,5 @@ def import_archive(store: Store, source: Path) -> list[str]:
                     txn.pin(pin)
         finally:
             staged.abort()
-    return sorted(ref for ref in tags if not ref.endswith(".sig"))
+    untagged = sorted(f"@{pin.digest}" for pin in pins if store.subject_of(pin) is None)
+    return sorted(ref for ref in tags if not ref.endswith(".sig")) + untagged

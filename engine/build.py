@@ -9,7 +9,6 @@ they run side by side is :mod:`.buildjobs`.
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata
 import platform
 import tempfile
 from collections.abc import Callable, Iterator
@@ -38,6 +37,7 @@ from .reference import Reference, normalize
 from .store import Store
 from .toolchain import Clang, find_clang
 from .userpath import input_name, read_input
+from .version import package_version
 from .wasm_build import WasmPlan, collect_wasm, plan_wasm, wasm_source_kind
 
 __all__ = ["BuildError", "BuildRequest", "BuiltImage", "GadgetSources", "build_image", "compile_gadget"]
@@ -97,11 +97,7 @@ class BuiltImage:
 
 def builder_version() -> str:
     """Value of ``io.inspektor-gadget.builder.version``: who built the image, from package metadata."""
-    try:
-        version = importlib.metadata.version("gadgetstore")
-    except importlib.metadata.PackageNotFoundError:
-        version = "0.0.0+unknown"
-    return f"gadgetstore {version}"
+    return f"gadgetstore {package_version()}"
 
 
 # -- finding the gadget's files -----------------------------------------------------------------

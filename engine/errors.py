@@ -3,6 +3,7 @@
     GadgetStoreError            exit code 1, message printed as ``Error: <message>``
     ├── InvalidDigest           a digest string that is not ``alg:hex`` of a known algorithm
     ├── InvalidReference        an image reference that cannot be normalised
+    │   └── AmbiguousReference  a digest prefix (or a bare digest's name) that fits more than one image
     ├── ImageNotFound           a reference with no tag in the store
     ├── IntegrityError          bytes whose size or digest differ from what was promised
     │   └── DigestMismatch
@@ -38,6 +39,10 @@ class InvalidDigest(GadgetStoreError):
 
 
 class InvalidReference(GadgetStoreError):
+    pass
+
+
+class AmbiguousReference(InvalidReference):
     pass
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import platform
 from dataclasses import dataclass
 from typing import Any
@@ -10,8 +9,11 @@ from typing import Any
 from . import mediatypes as mt
 from . import reference
 from .analysis.entries import ExtraInfo
+from .blobstore import BlobNotFound
 from .descriptor import Descriptor
 from .errors import GadgetStoreError, ImageNotFound, InvalidManifest
+from .gojson import go_json
+from .resolve import StoreImages, is_digest_only
 from .store import Store
 
 """Extra-info key → (contentType, content), as ``ig image inspect`` produces it."""
@@ -81,8 +83,34 @@ class ImageRow:
     created: str
 
 
-def list_images(store: Store) -> tuple[list[ImageRow], list[str]]:
-    """Rows for ``image list`` sorted by reference, and warnings for images that were skipped."""
+NONE = "<none>"
+"""Repository and tag of an untagged image in ``image list --all``, as Docker shows a dangling image."""
+
+
+def list_images(store: Store, untagged: bool = False) -> tuple[list[ImageRow], list[str]]:
+    """Rows for ``image list`` sorted by reference, and warnings for images that were skipped.
+
+    With ``untagged``, the untagged images (untagged builds, pulls by digest) follow, by digest.
+    """
+    rows: list[ImageRow] = []
+    warnings: list[str] = []
+    if untagged:
+        images = StoreImages.read(store)
+        for digest in sorted(images.untagged):
+            desc = images.by_digest[digest]
+            try:
+                created = host_manifest(store, desc).annotations.get(mt.ANNOTATION_CREATED, "")
+            except BlobNotFound:
+                continue  # an entry ig's gc left behind: not an image any more
+            except GadgetStoreError as err:
+                warnings.append(f"skipping untagged {digest}: {err}")
+                continue
+            rows.append(ImageRow(NONE, NONE, str(digest), created))
+    tagged, tag_warnings = _tagged_rows(store)
+    return tagged + rows, tag_warnings + warnings
+
+
+def _tagged_rows(store: Store) -> tuple[list[ImageRow], list[str]]:
     rows: list[ImageRow] = []
     warnings: list[str] = []
     for ref_text in store.tags():
@@ -106,13 +134,54 @@ def list_images(store: Store) -> tuple[list[ImageRow], list[str]]:
     return rows, warnings
 
 
+def _go_descriptor(desc: Any) -> dict[str, Any]:
+    """ocispec.Descriptor as json.Marshal writes it: its field order, empty fields left out."""
+    desc = desc if isinstance(desc, dict) else {}
+    out: dict[str, Any] = {"mediaType": desc.get("mediaType", ""), "digest": desc.get("digest", ""),
+                           "size": desc.get("size", 0)}
+    for key in ("urls", "annotations", "data", "platform", "artifactType"):
+        value = desc.get(key)
+        if not value:
+            continue
+        if key == "annotations" and isinstance(value, dict):
+            value = dict(sorted(value.items()))
+        elif key == "platform" and isinstance(value, dict):
+            platform = {"architecture": value.get("architecture", ""), "os": value.get("os", "")}
+            platform.update({k: value[k] for k in ("os.version", "os.features", "variant") if value.get(k)})
+            value = platform
+        out[key] = value
+    return out
+
+
+def go_manifest_json(doc: dict[str, Any]) -> bytes:
+    """``oci.manifest`` as ig makes it (pkg/operators/oci-handler/extrainfo.go: ``json.Marshal`` of
+    the ocispec.Manifest it read): the struct's field order, unknown fields dropped, annotations
+    sorted, HTML-escaped; a manifest without layers has ``"layers":null``."""
+    out: dict[str, Any] = {"schemaVersion": doc.get("schemaVersion", 0)}
+    for key in ("mediaType", "artifactType"):
+        if doc.get(key):
+            out[key] = doc[key]
+    out["config"] = _go_descriptor(doc.get("config"))
+    layers = doc.get("layers")
+    out["layers"] = [_go_descriptor(layer) for layer in layers] if isinstance(layers, list) else None
+    if doc.get("subject"):
+        out["subject"] = _go_descriptor(doc["subject"])
+    if isinstance(doc.get("annotations"), dict) and doc["annotations"]:
+        out["annotations"] = dict(sorted(doc["annotations"].items()))
+    return go_json(out).encode("utf-8")
+
+
 def oci_extra_info(store: Store, typed_image: str, manifest: ArchManifest) -> ExtraInfo:
     """The ``oci.*`` keys of ``image inspect``, computed as ig does (repository/tag as typed)."""
-    typed = reference.parse(typed_image)
+    if is_digest_only(typed_image):
+        repository, tag = "", reference.DEFAULT_TAG  # ig's values for a reference without a name or tag
+    else:
+        typed = reference.parse(typed_image)
+        repository, tag = typed.repository, typed.tag_or_latest
     info: ExtraInfo = {
-        "oci.manifest": ("application/json", json.dumps(manifest.doc, separators=(",", ":")).encode()),
-        "oci.repository": ("text/plain", typed.repository.encode()),
-        "oci.tag": ("text/plain", typed.tag_or_latest.encode()),
+        "oci.manifest": ("application/json", go_manifest_json(manifest.doc)),
+        "oci.repository": ("text/plain", repository.encode()),
+        "oci.tag": ("text/plain", tag.encode()),
         "oci.created": ("text/plain", manifest.annotations.get(mt.ANNOTATION_CREATED, "").encode()),
     }
     config = manifest.config

@@ -37,6 +37,7 @@ _REFERENCE_RE = re.compile(rf"({_NAME})(?::({_TAG}))?(?:@({_DIGEST}))?")
 _ANCHORED_IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}")
 _TAG_RE = re.compile(_TAG)
 _PATH_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
+_DIGEST_ALONE_RE = re.compile(r"(?:sha256|sha512):[0-9a-fA-F]+")
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,10 @@ def normalize(image: str) -> Reference:
         raise InvalidReference("invalid reference: empty image name")
     if "://" in image:
         raise InvalidReference(f"invalid reference {image!r}: remove the URL scheme")
+    if _DIGEST_ALONE_RE.fullmatch(image):
+        # as a name it would be ghcr.io/inspektor-gadget/gadget/sha256 with the hex as its tag
+        raise InvalidReference(f"invalid reference {image!r}: a digest alone names no repository; "
+                               "give NAME@DIGEST")
     first, sep, rest = image.partition("/")
     if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
         domain, remainder = first, rest

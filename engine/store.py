@@ -448,11 +448,30 @@ class Store:
             self._collect_garbage(f"{shown} was removed")
             return True
 
-    def _drop_orphaned_signatures(self, txn: Transaction, removed_ref: str) -> None:
+    def remove_untagged(self, digests: Iterable[Digest], done: str) -> GcReport:
+        """Unpin untagged images (and their signatures), then delete what nothing reaches any more.
+
+        ``done`` says what happened when index.json cannot follow (see :meth:`transaction`).
+        """
+        with flocked(self.lease_path, exclusive=True):
+            try:
+                with self.transaction(done) as txn:
+                    gone = {d for d in digests if str(d) in self.journal.state.pins}
+                    for digest in sorted(gone):
+                        txn.unpin(digest)
+                    if gone:
+                        self._drop_orphaned_signatures(txn, removed_pins=gone)
+            except IndexJsonBehind:
+                pass  # recorded; free the space first, index.json is tried again at the end
+            return self._collect_garbage(done)
+
+    def _drop_orphaned_signatures(self, txn: Transaction, removed_ref: str | None = None,
+                                  removed_pins: set[Digest] | None = None) -> None:
         """Signatures (tags like ``sha256-<hex>.sig`` and pinned referrers) whose subject is gone."""
         signature_refs = {r for r in self.journal.state.tags if signature_tag_subject(r) is not None}
-        image_roots = self.roots(exclude_refs=signature_refs | {removed_ref})
-        image_roots = [d for d in image_roots if d.digest not in self._pinned_referrer_digests()]
+        excluded = signature_refs | ({removed_ref} if removed_ref else set())
+        skipped = self._pinned_referrer_digests() | (removed_pins or set())
+        image_roots = [d for d in self.roots(exclude_refs=excluded) if d.digest not in skipped]
         alive = set(self.walk(image_roots, missing_ok=True))
         for sig_ref in sorted(signature_refs):
             target = signature_tag_subject(sig_ref)
@@ -460,7 +479,7 @@ class Store:
                 txn.untag(sig_ref)
         for pin in self.pins():
             subj = self.subject_of(pin)
-            if subj is not None and subj not in alive:
+            if subj is not None and subj not in alive and pin.digest not in (removed_pins or set()):
                 txn.unpin(pin.digest)
 
     def _pinned_referrer_digests(self) -> set[Digest]:

@@ -14,6 +14,7 @@ from typing import Any
 from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import GadgetStoreError
+from gadgetstore.engine.resolve import digest_query
 
 from .catalog import Catalog
 from .facts import (
@@ -131,7 +132,7 @@ class FsModel:
             kind = Kind.DIGEST_ALG if parent.kind is Kind.DIGESTS else Kind.BLOB_ALG
             return Node((parent.path[0], name), kind, (*parent.path, name))
         if parent.kind is Kind.DIGEST_ALG:
-            return self._by_digest(parent, self._digest(parent, name))
+            return self._by_digest(parent, self._root_digest(parent, name), name)
         if parent.kind is Kind.BLOB_ALG:
             digest = self._digest(parent, name)
             size = self._get(BlobStatFact(digest))
@@ -214,7 +215,23 @@ class FsModel:
         except GadgetStoreError:
             raise NotFound(name) from None
 
-    def _by_digest(self, parent: Node, digest: Digest) -> Node:
+    def _root_digest(self, parent: Node, name: str) -> Digest:
+        """A whole hex digest, or a unique prefix of 12 or more hex digits of a root's (as Docker takes
+        image IDs; looked up, never listed)."""
+        try:
+            return Digest.parse(f"{parent.path[-1]}:{name}")
+        except GadgetStoreError:
+            pass
+        try:
+            query = digest_query(f"{parent.path[-1]}:{name}")
+        except GadgetStoreError:
+            raise NotFound(name) from None
+        found = [d for d in self.catalog.roots if query is not None and query.matches(d)]
+        if len(found) != 1:
+            raise NotFound(name)
+        return found[0]
+
+    def _by_digest(self, parent: Node, digest: Digest, name: str | None = None) -> Node:
         """A root by its digest, or a manifest of one (with the platform its index gives it).
 
         Every root is loaded before a non-root digest is answered, so whether a manifest shows
@@ -225,7 +242,7 @@ class FsModel:
             desc = self._get(DocFact(digest))
             if desc is None:
                 raise NotFound(digest.hex)
-        return self._image_node((*parent.path, digest.hex), ImageRef(self.catalog.typed_for(digest), desc))
+        return self._image_node((*parent.path, name or digest.hex), ImageRef(self.catalog.typed_for(digest), desc))
 
     def _require_roots(self, alg: str) -> list[Descriptor]:
         roots = [d for d in self.catalog.roots.values() if d.digest.algorithm == alg]

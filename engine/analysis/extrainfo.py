@@ -7,9 +7,7 @@ by name (byte order) so the output is stable. Everything here is pure: bytes in,
 
 from __future__ import annotations
 
-import json
-import re
-
+from gadgetstore.engine import gojson
 from gadgetstore.engine.analysis.binreader import encode_text
 from gadgetstore.engine.analysis.collection import load_collection
 from gadgetstore.engine.analysis.entries import ExtraInfo
@@ -23,21 +21,10 @@ JSON = "application/json"
 MERMAID = "text/mermaid"
 PLAIN = "text/plain"
 
-# Go's encoding/json.Marshal escapes these (HTML-safe by default); matching it keeps our content
-# byte-identical to ig's, e.g. the ``<map>`` references in program listings.
-_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-_NEEDS_ESCAPE = re.compile("[<>&\u2028\u2029\udc80-\udcff]")
-
-
-def _go_escape(match: re.Match[str]) -> str:
-    char = match.group(0)
-    return _ESCAPES.get(char, "\\ufffd")  # lone surrogates are undecodable bytes kept by surrogateescape
-
-
 def go_json(value: object) -> bytes:
-    """``json.Marshal`` output: compact, HTML-safe, one ``\\ufffd`` per invalid UTF-8 byte, key order kept."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return _NEEDS_ESCAPE.sub(_go_escape, text).encode("utf-8")
+    """``json.Marshal`` output as content bytes: compact, HTML-safe, one ``\\ufffd`` per invalid
+    UTF-8 byte, key order kept (see :mod:`gadgetstore.engine.gojson`)."""
+    return gojson.go_json(value).encode("utf-8")
 
 
 def _go_slice(items: list[object]) -> object:

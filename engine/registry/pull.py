@@ -38,7 +38,7 @@ MAX_IMAGES_WITH_PEERS = 4096
 @dataclass
 class PullResult:
     image: str  # as typed
-    reference: str = ""  # str(normalize(image)), the tag written
+    reference: str = ""  # str(normalize(image)): the tag written, or name@digest for an untagged pull
     descriptor: Descriptor | None = None
     blobs_fetched: int = 0
     bytes_fetched: int = 0
@@ -83,7 +83,7 @@ class Puller:
         self._shared = _Shared()
         # Tags that become ready while a journal append runs go into the next one together; each
         # tag still lands only after all of its image's blobs are in.
-        self._tags: GroupCommit[tuple[str, Descriptor]] = GroupCommit(self._commit_tags)
+        self._tags: GroupCommit[tuple[str | None, Descriptor]] = GroupCommit(self._commit_tags)
         self._publisher = session.publisher(store)
         self._sources = Sources(session)  # mirrors first, as the session's registries config says
         self._no_referrers_api: set[str] = set()  # registries whose Referrers API answered 404
@@ -105,7 +105,8 @@ class Puller:
         # recorded (and verified) before the tag, under the batch's lease: see .signatures
         outcome = await settle_signatures(self.store, tag, root.desc, signatures, self.policy,
                                           self._tags.lock)  # one journal user at a time in this batch
-        await self._tags.submit((tag, root.desc))
+        # a pull by digest names no tag: the image is kept untagged (``name@sha256:…`` is no tag)
+        await self._tags.submit((tag if ref.digest is None else None, root.desc))
         return PullResult(image, tag, root.desc, stats.blobs, stats.bytes, sources=stats.sources,
                           signatures=outcome.count, warnings=outcome.warnings)
 
@@ -130,11 +131,14 @@ class Puller:
         doc, media_type = checked_document(data, f"manifest {digest}", expected_type=declared)
         return Document(Descriptor(media_type, digest, len(data)), data, doc)
 
-    def _commit_tags(self, batch: list[tuple[str, Descriptor]]) -> None:
-        """One journal record for the batch (all or nothing)."""
+    def _commit_tags(self, batch: list[tuple[str | None, Descriptor]]) -> None:
+        """One journal record for the batch (all or nothing); no tag means an untagged image."""
         with self.store.transaction("the pulled images were tagged") as txn:
             for ref, desc in batch:
-                txn.tag(ref, desc.bare())
+                if ref is None:
+                    txn.pin(desc.bare())
+                else:
+                    txn.tag(ref, desc.bare())
 
     async def _save_document(self, doc: Document, stats: _Stats) -> None:
         await self._publisher.put(doc.data, doc.desc.digest)

@@ -20,6 +20,7 @@ from ..descriptor import Descriptor, GraphBudget, children, is_document, parse_d
 from ..digest import Digest
 from ..errors import GadgetStoreError
 from ..reference import normalize
+from ..resolve import resolve
 from ..store import Store
 from .client import RegistryClient, Session, TransferOptions
 from .errors import RegistryError, TransportError
@@ -203,13 +204,17 @@ def _mount_sources(store: Store, domain: str, repo: str, root: Descriptor) -> li
 async def push_image(
     store: Store, image: str, options: TransferOptions | None = None, *, mount_from: Sequence[str] = ()
 ) -> PushResult:
-    """Push the image tagged ``normalize(image)`` to its registry and return what was sent."""
+    """Push the image ``image`` names in the store to its registry and return what was sent.
+
+    ``name@digest`` pushes the local image of that digest to name's repository, by digest
+    (``name:tag@digest`` under the tag); see :mod:`..resolve`.
+    """
     ref = normalize(image)
     full = str(ref)
 
     def prepare() -> tuple[Descriptor, list[_Node], list[Descriptor], list[str]]:
         store.refresh()
-        root = store.resolve(full, shown_as=image)
+        root = resolve(store, image).descriptor
         docs, blobs = _read_graph(store, root, f"image {image}")
         return root, docs, blobs, [*mount_from, *_mount_sources(store, ref.domain, ref.path, root)]
 

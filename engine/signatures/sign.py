@@ -21,7 +21,7 @@ from typing import Any
 from .. import mediatypes as mt
 from ..descriptor import Descriptor, canonical_json
 from ..digest import Digest
-from ..reference import parse
+from ..resolve import resolve
 from ..store import Store
 from . import constants as c
 from .bundle import build_bundle, build_statement
@@ -93,16 +93,18 @@ def bundle_manifest(store: Store, key: SigningKey, root: Descriptor, created: da
 
 def sign_image(store: Store, ref: str, key: SigningKey, fmt: str = "legacy",
                created: datetime | None = None) -> SignResult:
-    """Sign the image tagged ``ref`` (normalised); the signature's docker-reference is its repository."""
+    """Sign the image ``ref`` names (a tag, a digest: see :mod:`..resolve`); the signature's
+    docker-reference is its repository (for a digest alone, the one repository that tags it)."""
     if fmt not in SIGN_FORMATS:
         raise ValueError(f"unknown signature format {fmt!r}")
-    root = store.resolve(ref)
+    found = resolve(store, ref)
+    root = found.descriptor
     with store.lease():
         if fmt == "bundle":
             data = bundle_manifest(store, key, root, created or datetime.now(UTC))
             artifact_type = c.BUNDLE_V03
         else:
-            payload = build_payload(parse(ref).repository, root.digest)
+            payload = build_payload(found.repository("sign"), root.digest)
             signature = sign_bytes(key, payload)
             legacy = fmt == "legacy"
             data = simple_signing_manifest(store, payload, signature,

@@ -14,6 +14,7 @@ from ..descriptor import Descriptor
 from ..digest import Digest
 from ..errors import GadgetStoreError
 from ..reference import parse
+from ..resolve import resolve
 from ..store import Store
 from . import constants as c
 from .cosign import FORMATS, Candidate
@@ -45,11 +46,13 @@ class VerifyResult:
 
 def verify_image(store: Store, ref: str, public_keys: Sequence[PublicKey] | None = None,
                  notation: NotationOptions | None = None, now: datetime | None = None) -> VerifyResult:
-    """Verify the image tagged ``ref`` (a normalised reference); raises a SignatureError on failure.
+    """Verify the image ``ref`` names (a tag, a digest: see :mod:`..resolve`); raises a SignatureError
+    on failure.
 
     ``public_keys=None`` means Inspektor Gadget's key; an empty list disables cosign.
     """
-    root = store.resolve(ref)
+    found = resolve(store, ref)
+    root = found.descriptor
     keys = default_public_keys() if public_keys is None else list(public_keys)
     if not keys and notation is None:
         raise SignatureError("nothing to verify with: give public keys or a notation policy document")
@@ -61,7 +64,8 @@ def verify_image(store: Store, ref: str, public_keys: Sequence[PublicKey] | None
             failures.append(("cosign", err))
     if notation is not None:
         try:
-            return verify_notation(store, ref, root, notation, now)
+            return verify_notation(store, ref, root, notation, now,
+                                   repository=found.repository("verify its notation signature"))
         except SignatureError as err:
             failures.append(("notation", err))
     raise _combine(failures)
@@ -115,8 +119,9 @@ def _check_candidates(ref: str, digest: Digest, candidates: list[Candidate], key
 
 
 def verify_notation(store: Store, ref: str, root: Descriptor, options: NotationOptions,
-                    now: datetime | None = None) -> VerifyResult:
-    repository = parse(ref).repository
+                    now: datetime | None = None, repository: str | None = None) -> VerifyResult:
+    """``repository`` selects the trust policy (default: ``ref``'s)."""
+    repository = repository or parse(ref).repository
     policy = select_policy(options.policy_document, repository)
     if not options.certificates:
         raise SignatureError("notation verification needs --notation-certificates")

@@ -93,6 +93,18 @@ def test_untagged_build_prints_only_the_digest_and_survives_gc(tmp_path: Path, s
     assert store.blobs.has(Digest.parse(digest))
 
 
+def test_untagged_build_is_usable_by_digest_listed_with_all_and_removable(tmp_path: Path, store_root: Path) -> None:
+    digest = built_digest(run(store_root, "image", "build", str(metadata_only(tmp_path))))
+    listed = run(store_root, "image", "list", "--all")
+    assert listed.stdout == f"REPOSITORY TAG DIGEST CREATED\n<none> <none> {digest} 2023-11-14T22:13:20Z\n"
+    assert run(store_root, "image", "list").stdout == "REPOSITORY TAG DIGEST CREATED\n", "ig lists tags only"
+    shown = run(store_root, "image", "inspect", digest[len("sha256:"):][:12], "--extra-info", "oci.metadata")
+    assert (shown.exit_code, shown.stdout) == (0, '{\n  "name": "meta only"\n}\n')
+    removed = run(store_root, "image", "remove", digest)
+    assert (removed.exit_code, removed.stderr) == (0, f"Successfully removed {digest}\n")
+    assert list(Store.open(store_root).blobs.iter_digests()) == []
+
+
 def test_build_file_flag_and_bad_inputs(tmp_path: Path, store_root: Path) -> None:
     gadget = metadata_only(tmp_path)
     (tmp_path / "other.yaml").write_text("ebpfsource: missing.bpf.c\n")

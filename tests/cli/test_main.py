@@ -27,3 +27,28 @@ def test_listing_does_not_load_the_heavy_stacks() -> None:
             "print(sorted(m for m in ('trio', 'elftools', 'cryptography') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("[]")
+
+
+@pytest.mark.parametrize(("args", "values"), [
+    (["image", "list"], "columns, json, jsonpretty (default: columns)"),
+    (["image", "inspect"], "yaml, json, jsonpretty (default: jsonpretty)"),
+    (["image", "import"], "json, jsonpretty (default: plain lines)"),
+])
+def test_every_output_option_lists_its_values_in_help(args: list[str], values: str) -> None:
+    """ig's wording (cmd/common/image/list.go, inspect.go, import.go): "Output mode, possible values are…"."""
+    text = " ".join(CliRunner().invoke(cli, [*args, "--help"]).stdout.split())
+    assert f"Output mode, possible values are: {values}." in text
+
+
+def test_every_output_option_in_the_cli_is_documented() -> None:
+    """Any -o/--output that takes a fixed set of modes names them in its help."""
+    def walk(group: click.Group) -> list[click.Command]:
+        ctx = click.Context(group)
+        commands = [group.get_command(ctx, n) for n in group.list_commands(ctx)]
+        return [c for cmd in commands if cmd is not None
+                for c in (walk(cmd) if isinstance(cmd, click.Group) else [cmd])]
+    for command in walk(cli):
+        for param in command.params:
+            if "--output" in getattr(param, "opts", ()) and isinstance(param.type, click.Choice):
+                assert isinstance(param, click.Option) and param.help
+                assert all(v in param.help for v in param.type.choices if v), command.name

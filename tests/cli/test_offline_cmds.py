@@ -119,11 +119,12 @@ def test_columns_on_a_terminal_truncate_digest_and_humanize_time() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     created = (now - timedelta(minutes=5)).isoformat().replace("+00:00", "Z")
     digest = "sha256:87c3ecca8d843f2e08382836cb0eff718fa5c56d786c73e2674d7e9db13a1ac7"
-    text = format_rows([ImageRow("trace_open", "latest", digest, created)], tty=True, no_trunc=False, now=now)
+    text = format_rows([ImageRow("trace_open", "latest", digest, created)], tty=True, no_trunc=False, now=now,
+                       screen_width=0)
     header, row = text.splitlines()
     assert header.split() == ["REPOSITORY", "TAG", "DIGEST", "CREATED"]
     assert row.split()[:3] == ["trace_open", "latest", "87c3ecca8d84"]
-    assert row.endswith("5 minutes ago")
+    assert row.endswith("5 minutes ago   "), "ig pads the last column too (tests/cli/test_listing.py)"
 
 
 @pytest.mark.parametrize(

@@ -23,18 +23,18 @@ def test_login_get_login_logout(htpasswd_registry: RegistryServer, cert_dir: Pat
     code, out, err = run("login", reg, "-u", TEST_USER, "--password-stdin", "--authfile", str(auth),
                          "--cert-dir", str(cert_dir), "-v", input=TEST_PASSWORD + "\n")
     assert code == 0, err
-    assert out.endswith("Login Succeeded!\n") and f"Used: {auth}" in out
+    assert out.endswith("Login Succeeded\n") and f"Used: {auth}" in out
     assert TEST_PASSWORD not in out + err
     assert stat.S_IMODE(auth.stat().st_mode) == 0o600
     assert stat.S_IMODE(auth.parent.stat().st_mode) == 0o700
     assert authfile.lookup(json.loads(auth.read_text()), reg) == authfile.Credentials(TEST_USER, TEST_PASSWORD)
 
     assert run("login", reg, "--get-login", "--authfile", str(auth)) == (0, f"{TEST_USER}\n", "")
-    assert run("logout", reg, "--authfile", str(auth)) == (0, f"Removed login credentials for {reg}\n", "")
+    assert run("logout", reg, "--authfile", str(auth)) == (0, "Logout Succeeded\n", "")
     code, out, err = run("login", reg, "--get-login", "--authfile", str(auth))
-    assert code != 0 and err == f"Error: not logged into {reg}\n"
+    assert code != 0 and err == f"Error: not logged in to {reg}\n"
     code, out, err = run("logout", reg, "--authfile", str(auth))
-    assert code != 0 and err == f"Error: not logged into {reg}\n"
+    assert code != 0 and err == f"Error: not logged in to {reg}\n"
 
 
 def test_login_password_flag_warns(htpasswd_registry: RegistryServer, cert_dir: Path, tmp_path: Path) -> None:
@@ -43,7 +43,7 @@ def test_login_password_flag_warns(htpasswd_registry: RegistryServer, cert_dir: 
                          "--authfile", str(auth), "--cert-dir", str(cert_dir))
     assert code == 0
     assert "WARNING! Using --password via the CLI is insecure. Use --password-stdin." in err
-    assert out == "Login Succeeded!\n"
+    assert out == "Login Succeeded\n"
 
 
 def test_login_wrong_password_stores_nothing(htpasswd_registry: RegistryServer, cert_dir: Path,
@@ -62,7 +62,7 @@ def test_logout_all_and_env_auth_file(tmp_path: Path, monkeypatch: pytest.Monkey
     authfile.store_credentials(env_file, "a.example:5000", "u", "p")
     authfile.store_credentials(env_file, "b.example", "u", "p")
     assert run("login", "b.example", "--get-login") == (0, "u\n", "")
-    assert run("logout", "--all") == (0, "Removed login credentials for all registries\n", "")
+    assert run("logout", "--all") == (0, "Logout Succeeded\n", "")
     assert json.loads(env_file.read_text())["auths"] == {}
 
 
@@ -123,7 +123,7 @@ def test_pull_failure_is_one_line(anon_registry: RegistryServer, tmp_path: Path)
     assert code == 1
     assert err.splitlines()[0] == f"Pulling {missing}..."
     assert err.splitlines()[1].startswith(f"Error: pulling {missing}: ") and "not found" in err
-    assert "Traceback" not in err
+    assert len(err.splitlines()) == 2, "no 'Fetched 0 B for 1 image(s):' summary after a failure"
 
 
 def test_pull_prints_normalised_name(tmp_path: Path) -> None:
@@ -180,7 +180,7 @@ def test_login_to_a_plain_http_registry(plain_htpasswd_registry: RegistryServer,
     auth = tmp_path / "auth.json"
     code, out, err = run("login", reg, "--insecure-registries", reg, "-u", TEST_USER, "--password-stdin",
                          "--authfile", str(auth), input=TEST_PASSWORD + "\n")
-    assert (code, out) == (0, "Login Succeeded!\n"), err
+    assert (code, out) == (0, "Login Succeeded\n"), err
     assert authfile.lookup(json.loads(auth.read_text()), reg) == authfile.Credentials(TEST_USER, TEST_PASSWORD)
     # What was stored for the plain-HTTP registry by name is what push and pull send it, as Docker does.
     image = plain_htpasswd_registry.ref(unique_repo("plain-login"), "v1")
@@ -200,6 +200,17 @@ def test_login_to_a_plain_http_registry(plain_htpasswd_registry: RegistryServer,
     assert not (tmp_path / "other.json").exists()
 
 
+def test_login_plain_http_flag_as_ig(plain_htpasswd_registry: RegistryServer, tmp_path: Path) -> None:
+    """ig's login --plain-http (cmd/common/auth/auth.go): HTTP for this registry, credentials still checked."""
+    reg = plain_htpasswd_registry.host
+    auth = tmp_path / "auth.json"
+    args = ("login", reg, "-u", TEST_USER, "--password-stdin", "--authfile", str(auth))
+    code, _out, err = run(*args, input=TEST_PASSWORD + "\n")
+    assert code == 1 and "plain HTTP" in err
+    assert run(*args, "--plain-http", input=TEST_PASSWORD + "\n")[:2] == (0, "Login Succeeded\n")
+    assert authfile.lookup(json.loads(auth.read_text()), reg) == authfile.Credentials(TEST_USER, TEST_PASSWORD)
+
+
 def test_cert_dir_per_registry_in_the_registries_config(htpasswd_registry: RegistryServer, cert_dir: Path,
                                                         tmp_path: Path) -> None:
     reg = htpasswd_registry.host
@@ -210,7 +221,7 @@ def test_cert_dir_per_registry_in_the_registries_config(htpasswd_registry: Regis
     code, _out, err = run(*login, input=TEST_PASSWORD)
     assert code == 1 and "TLS certificate not trusted" in err
     config.write_text(f'[registry."{reg}"]\ncert_dir = "{cert_dir}"\n')
-    assert run(*login, input=TEST_PASSWORD)[:2] == (0, "Login Succeeded!\n")
+    assert run(*login, input=TEST_PASSWORD)[:2] == (0, "Login Succeeded\n")
     empty = tmp_path / "empty-certs"
     empty.mkdir()
     code, _out, err = run(*login, "--cert-dir", str(empty), input=TEST_PASSWORD)  # the flag wins over the file

@@ -88,7 +88,7 @@ def test_verify_failures_are_one_line_errors(store: Path, digest: str, tmp_path:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["image", "verify", "nope"], "Error: image 'ghcr.io/inspektor-gadget/gadget/nope:latest' not found"),
+    (["image", "verify", "nope"], "Error: image 'nope' not found in the store"),
     (["image", "verify", "trace_demo", "--public-keys", "not a pem"], "Error: expected PEM text"),
     (["image", "verify", "trace_demo", "--public-keys", ""], "Error: nothing to verify with"),
     (["image", "verify", "trace_demo", "--public-keys", "", "--notation-policy-document", "{"],

@@ -209,6 +209,19 @@ def test_by_digest(model: FsModel, gadget: Image) -> None:
     assert node.image is not None and node.image.root.architecture == "arm64"  # same answer without a prior listing
 
 
+def test_by_digest_takes_a_unique_prefix_of_a_root(model: FsModel, gadget: Image) -> None:
+    """by-digest/sha256/<12+ hex digits> is the root with that prefix (as the CLI takes it); it is not listed."""
+    facts = Facts(gadget)
+    prefix = gadget.root.digest.hex[:12]
+    node = facts.answer(model, lambda: model.resolve(["by-digest", "sha256", prefix]))
+    assert node.kind is Kind.IMAGE and node.image is not None and node.image.root.digest == gadget.root.digest
+    assert node.path == ("by-digest", "sha256", prefix)
+    assert prefix not in names(facts, model, "by-digest/sha256")
+    for name in (prefix[:11], gadget.manifests[0].desc.digest.hex[:12], "0" * 12, prefix.upper()):
+        with pytest.raises(NotFound):
+            facts.answer(model, lambda n=name: model.resolve(["by-digest", "sha256", n]))  # type: ignore[misc]
+
+
 def test_blobs_dir_and_volatile_expiry(gadget: Image) -> None:
     clock = Clock()
     model = FsModel(Catalog(), "amd64", clock)

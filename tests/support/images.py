@@ -36,9 +36,12 @@ def _compact(obj: object) -> bytes:
 
 def make_gadget_image(
     store: Store, image: str, *, layer_size: int = 40_000, seed: str | None = None,
-    archs: tuple[str, ...] = ("amd64", "arm64"), shared_layer: bytes | None = None,
+    archs: tuple[str, ...] = ("amd64", "arm64"), shared_layer: bytes | None = None, untagged: bool = False,
 ) -> Descriptor:
-    """Build and tag ``image`` (normalised) in ``store``; returns the root index descriptor."""
+    """Build and tag ``image`` (normalised) in ``store``; returns the root index descriptor.
+
+    ``untagged`` keeps it as an untagged image (a pinned root, as an untagged build is).
+    """
     seed = seed or image
     name = image.rsplit("/", 1)[-1].split(":")[0]
     annotations = {"org.opencontainers.image.title": name, "org.opencontainers.image.created": "2026-01-01T00:00:00Z"}
@@ -59,7 +62,10 @@ def make_gadget_image(
     data = _compact(index)
     root = Descriptor(mt.OCI_INDEX, store.blobs.put(data), len(data))
     with store.transaction() as txn:
-        txn.tag(str(normalize(image)), root)
+        if untagged:
+            txn.pin(root)
+        else:
+            txn.tag(str(normalize(image)), root)
     return root
 
 

@@ -307,15 +307,15 @@ def test_login_logout_through_a_helper(htpasswd_registry: RegistryServer, helper
     code, out, err = run("login", reg, "-u", TEST_USER, "--password-stdin", "--authfile", str(config),
                          "--cert-dir", str(cert_dir), "-v", input=TEST_PASSWORD + "\n")
     assert code == 0, err
-    assert out.endswith("Login Succeeded!\n") and "docker-credential-fake" in out
+    assert out.endswith("Login Succeeded\n") and "docker-credential-fake" in out
     assert helpers.db("fake") == {reg: {"Username": TEST_USER, "Secret": TEST_PASSWORD}}
     assert json.loads(config.read_text()) == {"credsStore": "fake", "auths": {reg: {}}}
     assert run("login", reg, "--get-login", "--authfile", str(config)) == (0, f"{TEST_USER}\n", "")
 
-    assert run("logout", reg, "--authfile", str(config)) == (0, f"Removed login credentials for {reg}\n", "")
+    assert run("logout", reg, "--authfile", str(config)) == (0, "Logout Succeeded\n", "")
     assert helpers.db("fake") == {}
     code, out, err = run("logout", reg, "--authfile", str(config))
-    assert code != 0 and err == f"Error: not logged into {reg}\n"
+    assert code != 0 and err == f"Error: not logged in to {reg}\n"
     assert TEST_PASSWORD not in caplog.text
 
 
@@ -324,7 +324,7 @@ def test_logout_all_warns_about_a_failing_helper(helpers: Helpers, tmp_path: Pat
     config = write_config(tmp_path / "config.json", {"credsStore": "fake", "auths": {"a.example": {}}})
     monkeypatch.setenv("FAKE_HELPER_MODE", "crash")
     code, out, err = run("logout", "--all", "--authfile", str(config))
-    assert code == 0 and out == "Removed login credentials for all registries\n"
+    assert code == 0 and out == "Logout Succeeded\n"
     assert "WARN: could not erase credentials for a.example" in err
     assert json.loads(config.read_text())["auths"] == {}
 

@@ -1,0 +1,41 @@
+"""engine/gonumbers.py and engine/gojson.py: numbers and JSON as Go's strconv and encoding/json write them.
+
+Each expected value follows from the Go code cited and was printed by that code too (a Go program
+built with ig's toolchain, go1.26).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from gadgetstore.engine.gojson import go_json
+from gadgetstore.engine.gonumbers import format_float, json_float
+
+
+@pytest.mark.parametrize(("value", "as_json", "as_g", "as_g32"), [
+    (0.0, "0", "0", "0"),
+    (-0.0, "-0", "-0", "-0"),
+    (100.0, "100", "100", "100"),
+    (1e20, "100000000000000000000", "1e+20", "1e+20"),
+    (1e21, "1e+21", "1e+21", "1e+21"),
+    (1e-6, "0.000001", "1e-06", "1e-06"),
+    (1e-7, "1e-7", "1e-07", "1e-07"),
+    (123456789.0, "123456789", "1.23456789e+08", "1.2345679e+08"),
+    (100000.5, "100000.5", "100000.5", "100000.5"),
+    (3.14159265358979, "3.14159265358979", "3.14159265358979", "3.1415927"),
+    (12345678901234567890.0, "12345678901234567000", "1.2345678901234567e+19", "1.2345679e+19"),
+])
+def test_floats_are_formatted_as_strconv_formats_them(value: float, as_json: str, as_g: str, as_g32: str) -> None:
+    """encoding/json floatEncoder and strconv.FormatFloat(f, 'g', -1, 64/32) (ftoa.go: %e from exponent 6)."""
+    assert json_float(value) == as_json
+    assert format_float(value, "g") == as_g
+    assert format_float(value, "g", 32) == as_g32
+
+
+def test_go_json_escapes_html_and_keeps_given_key_order() -> None:
+    """encoding/json: <, >, & and U+2028/2029 escaped; MarshalIndent's two spaces; {} and [] when empty."""
+    value = {"b": "<a&b>\u2028", "a": [1, 2.5, {}, []], "c": {"x": None}}
+    assert go_json(value) == '{"b":"\\u003ca\\u0026b\\u003e\\u2028","a":[1,2.5,{},[]],"c":{"x":null}}'
+    assert go_json(value, pretty=True) == (
+        '{\n  "b": "\\u003ca\\u0026b\\u003e\\u2028",\n  "a": [\n    1,\n    2.5,\n    {},\n    []\n  ],\n'
+        '  "c": {\n    "x": null\n  }\n}')
