@@ -18,6 +18,7 @@ from gadgetstore.engine.analysis.listing import InstructionTexts, format_source,
 from gadgetstore.engine.analysis.spec import map_type_name
 from gadgetstore.engine.analysis.wasm import SUPPORTED_API_VERSION, gadget_api_version, parse_wasm
 from gadgetstore.engine.errors import AnalysisError
+from gadgetstore.engine.gojson import go_escape
 
 JSON = "application/json"
 MERMAID = "text/mermaid"
@@ -37,6 +38,8 @@ def _go_escape(match: re.Match[str]) -> str:
 def go_json(value: object) -> bytes:
     """``json.Marshal`` output: compact, HTML-safe, one ``\\ufffd`` per invalid UTF-8 byte, key order kept."""
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if text.isascii():  # the usual case, where only <, > and & need escaping: a few fast scans
+        return go_escape(text).encode("ascii")
     return _NEEDS_ESCAPE.sub(_go_escape, text).encode("utf-8")
 
 
