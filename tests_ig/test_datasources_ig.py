@@ -1,14 +1,15 @@
 """``--show-datasources`` of ig's own gadgets, compiled from an ig checkout as ig's builder compiles them.
 
-    IG_SOURCE=~/inspektor-gadget make test-ig-datasources      (CLANG=clang-19 to pick the compiler)
+    make test-ig-datasources IG_SOURCE=~/inspektor-gadget [IG_LIBBPF_HEADERS=DIR] [IG_CLANG=clang-14]
 
-Outside the default suite: it needs an inspektor-gadget checkout (``IG_SOURCE``) and compiles its
-gadgets (``clang -target bpf -Wall -g -O2 -D __TARGET_ARCH_<arch> -I <ig>/include/
--I <ig>/include/gadget/<arch>/``, cmd/common/image/build-step.go). There is no running ig here, so
-the expected lists come from reading ig's operators at aeac857bd979 (the rules and the file each
-follows are in engine/analysis/operator_rules.py) together with each gadget's program.bpf.c and
-gadget.yaml; one list, advise_seccomp's, is printed by ig itself in docs/reference/images.md.
-Fields a gadget's wasm module adds (trace_dns, trace_exec, ...) are not part of these lists.
+Runs with the rest of ``tests_ig`` (``make test-ig-gadgets``), outside the default suite. Gadgets
+are compiled with ig's own clang command (tests_ig/oracle.py ``ig_clang_command``, by default with
+clang-19, which needs libbpf >= 1.2 headers: ``IG_LIBBPF_HEADERS``; clang-14 builds these gadgets
+with the installed libbpf 1.1). There is no running ig here, so the expected lists come from
+reading ig's operators at aeac857bd979 (the rules and the file each follows are in
+engine/analysis/operator_rules.py) together with each gadget's program.bpf.c and gadget.yaml; one
+list, advise_seccomp's, is printed by ig itself in docs/reference/images.md. Fields a gadget's wasm
+module adds (trace_dns, trace_exec, ...) are not part of these lists.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,12 @@ import yaml
 
 from gadgetstore.engine.analysis.datasources import gadget_datasources
 from gadgetstore.engine.analysis.dsmodel import FLAG_HAS_PARENT, FLAG_HIDDEN, FLAG_STATIC_MEMBER
+from gadgetstore.engine.toolchain import find_clang
+from tests_ig.oracle import ig_clang_command, run
 
-IG_SOURCE = Path(os.environ["IG_SOURCE"]).expanduser() if os.environ.get("IG_SOURCE") else None
-CLANG = os.environ.get("CLANG", "clang")
-pytestmark = pytest.mark.skipif(IG_SOURCE is None, reason="IG_SOURCE does not name an inspektor-gadget checkout")
+IG_SOURCE = Path(os.environ.get("IG_SOURCE", ".")).resolve()
+LIBBPF = Path(os.environ["IG_LIBBPF_HEADERS"]).resolve() if os.environ.get("IG_LIBBPF_HEADERS") else None
+pytestmark = pytest.mark.skipif(not os.environ.get("IG_SOURCE"), reason="IG_SOURCE names no ig checkout")
 
 # compat.WrapAccessors: the k8s and runtime groups localmanager adds to a source with a mount or
 # network namespace field; shortened to one item in the lists below.
@@ -81,32 +83,28 @@ ADDED: list[tuple[str, str, list[str], list[str]]] = [
 ]
 
 
-def _compile(gadget: str, arch: str, out: Path) -> bytes:
-    assert IG_SOURCE is not None
-    macro = {"amd64": "x86", "arm64": "arm64"}[arch]
-    target = out / f"{gadget}_{arch}.o"
-    subprocess.run([CLANG, "-target", "bpf", "-Wall", "-g", "-O2", "-I/usr/include/x86_64-linux-gnu",
-                    "-D", f"__TARGET_ARCH_{macro}", "-I", f"{IG_SOURCE}/include/",
-                    "-I", f"{IG_SOURCE}/include/gadget/{arch}/", "-c", "program.bpf.c", "-o", str(target)],
-                   cwd=IG_SOURCE / "gadgets" / gadget, check=True, capture_output=True)
-    return target.read_bytes()
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], bytes]:
+    """The object of a gadget for an arch, compiled once by ig's clang command (IG_CLANG, default clang-19)."""
+    clang = find_clang(os.environ.get("IG_CLANG", "clang-19")).path
     out = tmp_path_factory.mktemp("ig-gadgets")
     objects: dict[tuple[str, str], bytes] = {}
 
     def get(gadget: str, arch: str = "amd64") -> bytes:
         if (gadget, arch) not in objects:
-            objects[gadget, arch] = _compile(gadget, arch, out)
+            target = out / f"{gadget}_{arch}.o"
+            compiled = run(ig_clang_command(clang, IG_SOURCE, arch, target, LIBBPF), cwd=IG_SOURCE / "gadgets" / gadget)
+            if compiled.returncode != 0:
+                first = next((line for line in compiled.stderr.splitlines() if "error" in line), compiled.stderr[-300:])
+                pytest.skip(f"{clang} cannot compile {gadget} for {arch}: {first.strip()} (clang >= 16 needs "
+                            f"IG_LIBBPF_HEADERS naming libbpf >= 1.2 headers; or IG_CLANG=clang-14)")
+            objects[gadget, arch] = target.read_bytes()
         return objects[gadget, arch]
 
     return get
 
 
 def _metadata(gadget: str) -> Any:
-    assert IG_SOURCE is not None
     return yaml.safe_load((IG_SOURCE / "gadgets" / gadget / "gadget.yaml").read_bytes())
 
 
@@ -146,8 +144,9 @@ def test_operators_add_the_fields_ig_adds(built: Callable[[str, str], bytes], ga
 def _bpftool_members(elf: bytes, struct: str, tmp_path: Path) -> list[str]:
     path = tmp_path / "object.o"
     path.write_bytes(elf)
-    types = json.loads(subprocess.run(["bpftool", "-j", "btf", "dump", "file", str(path)], check=True,
-                                      capture_output=True, text=True).stdout)["types"]
+    dumped = run(["bpftool", "-j", "btf", "dump", "file", str(path)])
+    assert dumped.returncode == 0, dumped.stderr
+    types = json.loads(dumped.stdout)["types"]
     (found,) = [t for t in types if t["kind"] == "STRUCT" and t["name"] == struct]
     return [member["name"] for member in found["members"] if not member["name"].startswith("__")]
 
@@ -167,7 +166,6 @@ def test_top_level_fields_are_the_struct_members_bpftool_reads(built: Callable[[
 
 def test_advise_seccomp_lists_what_ig_prints_in_its_docs(built: Callable[[str, str], bytes]) -> None:
     """docs/reference/images.md shows ``ig image inspect advise_seccomp --show-datasources`` field names."""
-    assert IG_SOURCE is not None
     docs = (IG_SOURCE / "docs" / "reference" / "images.md").read_text()
     shown = re.search(r"--show-datasources --jsonpath='\[0\]\.fields\[\*\]\.fullName'\n(\[.*?\])\n", docs, re.S)
     assert shown is not None, "the example is no longer in ig's docs"
