@@ -7,7 +7,7 @@ APT_PACKAGES = build-essential pkg-config python3-venv python3-dev fuse3 libfuse
 	clang llvm clang-19 llvm-19 libbpf-dev linux-libc-dev bpftool docker-registry skopeo apache2-utils openssl \
 	zstd curl
 
-.PHONY: demo test lint system-packages venv bench bench-build test-ig-gadgets clean
+.PHONY: demo test lint system-packages venv bench bench-build test-ig-gadgets test-ig-datasources clean
 
 system-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -46,6 +46,11 @@ IG_LIBBPF_HEADERS ?=
 test-ig-gadgets: venv
 	@test -n "$(IG_SOURCE)" || { echo "usage: make test-ig-gadgets IG_SOURCE=/path/to/inspektor-gadget [IG_LIBBPF_HEADERS=DIR]"; exit 2; }
 	IG_SOURCE="$(IG_SOURCE)" IG_LIBBPF_HEADERS="$(IG_LIBBPF_HEADERS)" nice -n 10 $(VENV)/bin/pytest -q -rs tests_ig
+
+# Only the --show-datasources checks of tests_ig (test-ig-gadgets runs them too), with the same variables.
+test-ig-datasources: venv
+	@test -n "$(IG_SOURCE)" || { echo "usage: make test-ig-datasources IG_SOURCE=/path/to/inspektor-gadget [IG_LIBBPF_HEADERS=DIR]"; exit 2; }
+	IG_SOURCE="$(IG_SOURCE)" IG_LIBBPF_HEADERS="$(IG_LIBBPF_HEADERS)" $(VENV)/bin/pytest -q tests_ig/test_datasources_ig.py
 
 # Build time of ig's gadgets against bare clang with the same flags, both arches one after the other.
 bench-build: venv

@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import click
-import yaml
-from jsonpath_ng.exceptions import JsonPathParserError
-from jsonpath_ng.ext import parse as jsonpath_parse
 
-from gadgetstore.engine import mediatypes as mt
 from gadgetstore.engine import reference
-from gadgetstore.engine.analysis.datasources import datasources_from_elf
 from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.errors import GadgetStoreError, ImageNotFound
-from gadgetstore.engine.gojson import go_json
+from gadgetstore.engine.gojson import go_unmarshal
 from gadgetstore.engine.images import host_manifest
-from gadgetstore.engine.inspect import MAX_LAYER_BYTES, image_extra_info
+from gadgetstore.engine.inspect import image_datasources, image_entries
 from gadgetstore.engine.resolve import is_digest_only, lookup, resolve
 from gadgetstore.engine.store import Store
 
-from . import goyaml
 from .context import AppContext, pass_app, user_errors
 from .deadline import CommandDeadline, timeout_option
-from .goyaml import GoYamlError, yaml_to_json_object
-from .output import INSPECT_OUTPUTS, output_option
+from .output import INSPECT_OUTPUTS, go_json, go_json_object_of_objects, go_json_string, output_option
 
 _MULTI_MATCH = re.compile(r"\*|\.\.|\[\?|:")
 
@@ -40,10 +32,12 @@ def decode_value(content_type: str, content: bytes) -> Any:
     """What ``--extra-info KEY`` shows, as inspect.go decodes it: JSON with ``json.Unmarshal`` (every
     number a float64), YAML with sigs.k8s.io/yaml's ``YAMLToJSON`` into a map (go-yaml's YAML 1.1
     rules), both written with their keys sorted as Go writes a map; anything else as its text."""
+    from .goyaml import GoYamlError, yaml_to_json_object  # only these outputs need it: a warm start stays small
+
     text = content.decode("utf-8", errors="replace")
     try:
         if content_type == "application/json":
-            return sort_maps(json.loads(text, parse_int=float, parse_constant=_no_constant))
+            return go_unmarshal(text)
         if content_type == "text/yaml":
             return yaml_to_json_object(text)
     except GoYamlError as err:
@@ -51,18 +45,6 @@ def decode_value(content_type: str, content: bytes) -> Any:
     except ValueError as err:
         raise InspectError(f"unmarshalling JSON content: {err}") from None
     return text
-
-
-def gadget_metadata(content: bytes) -> Any:
-    """gadget.yaml as the datasources read it (ig unmarshals it into its metadata structs)."""
-    try:
-        return yaml.safe_load(content.decode("utf-8", errors="replace"))
-    except yaml.YAMLError as err:
-        raise InspectError(f"gadget.yaml is not valid YAML: {err}") from None
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
 
 
 def sort_maps(value: Any) -> Any:
@@ -76,6 +58,9 @@ def sort_maps(value: Any) -> Any:
 
 def apply_jsonpath(value: Any, expression: str) -> Any:
     """Evaluate ``$`` + EXPR; wildcards, filters and slices yield lists, plain paths one value."""
+    from jsonpath_ng.exceptions import JsonPathParserError
+    from jsonpath_ng.ext import parse as jsonpath_parse
+
     try:
         matches = jsonpath_parse("$" + expression).find(value)
     except (JsonPathParserError, Exception) as err:  # the library raises bare Exceptions on lexing
@@ -119,43 +104,23 @@ def resolve_or_pull(store: Store, image: str, pull: str, authfile: Path | None,
     return resolve(store, image).descriptor
 
 
+def _emit(text: str) -> None:
+    """Print ``text`` as it is, as ig does (click would otherwise scan it for ANSI codes to strip)."""
+    click.echo(text, nl=False, color=True)
+
+
 def render(value: Any, output: str) -> str:
     """inspect.go's output switch: a string as it is (one newline added), else ``-o``'s encoding."""
     if isinstance(value, str):
         return value + "\n"
     if output == "yaml":
+        from . import goyaml
+
         try:
             return goyaml.marshal(value)
-        except GoYamlError as err:
+        except goyaml.GoYamlError as err:
             raise InspectError(f"marshalling image and extra info to YAML: {err}") from None
     return go_json(value, pretty=output == "jsonpretty") + "\n"
-
-
-def datasources(metadata: Any, elf: bytes | None = None) -> list[dict[str, Any]]:
-    """ig's datasources: the eBPF layer's tracers/iterators with gadget.yaml merged in, then gadget.yaml-only ones.
-
-    Fields that ig's runtime operators add (enum/stack formatters, k8s and runtime enrichment) need a
-    running gadget and are not known offline.
-    """
-    out: list[dict[str, Any]] = datasources_from_elf(elf, metadata) if elf is not None else []
-    from_elf = {str(source["name"]).lower() for source in out}  # ig looks gadget.yaml up case-insensitively
-    declared = metadata.get("datasources") if isinstance(metadata, dict) else None
-    for name, spec in sorted((declared or {}).items()):
-        if str(name).lower() in from_elf:
-            continue
-        spec = spec or {}
-        fields = []
-        for index, (field_name, field_spec) in enumerate(sorted((spec.get("fields") or {}).items())):
-            field: dict[str, Any] = {"name": field_name, "fullName": field_name, "index": index}
-            annotations = (field_spec or {}).get("annotations")
-            if annotations:
-                field["annotations"] = {k: str(v) for k, v in annotations.items()}
-            fields.append(field)
-        source: dict[str, Any] = {"name": name, "fields": fields}
-        if spec.get("annotations"):
-            source["annotations"] = {k: str(v) for k, v in spec["annotations"].items()}
-        out.append(source)
-    return sorted(out, key=lambda source: str(source["name"]))
 
 
 @click.command("inspect")
@@ -164,9 +129,10 @@ def datasources(metadata: Any, elf: bytes | None = None) -> list[dict[str, Any]]
 @click.option("--extra-info", "extra_info", default="", help="Show only this extra-info key.")
 @click.option("--jsonpath", default="", help="JSONPath expression applied to --extra-info or --show-datasources.")
 @click.option("--show-datasources", is_flag=True,
-              help="Show the gadget's datasources: from the eBPF layer's BTF (tracers, map iterators, "
-                   "iterators) with gadget.yaml's annotations merged in. Fields that ig's runtime "
-                   "operators add (k8s and runtime enrichment, enum/stack formatting) are not known offline.")
+              help="Show the gadget's data sources and their fields as ig's operators create them: the "
+                   "eBPF layer's tracers and iterators, the fields formatters, enum, uid/gid, stack and "
+                   "container enrichment add, gadget.yaml merged in. Fields a wasm module adds are not "
+                   "known without running it.")
 @click.option("--arch", default=None, help="Architecture to inspect (default: this host's).")
 @click.option("--pull", type=click.Choice(["always", "missing", "never"]), default="missing", show_default=True,
               help="When to pull the image from its registry first.")
@@ -186,27 +152,35 @@ def inspect_cmd(app: AppContext, image: str, output: str, extra_info: str, jsonp
     store = app.store()
     root = resolve_or_pull(store, image, pull, authfile, insecure_registries, deadline)
     manifest = host_manifest(store, root, arch)
-    info = image_extra_info(store, image, manifest)
     value: Any
     if show_datasources:
-        metadata = gadget_metadata(info["oci.metadata"][1]) if "oci.metadata" in info else {}
-        layer = manifest.layer(mt.GADGET_EBPF)
-        elf = store.blobs.read(layer.digest, max_size=MAX_LAYER_BYTES) if layer is not None else None
-        value = datasources(metadata, elf)
-        if jsonpath:
-            value = sort_maps(value)  # ig runs JSONPath over the datasources' JSON read back as maps
-    elif extra_info:
-        if extra_info not in info:
-            raise InspectError(f"extra info {extra_info!r} not found (known: {', '.join(sorted(info))})")
-        content_type, content = info[extra_info]
-        value = decode_value(content_type, content)
-        if jsonpath and content_type not in ("application/json", "text/yaml"):
-            raise InspectError(f"--jsonpath needs a JSON or YAML value; {extra_info} is {content_type}")
+        value = image_datasources(store, manifest)
+        if jsonpath:  # ig runs JSONPath over the datasources' JSON read back as maps
+            value = apply_jsonpath(sort_maps(value), jsonpath)
+        _emit(render(value, output))
+        return
+    entries = image_entries(store, image, manifest)
+    if extra_info:
+        entry = entries.get(extra_info)
+        if entry is None:
+            raise InspectError(f"extra info {extra_info!r} not found (known: {', '.join(sorted(entries))})")
+        if jsonpath and entry.content_type not in ("application/json", "text/yaml"):
+            raise InspectError(f"--jsonpath needs a JSON or YAML value; {extra_info} is {entry.content_type}")
+        ready = entry.rendering(pretty=output == "jsonpretty") if output != "yaml" and not jsonpath else None
+        if ready is not None:
+            _emit(ready + "\n")
+            return
+        value = decode_value(entry.content_type, entry.content())
     else:
         if jsonpath:
             raise click.UsageError("--jsonpath needs --extra-info or --show-datasources")
-        value = {key: {"content": content.decode("utf-8", errors="replace"), "contentType": content_type}
-                 for key, (content_type, content) in sorted(info.items())}
+        if output != "yaml":
+            listing = [(key, [("content", entry.literal()), ("contentType", go_json_string(entry.content_type))])
+                       for key, entry in sorted(entries.items())]
+            _emit(go_json_object_of_objects(listing, pretty=output == "jsonpretty") + "\n")
+            return
+        value = {key: {"content": entry.content().decode("utf-8", errors="replace"), "contentType": entry.content_type}
+                 for key, entry in sorted(entries.items())}
     if jsonpath:
         value = apply_jsonpath(value, jsonpath)
-    click.echo(render(value, output), nl=False)
+    _emit(render(value, output))

@@ -8,23 +8,23 @@ their own temporary file; whichever renames last replaces identical bytes, and o
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import hashlib
 import os
 import stat
-import tempfile
 import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from .digest import Digest
 from .errors import DigestMismatch, GadgetStoreError, ImageNotFound, IntegrityError, StoreError
 from .faults import crash_point
 from .fsutil import ensure_real_dir, fsync_dir, open_regular
+
+if TYPE_CHECKING:  # the thread pool is loaded by the first write that needs it
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 READ_CHUNK = 1024 * 1024
 PARALLEL_HASH_MIN = 256 * 1024  # smaller writes are hashed inline: a thread hop would cost more
@@ -205,6 +205,8 @@ def _is_aligned(view: memoryview) -> bool:
     """Whether ``view`` starts on a page (read-only buffers cannot tell their address: no)."""
     if view.readonly or not view.contiguous or not view.nbytes:
         return False
+    import ctypes
+
     return ctypes.addressof(ctypes.c_char.from_buffer(view)) % DIRECT_ALIGN == 0
 
 
@@ -275,6 +277,8 @@ class IngestWriter:
         self._hashing: deque[Future[None]] = deque()  # queued hashes of written prefix batches
         self._count = 0
         prefix = f"{INGEST_PREFIX}{expected.algorithm}-{expected.hex}-" if expected else INGEST_PREFIX
+        import tempfile
+
         fd, name = tempfile.mkstemp(prefix=prefix, dir=store.ingest_dir)
         self.temp_path = Path(name)
         self._file: BinaryIO | None = os.fdopen(fd, "w+b")
@@ -337,6 +341,8 @@ class IngestWriter:
         write overlaps this one's hash. At most ``HASH_BACKLOG`` batches wait (bounded memory)."""
         assert self._file is not None
         if self._hash_pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
             self._hash_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-hash")
         hashing = self._hash_pool.submit(_update_all, self._hasher, pieces)
         self._hashing.append(hashing)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
+import functools
 import os
 import stat
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -41,10 +39,14 @@ def _reports_writeback_errors() -> bool:
     return (major, minor) >= (5, 8)
 
 
+@functools.cache
 def _load_syncfs() -> Callable[[int], int] | None:
-    """libc's syncfs where it can be trusted to report a lost write, else None."""
+    """libc's syncfs where it can be trusted to report a lost write, else None (looked up on first use:
+    finding libc runs ldconfig, which commands that never sync should not pay for)."""
     if not _reports_writeback_errors():
         return None
+    import ctypes.util
+
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         syncfs: Callable[[int], int] = libc.syncfs
@@ -53,18 +55,18 @@ def _load_syncfs() -> Callable[[int], int] | None:
     return syncfs
 
 
-_SYNCFS = _load_syncfs()
-
-
 def sync_filesystem(path: Path) -> bool:
     """``syncfs(2)`` on the file system holding ``path``: every dirty page and inode there is on disk
     when it returns. False where there is no ``syncfs`` that reports errors (before Linux 5.8):
     the caller then fsyncs file by file."""
-    if _SYNCFS is None:
+    syncfs = _load_syncfs()
+    if syncfs is None:
         return False
+    import ctypes
+
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        if _SYNCFS(fd) != 0:
+        if syncfs(fd) != 0:
             err = ctypes.get_errno()
             raise OSError(err, f"syncfs {path}: {os.strerror(err)}")
     finally:
@@ -80,20 +82,24 @@ class Replacement:
     """
 
     def __init__(self, path: Path, mode: int = 0o644) -> None:
+        import tempfile
+
         self.path, self.mode = path, mode
         self.fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         self._temp: str | None = name
 
-    def commit(self) -> None:
-        """fsync the bytes, rename them over ``path``, fsync the directory."""
+    def commit(self, durable: bool = True) -> None:
+        """fsync the bytes, rename them over ``path``, fsync the directory (no fsync unless ``durable``)."""
         assert self._temp is not None, "Replacement committed twice"
         os.fchmod(self.fd, self.mode)
-        os.fsync(self.fd)
+        if durable:
+            os.fsync(self.fd)
         os.close(self.fd)
         self.fd = -1
         os.replace(self._temp, self.path)
         self._temp = None
-        fsync_dir(self.path.parent)
+        if durable:
+            fsync_dir(self.path.parent)
 
     def abort(self) -> None:
         """Close and remove the temporary file, if it is still there; never raises."""
@@ -107,13 +113,17 @@ class Replacement:
             self._temp = None
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write ``data`` so that ``path`` holds either the old or the new bytes, never a mix."""
+def atomic_write(path: Path, data: bytes, mode: int = 0o644, durable: bool = True) -> None:
+    """Write ``data`` so that ``path`` holds either the old or the new bytes, never a mix.
+
+    ``durable=False`` is for caches that check what they read: readers still never see a mix, but
+    after a crash the file may be missing, empty or short.
+    """
     replacement = Replacement(path, mode)
     try:
         with open(replacement.fd, "wb", closefd=False) as out:
             out.write(data)
-        replacement.commit()
+        replacement.commit(durable)
     except BaseException:
         replacement.abort()
         raise

@@ -1,4 +1,12 @@
-"""JSON as Go's encoding/json writes it, for outputs and contents ig makes with ``json.Marshal``."""
+"""JSON text as Go's ``encoding/json`` writes it, which is how ig prints every JSON value.
+
+Compact output has no spaces; indented output is ``MarshalIndent(v, "", "  ")``; ``<``, ``>``, ``&``,
+U+2028 and U+2029 are escaped (Go's HTML-safe default); other non-ASCII characters stay as they are;
+a lone surrogate (a byte that was not UTF-8, kept by ``surrogateescape``) is written as U+FFFD; floats
+are formatted as Go formats a float64 (``1e-07``, ``100``), ints as they are. Map keys are written in
+the order given: Go sorts a map's keys and a struct keeps its field order, so ordering is the caller's
+job (:func:`go_unmarshal` gives Go's map order).
+"""
 
 from __future__ import annotations
 
@@ -8,21 +16,68 @@ from typing import Any
 
 from .gonumbers import json_float
 
+_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_GO_ESCAPES = tuple(_ESCAPES.items())
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_NEEDS_ESCAPE = re.compile("[<>&\u2028\u2029\udc80-\udcff]")
+
+
+def go_escape(text: str) -> str:
+    """Go's HTML-safe escapes; a character that does not occur costs one fast scan, not a copy."""
+    for raw, escaped in _GO_ESCAPES:
+        if raw in text:
+            text = text.replace(raw, escaped)
+    return text
+
 
 def go_json(obj: Any, pretty: bool = False) -> str:
-    """JSON as Go's encoding/json writes it (``Marshal``, or ``MarshalIndent`` with two spaces):
-    HTML-escaped strings, floats as Go formats a float64 (``1e-7``, ``100``), ints as they are.
-    Map keys are written in the order given: Go sorts a map's keys, a struct keeps its field order,
-    so sorting is the caller's job."""
+    """``json.Marshal`` (or ``MarshalIndent`` with two spaces) of ``obj``.
+
+    Values without floats or undecodable bytes (nearly all: extra-info listings are strings and
+    ints) take the standard library's C encoder; the rest the exact encoder below."""
+    if _plain(obj):
+        if pretty:
+            return go_escape(json.dumps(obj, indent=2, ensure_ascii=False))
+        return go_escape(json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
     out: list[str] = []
     _encode(obj, out, "\n" if pretty else "", pretty)
     return "".join(out)
 
 
-# encoding/json escapes these (HTML-safe by default); a lone surrogate is a byte that was not UTF-8
-# (kept by surrogateescape), which Go writes as U+FFFD
-_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
-_NEEDS_ESCAPE = re.compile("[<>&\u2028\u2029\udc80-\udcff]")
+def go_json_string(text: str) -> str:
+    """One JSON string literal (the same in compact and indented output)."""
+    return _go_string(text)
+
+
+def go_unmarshal(text: str) -> Any:
+    """``json.Unmarshal`` into ``interface{}``: objects become Go maps, which marshal with sorted keys,
+    and every number a float64 (``5`` prints as ``5`` again, ``2**64-1`` as ``18446744073709552000``)."""
+    return json.loads(text, object_pairs_hook=lambda pairs: dict(sorted(pairs)), parse_int=float,
+                      parse_constant=_no_constant)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
+
+
+def _plain(obj: Any) -> bool:
+    """No float and no lone surrogate anywhere in ``obj``: the C encoder writes it as Go does."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return False
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                if not isinstance(key, str) or _SURROGATE.search(key):
+                    return False
+                stack.append(value)
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, float):
+            return False
+    return True
 
 
 def _go_string(text: str) -> str:

@@ -530,14 +530,14 @@ class Store:
         return report
 
     def _prune_analysis_cache(self, reachable: set[Digest]) -> int:
-        """Analysis results (``analysis/<version>/<alg>/<hex>.json``) of layers that are gone."""
+        """Analysis results (``analysis/<version>/<alg>/<hex>.<kind>``) of layers and manifests that are gone."""
         removed = 0
-        for entry in sorted(self.analysis_dir.glob("*/*/*.json")):
+        for entry in sorted(self.analysis_dir.glob("*/*/*")):
             try:
-                digest = Digest.parse(f"{entry.parent.name}:{entry.stem}")
+                digest = Digest.parse(f"{entry.parent.name}:{entry.name.split('.', 1)[0]}")
             except GadgetStoreError:
                 digest = None
-            if digest is None or digest not in reachable:
+            if (digest is None or digest not in reachable) and entry.is_file():
                 with contextlib.suppress(FileNotFoundError):
                     entry.unlink()
                     removed += 1

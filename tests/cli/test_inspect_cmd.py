@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -8,7 +10,11 @@ from click.testing import CliRunner
 
 from gadgetstore.cli.main import cli
 from gadgetstore.engine import inspect as inspect_mod
+from gadgetstore.engine.analysis import datasources as datasources_mod
 from gadgetstore.engine.archive import import_archive
+from gadgetstore.engine.build import commit_image, parse_tag
+from gadgetstore.engine.buildspec import ArchLayers, plan_image
+from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.images import host_arch, host_manifest
 from gadgetstore.engine.store import Store
@@ -94,8 +100,12 @@ def test_gc_prunes_cache_of_removed_layers(imported: Path) -> None:
     store = Store.open(imported)
     manifest = host_manifest(store, store.resolve(DEMO_IMAGE), "amd64")
     inspect_mod.image_extra_info(store, DEMO_SHORT_NAME, manifest)
+    inspect_mod.image_datasources(store, manifest)
+    assert inspect_mod.image_entries(store, DEMO_SHORT_NAME, manifest)["ebpf.maps"].rendering(pretty=True)
+    assert {path.suffix for path in store.analysis_dir.rglob("*.*")} == {".extra", ".json", ".jsonpretty"}
     store.remove_image(DEMO_IMAGE)
-    assert not list(store.analysis_dir.rglob("*.json"))
+    store.gc()
+    assert not [path for path in store.analysis_dir.rglob("*") if path.is_file()]
 
 
 def test_missing_image_is_pulled_first(tmp_path: Path, gadget_tar: Path, anon_registry) -> None:  # type: ignore[no-untyped-def]
@@ -148,11 +158,119 @@ def test_ig_export_inspects_as_ig_shows_it(tmp_path: Path, trace_open_tar: Path)
     _, out, _ = inspect(root, "--extra-info", "oci.manifest", "--jsonpath", ".layers[*].size", "--arch", "amd64",
                         "-o", "json", image="trace_open")
     assert json.loads(out) == [88760]
-    # trace_open's gadget.yaml declares no datasources: the ``open`` tracer comes from the BTF alone.
+    # trace_open's gadget.yaml declares no datasources: the ``open`` tracer comes from the BTF alone,
+    # and its gadget_mntns_id field gets localmanager's container enrichment.
     code, out, err = inspect(root, "--show-datasources", "--arch", "amd64", "-o", "json", image="trace_open")
     assert code == 0, err
     (source,) = json.loads(out)
-    assert [f["fullName"] for f in source["fields"]] == ["timestamp", "pid", "uid", "gid", "mntns_id", "err", "fd",
-                                                       "flags", "mode", "comm", "fname"]
-    fname = source["fields"][-1]
+    assert [f["fullName"] for f in source["fields"]][:11] == ["timestamp", "pid", "uid", "gid", "mntns_id", "err",
+                                                            "fd", "flags", "mode", "comm", "fname"]
+    assert [f["fullName"] for f in source["fields"]][11:13] == ["k8s", "k8s.node"]
+    fname = source["fields"][10]
     assert (fname["index"], fname["offs"], fname["size"], fname["kind"]) == (10, 62, 255, 13)
+
+
+def _store_gadget(root: Path, image: str, elves: dict[str, bytes], metadata: bytes) -> Store:
+    """The suite's ELF layers under another gadget.yaml, laid out as ig builds an image."""
+    store = Store.open(root)
+    plan = plan_image({arch: ArchLayers(ebpf=elf) for arch, elf in elves.items()}, metadata, DEMO_CREATED, "test")
+    commit_image(store, plan, parse_tag(image))
+    return store
+
+
+def test_show_datasources_come_from_the_cache_by_manifest(imported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, first, err = inspect(imported, "--show-datasources", "-o", "json")
+    assert code == 0, err
+
+    def must_not_run(*_: object) -> list[object]:
+        raise AssertionError("data sources should come from the cache")
+
+    monkeypatch.setattr(datasources_mod, "gadget_datasources", must_not_run)
+    assert inspect(imported, "--show-datasources", "-o", "json") == (0, first, "")
+    store = Store.open(imported)
+    manifest = host_manifest(store, store.resolve(DEMO_IMAGE), None)
+    assert inspect_mod.cache_path(store, manifest.desc.digest, ".datasources.json").is_file()
+
+
+@pytest.mark.parametrize("damage", [b"", b"gadgetstore-extra-info 1\n[[\"ebpf.maps\",\"x\",99,0]]\n{}",
+                                    b"gadgetstore-extra-info 1\nnot json\n", b"\x7fELF garbage"])
+def test_damaged_cache_entries_are_analysed_again(imported: Path, damage: bytes) -> None:
+    """A cache file that is not one we wrote whole (torn, truncated, foreign) is a miss, then rewritten."""
+    _, expected, _ = inspect(imported, "-o", "json")
+    _, expected_sources, _ = inspect(imported, "--show-datasources", "-o", "json")
+    for path in Path(imported, "analysis").rglob("*.*"):
+        path.write_bytes(damage)
+    assert inspect(imported, "-o", "json") == (0, expected, "")
+    assert inspect(imported, "--show-datasources", "-o", "json") == (0, expected_sources, "")
+    assert all(path.read_bytes() != damage for path in Path(imported, "analysis").rglob("*.*"))
+
+
+def test_extra_info_json_is_printed_as_go_remarshals_it(imported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ig unmarshals JSON extra info into Go maps before printing it, so object keys come out sorted."""
+    _, out, _ = inspect(imported, "--extra-info", "ebpf.variables", "-o", "json")
+    assert out.startswith('[{"Map":'), "Map, Name, Offset, Size: sorted, not the struct's order"
+    _, manifest, _ = inspect(imported, "--extra-info", "oci.manifest")
+    assert list(json.loads(manifest)) == ["annotations", "artifactType", "config", "layers", "schemaVersion"]
+    assert manifest.startswith('{\n  "annotations": {\n')
+    _, programs, _ = inspect(imported, "--extra-info", "ebpf.programs")
+
+    def must_not_run(_: str) -> object:
+        raise AssertionError("the rendering should come from the cache")
+
+    monkeypatch.setattr(inspect_mod, "go_unmarshal", must_not_run)
+    assert inspect(imported, "--extra-info", "ebpf.programs") == (0, programs, "")
+    assert programs.startswith('[\n  {\n    "Section": ')
+
+
+def test_invalid_gadget_yaml_is_one_line_for_show_datasources(tmp_path: Path, gadget_image: ArchivedImage) -> None:
+    """ig refuses a gadget whose gadget.yaml does not parse (viper's ReadConfig fails); so do we, in one line."""
+    store = Store.open(tmp_path / "s")
+    config = b"datasources: [open\n  x: {"
+    layer = gadget_image.elves[host_arch()]
+    manifest = json.dumps({
+        "schemaVersion": 2, "artifactType": "application/vnd.gadget.v1+binary",
+        "config": {"mediaType": "application/vnd.gadget.config.v1+yaml", "digest": str(store.blobs.put(config)),
+                   "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.gadget.ebpf.program.v1+binary", "digest": str(store.blobs.put(layer)),
+                    "size": len(layer)}]}).encode()
+    with store.transaction() as txn:
+        txn.tag("localhost/broken:v1", Descriptor("application/vnd.oci.image.manifest.v1+json",
+                                                  store.blobs.put(manifest), len(manifest)))
+    code, out, err = inspect(tmp_path / "s", "--show-datasources", image="localhost/broken:v1")
+    assert code == 1 and out == "" and err.count("\n") == 1, err
+    assert err.startswith("Error: gadget.yaml sha256:") and "is not valid YAML: " in err
+    assert not list((tmp_path / "s" / "analysis").rglob("*.datasources.json"))
+    _store_gadget(tmp_path / "s", "localhost/two:v1", gadget_image.elves, b"name: first\n---\n[not, a, map]\n")
+    assert inspect(tmp_path / "s", "--show-datasources", image="localhost/two:v1")[0] == 0, \
+        "only the first document counts, as with Go's YAML decoder"
+
+
+def test_show_datasources_lists_no_gadget_yaml_only_source(tmp_path: Path, gadget_image: ArchivedImage) -> None:
+    metadata = (DEMO_SOURCES / "gadget.yaml").read_bytes() + b"  ghost:\n    annotations:\n      x: y\n"
+    assert b"\ndatasources:\n  open:\n" in metadata
+    _store_gadget(tmp_path / "s", "localhost/ghost:v1", gadget_image.elves, metadata)
+    code, out, err = inspect(tmp_path / "s", "--show-datasources", "--jsonpath", "[*].name", "-o", "json",
+                             image="localhost/ghost:v1")
+    assert (code, json.loads(out)) == (0, ["open"]), err
+
+
+_MODULES_AFTER_INSPECT = """
+import sys
+from gadgetstore.cli.main import cli
+try:
+    cli(["--store", sys.argv[1], "image", "inspect", sys.argv[2], *sys.argv[3:]], prog_name="gadgetstore")
+except SystemExit as stop:
+    assert not stop.code, stop.code
+loaded = [name for name in sys.modules if name.startswith(("elftools", "yaml", "jsonpath_ng", "trio",
+                                                           "gadgetstore.engine.analysis."))]
+print(sorted(set(loaded) - {"gadgetstore.engine.analysis.entries"}), file=sys.stderr)  # a type alias
+"""
+
+
+@pytest.mark.parametrize("args", [[], ["--extra-info", "ebpf.programs"], ["--show-datasources"]])
+def test_warm_inspect_loads_no_analysis_code(imported: Path, args: list[str]) -> None:
+    """Start-up is most of a warm inspect: the ELF/BTF analysers, YAML and JSONPath stay unloaded."""
+    command = [sys.executable, "-c", _MODULES_AFTER_INSPECT, str(imported), DEMO_SHORT_NAME, *args]
+    subprocess.run(command, check=True, capture_output=True)
+    warm = subprocess.run(command, check=True, capture_output=True, text=True)
+    assert warm.stderr.strip() == "[]"
