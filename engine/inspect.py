@@ -1,14 +1,17 @@
 """All extra-info keys of an architecture manifest, as ``image inspect`` and the FUSE view use them.
 
 Analysing a layer costs tens of milliseconds; its result depends only on the layer's bytes, so it is
-cached in the store under ``analysis/<version>/<alg>/<hex>.json`` keyed by the layer digest. Layers are
-immutable, so a cache entry never goes stale; gc removes entries whose layer is gone.
+cached under ``analysis/<version>/<alg>/<hex>.json`` keyed by the layer digest: in gadgetstore's own
+store, and outside a layout shared with ig (``store.analysis_dir``, in the cache home), which a
+reading command must leave as it was. Layers are immutable, so a cache entry never goes stale; gc
+removes the entries of an own store whose layer is gone.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,9 +45,10 @@ def _load_cached(path: Path) -> ExtraInfo | None:
 
 
 def _save_cached(path: Path, info: ExtraInfo) -> None:
-    """Best effort: a read-only store still answers, it just analyses again next time."""
+    """Best effort: a read-only store or cache still answers, it just analyses again next time."""
     raw = {key: [ctype, base64.b64encode(content).decode()] for key, (ctype, content) in info.items()}
     try:
+        os.makedirs(path.parent.parent.parent.parent, 0o755, exist_ok=True)  # the cache home, for a shared layout
         ensure_real_dir(path.parent.parent.parent)
         ensure_real_dir(path.parent.parent)
         ensure_real_dir(path.parent)
