@@ -226,7 +226,14 @@ def _loose_entries(store: Store) -> list[_LooseEntry]:
     whose subject no tag reaches (ig's gc loops for ever over it: oras gcIndex)."""
     out: list[_LooseEntry] = []
     tagged = [Descriptor.from_json(raw, f"tag {ref}") for ref, raw in store.state.tags.items()]
-    alive = set(store.walk(tagged, missing_ok=True))
+
+    def readable_children(desc: Descriptor) -> list[Descriptor]:
+        try:
+            return children(store.read_document(desc), f"manifest {desc.digest}") if is_document(desc) else []
+        except GadgetStoreError:  # missing or damaged: reported with the tag that reaches it
+            return []
+
+    alive = set(walk_graph(tagged, readable_children))
     for pin in store.pins():
         drop: jf.Op = {"op": "unpin", "digest": str(pin.digest)}
         if not store.blobs.has(pin.digest):

@@ -179,6 +179,10 @@ class IndexDocument:
     def empty(cls) -> IndexDocument:
         return cls.parse(EMPTY_INDEX)
 
+    def frozen(self) -> IndexDocument:
+        """The same document with every entry's text fixed, as it is written."""
+        return IndexDocument(self.head, [Entry(entry.encoded(), entry.desc) for entry in self.entries], self.tail)
+
     def render(self) -> bytes:
         """The file's bytes; an empty list is written ``null``, as ig writes it."""
         body = ",".join(entry.encoded() for entry in self.entries)

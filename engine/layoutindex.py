@@ -71,6 +71,7 @@ class LayoutIndex:
         self._pending: list[jf.Op] = []
         self._lock = threading.RLock()  # the state and pending changes, between worker threads
         self._deferrals = 0
+        self._holder: int | None = None  # the thread holding the exclusive index lock, if one of ours does
 
     @property
     def state(self) -> jf.IndexState:
@@ -84,8 +85,20 @@ class LayoutIndex:
         self.refresh()
 
     def refresh(self) -> None:
+        if self._holder == threading.get_ident():
+            self._load(locked=True)  # a second flock of ours would wait for the first for ever
+            return
         with self.locks.shared() as held:
             self._load(locked=held)
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        with self.locks.exclusive():
+            self._holder = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._holder = None
 
     def _load(self, locked: bool) -> None:
         document, _ = load_index(self.index_path, locked)
@@ -100,7 +113,7 @@ class LayoutIndex:
     @contextlib.contextmanager
     def settled(self) -> Iterator[None]:
         """The index lock held exclusively and the state current: a stable view (ig waits)."""
-        with self.locks.exclusive():
+        with self._exclusive():
             self._load(locked=True)
             yield
 
@@ -119,7 +132,7 @@ class LayoutIndex:
                 self._pending.extend(txn.ops)
                 self._state.apply(txn.ops)
                 return
-        with self.locks.exclusive():
+        with self._exclusive():
             self._load(locked=True)
             with self._lock:
                 txn = jf.Transaction(self._state)
@@ -137,11 +150,19 @@ class LayoutIndex:
         plan = self._plan(roots)
         if plan.missing:
             raise BlobsMissing(plan.missing)
-        edited = self._document.edited(ops, lambda desc: plan.below.get(desc.digest, []))
-        if edited.render() != self._data:
+        self._replace(self._document.edited(ops, lambda desc: plan.below.get(desc.digest, [])))
+
+    def _replace(self, edited: IndexDocument) -> None:
+        """Write ``edited`` (under the exclusive lock), unless it is what the file holds, and take
+        it as what was read: nobody else writes index.json while the lock is held."""
+        data = edited.render()
+        if data != self._data:
             write_index(self.index_path, edited)
-        self._data = None  # read back what is there now
-        self._load(locked=True)
+        document = edited.frozen()
+        with self._lock:
+            self._data, self._document = data, document
+            self._state = document.state()
+            self._state.apply(self._pending)
 
     @contextlib.contextmanager
     def deferred(self) -> Iterator[None]:
@@ -164,7 +185,7 @@ class LayoutIndex:
         with self._lock:
             if not self._pending:
                 return
-        with self.locks.exclusive():
+        with self._exclusive():
             with self._lock:
                 pending = list(self._pending)
                 self._pending.clear()
@@ -191,8 +212,4 @@ class LayoutIndex:
     def replace(self, ops: list[jf.Op]) -> None:
         """Apply removals (untag, unpin) under the exclusive lock the caller holds (fsck --repair)."""
         assert all(op["op"] in ("untag", "unpin") for op in ops), "only removals"
-        edited = self._document.edited(ops, lambda desc: [])
-        if edited.render() != self._data:
-            write_index(self.index_path, edited)
-        self._data = None
-        self._load(locked=True)
+        self._replace(self._document.edited(ops, lambda desc: []))

@@ -406,8 +406,8 @@ class Store:
     def discard(self, digests: set[Digest]) -> int:
         """Delete those of ``digests`` that nothing reaches (the blobs of an image a signature check
         refused), under the gc lease and the index lock; returns how many were deleted."""
-        with self.locks.collecting(), self.transaction():  # no operations: a stable view
-            self.refresh()
+        view = self.settled() if self.shared else self.transaction()  # (no operations: a stable view)
+        with self.locks.collecting(), view:
             reachable = set(self.walk(self.roots(), missing_ok=True))
             return sum(1 for digest in sorted(digests - reachable, key=str) if self.blobs.delete(digest))
 

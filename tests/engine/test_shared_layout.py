@@ -17,6 +17,7 @@ import pytest
 
 from gadgetstore.engine import layoutindex
 from gadgetstore.engine.descriptor import Descriptor
+from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.fsck import fsck, repair
 from gadgetstore.engine.indexjson import EMPTY_INDEX
 from gadgetstore.engine.layoutindex import BlobsMissing
@@ -308,3 +309,34 @@ def test_a_change_to_an_empty_ig_store_is_what_igs_pull_writes(tmp_path: Path, g
     with store.transaction() as txn:
         txn.tag(gadget_image.reference, Descriptor.from_json(gadget_image.root.to_json()))
     assert (ours.root / "index.json").read_bytes() == (ig.root / "index.json").read_bytes()
+
+
+def test_reading_again_inside_a_change_does_not_wait_for_itself(ig_root: Path) -> None:
+    """flock locks belong to open files: a shared lock taken on a second descriptor would wait for
+    the exclusive one this process holds."""
+    store = Store.open(ig_root)
+    with store.transaction() as txn:
+        store.refresh()
+        txn.tag("x.io/again:1", store.resolve(CAPTURED_REF))
+    assert "x.io/again:1" in Store.open(ig_root, readonly=True).tags()
+
+
+def test_discarding_refused_blobs_deletes_only_what_nothing_reaches(ig_root: Path) -> None:
+    store = Store.open(ig_root)
+    refused = Digest.parse(IgStore(ig_root).put(b"a signature that did not verify"))
+    assert store.discard({refused, Digest.parse(X_ROOT)}) == 1
+    assert not store.blobs.has(refused) and store.blobs.has(Digest.parse(X_ROOT))
+
+
+def test_fsck_reports_a_damaged_manifest_of_an_ig_store_and_repair_sets_it_aside(ig_root: Path) -> None:
+    """A damaged manifest index.json reaches breaks every ig command (oras loadIndex verifies it)."""
+    path = ig_root / "blobs" / "sha256" / X_AMD64[7:]
+    os.chmod(path, 0o644)
+    path.write_bytes(path.read_bytes()[:-1] + b" ")
+    report = fsck(Store.open(ig_root, readonly=True))
+    assert f"blob {X_AMD64} is damaged: its content has another digest" in report.problems
+    actions = repair(Store.open(ig_root))
+    assert any(action.startswith(f"moved blob {X_AMD64}") for action in actions)
+    assert f"removed tag {CAPTURED_REF}: blob {X_AMD64} is missing; pull or import it again" in actions
+    assert fsck(Store.open(ig_root, readonly=True)).clean
+    assert ig_list(ig_root) == "REPOSITORY TAG DIGEST CREATED\n"
