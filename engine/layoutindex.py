@@ -58,13 +58,16 @@ class LayoutIndex:
     """index.json of one shared layout, read and changed by ig's rules (see the module docstring).
 
     ``plan`` walks the graphs of roots about to be indexed (the store's blobs); it runs under the
-    index lock, so that what it finds is still true when index.json names it.
+    index lock, so that what it finds is still true when index.json names it. ``sync_blobs`` makes
+    every blob name durable, before index.json may name them (writers that publish many blobs
+    leave that directory fsync to the change).
     """
 
-    def __init__(self, root: Path, locks: StoreLocks, plan: Planner) -> None:
+    def __init__(self, root: Path, locks: StoreLocks, plan: Planner, sync_blobs: Callable[[], None]) -> None:
         self.index_path = root / "index.json"
         self.locks = locks
         self._plan = plan
+        self._sync_blobs = sync_blobs
         self._data: bytes | None = None
         self._document = IndexDocument.empty()
         self._state = jf.IndexState()
@@ -150,6 +153,8 @@ class LayoutIndex:
         plan = self._plan(roots)
         if plan.missing:
             raise BlobsMissing(plan.missing)
+        if roots:
+            self._sync_blobs()
         self._replace(self._document.edited(ops, lambda desc: plan.below.get(desc.digest, [])))
 
     def _replace(self, edited: IndexDocument) -> None:

@@ -104,7 +104,7 @@ class Store:
         if shared:
             self.locks = StoreLocks(root / "index.json.lock", lease_dir=self.blobs.ingest_dir)
             self.analysis_dir = cache_home() / "analysis"
-            self._index = LayoutIndex(root, self.locks, self.index_plan)
+            self._index = LayoutIndex(root, self.locks, self.index_plan, self.blobs.sync_dirs)
         else:
             self.locks = StoreLocks(root / "index.json.lock", lease_file=root / "gc.lock")
             self.analysis_dir = root / "analysis"
@@ -471,7 +471,9 @@ class Store:
 def _create_ig_layout(root: Path) -> None:
     """A new store where ig keeps its own, made as ig makes it: the directory 0700, then under the
     index lock ``blobs/``, ``oci-layout`` and an empty ``index.json`` (oras ``oci.New``)."""
-    os.makedirs(root, 0o700, exist_ok=True)
+    for directory in [*reversed(root.parents), root]:  # MkdirAll(…, 0700): every directory it makes
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(directory, 0o700)
     ensure_real_dir(root, 0o700)
     with StoreLocks(root / "index.json.lock", lease_dir=root / "ingest").exclusive():
         ensure_real_dir(root / "blobs")

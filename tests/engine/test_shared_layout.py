@@ -294,6 +294,7 @@ def test_a_new_store_where_ig_keeps_one_is_made_as_ig_makes_it(tmp_path: Path) -
     assert store.shared
     assert sorted(p.name for p in root.iterdir()) == ["blobs", "index.json", "index.json.lock", "oci-layout"]
     assert os.stat(root).st_mode & 0o777 == 0o700 and os.stat(root / "index.json.lock").st_mode & 0o777 == 0o600
+    assert os.stat(root.parent).st_mode & 0o777 == 0o700  # MkdirAll makes every missing directory so
     assert (root / "oci-layout").read_bytes() == b'{"imageLayoutVersion":"1.0.0"}'
     assert (root / "index.json").read_bytes() == EMPTY_INDEX and len(EMPTY_INDEX) == 88
 
@@ -340,3 +341,18 @@ def test_fsck_reports_a_damaged_manifest_of_an_ig_store_and_repair_sets_it_aside
     assert f"removed tag {CAPTURED_REF}: blob {X_AMD64} is missing; pull or import it again" in actions
     assert fsck(Store.open(ig_root, readonly=True)).clean
     assert ig_list(ig_root) == "REPOSITORY TAG DIGEST CREATED\n"
+
+
+def test_blob_names_are_durable_before_index_json_names_them(ig_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writers that publish many blobs leave the directory fsync to the change (import, pull)."""
+    from gadgetstore.engine import blobstore
+
+    calls: list[str] = []
+    real_sync, real_write = blobstore.fsync_dir, layoutindex.write_index
+    monkeypatch.setattr(blobstore, "fsync_dir", lambda path: (calls.append(f"fsync_dir:{path.name}"), real_sync(path)))
+    monkeypatch.setattr(layoutindex, "write_index", lambda path, doc: (calls.append("index.json"),
+                                                                       real_write(path, doc)))
+    store = Store.open(ig_root)
+    with store.transaction() as txn:
+        txn.tag("x.io/durable:1", store.resolve(CAPTURED_REF))
+    assert calls == ["fsync_dir:sha256", "index.json"]
