@@ -356,20 +356,53 @@ class Store:
             self._collect_garbage(f"{shown} was removed", removed=removed)
             return True
 
-    def _drop_orphans(self, txn: Transaction, removed_ref: str, removed_root: Descriptor) -> list[Descriptor]:
+    def untagged_images(self) -> list[Descriptor]:
+        """Images no tag names: pins that are no signature (an untagged build), and no tag and no
+        other of them reaches. In a shared layout that leaves out the untagged entries ig writes for
+        the per-arch manifests of every image, tagged or not."""
+        tagged = [Descriptor.from_json(raw, ref) for ref, raw in self.state.tags.items()]
+        candidates = [pin for pin in self.pins()
+                      if is_document(pin) and self.blobs.has(pin.digest) and self.subject_of(pin) is None]
+        reached = set(self.walk(tagged, missing_ok=True))
+        for pin in candidates:
+            reached |= set(self.walk([pin], missing_ok=True)) - {pin.digest}
+        return [pin for pin in candidates if pin.digest not in reached]
+
+    def remove_untagged(self, digest: Digest) -> bool:
+        """Remove the untagged image ``digest`` (see :meth:`untagged_images`): its entry, the entries
+        below it and the signatures of it that nothing else needs, and then its blobs. False when
+        ``digest`` is not such an image (nothing is changed then)."""
+        dropped: list[Descriptor] = []
+        with self.locks.collecting():
+            with self.transaction(f"{digest} was removed") as txn:
+                root = next((image for image in self.untagged_images() if image.digest == digest), None)
+                if root is not None:
+                    txn.unpin(digest)
+                    dropped = [root, *self._drop_orphans(txn, None, root)]
+            if root is None:
+                return False
+            removed = set(self.walk(dropped, missing_ok=True)) if self.shared else set()
+            self._collect_garbage(f"{digest} was removed", removed=removed)
+            return True
+
+    def _drop_orphans(self, txn: Transaction, removed_ref: str | None, removed_root: Descriptor) -> list[Descriptor]:
         """Signatures (tags like ``sha256-<hex>.sig`` and pinned referrers) whose subject is gone;
         returns them. In a shared layout also the untagged entries of the removed image's graph
         that nothing else reaches (its per-arch manifests): ig's remove deletes those, and a
-        referrer left pointing into them would make ig's gc loop for ever."""
+        referrer left pointing into them would make ig's gc loop for ever. ``removed_ref`` is the
+        tag removed, None when an untagged image (the pin ``removed_root``) is."""
         signature_refs = {r for r in self.state.tags if signature_tag_subject(r) is not None}
         referrers = self._pinned_referrer_digests()
         graph = set(self.walk([removed_root], missing_ok=True)) if self.shared else set()
-        image_roots = [d for d in self.roots(exclude_refs=signature_refs | {removed_ref})
-                       if d.digest not in referrers and d.digest not in graph]
+        if removed_ref is None:
+            graph.add(removed_root.digest)
+        gone = signature_refs if removed_ref is None else signature_refs | {removed_ref}
+        image_roots = [d for d in self.roots(exclude_refs=gone) if d.digest not in referrers and d.digest not in graph]
         alive = set(self.walk(image_roots, missing_ok=True))
         dropped: list[Descriptor] = []
         for pin in self.pins():
-            if pin.digest in graph and pin.digest not in alive and pin.digest not in referrers:
+            if (self.shared and pin.digest in graph and pin.digest not in alive and pin.digest not in referrers
+                    and pin.digest != removed_root.digest):
                 txn.unpin(pin.digest)
         for sig_ref in sorted(signature_refs):
             target = signature_tag_subject(sig_ref)

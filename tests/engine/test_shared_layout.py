@@ -356,3 +356,34 @@ def test_blob_names_are_durable_before_index_json_names_them(ig_root: Path, monk
     with store.transaction() as txn:
         txn.tag("x.io/durable:1", store.resolve(CAPTURED_REF))
     assert calls == ["fsync_dir:sha256", "index.json"]
+
+
+def test_untagged_images_are_builds_not_the_manifests_below_an_image(busy_root: Path) -> None:
+    """ig writes an untagged entry for every manifest it pushes; only roots nothing reaches are images."""
+    _, other_root = other_gadget()
+    store = Store.open(busy_root)
+    assert [str(image.digest) for image in store.untagged_images()] == [other_root["digest"]]
+
+
+def test_removing_an_untagged_image_keeps_every_other_entry(busy_root: Path) -> None:
+    blobs, other_root = other_gadget()
+    before = entry_texts(busy_root)
+    store = Store.open(busy_root)
+    assert store.remove_untagged(Digest.parse(X_ROOT)) is False  # tagged: not an untagged image
+    assert entry_texts(busy_root) == before
+    assert store.remove_untagged(Digest.parse(other_root["digest"])) is True
+    assert entry_texts(busy_root) == [text for text in before if not any(d in text for d in blobs)]
+    assert not any((busy_root / "blobs" / "sha256" / d[7:]).exists() for d in blobs)  # young, but removed
+    assert ig_list(busy_root).splitlines()[1:] == [f"127.0.0.1:55841/x v1 {X_ROOT} 2023-11-14T22:13:20Z"]
+
+
+def test_an_untagged_build_in_gadgetstores_own_store_can_be_removed(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "own")
+    blobs, root = other_gadget()
+    for data in blobs.values():
+        store.blobs.put(data)
+    with store.transaction() as txn:
+        txn.pin(Descriptor.from_json(root))
+    assert [image.digest for image in store.untagged_images()] == [Digest.parse(root["digest"])]
+    assert store.remove_untagged(Digest.parse(root["digest"])) is True
+    assert store.pins() == [] and list(store.blobs.iter_digests()) == []
