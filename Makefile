@@ -7,7 +7,7 @@ APT_PACKAGES = build-essential pkg-config python3-venv python3-dev fuse3 libfuse
 	clang llvm clang-19 llvm-19 libbpf-dev linux-libc-dev bpftool docker-registry skopeo apache2-utils openssl \
 	zstd curl
 
-.PHONY: demo test lint system-packages venv bench bench-build test-ig-gadgets test-ig-datasources clean
+.PHONY: demo test lint system-packages venv bench bench-build test-ig test-ig-gadgets test-ig-datasources clean
 
 system-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -31,6 +31,13 @@ lint: venv
 
 test: venv lint
 	$(VENV)/bin/pytest -q
+
+# ig and gadgetstore sharing one store, against a real ig binary (e.g. from `go build ./cmd/ig` in a
+# checkout of inspektor-gadget); root only: ig's store is moved with a private mount namespace.
+test-ig: venv
+	@test -n "$(IG)" || { echo "usage: make test-ig IG=/path/to/ig"; exit 2; }
+	@tmp=$$(mktemp -d); IG="$(abspath $(IG))" TMPDIR=$$tmp $(VENV)/bin/pytest -q -rs --basetemp=$$tmp/pytest \
+		tests_ig/test_store_sharing.py; rc=$$?; rm -rf $$tmp; exit $$rc
 
 demo: venv
 	bash scripts/demo.sh

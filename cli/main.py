@@ -50,7 +50,8 @@ ROOT_COMMANDS = {
     "store_root",
     type=click.Path(file_okay=False, path_type=Path),
     envvar="GADGETSTORE_ROOT",
-    help="Store directory (default: /var/lib/gadgetstore as root, else $XDG_DATA_HOME/gadgetstore).",
+    help="Store directory (default: /var/lib/gadgetstore as root, else $XDG_DATA_HOME/gadgetstore). "
+         "ig's own store, /var/lib/ig/oci-store, is shared with ig by ig's rules.",
 )
 @click.version_option(package_name="gadgetstore", prog_name="gadgetstore")
 @click.pass_context

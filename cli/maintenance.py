@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -11,6 +12,7 @@ from gadgetstore.engine.removal import prune_untagged
 from gadgetstore.engine.store import Store
 
 from .context import AppContext, pass_app, user_errors
+from .deadline import Duration
 
 
 @click.command("fsck")
@@ -37,20 +39,35 @@ def fsck_cmd(app: AppContext, repair: bool) -> None:
         sys.exit(1)
 
 
+class Grace(Duration):
+    """A :class:`Duration`, or ``0`` for none."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, str) and value.strip() in ("0", "0s"):
+            return 0.0
+        return super().convert(value, param, ctx)
+
+
 @click.command("gc")
 @click.option("--untagged", is_flag=True,
               help="Also delete untagged images (untagged builds, pulls by digest: 'image list --all' "
                    "shows them as <none>) and their signatures.")
+@click.option("--grace", type=Grace(), metavar="DURATION",
+              help="Keep unreferenced blobs younger than DURATION (0 for none). Default: 1h in a store "
+                   "shared with ig, whose pulls write blobs before naming them; 0 in gadgetstore's own.")
 @pass_app
 @user_errors
-def gc_cmd(app: AppContext, untagged: bool) -> None:
+def gc_cmd(app: AppContext, untagged: bool, grace: float | None) -> None:
     """Delete blobs that no tag reaches, and unfinished ingest files."""
     if untagged:
-        images, report = prune_untagged(app.store())
+        images, report = prune_untagged(app.store(), grace)
         click.echo(f"removed {images} untagged images")
     else:
-        report = app.store().gc()
+        report = app.store().gc(grace)
     click.echo(
         f"removed {len(report.removed_blobs)} blobs ({report.removed_bytes} bytes) "
         f"and {report.removed_ingest_files} ingest files"
     )
+    if report.kept_young:
+        click.echo(f"kept {report.kept_young} unreferenced blob(s) younger than the grace period "
+                   "(another tool may be about to name them)")

@@ -48,15 +48,17 @@ class BlobNotFound(ImageNotFound):
 class BlobStore:
     """Blob files of one store root; all paths are built from validated :class:`Digest` values."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, ingest_mode: int = 0o700) -> None:
+        """``ingest_mode``: how ``ingest/`` is made; 0755 in a layout shared with ig, as oras makes it."""
         self.root = root
         self.blobs_dir = root / "blobs"
         self.ingest_dir = root / "ingest"
+        self.ingest_mode = ingest_mode
 
     def create_dirs(self) -> None:
         ensure_real_dir(self.blobs_dir)
         ensure_real_dir(self.blobs_dir / "sha256")
-        ensure_real_dir(self.ingest_dir, 0o700)
+        ensure_real_dir(self.ingest_dir, self.ingest_mode)
 
     def path(self, digest: Digest) -> Path:
         return self.blobs_dir / digest.algorithm / digest.hex
@@ -143,7 +145,13 @@ class BlobStore:
 
     def writer(self, expected: Digest | None = None, expected_size: int | None = None,
                direct: bool = False) -> IngestWriter:
+        ensure_real_dir(self.ingest_dir, self.ingest_mode)  # a shared layout gets it with its first blob
         return IngestWriter(self, expected, expected_size, direct)
+
+    def own_ingest_files(self) -> list[Path]:
+        """The files in ``ingest/`` that gadgetstore writes (``ingest-…``); oras names its own
+        ``<hex>_<n>``, and those belong to a running ig."""
+        return [path for path in self.ingest_files() if path.name.startswith(INGEST_PREFIX)]
 
     def put(self, data: bytes, expected: Digest | None = None) -> Digest:
         """Store bytes (deduplicated); returns their digest."""

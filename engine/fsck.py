@@ -17,6 +17,22 @@ note: blob writable                             made read-only
 note: unfinished ingest files                   removed, when no writer holds the gc lease
 note: index.json lags the journal (a pull)      rewritten from the journal
 ==============================================  =====================================================
+
+In a layout shared with ig, index.json is the truth and there is no journal; what differs:
+
+==============================================  =====================================================
+finding                                         repair
+==============================================  =====================================================
+untagged entry whose blob is missing (ig's      the entry is dropped
+remove leaves these; they turn ig's gc off):
+a note
+untagged referrer whose subject no tag          the entry is dropped
+reaches (ig's remove would loop for ever)
+tagged or untagged entry reaching a missing,    the entry is dropped, with a line naming it
+wrong-sized or unreadable blob
+note: unfinished ingest files                   gadgetstore's own removed; oras's (a running ig
+                                                pull) left alone
+==============================================  =====================================================
 """
 
 from __future__ import annotations
@@ -33,7 +49,6 @@ from .blobstore import BlobNotFound, BlobStore
 from .descriptor import Descriptor, children, is_document, walk_graph
 from .digest import Digest
 from .errors import GadgetStoreError
-from .locking import try_flocked
 from .store import Store
 
 QUARANTINE = "quarantine"
@@ -56,18 +71,23 @@ class FsckReport:
 
 
 def fsck(store: Store) -> FsckReport:
+    """Check ``store``; writes nothing (a shared layout is read as any reading command reads it)."""
     report = FsckReport()
-    _check_journal_and_index(store, report)
+    if not store.shared:
+        _check_journal_and_index(store, report)
     damaged = _check_blobs(store, report)
     _check_references(store, report, damaged)
-    stale = store.blobs.ingest_files()
+    if store.shared:
+        for entry in _loose_entries(store):
+            (report.notes if entry.note else report.problems).append(entry.finding)
+    stale = store.blobs.own_ingest_files() if store.shared else store.blobs.ingest_files()
     if stale:
         report.notes.append(f"{len(stale)} unfinished ingest file(s) in ingest/ (gc removes them)")
     return report
 
 
 def _check_journal_and_index(store: Store, report: FsckReport) -> None:
-    with store._locked():
+    with store.locks.exclusive():
         store.journal.refresh()
         if store.journal.damage:
             report.problems.append(f"index journal: {store.journal.damage}")
@@ -143,11 +163,14 @@ class _Root:
 
 
 def _roots(store: Store, damaged: set[Digest]) -> list[_Root]:
-    """Every tag and pin with the problems of the graph it reaches; each node is examined once."""
+    """Every tag and pin with the problems of the graph it reaches; each node is examined once.
+    (In a shared layout an untagged entry whose own blob is missing is left to :func:`_loose_entries`.)"""
     named: list[tuple[str, Descriptor, jf.Op]] = []
-    for ref, raw in sorted(store.journal.state.tags.items()):
+    for ref, raw in sorted(store.state.tags.items()):
         named.append((f"tag {ref}", Descriptor.from_json(raw, f"tag {ref}"), {"op": "untag", "ref": ref}))
-    named.extend((f"pinned {pin.digest}", pin, {"op": "unpin", "digest": str(pin.digest)}) for pin in store.pins())
+    pin_name = "untagged entry" if store.shared else "pinned"
+    named.extend((f"{pin_name} {pin.digest}", pin, {"op": "unpin", "digest": str(pin.digest)}) for pin in store.pins()
+                 if not (store.shared and not store.blobs.has(pin.digest)))
     examined: dict[tuple[Digest, int, str], tuple[str | None, list[Descriptor]]] = {}
     return [_Root(name, root, drop, _graph_problems(store, damaged, examined, root)) for name, root, drop in named]
 
@@ -185,6 +208,45 @@ def _examine(store: Store, damaged: set[Digest], desc: Descriptor) -> tuple[str 
         return str(err), []
 
 
+@dataclass(frozen=True)
+class _LooseEntry:
+    what: str  # names the entry, for the repair's line
+    why: str
+    note: bool  # ig works with it (a note), or it breaks something of ig's (a problem)
+    drop: jf.Op
+
+    @property
+    def finding(self) -> str:
+        return f"{self.what}: {self.why}"
+
+
+def _loose_entries(store: Store) -> list[_LooseEntry]:
+    """Untagged entries of a shared layout that oras tolerates but that hurt ig: one whose blob is
+    missing (ig's gc stops at it without a word, so nothing is collected any more), and a referrer
+    whose subject no tag reaches (ig's gc loops for ever over it: oras gcIndex)."""
+    out: list[_LooseEntry] = []
+    tagged = [Descriptor.from_json(raw, f"tag {ref}") for ref, raw in store.state.tags.items()]
+
+    def readable_children(desc: Descriptor) -> list[Descriptor]:
+        try:
+            return children(store.read_document(desc), f"manifest {desc.digest}") if is_document(desc) else []
+        except GadgetStoreError:  # missing or damaged: reported with the tag that reaches it
+            return []
+
+    alive = set(walk_graph(tagged, readable_children))
+    for pin in store.pins():
+        drop: jf.Op = {"op": "unpin", "digest": str(pin.digest)}
+        if not store.blobs.has(pin.digest):
+            out.append(_LooseEntry(f"untagged entry {pin.digest}", "its blob is missing (ig's image remove leaves "
+                                   "such entries, and they stop ig's own gc); fsck --repair drops it", True, drop))
+            continue
+        subj = store.subject_of(pin)
+        if subj is not None and subj not in alive:
+            out.append(_LooseEntry(f"untagged referrer {pin.digest}", f"its subject {subj} is reached by no tag "
+                                   "(ig's image remove would never end)", False, drop))
+    return out
+
+
 def _check_references(store: Store, report: FsckReport, damaged: set[Digest]) -> None:
     reported: set[str] = set()
     for root in _roots(store, damaged):
@@ -210,8 +272,10 @@ def repair(store: Store) -> list[str]:
     """Repair everything :func:`fsck` reports (see the module docstring); returns what was done,
     one line per action. Damaged blobs go to ``quarantine/``, so a re-pull or re-import fetches
     them again."""
+    if store.shared:
+        return _repair_layout(store)
     actions: list[str] = []
-    with store._locked():
+    with store.locks.exclusive():
         store.journal.refresh()
         if store.journal.damage is not None:
             data = store.journal.path.read_bytes()
@@ -225,10 +289,24 @@ def repair(store: Store) -> list[str]:
         store.blobs.create_dirs()
         actions += _repair_blobs(store)
         dropped_roots = [root for root in _roots(store, set()) if root.problems]
-        if dropped_roots:
-            store.journal.append([root.drop for root in dropped_roots])
-            actions += [f"removed {root.name}: {root.problems[0]}; pull or import it again" for root in dropped_roots]
-        store._write_index_json()
+        store.record_repair([root.drop for root in dropped_roots])
+        actions += [f"removed {root.name}: {root.problems[0]}; pull or import it again" for root in dropped_roots]
+    actions += _remove_ingest_leftovers(store)
+    return actions
+
+
+def _repair_layout(store: Store) -> list[str]:
+    """:func:`repair` of a shared layout: under ig's lock, every entry fsck finds fault with is
+    dropped from index.json; every other entry keeps its bytes."""
+    actions: list[str] = []
+    with store.settled():
+        actions += _quarantine_strays(store.root)
+        actions += _repair_blobs(store)
+        dropped_roots = [root for root in _roots(store, set()) if root.problems]
+        loose = _loose_entries(store)
+        store.record_repair([root.drop for root in dropped_roots] + [entry.drop for entry in loose])
+        actions += [f"removed {root.name}: {root.problems[0]}; pull or import it again" for root in dropped_roots]
+        actions += [f"removed the {entry.what} ({entry.why.split(' (')[0]})" for entry in loose]
     actions += _remove_ingest_leftovers(store)
     return actions
 
@@ -272,10 +350,10 @@ def _repair_blobs(store: Store) -> list[str]:
 
 def _remove_ingest_leftovers(store: Store) -> list[str]:
     """Unfinished ingest files, unless a writer (holding the gc lease) may still be writing them."""
-    leftovers = store.blobs.ingest_files()
+    leftovers = store.blobs.own_ingest_files() if store.shared else store.blobs.ingest_files()
     if not leftovers:
         return []
-    with try_flocked(store.lease_path) as held:
+    with store.locks.try_collecting() as held:
         if not held:
             return []
         removed = 0

@@ -1,7 +1,7 @@
 """All extra-info keys of an architecture manifest, and its data sources, as ``image inspect`` shows them.
 
 Analysing a layer costs from tens of milliseconds to a second; its result depends only on the
-layer's bytes, so it is cached in the store, keyed by the layer digest, under
+layer's bytes, so it is cached keyed by the layer digest, under
 ``analysis/<version>/<alg>/<hex>.extra``: a short JSON header (key, content type and lengths of
 each entry), then each entry's content as raw bytes followed by the JSON string ig prints for it
 among all keys. ``--extra-info KEY`` of a JSON entry prints the document re-marshalled as Go does;
@@ -14,12 +14,17 @@ analysers are imported on a cache miss only.
 Layers and manifests are immutable, so an entry never goes stale; gc removes entries whose blob is
 gone, and ``ANALYSIS_VERSION`` changes whenever what the analysis computes changes. Entries are
 written without fsync: a torn or lost one is a miss, never a wrong answer.
+
+The cache is the store's own ``analysis/`` in gadgetstore's store, and lives outside a layout
+shared with ig (``store.analysis_dir``, in the cache home), which a reading command must leave as
+it was.
 """
 
 from __future__ import annotations
 
 import json
 import mmap
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -180,6 +185,7 @@ def _read(path: Path) -> bytes | None:
 def _save(path: Path, data: bytes) -> None:
     """Best effort: a read-only store still answers, it just computes again next time."""
     try:
+        os.makedirs(path.parent.parent.parent.parent, 0o755, exist_ok=True)  # the cache home, for a shared layout
         for directory in (path.parent.parent.parent, path.parent.parent, path.parent):
             ensure_real_dir(directory)
         atomic_write(path, data, 0o644, durable=False)

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import mediatypes as mt
+from .descriptor import Descriptor
+from .digest import Digest
 
 HEADER = b"gadgetstore-journal 1\n"
 JOURNAL_LENGTH_ANNOTATION = "io.gadgetstore.journal.length"
@@ -151,6 +153,27 @@ class IndexState:
             "manifests": manifests,
             "annotations": {JOURNAL_LENGTH_ANNOTATION: str(journal_length)},
         }
+
+
+class Transaction:
+    """Operations collected under the index lock, applied as one change (one journal record, or one
+    rewrite of a shared layout's index.json); ``state`` is what they apply to."""
+
+    def __init__(self, state: IndexState) -> None:
+        self.state = state
+        self.ops: list[Op] = []
+
+    def tag(self, ref: str, desc: Descriptor) -> None:
+        self.ops.append({"op": "tag", "ref": ref, "desc": desc.to_json()})
+
+    def untag(self, ref: str) -> None:
+        self.ops.append({"op": "untag", "ref": ref})
+
+    def pin(self, desc: Descriptor) -> None:
+        self.ops.append({"op": "pin", "desc": desc.to_json()})
+
+    def unpin(self, digest: Digest) -> None:
+        self.ops.append({"op": "unpin", "digest": str(digest)})
 
 
 def replay_state(replay: Replay, state: IndexState | None = None) -> IndexState:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from . import reference
 from .errors import AmbiguousReference, ImageNotFound
-from .resolve import StoreImages, resolve
+from .resolve import resolve
 from .store import GcReport, Store
 
 
@@ -41,11 +41,12 @@ def remove_reference(store: Store, text: str) -> None:
     if tags:
         store.remove_image(tags[0], shown_as=text)
     if any(pin.digest == found.digest for pin in store.pins()):
-        store.remove_untagged([found.digest], f"{text} was removed")
+        store.remove_untagged([found.digest])
 
 
-def prune_untagged(store: Store) -> tuple[int, GcReport]:
+def prune_untagged(store: Store, grace: float | None = None) -> tuple[int, GcReport]:
     """Delete every untagged image (not signatures) and what only they reach; (images removed, gc report)."""
-    untagged = StoreImages.read(store).untagged
-    report = store.remove_untagged(untagged, "untagged images were removed")
-    return len(untagged), report
+    removed, report = store.remove_untagged((image.digest for image in store.untagged_images()), grace)
+    if not removed:
+        report = store.gc(grace)
+    return len(removed), report

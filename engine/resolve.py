@@ -139,10 +139,10 @@ class StoreImages:
                 by_digest.setdefault(desc.digest, desc)
                 tags_of.setdefault(desc.digest, []).append(tag)
         pinned = set()
-        for pin in store.pins() if untagged else ():
-            if pin.digest not in tags_of and store.subject_of(pin) is None:
-                by_digest.setdefault(pin.digest, pin)
-                pinned.add(pin.digest)
+        for image in store.untagged_images(present_only=False) if untagged else ():
+            if image.digest not in tags_of:
+                by_digest.setdefault(image.digest, image)
+                pinned.add(image.digest)
         return cls(by_digest, {d: tuple(sorted(t)) for d, t in tags_of.items()}, frozenset(pinned))
 
     def matching(self, query: DigestQuery) -> list[Digest]:

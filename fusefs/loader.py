@@ -49,7 +49,7 @@ class StoreReader:
         """Re-read the journal; a new catalog when tags or pins changed, else None."""
         with self._journal_lock:
             self.store.refresh()
-            state = self.store.journal.state
+            state = self.store.state
             current = (dict(state.tags), dict(state.pins))
             if current == self._last:
                 return None

@@ -1,9 +1,11 @@
-"""Builds every gadget of a local Inspektor Gadget checkout (``make test-ig-gadgets IG_SOURCE=DIR``).
+"""Checks against a local Inspektor Gadget checkout and a built ``ig``, outside ``make test``.
 
-Not part of ``make test``: this directory is outside pytest's ``testpaths``, and without
-``IG_SOURCE`` nothing here is collected. Optional: ``IG_LIBBPF_HEADERS`` (a directory holding the
-``bpf/`` headers of the libbpf ig's builder image ships, 1.3) for the by-hand ig builder commands,
-``IG_CLANG`` (default ``clang-19``) and ``IG_RESULTS_TABLE`` (a file to write the results table to).
+This directory is outside pytest's ``testpaths``. Without ``IG_SOURCE`` (an ig checkout) the gadget
+builds and data sources are not collected (``make test-ig-gadgets``); without ``IG`` (a built ``ig``)
+the store shared with ig is not (``make test-ig``). Optional: ``IG_LIBBPF_HEADERS`` (a directory
+holding the ``bpf/`` headers of the libbpf ig's builder image ships, 1.3) for the by-hand ig builder
+commands, ``IG_CLANG`` (default ``clang-19``) and ``IG_RESULTS_TABLE`` (a file to write the results
+table to).
 """
 
 from __future__ import annotations
@@ -18,8 +20,12 @@ from tests.support.tempdirs import make_session_root, remove_tree
 from tests_ig.results import RESULTS, results_table
 
 IG_SOURCE = os.environ.get("IG_SOURCE", "")
+"""An ig checkout: the gadget builds and data sources are checked against it."""
+IG_BINARY = os.environ.get("IG", "")
+"""A built ``ig``: the store shared with it is checked (``make test-ig``)."""
 
-collect_ignore_glob = [] if IG_SOURCE else ["test_*.py"]
+collect_ignore = [*([] if IG_SOURCE else ["test_ig_gadgets.py", "test_datasources_ig.py"]),
+                  *([] if IG_BINARY else ["test_store_sharing.py"])]
 
 
 SESSION_ROOT = pytest.StashKey[Path]()

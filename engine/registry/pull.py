@@ -8,6 +8,11 @@ first). The shared lease is held from before the first commit until the tag is w
 never removes a committed but untagged blob.
 The image's signatures are fetched alongside its graph and recorded (and, when asked, verified)
 just before the tag: see :mod:`.signatures`.
+
+Into a layout shared with ig, the batch's tags are written to index.json once, at the end, under
+ig's lock, and only after checking under that lock that every blob they reach is still there:
+ig's ``image remove`` deletes every blob index.json does not name, including the ones this pull
+has just fetched. What vanished is fetched again (:meth:`Puller.refetch`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from .. import mediatypes as mt
 from ..descriptor import Descriptor, GraphBudget, checked_document, children, is_document
 from ..digest import Digest
 from ..errors import GadgetStoreError, InvalidManifest, StoreError
+from ..layoutindex import BlobsMissing
 from ..reference import Reference, normalize
 from ..store import Store
 from .client import RegistryClient, Session, TransferOptions
@@ -33,6 +39,7 @@ from .tagsnapshot import TagSnapshots
 from .tasks import task_group
 
 MAX_IMAGES_WITH_PEERS = 4096
+INDEX_ATTEMPTS = 3  # into a shared layout: how often blobs that vanished before the tags are fetched again
 
 
 @dataclass
@@ -88,6 +95,7 @@ class Puller:
         self._sources = Sources(session)  # mirrors first, as the session's registries config says
         self._no_referrers_api: set[str] = set()  # registries whose Referrers API answered 404
         self._tag_snapshots = TagSnapshots(_repositories(images))  # signature tags: one listing per repo
+        self._pulled: list[tuple[RegistryClient, str, Document, _Stats]] = []  # what refetch walks again
 
     async def pull(self, image: str) -> PullResult:
         """Pull one image and tag it; raises on failure (nothing is tagged then)."""
@@ -107,8 +115,23 @@ class Puller:
                                           self._tags.lock)  # one journal user at a time in this batch
         # a pull by digest names no tag: the image is kept untagged (``name@sha256:…`` is no tag)
         await self._tags.submit((tag if ref.digest is None else None, root.desc))
+        self._pulled.append((client, ref.path, root, stats))
         return PullResult(image, tag, root.desc, stats.blobs, stats.bytes, sources=stats.sources,
                           signatures=outcome.count, warnings=outcome.warnings)
+
+    async def refetch(self, missing: Sequence[Descriptor]) -> None:
+        """Fetch again the blobs and manifests of pulled images that are no longer in the store."""
+        gone = {desc.digest for desc in missing}
+        self._shared.fetched -= gone
+
+        async def refill(client: RegistryClient, repo: str, root: Document, stats: _Stats) -> None:
+            if root.desc.digest in gone:
+                await self._save_document(root, stats)
+            await self._graph(client, repo, root, stats)
+
+        async with task_group() as nursery:
+            for client, repo, root, stats in self._pulled:
+                nursery.start_soon(refill, client, repo, root, stats)
 
     async def _root(self, client: RegistryClient, ref: Reference, stats: _Stats) -> Document:
         if ref.digest is not None:
@@ -282,6 +305,8 @@ async def pull_images(
     results = [PullResult(image) for image in images]
     limit = trio.Semaphore(image_slots(options, len(images)))
     lease = contextlib.ExitStack()
+    # In a shared layout nothing is tagged before the batch's one index.json write: report then.
+    report_now = on_done if not store.shared else None
 
     def begin() -> None:
         lease.enter_context(store.lease())
@@ -303,12 +328,14 @@ async def pull_images(
                     except OSError as err:  # e.g. a full disk: this image fails, the others go on
                         results[i].error = StoreError(f"{err.strerror or err}" + (
                             f": {err.filename}" if err.filename else ""))
-                    if on_done:
-                        on_done(results[i])
+                    if report_now:
+                        report_now(results[i])
 
             async with trio.open_nursery() as nursery:
                 for i in range(len(images)):
                     nursery.start_soon(one, i)
+            if store.shared:
+                await _index_shared_layout(store, puller, results)
     finally:
         with trio.CancelScope(shield=True):  # also when cancelled: bring index.json up, drop the lease
             try:
@@ -317,7 +344,30 @@ async def pull_images(
                 for result in results:
                     result.warnings.append(str(err))
     await discard_refused(store, (r.error for r in results))  # needs the exclusive lease: after ours
+    if on_done and not report_now:
+        for result in results:
+            on_done(result)
     return results
+
+
+async def _index_shared_layout(store: Store, puller: Puller, results: list[PullResult]) -> None:
+    """Write the batch's tags into a shared layout's index.json, fetching again (a few times) what
+    vanished before they could be; when that keeps failing, no image of the batch is tagged."""
+    for attempt in range(INDEX_ATTEMPTS):
+        try:
+            await trio.to_thread.run_sync(store.flush_index)
+            return
+        except BlobsMissing as err:
+            if attempt + 1 == INDEX_ATTEMPTS:
+                await trio.to_thread.run_sync(store.abandon_index_changes)
+                for result in results:
+                    if result.error is None:
+                        result.error = err
+                return
+            try:
+                await puller.refetch(err.missing)
+            except (GadgetStoreError, OSError):
+                continue  # the next flush names what is still missing
 
 
 async def pull_image(store: Store, image: str, options: TransferOptions | None = None, *,

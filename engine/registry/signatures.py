@@ -43,7 +43,6 @@ from .. import mediatypes as mt
 from ..descriptor import Descriptor, canonical_json, children, is_document, parse_document, subject
 from ..digest import Digest
 from ..errors import GadgetStoreError, InvalidManifest
-from ..locking import flocked
 from ..signatures import constants as sc
 from ..signatures.errors import SignatureError
 from ..signatures.keys import PublicKey, default_public_keys, load_public_keys
@@ -432,15 +431,6 @@ async def settle_signatures(store: Store, ref: str, root: Descriptor, fetch: Sig
     return outcome
 
 
-def _discard(store: Store, digests: set[Digest]) -> int:
-    """Blocking targeted gc: delete those of ``digests`` no tag or pin reaches, under the exclusive lease."""
-    with flocked(store.lease_path, exclusive=True):
-        with store.transaction():  # the journal lock, for a stable view; no operations are added
-            store.refresh()
-            reachable = set(store.walk(store.roots(), missing_ok=True))
-        return sum(1 for digest in sorted(digests - reachable, key=str) if store.blobs.delete(digest))
-
-
 async def discard_refused(store: Store, errors: Iterable[BaseException | None]) -> int:
     """After a batch released its lease: delete the blobs of images a signature check refused."""
     digests: set[Digest] = set()
@@ -450,7 +440,7 @@ async def discard_refused(store: Store, errors: Iterable[BaseException | None]) 
     if not digests:
         return 0
     try:
-        return await trio.to_thread.run_sync(_discard, store, digests)
+        return await trio.to_thread.run_sync(store.discard, digests)
     except GadgetStoreError:  # a damaged store graph: keep everything, ``gc``/``fsck`` will say why
         return 0
 

@@ -39,9 +39,9 @@ class CatalogSource:
         return self.catalog
 
     def _refresh(self) -> Catalog:
-        """Blocking; the journal's state object and length identify what the catalog was built from."""
+        """Blocking; the store's version (see Store.version) identifies what the catalog was built from."""
         self.store.refresh()
-        seen = (self.store.journal.state, self.store.journal.length)
+        seen = self.store.version()
         if self._seen is not None and seen[0] is self._seen[0] and seen[1] == self._seen[1]:
             return self.catalog
         catalog = catalog_of(self.store, self.catalog)
