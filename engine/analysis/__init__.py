@@ -13,5 +13,6 @@ Layering, bottom up:
   variables, relocations, subprogram flattening)
 - ``listing`` / ``graphs``  the ``Source`` listings and the mermaid diagrams IG derives from a spec
 - ``wasm``  a small WebAssembly reader for the ``wasm.*`` keys
+- ``wasmexec``  a bounded interpreter that runs the ``gadgetAPIVersion`` export (Go's included)
 - ``datasources``  the tracer/iterator datasources and fields of ``--show-datasources``
 """
