@@ -20,7 +20,7 @@ from .fsutil import atomic_write, ensure_real_dir
 from .images import ArchManifest, ExtraInfo, oci_extra_info
 from .store import Store
 
-ANALYSIS_VERSION = "v1"
+ANALYSIS_VERSION = "v2"
 MAX_LAYER_BYTES = 64 * 1024 * 1024
 _ANALYZERS: dict[str, Callable[[bytes], ExtraInfo]] = {mt.GADGET_EBPF: analyze_ebpf, mt.GADGET_WASM: analyze_wasm}
 
