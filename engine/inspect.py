@@ -38,7 +38,7 @@ from .gojson import go_json, go_json_string, go_unmarshal
 from .images import ArchManifest, ExtraInfo, oci_extra_info
 from .store import Store
 
-ANALYSIS_VERSION = "v2"
+ANALYSIS_VERSION = "v3"
 MAX_LAYER_BYTES = 64 * 1024 * 1024
 JSON_CONTENT = "application/json"
 _MAGIC = b"gadgetstore-extra-info 1\n"

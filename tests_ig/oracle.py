@@ -8,6 +8,7 @@ ig's builder image (Dockerfiles/gadget-builder.Dockerfile) has ig's ``include/``
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import subprocess
@@ -26,6 +27,29 @@ def makefile_gadgets(ig_root: Path) -> list[str]:
     assert match is not None, "no GADGETS list in gadgets/Makefile"
     names = [line.strip().rstrip("\\").strip() for line in match[1].splitlines()]
     return [name for name in names if name and not name.startswith("#")]
+
+
+def wasm_source(gadget_dir: Path) -> str | None:
+    """The ``wasm:`` entry of the gadget's build.yaml (relative to the gadget), if it has one."""
+    build_yaml = gadget_dir / "build.yaml"
+    lines = build_yaml.read_text().splitlines() if build_yaml.is_file() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("wasm:")), None)
+
+
+def ig_wasm_command(gadget_dir: Path, source: str, target_dir: Path) -> tuple[list[str], dict[str, str], Path]:
+    """ig's builder's ``go build`` or ``cargo build`` of the gadget's wasm module, run in the gadget
+    directory: (command, environment, module it writes)."""
+    if source.endswith(".go"):
+        env = {**os.environ, "CGO_ENABLED": "0", "GOOS": "wasip1", "GOARCH": "wasm", "GOTOOLCHAIN": "local"}
+        output = target_dir / "program.wasm"
+        command = ["go", "build", "-C", str(Path(source).parent), "-o", str(output),
+                   "-buildmode=c-shared", "-ldflags", "-w -s", Path(source).name]
+        return command, env, output
+    manifest = (gadget_dir / source).parent.parent / "Cargo.toml"
+    package = next(line.split('"')[1] for line in manifest.read_text().splitlines() if line.startswith("name"))
+    command = ["cargo", "build", "--target", "wasm32-wasip1", "--release", "--manifest-path", str(manifest)]
+    return command, {**os.environ, "CARGO_TARGET_DIR": str(target_dir)}, \
+        target_dir / "wasm32-wasip1" / "release" / f"{package}.wasm"
 
 
 def ig_clang_command(clang: str, ig_root: Path, arch: str, output: Path, libbpf: Path | None) -> list[str]:

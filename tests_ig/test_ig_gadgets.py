@@ -12,9 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from gadgetstore.engine.analysis.wasm import gadget_api_version, parse_wasm
+from gadgetstore.engine.analysis.wasm import parse_wasm
+from gadgetstore.engine.analysis.wasmexec import gadget_api_version
 from gadgetstore.engine.toolchain import find_clang
-from tests_ig.oracle import ElfSummary, elf_summary, ig_clang_command, makefile_gadgets, run
+from tests_ig.oracle import (
+    ElfSummary,
+    elf_summary,
+    ig_clang_command,
+    ig_wasm_command,
+    makefile_gadgets,
+    run,
+    wasm_source,
+)
 from tests_ig.results import RESULTS, Row
 
 IG_ROOT = Path(os.environ.get("IG_SOURCE", ".")).resolve()
@@ -84,20 +93,10 @@ def compare_wasm(row: Row, gadget_dir: Path, out: Path, reference: Path) -> None
     module = parse_wasm(ours)
     row.notes.append(f"wasm {len(ours):,} B, {len(module.upcalls())} upcalls, "
                      f"gadgetAPIVersion read: {gadget_api_version(module)}")
-    build_yaml = (gadget_dir / "build.yaml").read_text()
-    source = next(line.split(":", 1)[1].strip() for line in build_yaml.splitlines() if line.startswith("wasm:"))
+    source = wasm_source(gadget_dir)
+    assert source is not None
     reference.mkdir(exist_ok=True)
-    if source.endswith(".go"):
-        env = {**os.environ, "CGO_ENABLED": "0", "GOOS": "wasip1", "GOARCH": "wasm", "GOTOOLCHAIN": "local"}
-        command = ["go", "build", "-C", str(Path(source).parent), "-o", str(reference / "program.wasm"),
-                   "-buildmode=c-shared", "-ldflags", "-w -s", Path(source).name]
-        theirs = reference / "program.wasm"
-    else:
-        manifest = (gadget_dir / source).parent.parent / "Cargo.toml"
-        env = {**os.environ, "CARGO_TARGET_DIR": str(reference)}
-        command = ["cargo", "build", "--target", "wasm32-wasip1", "--release", "--manifest-path", str(manifest)]
-        package = next(line.split('"')[1] for line in manifest.read_text().splitlines() if line.startswith("name"))
-        theirs = reference / "wasm32-wasip1" / "release" / f"{package}.wasm"
+    command, env, theirs = ig_wasm_command(gadget_dir, source, reference)
     built = run(command, cwd=gadget_dir, env=env)
     assert built.returncode == 0, built.stderr
     row.notes.append("wasm identical to ig's command" if theirs.read_bytes() == ours else

@@ -13,6 +13,7 @@ Layering, bottom up:
   variables, relocations, subprogram flattening)
 - ``listing`` / ``graphs``  the ``Source`` listings and the mermaid diagrams IG derives from a spec
 - ``wasm``  a small WebAssembly reader for the ``wasm.*`` keys
+- ``wasmexec``  a bounded interpreter that runs the ``gadgetAPIVersion`` export (Go's included)
 - ``datasources`` / ``operator_rules`` / ``dsmodel``  the data sources of ``--show-datasources``: the
   ebpf operator's tracers and iterators, then the fields ig's other operators add, on a model of
   ig's ``pkg/datasource``

@@ -14,7 +14,8 @@ from gadgetstore.engine.analysis.entries import ExtraInfo
 from gadgetstore.engine.analysis.graphs import HIDDEN_MAPS, flowchart, sequence
 from gadgetstore.engine.analysis.listing import InstructionTexts, format_source, format_with_relocations
 from gadgetstore.engine.analysis.spec import map_type_name
-from gadgetstore.engine.analysis.wasm import SUPPORTED_API_VERSION, gadget_api_version, parse_wasm
+from gadgetstore.engine.analysis.wasm import SUPPORTED_API_VERSION, parse_wasm
+from gadgetstore.engine.analysis.wasmexec import gadget_api_version
 from gadgetstore.engine.errors import AnalysisError
 
 JSON = "application/json"
@@ -63,8 +64,8 @@ def analyze_ebpf(elf: bytes) -> ExtraInfo:
 def analyze_wasm(wasm: bytes) -> ExtraInfo:
     """Compute ``wasm.gadgetAPIVersion`` and ``wasm.upcalls`` for one wasm layer.
 
-    ``wasm.gadgetAPIVersion`` is present only when the export's body is a constant expression
-    we can evaluate statically; IG would refuse any value but 1, and so do we.
+    ``wasm.gadgetAPIVersion`` is present only when :mod:`.wasmexec` can run the export without
+    imports within its bounds; IG would refuse any value but 1, and so do we.
     """
     module = parse_wasm(wasm)
     info: ExtraInfo = {"wasm.upcalls": (JSON, go_json(module.upcalls()))}

@@ -7,47 +7,9 @@ import pytest
 from gadgetstore.engine.analysis.extrainfo import analyze_wasm
 from gadgetstore.engine.analysis.wasm import parse_wasm
 from gadgetstore.engine.errors import AnalysisError
+from tests.support.wasmbytes import I32, I64, func_export, func_import, func_type, leb, name, section, sleb, vec
 
-I32, I64 = 0x7F, 0x7E
 I64_CONST_1 = b"\x42\x01\x0b"  # i64.const 1; end
-
-
-def leb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def sleb(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        done = (value == 0 and not byte & 0x40) or (value == -1 and byte & 0x40)
-        out.append(byte | (0 if done else 0x80))
-        if done:
-            return bytes(out)
-
-
-def vec(items: list[bytes]) -> bytes:
-    return leb(len(items)) + b"".join(items)
-
-
-def name(text: str) -> bytes:
-    raw = text.encode()
-    return leb(len(raw)) + raw
-
-
-def section(section_id: int, payload: bytes) -> bytes:
-    return bytes([section_id]) + leb(len(payload)) + payload
-
-
-def func_type(params: list[int], results: list[int]) -> bytes:
-    return b"\x60" + vec([bytes([p]) for p in params]) + vec([bytes([r]) for r in results])
 
 
 def build_module(imports: list[bytes], bodies: list[bytes], function_types: list[int],
@@ -59,14 +21,6 @@ def build_module(imports: list[bytes], bodies: list[bytes], function_types: list
             + section(1, vec(types)) + section(2, vec(imports))
             + section(3, vec([leb(index) for index in function_types])) + section(7, vec(exports))
             + section(10, vec(code)))
-
-
-def func_import(module: str, field: str, type_index: int) -> bytes:
-    return name(module) + name(field) + b"\x00" + leb(type_index)
-
-
-def func_export(field: str, index: int) -> bytes:
-    return name(field) + b"\x00" + leb(index)
 
 
 IG_IMPORTS = [
@@ -106,11 +60,12 @@ def test_unsupported_version_is_rejected_like_ig() -> None:
         analyze_wasm(module)
 
 
-def test_body_needing_execution_leaves_version_out() -> None:
-    module = build_module([], [b"\x23\x00\x0b"], [0], [func_export("gadgetAPIVersion", 0)])  # global.get 0
+def test_version_only_an_import_could_give_is_left_out() -> None:
+    body = b"\x41\x00\x10\x00\x1a\x42\x01\x0b"  # i32.const 0; call fd_write (import 0); drop; i64.const 1
+    module = build_module(IG_IMPORTS, [body], [0], [func_export("gadgetAPIVersion", 4)])
     info = analyze_wasm(module)
     assert "wasm.gadgetAPIVersion" not in info
-    assert info["wasm.upcalls"] == ("application/json", b"[]")
+    assert info["wasm.upcalls"] == ("application/json", b'["newDataSource","getDataSource","newDataSource"]')
 
 
 @pytest.mark.parametrize(("exports", "function_types", "message"), [
