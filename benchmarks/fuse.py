@@ -130,7 +130,7 @@ def main() -> None:
     blob = build_store(store_root, args.images)
     print(f"built {args.images} images in {time.perf_counter() - t0:.1f}s under {work}", file=sys.stderr)
     native_blob = Store.open(store_root).blobs.path(blob.digest)
-    fuse_blob = mnt / "blobs" / "sha256" / blob.digest.hex
+    fuse_blob = mnt / ".store/blobs/sha256" / blob.digest.hex
     tree = Path("localhost:5000")
     rows: list[Row] = []
     can_drop = drop_caches()

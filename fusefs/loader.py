@@ -15,18 +15,31 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from gadgetstore.cli.listing import format_rows
 from gadgetstore.engine import mediatypes as mt
 from gadgetstore.engine.descriptor import Descriptor, parse_document
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import DigestMismatch, GadgetStoreError, IntegrityError, StoreError
 from gadgetstore.engine.fsutil import open_regular
-from gadgetstore.engine.images import ArchManifest, arch_manifests
+from gadgetstore.engine.images import ArchManifest, arch_manifests, list_images
 from gadgetstore.engine.inspect import image_extra_info
 from gadgetstore.engine.store import Store
 
 from .blobfds import Identity, identity
 from .catalog import Catalog
-from .facts import BlobListFact, BlobStatFact, DocFact, ExtraFact, Fact, ImageData, ImageFact, LoadFailed
+from .facts import (
+    BlobListFact,
+    BlobStat,
+    BlobStatFact,
+    DocFact,
+    ExtraFact,
+    Fact,
+    ImageData,
+    ImageFact,
+    LoadFailed,
+    TagsFact,
+)
+from .textfiles import extra_info_files
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +52,7 @@ class StoreReader:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._journal_lock = threading.Lock()
-        self._last: tuple[dict[str, Any], dict[str, Any]] | None = None
+        self._last: tuple[dict[str, Any], dict[str, Any], dict[str, int]] | None = None
         self._verified: dict[Digest, Identity] = {}
         self._reported: set[Digest] = set()
 
@@ -50,11 +63,11 @@ class StoreReader:
         with self._journal_lock:
             self.store.refresh()
             state = self.store.journal.state
-            current = (dict(state.tags), dict(state.pins))
+            current = (dict(state.tags), dict(state.pins), dict(state.tag_times))
             if current == self._last:
                 return None
             self._last = current
-        return Catalog.build(current[0], current[1].values())
+        return Catalog.build(current[0], current[1].values(), current[2])
 
     # -- facts -------------------------------------------------------------------------------------
 
@@ -76,21 +89,33 @@ class StoreReader:
     def _load(self, fact: Fact) -> Any:
         if isinstance(fact, ImageFact):
             root_doc = self.store.read_document(fact.root)
+            st = self.store.blobs.stat(fact.root.digest)
+            stored = st.st_mtime_ns if st is not None else None
             if fact.root.is_manifest and fact.root.architecture:
                 # A per-arch manifest reached by digest keeps the architecture its index gave it.
-                return ImageData.of(fact.root, root_doc, [ArchManifest(fact.root.architecture, fact.root, root_doc)])
-            return ImageData.of(fact.root, root_doc, arch_manifests(self.store, fact.root))
+                manifest = ArchManifest(fact.root.architecture, fact.root, root_doc)
+                return ImageData.of(fact.root, root_doc, [manifest], stored)
+            return ImageData.of(fact.root, root_doc, arch_manifests(self.store, fact.root), stored)
         if isinstance(fact, ExtraFact):
-            info = image_extra_info(self.store, fact.typed, fact.manifest)
-            return {key: content for key, (_ctype, content) in info.items()}
+            return extra_info_files(image_extra_info(self.store, fact.typed, fact.manifest))
         if isinstance(fact, DocFact):
             return self._probe_document(fact.digest)
         if isinstance(fact, BlobStatFact):
             st = self.store.blobs.stat(fact.digest)
-            return None if st is None else st.st_size
+            return None if st is None else BlobStat(st.st_size, st.st_mtime_ns)
         if isinstance(fact, BlobListFact):
             return self._list_blobs(fact.algorithm)
+        if isinstance(fact, TagsFact):
+            return self._tags_text()
         raise TypeError(f"unknown fact {fact!r}")
+
+    def _tags_text(self) -> bytes:
+        """``image list --no-trunc`` as it prints to a file (the CLI's own formatter)."""
+        with self._journal_lock:  # list_images reads the journal state, which snapshot() updates
+            rows, warnings = list_images(self.store)
+        for warning in warnings:
+            log.debug("tags: %s", warning)
+        return format_rows(rows, tty=False, no_trunc=True).encode()
 
     def _probe_document(self, digest: Digest) -> Descriptor | None:
         st = self.store.blobs.stat(digest)
@@ -107,8 +132,8 @@ class StoreReader:
             return None
         return Descriptor(media_type, digest, st.st_size)
 
-    def _list_blobs(self, algorithm: str) -> Mapping[str, int]:
-        out: dict[str, int] = {}
+    def _list_blobs(self, algorithm: str) -> Mapping[str, BlobStat]:
+        out: dict[str, BlobStat] = {}
         with contextlib.suppress(FileNotFoundError), os.scandir(self.store.blobs.blobs_dir / algorithm) as it:
             for entry in it:
                 try:
@@ -117,7 +142,7 @@ class StoreReader:
                 except (GadgetStoreError, FileNotFoundError):
                     continue
                 if entry.is_file(follow_symlinks=False):
-                    out[entry.name] = st.st_size
+                    out[entry.name] = BlobStat(st.st_size, st.st_mtime_ns)
         return out
 
     # -- blob files --------------------------------------------------------------------------------
