@@ -56,14 +56,14 @@ def _setup_logging(log_file: Path | None, debug: bool) -> None:
               help="Registries reached over plain HTTP and without credentials (exact host:port).")
 @click.option("--registries-config", type=click.Path(dir_okay=False, path_type=Path),
               envvar="GADGETSTORE_REGISTRIES_CONFIG", help="Mirrors, cert_dir and stall floor per registry.")
-@click.option("--timeout", type=Duration(), metavar="DURATION", default=PULL_TIMEOUT, show_default="1m",
-              help="Give up one pull on access after DURATION (90s, 5m): the lookup is then ENOENT.")
+@click.option("--timeout", type=Duration(), metavar="DURATION",
+              help="Give up one pull on access after DURATION (90s, 5m; default 1m): the lookup is then ENOENT.")
 @pass_app
 @user_errors
 def mount_cmd(
     app: AppContext, mountpoint: Path, background: bool, options: tuple[str, ...], log_file: Path | None, debug: bool,
     pull_on_access: bool, authfile: Path | None, insecure_registries: tuple[str, ...], registries_config: Path | None,
-    timeout: float,
+    timeout: float | None,
 ) -> None:
     """Mount the store read-only at MOUNTPOINT (foreground until Ctrl-C, SIGTERM or umount)."""
     from gadgetstore.fusefs.runner import mount_options, serve  # pyfuse3 loads only for this command
@@ -76,9 +76,10 @@ def mount_cmd(
         fail(f"{mountpoint} is already a mount point")
     fetch = None
     if pull_on_access:
-        fetch = _pull_on_access(app, authfile, insecure_registries, registries_config, timeout)
-    elif authfile or insecure_registries or registries_config:
-        raise click.UsageError("--authfile, --insecure-registries and --registries-config need --pull-on-access")
+        fetch = _pull_on_access(app, authfile, insecure_registries, registries_config, timeout or PULL_TIMEOUT)
+    elif authfile or insecure_registries or registries_config or timeout is not None:
+        raise click.UsageError("--authfile, --insecure-registries, --registries-config and --timeout "
+                               "need --pull-on-access")
     store = Store.open(app.root, readonly=True)
     if not background:
         _setup_logging(log_file, debug)

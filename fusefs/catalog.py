@@ -48,6 +48,8 @@ class Catalog:
     """The newest commit time of the images below each directory that has one."""
     first_commits: Mapping[Digest, int] = field(default_factory=dict)
     """The earliest commit time of the tags of each root (what its ``by-digest`` entry shows)."""
+    tags: tuple[tuple[str, Descriptor], ...] = ()
+    """Every tag of the journal whose descriptor reads, sorted (what the ``tags`` file lists)."""
 
     @classmethod
     def build(cls, tags: Mapping[str, Any], pins: Iterable[Any] = (),
@@ -60,12 +62,17 @@ class Catalog:
         roots: dict[Digest, Descriptor] = {}
         typed_by_digest: dict[Digest, str] = {}
         first_commits: dict[Digest, int] = {}
+        every: list[tuple[str, Descriptor]] = []
         for ref_text in sorted(tags):
+            try:
+                desc = Descriptor.from_json(tags[ref_text], f"tag {ref_text}")
+            except GadgetStoreError:
+                continue
+            every.append((ref_text, desc))
             if signature_tag_subject(ref_text) is not None:
                 continue
             try:
                 ref = reference.parse(ref_text)
-                desc = Descriptor.from_json(tags[ref_text], f"tag {ref_text}")
             except GadgetStoreError:
                 continue
             if (ref.tag is None and ref.digest is not None) or signature_tag_subject(ref.tag or "") is not None:
@@ -91,12 +98,12 @@ class Catalog:
         for path, image in full + short:
             if path[0] not in RESERVED and path not in images:
                 images[path] = image
-        return cls._layout(images, roots, typed_by_digest, first_commits)
+        return cls._layout(images, roots, typed_by_digest, first_commits, tuple(every))
 
     @classmethod
     def _layout(
         cls, candidates: dict[Path, ImageRef], roots: dict[Digest, Descriptor], typed: dict[Digest, str],
-        first_commits: dict[Digest, int],
+        first_commits: dict[Digest, int], every: tuple[tuple[str, Descriptor], ...],
     ) -> Catalog:
         dirs: dict[Path, set[str]] = {(): set()}
         images: dict[Path, ImageRef] = {}
@@ -111,7 +118,8 @@ class Catalog:
                 dirs.setdefault(path[:i], set()).add(path[i])
                 if image.committed_ns is not None:
                     times[path[:i]] = max(image.committed_ns, times.get(path[:i], image.committed_ns))
-        return cls(images, {p: frozenset(names) for p, names in dirs.items()}, roots, typed, times, first_commits)
+        return cls(images, {p: frozenset(names) for p, names in dirs.items()}, roots, typed, times, first_commits,
+                   every)
 
     def typed_for(self, digest: Digest) -> str:
         """The name extra-info uses for ``by-digest/<alg>/<hex>``: a tag of that digest if there is one."""

@@ -68,14 +68,7 @@ class BlobListFact:
     algorithm: str
 
 
-@dataclass(frozen=True)
-class TagsFact:
-    """The text of the root's ``tags`` file for catalog ``generation`` (as ``image list --no-trunc``)."""
-
-    generation: int
-
-
-Fact = ImageFact | ExtraFact | DocFact | BlobStatFact | BlobListFact | TagsFact
+Fact = ImageFact | ExtraFact | DocFact | BlobStatFact | BlobListFact
 
 
 @dataclass(frozen=True)

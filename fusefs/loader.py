@@ -15,13 +15,12 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from gadgetstore.cli.listing import format_rows
 from gadgetstore.engine import mediatypes as mt
 from gadgetstore.engine.descriptor import Descriptor, parse_document
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import DigestMismatch, GadgetStoreError, IntegrityError, StoreError
 from gadgetstore.engine.fsutil import open_regular
-from gadgetstore.engine.images import ArchManifest, arch_manifests, list_images
+from gadgetstore.engine.images import ArchManifest, arch_manifests
 from gadgetstore.engine.inspect import image_extra_info
 from gadgetstore.engine.store import Store
 
@@ -37,7 +36,6 @@ from .facts import (
     ImageData,
     ImageFact,
     LoadFailed,
-    TagsFact,
 )
 from .textfiles import extra_info_files
 
@@ -105,17 +103,7 @@ class StoreReader:
             return None if st is None else BlobStat(st.st_size, st.st_mtime_ns)
         if isinstance(fact, BlobListFact):
             return self._list_blobs(fact.algorithm)
-        if isinstance(fact, TagsFact):
-            return self._tags_text()
         raise TypeError(f"unknown fact {fact!r}")
-
-    def _tags_text(self) -> bytes:
-        """``image list --no-trunc`` as it prints to a file (the CLI's own formatter)."""
-        with self._journal_lock:  # list_images reads the journal state, which snapshot() updates
-            rows, warnings = list_images(self.store)
-        for warning in warnings:
-            log.debug("tags: %s", warning)
-        return format_rows(rows, tty=False, no_trunc=True).encode()
 
     def _probe_document(self, digest: Digest) -> Descriptor | None:
         st = self.store.blobs.stat(digest)

@@ -17,6 +17,7 @@ from typing import Any
 from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import GadgetStoreError
+from gadgetstore.engine.images import ImageRow, image_row, listed_reference
 
 from .catalog import README, STORE_DIR, TAGS, Catalog, looks_like_registry
 from .facts import (
@@ -30,10 +31,9 @@ from .facts import (
     ImageData,
     ImageFact,
     LoadFailed,
-    TagsFact,
 )
 from .nodes import ROOT_NODE, VOLATILE_KINDS, ImageRef, Kind, Node, NodeKey, blob_file, data_file
-from .textfiles import readme_text, rfc3339_ns, safe_name
+from .textfiles import readme_text, rfc3339_ns, safe_name, tags_text
 
 VOLATILE_TTL = 1.0
 """Seconds a blob listing, a blob stat, a document probe or a failed load stays valid."""
@@ -108,8 +108,6 @@ class FsModel:
             while len(self._extra) > MAX_EXTRA_INFO:
                 self._extra.popitem(last=False)
             return
-        if isinstance(fact, TagsFact) and fact.generation != self._generation:
-            return  # the catalog moved on while it was loaded: it is asked for again
         self._facts[fact] = (value, self.clock())
         if isinstance(value, ImageData):
             self._manifest_index = None
@@ -136,7 +134,6 @@ class FsModel:
             return None
 
     def set_catalog(self, catalog: Catalog) -> None:
-        self._facts.pop(TagsFact(self._generation), None)
         self.catalog = catalog
         self._generation += 1
 
@@ -265,8 +262,23 @@ class FsModel:
             data = readme_text(top, [n for n in top if looks_like_registry(n)], self.host_arch, self.store_label,
                                self.pull_on_access)
         else:
-            data = self._get(TagsFact(self._generation))
+            data = tags_text(self._list_rows())
         return data_file((name,), ("catalog", self._generation), data, self.catalog.dir_times.get(()))
+
+    def _list_rows(self) -> list[ImageRow]:
+        """``image list``'s rows, from this catalog: a tag whose image has no manifest for this host,
+        or cannot be read, is left out as ``image list`` leaves it out."""
+        listed = [(ref, desc) for text, desc in self.catalog.tags if (ref := listed_reference(text)) is not None]
+        missing: list[Fact] = [ImageFact(desc) for _ref, desc in listed if ImageFact(desc) not in self._facts]
+        if missing:
+            raise Missing(list(dict.fromkeys(missing)))
+        rows = []
+        for ref, desc in listed:
+            data = self._peek(ImageFact(desc))
+            host = data.arch(self.host_arch) if isinstance(data, ImageData) else None
+            if host is not None:
+                rows.append(image_row(ref, desc, host.created))
+        return rows
 
     # -- the catalog part --------------------------------------------------------------------------
 

@@ -25,8 +25,10 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 
+from gadgetstore.cli.listing import format_rows
 from gadgetstore.cli.output import go_json
 from gadgetstore.engine.analysis.entries import ExtraInfo
+from gadgetstore.engine.images import ImageRow
 from gadgetstore.engine.reference import OFFICIAL_PREFIX
 
 JSON_TYPE = "application/json"
@@ -115,6 +117,11 @@ def rfc3339_ns(text: str) -> int | None:
         return None
     ns = int(moment.timestamp()) * 1_000_000_000 + int((fraction or "").ljust(9, "0"))
     return ns if 0 <= ns <= _MAX_NS else None
+
+
+def tags_text(rows: list[ImageRow]) -> bytes:
+    """The root's ``tags``: ``image list --no-trunc`` as it prints to a file or a pipe."""
+    return format_rows(rows, tty=False, no_trunc=True).encode()
 
 
 def readme_text(top_names: Iterable[str], registries: Iterable[str], host_arch: str, store: str,

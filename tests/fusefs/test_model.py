@@ -25,7 +25,6 @@ from gadgetstore.fusefs.facts import (
     ImageData,
     ImageFact,
     LoadFailed,
-    TagsFact,
 )
 from gadgetstore.fusefs.inodes import InodeTable
 from gadgetstore.fusefs.live import retimed_dirs, stale_entries
@@ -86,8 +85,6 @@ class Facts:
             return self.blobs.get(fact.digest.hex)
         if isinstance(fact, BlobListFact):
             return dict(self.blobs)
-        if isinstance(fact, TagsFact):
-            return b"TAGS\n"
         raise AssertionError(fact)
 
     def answer(self, model: FsModel, question: Callable[[], T]) -> T:
@@ -129,14 +126,14 @@ def names(facts: Facts, model: FsModel, path: str) -> list[str]:
 
 def test_root_and_namespaces(model: FsModel, gadget: Image) -> None:
     facts = Facts(gadget)
-    assert names(facts, model, "") == [".store", "README", "ghcr.io", "tags", "trace_tcp"]
-    assert facts.asked == [TagsFact(0)]  # the catalog's names need no loading, only the tags table
     assert names(facts, model, "ghcr.io/inspektor-gadget/gadget") == ["trace_tcp"]
     assert names(facts, model, ".store") == ["blobs", "by-digest"]
-    assert len(facts.asked) == 1
+    assert facts.asked == []  # the catalog's names need no loading
     assert names(facts, model, "trace_tcp") == ["latest"]
-    assert facts.asked[1:] == [ImageFact(gadget.root)]  # an image's time is in its documents
-    assert model.resolve(["tags"]).data == b"TAGS\n"
+    assert facts.asked == [ImageFact(gadget.root)]  # an image's time is in its documents
+    assert names(facts, model, "") == [".store", "README", "ghcr.io", "tags", "trace_tcp"]
+    assert model.resolve(["tags"]).data == (  # image list's rows: they need the host's creation time
+        f"REPOSITORY TAG DIGEST CREATED\ntrace_tcp latest {gadget.root.digest} 2024-01-02T03:04:05Z\n".encode())
     readme = model.resolve(["README"]).data or b""
     assert b"by short name: trace_tcp\n" in readme and b"every image by its full name: ghcr.io\n" in readme
     assert readme.endswith(b"\n") and b"Pull on access" not in readme
@@ -151,12 +148,16 @@ def test_a_listing_asks_for_all_its_images_at_once() -> None:
     assert sorted(missing.value.facts, key=str) == sorted((ImageFact(i.root) for i in images), key=str)
 
 
-def test_a_tags_table_loaded_for_an_older_catalog_is_not_kept(model: FsModel, gadget: Image) -> None:
-    model.set_catalog(_catalog(**{"example.com/g__v1": gadget}))
-    model.add_fact(TagsFact(0), b"old\n")
-    with pytest.raises(Missing) as missing:
-        model.resolve(["tags"])
-    assert missing.value.facts == [TagsFact(1)]
+def test_the_tags_table_is_image_lists(gadget: Image) -> None:
+    riscv_only = Image("r", arches=("riscv64",))
+    tags = {"example.com/b:v1": gadget, "example.com/a:v2": gadget, "example.com/r:v1": riscv_only,
+            "sha256-" + "a" * 64 + ".sig": gadget, "example.com/short": gadget}
+    model = FsModel(Catalog.build({ref: img.root.to_json() for ref, img in tags.items()}), "amd64")
+    facts = Facts(gadget, riscv_only)
+    table = facts.answer(model, lambda: model.resolve(["tags"])).data
+    assert table == (f"REPOSITORY TAG DIGEST CREATED\nexample.com/a v2 {gadget.root.digest} 2024-01-02T03:04:05Z\n"
+                     f"example.com/b v1 {gadget.root.digest} 2024-01-02T03:04:05Z\n").encode()
+    assert len(facts.asked) == 2  # every image at once, in one round
 
 
 def test_image_directory(model: FsModel, gadget: Image) -> None:

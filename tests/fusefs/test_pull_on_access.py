@@ -184,3 +184,15 @@ def test_credentials_as_for_image_pull(plain_htpasswd_registry: RegistryServer, 
             else:
                 assert not path.exists()
                 assert f"gadgetstore login {reg} --insecure-registries {reg}" in mount.log()
+
+
+def test_pull_options_need_pull_on_access(store_root: Path, tmp_path: Path) -> None:
+    (tmp_path / "mnt").mkdir()
+    Store.open(store_root)
+    for extra in (["--timeout", "5s"], ["--insecure-registries", "localhost:5000"]):
+        code, _out, err = run_cli("--store", str(store_root), "mount", *extra, str(tmp_path / "mnt"))
+        assert code == 2 and "--timeout need --pull-on-access" in err, err
+    code, _out, err = run_cli("--store", str(store_root), "mount", "--pull-on-access", "--timeout", "0",
+                              str(tmp_path / "mnt"))
+    assert code == 2 and "a duration must be more than zero" in err
+    assert not os.path.ismount(tmp_path / "mnt")
