@@ -30,8 +30,9 @@ sys.path.insert(0, str(ROOT))
 from gadgetstore.engine import mediatypes as mt  # noqa: E402
 from gadgetstore.engine.descriptor import Descriptor  # noqa: E402
 from gadgetstore.engine.store import Store  # noqa: E402
-from tests.fusefs.helpers import make_gadget, tag  # noqa: E402
+from tests.fusefs.helpers import make_gadget, tag, use_real_elves  # noqa: E402
 from tests.fusefs.mounting import Mount  # noqa: E402
+from tests.support.images import build_demo_archive  # noqa: E402
 
 READ_SIZE = 2 * 1024 * 1024
 Row = tuple[str, float, float, str]
@@ -48,7 +49,9 @@ def drop_caches() -> bool:
 
 
 def build_store(root: Path, images: int) -> Descriptor:
-    """``images`` distinct two-arch gadgets, tagged under localhost:5000, plus one 2 MB blob."""
+    """``images`` distinct two-arch gadgets, tagged under localhost:5000, plus one 2 MB blob. Their eBPF
+    layers are the real ELFs of ``examples/trace_demo`` (built with clang), as in the tests."""
+    use_real_elves(build_demo_archive(root.parent))
     store = Store.open(root)
     refs = {f"localhost:5000/bench/g{i:04d}:v1": make_gadget(store, f"g{i}") for i in range(images)}
     tag(store, refs)
@@ -130,7 +133,7 @@ def main() -> None:
     blob = build_store(store_root, args.images)
     print(f"built {args.images} images in {time.perf_counter() - t0:.1f}s under {work}", file=sys.stderr)
     native_blob = Store.open(store_root).blobs.path(blob.digest)
-    fuse_blob = mnt / "blobs" / "sha256" / blob.digest.hex
+    fuse_blob = mnt / ".store/blobs/sha256" / blob.digest.hex
     tree = Path("localhost:5000")
     rows: list[Row] = []
     can_drop = drop_caches()

@@ -9,12 +9,20 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from gadgetstore.engine.store import Store
 
 from .context import AppContext, fail, pass_app, user_errors
+from .deadline import Duration
+
+if TYPE_CHECKING:
+    from gadgetstore.fusefs.pulls import Fetch
+
+PULL_TIMEOUT = 60.0
+"""Default ``--timeout`` of one pull on access: a lookup waits no longer than this."""
 
 
 def _split_options(values: tuple[str, ...]) -> list[str]:
@@ -39,10 +47,23 @@ def _setup_logging(log_file: Path | None, debug: bool) -> None:
     "--log-file", type=click.Path(dir_okay=False, path_type=Path), help="Log here (background default: nowhere)."
 )
 @click.option("--debug", is_flag=True, help="Log at debug level (libfuse's own trace: -o debug).")
+@click.option("--pull-on-access", is_flag=True,
+              help="Pull an image the store lacks when its path is looked up (e.g. ls MOUNTPOINT/trace_tcp/v0.48.0); "
+                   "a failure is 'No such file or directory', with the reason in the log.")
+@click.option("--authfile", type=click.Path(dir_okay=False, path_type=Path),
+              help="Auth file for pulls (default: as for image pull).")
+@click.option("--insecure-registries", multiple=True, metavar="HOST[:PORT],...",
+              help="Registries reached over plain HTTP and without credentials (exact host:port).")
+@click.option("--registries-config", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="GADGETSTORE_REGISTRIES_CONFIG", help="Mirrors, cert_dir and stall floor per registry.")
+@click.option("--timeout", type=Duration(), metavar="DURATION",
+              help="Give up one pull on access after DURATION (90s, 5m; default 1m): the lookup is then ENOENT.")
 @pass_app
 @user_errors
 def mount_cmd(
-    app: AppContext, mountpoint: Path, background: bool, options: tuple[str, ...], log_file: Path | None, debug: bool
+    app: AppContext, mountpoint: Path, background: bool, options: tuple[str, ...], log_file: Path | None, debug: bool,
+    pull_on_access: bool, authfile: Path | None, insecure_registries: tuple[str, ...], registries_config: Path | None,
+    timeout: float | None,
 ) -> None:
     """Mount the store read-only at MOUNTPOINT (foreground until Ctrl-C, SIGTERM or umount)."""
     from gadgetstore.fusefs.runner import mount_options, serve  # pyfuse3 loads only for this command
@@ -53,12 +74,32 @@ def mount_cmd(
         fail(str(err), 2)
     if os.path.ismount(mountpoint):
         fail(f"{mountpoint} is already a mount point")
+    fetch = None
+    if pull_on_access:
+        fetch = _pull_on_access(app, authfile, insecure_registries, registries_config, timeout or PULL_TIMEOUT)
+    elif authfile or insecure_registries or registries_config or timeout is not None:
+        raise click.UsageError("--authfile, --insecure-registries, --registries-config and --timeout "
+                               "need --pull-on-access")
     store = Store.open(app.root, readonly=True)
     if not background:
         _setup_logging(log_file, debug)
-        serve(store, mountpoint, fuse_options)
+        serve(store, mountpoint, fuse_options, fetch=fetch)
         return
-    _daemonize(lambda ready: serve(store, mountpoint, fuse_options, ready), log_file, debug)
+    _daemonize(lambda ready: serve(store, mountpoint, fuse_options, ready, fetch), log_file, debug)
+
+
+def _pull_on_access(app: AppContext, authfile: Path | None, insecure_registries: tuple[str, ...],
+                    registries_config: Path | None, timeout: float) -> Fetch:
+    """Pulls as ``image pull`` makes them: its credentials, registries config and the store's policy."""
+    from gadgetstore.engine.registry.client import TransferOptions
+    from gadgetstore.engine.registry.mirrors_config import load as load_registries
+
+    from .mount_pull import make_fetch
+    from .registry_cmds import _insecure, pull_policy
+
+    options = TransferOptions(authfile=authfile, insecure_registries=_insecure(insecure_registries),
+                              registries=load_registries(registries_config))
+    return make_fetch(app.root, options, pull_policy(app.root, False, ()), timeout)
 
 
 def _daemonize(run: Callable[[Callable[[], None]], None], log_file: Path | None, debug: bool) -> None:

@@ -83,6 +83,20 @@ class ImageRow:
     created: str
 
 
+def listed_reference(ref_text: str) -> reference.Reference | None:
+    """The reference of a tag that ``image list`` shows; None for one it does not (as in ig, tags that
+    are not full references, such as ``sha256-<hex>.sig``, are not images)."""
+    try:
+        ref = reference.normalize(ref_text)
+    except GadgetStoreError:
+        return None
+    return ref if str(ref) == ref_text else None
+
+
+def image_row(ref: reference.Reference, desc: Descriptor, created: str) -> ImageRow:
+    return ImageRow(reference.display_repository(ref.repository), ref.tag_or_latest, str(desc.digest), created)
+
+
 NONE = "<none>"
 """Repository and tag of an untagged image in ``image list --all``, as Docker shows a dangling image."""
 
@@ -114,23 +128,16 @@ def _tagged_rows(store: Store) -> tuple[list[ImageRow], list[str]]:
     rows: list[ImageRow] = []
     warnings: list[str] = []
     for ref_text in store.tags():
-        try:
-            ref = reference.normalize(ref_text)
-        except GadgetStoreError:
-            continue
-        if str(ref) != ref_text:
-            continue  # as in ig: tags that are not full references (sha256-<hex>.sig, …) are not images
-        desc = store.lookup(ref_text)
-        if desc is None:
+        ref = listed_reference(ref_text)
+        desc = store.lookup(ref_text) if ref is not None else None
+        if ref is None or desc is None:
             continue
         try:
             created = host_manifest(store, desc).annotations.get(mt.ANNOTATION_CREATED, "")
         except GadgetStoreError as err:
             warnings.append(f"skipping {ref_text}: {err}")
             continue
-        rows.append(
-            ImageRow(reference.display_repository(ref.repository), ref.tag_or_latest, str(desc.digest), created)
-        )
+        rows.append(image_row(ref, desc, created))
     return rows, warnings
 
 

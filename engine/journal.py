@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from . import journal_format as jf
@@ -106,6 +107,7 @@ class Journal:
         A write or fsync that fails (a full disk) takes the record back, so that the error means
         nothing was recorded: a complete line left behind would count at the next replay.
         """
+        ops = jf.stamped(ops, time.time_ns())
         line = jf.encode_transaction(ops)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         try:

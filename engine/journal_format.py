@@ -9,10 +9,14 @@ A line counts only when it is complete (ends in a newline) and its checksum matc
 at the first line that does not, so a torn append or a damaged tail is detected, reported and cut,
 never trusted. Operations:
 
-    {"op": "tag",   "ref": REF, "desc": DESCRIPTOR}   REF now points at DESCRIPTOR
+    {"op": "tag",   "ref": REF, "desc": DESCRIPTOR, "time_ns": NS}   REF now points at DESCRIPTOR
     {"op": "untag", "ref": REF}
     {"op": "pin",   "desc": DESCRIPTOR}                keep an untagged root (e.g. a signature)
     {"op": "unpin", "digest": DIGEST}
+
+``time_ns`` (nanoseconds since the epoch) is when the tag was committed, stamped by the append;
+records written before it existed have none. Re-tagging a reference to the image it already
+has keeps the earlier time, so a re-pull does not make an old image look new.
 """
 
 from __future__ import annotations
@@ -30,6 +34,11 @@ HEADER = b"gadgetstore-journal 1\n"
 JOURNAL_LENGTH_ANNOTATION = "io.gadgetstore.journal.length"
 
 Op = dict[str, Any]
+
+
+def stamped(ops: list[Op], time_ns: int) -> list[Op]:
+    """``ops`` with ``time_ns`` on every tag operation that has none (the commit time)."""
+    return [{**op, "time_ns": time_ns} if op.get("op") == "tag" and "time_ns" not in op else op for op in ops]
 
 
 def encode_transaction(ops: list[Op]) -> bytes:
@@ -116,14 +125,23 @@ class IndexState:
 
     tags: dict[str, dict[str, Any]] = field(default_factory=dict)
     pins: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tag_times: dict[str, int] = field(default_factory=dict)
+    """When each tag got its current descriptor (ns since the epoch), where the journal says."""
 
     def apply(self, ops: list[Op]) -> None:
         for op in ops:
             kind = op.get("op")
             if kind == "tag":
-                self.tags[op["ref"]] = op["desc"]
+                ref, desc, when = op["ref"], op["desc"], op.get("time_ns")
+                if not (self.tags.get(ref) == desc and ref in self.tag_times):
+                    if isinstance(when, int) and not isinstance(when, bool):
+                        self.tag_times[ref] = when
+                    else:
+                        self.tag_times.pop(ref, None)
+                self.tags[ref] = desc
             elif kind == "untag":
                 self.tags.pop(op["ref"], None)
+                self.tag_times.pop(op["ref"], None)
             elif kind == "pin":
                 self.pins[op["desc"]["digest"]] = op["desc"]
             elif kind == "unpin":
@@ -133,7 +151,12 @@ class IndexState:
 
     def snapshot_ops(self) -> list[Op]:
         """The operations that rebuild this state from nothing (what compaction writes)."""
-        ops: list[Op] = [{"op": "tag", "ref": ref, "desc": desc} for ref, desc in sorted(self.tags.items())]
+        ops: list[Op] = []
+        for ref, desc in sorted(self.tags.items()):
+            op: Op = {"op": "tag", "ref": ref, "desc": desc}
+            if ref in self.tag_times:
+                op["time_ns"] = self.tag_times[ref]
+            ops.append(op)
         ops.extend({"op": "pin", "desc": desc} for _, desc in sorted(self.pins.items()))
         return ops
 

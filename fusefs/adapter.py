@@ -27,10 +27,11 @@ from gadgetstore.engine.errors import GadgetStoreError
 from .blobfds import BlobFd, BlobFdCache, read_cached
 from .facts import Fact
 from .inodes import InodeTable
-from .live import stale_entries
+from .live import retimed_dirs, stale_entries
 from .loader import StoreReader
-from .model import FsModel, Missing, NotFound
+from .model import CATALOG_KINDS, FsModel, Missing, NotFound
 from .nodes import VOLATILE_KINDS, Kind, Node
+from .pulls import OnAccess, Outcome, candidate
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -38,10 +39,12 @@ T = TypeVar("T")
 LONG_TIMEOUT = 86400.0
 """Kernel cache time for names and attributes that only change with an invalidation notice."""
 VOLATILE_TIMEOUT = 1.0
-"""Cache time for names under by-digest/ and blobs/, which gc may delete without a journal change."""
+"""Cache time for names under by-digest/ and blobs/, which gc may delete without a journal change,
+and for the directories pull on access keeps on the way to an image."""
 MISS_REFRESH_AGE = 0.05
 """A lookup that misses in a journal-driven directory re-reads the journal if it is older than this."""
 MAX_ROUNDS = 8
+_DOTS = (".", "..")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_TRUNC | os.O_CREAT
 
 
@@ -81,6 +84,16 @@ def _invalidate_entries(entries: Sequence[tuple[int, bytes]]) -> None:
                 log.debug("invalidate %d/%r: %s", parent, name, err)
 
 
+def _invalidate_attributes(inodes: Sequence[int]) -> None:
+    """Runs in a thread, like :func:`_invalidate_entries`: the kernel asks for these attributes again."""
+    for ino in inodes:
+        try:
+            pyfuse3.invalidate_inode(pyfuse3.InodeT(ino), attr_only=True)
+        except OSError as err:
+            if err.errno != errno.ENOENT:
+                log.debug("invalidate inode %d: %s", ino, err)
+
+
 class GadgetFs(pyfuse3.Operations):
     supports_dot_lookup = False
     enable_writeback_cache = False
@@ -92,12 +105,16 @@ class GadgetFs(pyfuse3.Operations):
         model: FsModel,
         *,
         invalidate: Callable[[Sequence[tuple[int, bytes]]], None] = _invalidate_entries,
+        invalidate_attributes: Callable[[Sequence[int]], None] = _invalidate_attributes,
+        on_access: OnAccess | None = None,
     ) -> None:
         super().__init__()
         self.reader = reader
         self.model = model
+        self.on_access = on_access
         self.table = InodeTable(model.root)
         self._invalidate = invalidate
+        self._invalidate_attributes = invalidate_attributes
         self._dirs: dict[int, tuple[int, list[tuple[str, Node]]]] = {}
         self._files: dict[int, _OpenFile] = {}
         self._blob_fds = BlobFdCache()
@@ -108,6 +125,7 @@ class GadgetFs(pyfuse3.Operations):
         self._refresh_lock = trio.Lock()
         self._last_refresh = -math.inf
         self._pending: list[tuple[int, bytes]] = []
+        self._pending_attributes: list[int] = []
         self._pending_event = trio.Event()
         self._uid, self._gid = os.getuid(), os.getgid()
         self._time_ns = time.time_ns()
@@ -155,7 +173,11 @@ class GadgetFs(pyfuse3.Operations):
             for parent, name, child in stale_entries(self.table, self.model):
                 self.table.untrack(parent, name, child)
                 self._pending.append((parent, os.fsencode(name)))
-            if self._pending:
+            for ino, node in retimed_dirs(self.table, self.model):
+                self.table.replace(ino, node)
+                self._forget_attrs(ino)
+                self._pending_attributes.append(ino)
+            if self._pending or self._pending_attributes:
                 self._pending_event.set()
 
     async def poll_journal(self, interval: float = 0.2) -> None:
@@ -181,9 +203,12 @@ class GadgetFs(pyfuse3.Operations):
 
     async def flush_invalidations(self) -> None:
         batch, self._pending = self._pending, []
+        attributes, self._pending_attributes = self._pending_attributes, []
         self._pending_event = trio.Event()
         if batch:
             await trio.to_thread.run_sync(self._invalidate, batch)
+        if attributes:
+            await trio.to_thread.run_sync(self._invalidate_attributes, attributes)
 
     # -- attributes --------------------------------------------------------------------------------
 
@@ -192,6 +217,10 @@ class GadgetFs(pyfuse3.Operations):
             return self.table.node(inode)
         except KeyError:
             raise pyfuse3.FUSEError(errno.ENOENT) from None
+
+    def _forget_attrs(self, ino: int) -> None:
+        self._attr_cache.pop((ino, LONG_TIMEOUT), None)
+        self._attr_cache.pop((ino, VOLATILE_TIMEOUT), None)
 
     def _attrs(self, node: Node, ino: int, entry_timeout: float = LONG_TIMEOUT) -> pyfuse3.EntryAttributes:
         """Attributes never change for an inode, so they are built once (readdir sends them a lot)."""
@@ -205,7 +234,7 @@ class GadgetFs(pyfuse3.Operations):
         attrs.st_ino = pyfuse3.InodeT(ino)
         attrs.generation = 0
         attrs.entry_timeout = entry_timeout
-        attrs.attr_timeout = LONG_TIMEOUT
+        attrs.attr_timeout = VOLATILE_TIMEOUT if node.kind is Kind.PENDING else LONG_TIMEOUT
         if node.is_dir:
             attrs.st_mode = pyfuse3.ModeT(stat.S_IFDIR | 0o555)
             attrs.st_nlink = 2
@@ -216,12 +245,14 @@ class GadgetFs(pyfuse3.Operations):
         attrs.st_blksize = 131072
         attrs.st_blocks = (node.size + 511) // 512
         attrs.st_uid, attrs.st_gid = self._uid, self._gid
-        attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = self._time_ns
+        when = self._time_ns if node.mtime_ns is None else node.mtime_ns
+        attrs.st_atime_ns = attrs.st_mtime_ns = attrs.st_ctime_ns = when
         return attrs
 
     @staticmethod
-    def _entry_timeout(parent: Node) -> float:
-        return VOLATILE_TIMEOUT if parent.kind in VOLATILE_KINDS else LONG_TIMEOUT
+    def _entry_timeout(parent: Node, node: Node | None = None) -> float:
+        volatile = parent.kind in VOLATILE_KINDS or (node is not None and node.kind is Kind.PENDING)
+        return VOLATILE_TIMEOUT if volatile else LONG_TIMEOUT
 
     # -- names -------------------------------------------------------------------------------------
 
@@ -233,9 +264,28 @@ class GadgetFs(pyfuse3.Operations):
         try:
             return await self._answer(lambda: self.model.child(parent, name))
         except NotFound:
-            tracked = parent.kind in (Kind.ROOT, Kind.NAMESPACE)
-            if not tracked or trio.current_time() - self._last_refresh < MISS_REFRESH_AGE:
+            if parent.kind not in CATALOG_KINDS:
                 raise
+        if trio.current_time() - self._last_refresh >= MISS_REFRESH_AGE:
+            await self.refresh()
+            with contextlib.suppress(NotFound):
+                return await self._answer(lambda: self.model.child(parent, name))
+        if self.on_access is None:
+            raise NotFound(name)
+        return await self._pull_on_access(parent, name)
+
+    async def _pull_on_access(self, parent: Node, name: str) -> Node:
+        """A name the store lacks: pull the image it names, or keep it as a directory on the way."""
+        assert self.on_access is not None
+        path = (*parent.path, name)
+        found = candidate(path)
+        if found is None:
+            raise NotFound(name)
+        outcome = await self.on_access.resolve(found)
+        if outcome is Outcome.PREFIX:
+            return self.model.pending(path)
+        if outcome is Outcome.ABSENT:
+            raise NotFound(name)
         await self.refresh()
         return await self._answer(lambda: self.model.child(parent, name))
 
@@ -250,7 +300,7 @@ class GadgetFs(pyfuse3.Operations):
             node = await self._child(parent, text)
             ino = self.table.assign(node)
             self.table.remember(ino, parent_inode, text)
-            return self._attrs(node, ino, self._entry_timeout(parent))
+            return self._attrs(node, ino, self._entry_timeout(parent, node))
 
     async def getattr(self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext) -> pyfuse3.EntryAttributes:
         with fuse_errors("getattr"):
@@ -260,8 +310,7 @@ class GadgetFs(pyfuse3.Operations):
         for inode, count in inode_list:
             self.table.forget(inode, count)
             if inode not in self.table:
-                self._attr_cache.pop((inode, LONG_TIMEOUT), None)
-                self._attr_cache.pop((inode, VOLATILE_TIMEOUT), None)
+                self._forget_attrs(inode)
 
     async def opendir(self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext) -> pyfuse3.FileHandleT:
         """Snapshot the listing, so offsets stay valid however the store changes meanwhile."""
@@ -270,8 +319,10 @@ class GadgetFs(pyfuse3.Operations):
             if not node.is_dir:
                 raise pyfuse3.FUSEError(errno.ENOTDIR)
             entries = await self._answer(lambda: self.model.children(node))
+            parent = self.table.parent(inode)
+            dots = [(".", node), ("..", self.table.node(parent))]
             fh = next(self._handles)
-            self._dirs[fh] = (inode, entries)
+            self._dirs[fh] = (inode, [*dots, *entries])
             return pyfuse3.FileHandleT(fh)
 
     async def readdir(self, fh: pyfuse3.FileHandleT, start_id: int, token: pyfuse3.ReaddirToken) -> None:
@@ -289,7 +340,8 @@ class GadgetFs(pyfuse3.Operations):
                         self.table.discard_unused(ino)
                         self._attr_cache.pop((ino, timeout), None)
                     return
-                self.table.remember(ino, inode, name)
+                if index >= len(_DOTS):  # the kernel takes no lookup for . and .. (READDIRPLUS)
+                    self.table.remember(ino, inode, name)
 
     async def releasedir(self, fh: pyfuse3.FileHandleT) -> None:
         self._dirs.pop(fh, None)

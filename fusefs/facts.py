@@ -39,7 +39,8 @@ class ImageFact:
 
 @dataclass(frozen=True)
 class ExtraFact:
-    """``image_extra_info`` for one architecture manifest, as computed for the name ``typed``."""
+    """The files of ``extra-info/`` (relative path → bytes, see :mod:`.textfiles`) for one
+    architecture manifest, from ``image_extra_info`` as computed for the name ``typed``."""
 
     typed: str
     manifest_digest: Digest
@@ -55,19 +56,26 @@ class DocFact:
 
 @dataclass(frozen=True)
 class BlobStatFact:
-    """The size of a blob file, or None when it is absent."""
+    """The :class:`BlobStat` of a blob file, or None when it is absent."""
 
     digest: Digest
 
 
 @dataclass(frozen=True)
 class BlobListFact:
-    """Every blob of one algorithm: hex → size."""
+    """Every blob of one algorithm: hex → :class:`BlobStat`."""
 
     algorithm: str
 
 
 Fact = ImageFact | ExtraFact | DocFact | BlobStatFact | BlobListFact
+
+
+@dataclass(frozen=True)
+class BlobStat:
+    size: int
+    mtime_ns: int
+    """When the blob entered the store (its file was renamed into ``blobs/``)."""
 
 
 @dataclass(frozen=True)
@@ -98,15 +106,19 @@ class ImageData:
     root: Descriptor
     created: str
     arches: tuple[ArchFiles, ...]
+    stored_ns: int | None = None
+    """When the root document entered the store (the last resort for the image's time)."""
 
     def arch(self, name: str) -> ArchFiles | None:
         return next((a for a in self.arches if a.arch == name), None)
 
     @classmethod
-    def of(cls, root: Descriptor, root_doc: dict[str, Any], manifests: list[ArchManifest]) -> ImageData:
+    def of(cls, root: Descriptor, root_doc: dict[str, Any], manifests: list[ArchManifest],
+           stored_ns: int | None = None) -> ImageData:
         annotations = root_doc.get("annotations")
         created = annotations.get(mt.ANNOTATION_CREATED, "") if isinstance(annotations, dict) else ""
-        return cls(root, created if isinstance(created, str) else "", tuple(ArchFiles.of(m) for m in manifests))
+        return cls(root, created if isinstance(created, str) else "", tuple(ArchFiles.of(m) for m in manifests),
+                   stored_ns)
 
 
 @dataclass(frozen=True)

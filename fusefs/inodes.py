@@ -21,6 +21,7 @@ class _Entry:
     node: Node
     nlookup: int = 0
     links: set[tuple[int, str]] = field(default_factory=set)
+    parent: int = ROOT_INODE  # the directory of its latest lookup: what ``..`` lists
 
 
 class InodeTable:
@@ -59,10 +60,22 @@ class InodeTable:
         """The kernel now has a lookup on ``ino`` under ``parent``/``name``."""
         entry = self._entries[ino]
         entry.nlookup += 1
+        entry.parent = parent
         parent_entry = self._entries.get(parent)
         if parent_entry is not None and parent_entry.node.kind in TRACKED_KINDS:
             self._names.setdefault(parent, {})[name] = ino
             entry.links.add((parent, name))
+
+    def parent(self, ino: int) -> int:
+        """The directory ``ino`` was last looked up in (``..``), if the kernel still knows it."""
+        entry = self._entries.get(ino)
+        return entry.parent if entry is not None and entry.parent in self._entries else ROOT_INODE
+
+    def replace(self, ino: int, node: Node) -> None:
+        """Give a live inode a fresh node of the same key (its attributes changed, not its identity)."""
+        entry = self._entries[ino]
+        assert entry.node.key == node.key, "a new key is a new inode"
+        entry.node = node
 
     def discard_unused(self, ino: int) -> None:
         """Drop an inode assigned for a reply the kernel did not take."""

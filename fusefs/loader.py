@@ -26,7 +26,18 @@ from gadgetstore.engine.store import Store
 
 from .blobfds import Identity, identity
 from .catalog import Catalog
-from .facts import BlobListFact, BlobStatFact, DocFact, ExtraFact, Fact, ImageData, ImageFact, LoadFailed
+from .facts import (
+    BlobListFact,
+    BlobStat,
+    BlobStatFact,
+    DocFact,
+    ExtraFact,
+    Fact,
+    ImageData,
+    ImageFact,
+    LoadFailed,
+)
+from .textfiles import extra_info_files
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +50,7 @@ class StoreReader:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._journal_lock = threading.Lock()
-        self._last: tuple[dict[str, Any], dict[str, Any]] | None = None
+        self._last: tuple[dict[str, Any], dict[str, Any], dict[str, int]] | None = None
         self._verified: dict[Digest, Identity] = {}
         self._reported: set[Digest] = set()
 
@@ -50,11 +61,11 @@ class StoreReader:
         with self._journal_lock:
             self.store.refresh()
             state = self.store.state
-            current = (dict(state.tags), dict(state.pins))
+            current = (dict(state.tags), dict(state.pins), dict(state.tag_times))
             if current == self._last:
                 return None
             self._last = current
-        return Catalog.build(current[0], current[1].values())
+        return Catalog.build(current[0], current[1].values(), current[2])
 
     # -- facts -------------------------------------------------------------------------------------
 
@@ -76,18 +87,20 @@ class StoreReader:
     def _load(self, fact: Fact) -> Any:
         if isinstance(fact, ImageFact):
             root_doc = self.store.read_document(fact.root)
+            st = self.store.blobs.stat(fact.root.digest)
+            stored = st.st_mtime_ns if st is not None else None
             if fact.root.is_manifest and fact.root.architecture:
                 # A per-arch manifest reached by digest keeps the architecture its index gave it.
-                return ImageData.of(fact.root, root_doc, [ArchManifest(fact.root.architecture, fact.root, root_doc)])
-            return ImageData.of(fact.root, root_doc, arch_manifests(self.store, fact.root))
+                manifest = ArchManifest(fact.root.architecture, fact.root, root_doc)
+                return ImageData.of(fact.root, root_doc, [manifest], stored)
+            return ImageData.of(fact.root, root_doc, arch_manifests(self.store, fact.root), stored)
         if isinstance(fact, ExtraFact):
-            info = image_extra_info(self.store, fact.typed, fact.manifest)
-            return {key: content for key, (_ctype, content) in info.items()}
+            return extra_info_files(image_extra_info(self.store, fact.typed, fact.manifest))
         if isinstance(fact, DocFact):
             return self._probe_document(fact.digest)
         if isinstance(fact, BlobStatFact):
             st = self.store.blobs.stat(fact.digest)
-            return None if st is None else st.st_size
+            return None if st is None else BlobStat(st.st_size, st.st_mtime_ns)
         if isinstance(fact, BlobListFact):
             return self._list_blobs(fact.algorithm)
         raise TypeError(f"unknown fact {fact!r}")
@@ -107,8 +120,8 @@ class StoreReader:
             return None
         return Descriptor(media_type, digest, st.st_size)
 
-    def _list_blobs(self, algorithm: str) -> Mapping[str, int]:
-        out: dict[str, int] = {}
+    def _list_blobs(self, algorithm: str) -> Mapping[str, BlobStat]:
+        out: dict[str, BlobStat] = {}
         with contextlib.suppress(FileNotFoundError), os.scandir(self.store.blobs.blobs_dir / algorithm) as it:
             for entry in it:
                 try:
@@ -117,7 +130,7 @@ class StoreReader:
                 except (GadgetStoreError, FileNotFoundError):
                     continue
                 if entry.is_file(follow_symlinks=False):
-                    out[entry.name] = st.st_size
+                    out[entry.name] = BlobStat(st.st_size, st.st_mtime_ns)
         return out
 
     # -- blob files --------------------------------------------------------------------------------

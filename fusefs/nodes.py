@@ -2,8 +2,12 @@
 
 A node's ``key`` names the object it shows. Everything below an image directory is keyed by the
 image's path *and* root digest, so a re-tag gives new keys (and new inodes) instead of changing
-what an inode the kernel already caches would read. Blob-backed files are keyed by digest alone:
-every path to the same blob is one inode, so they share one page cache.
+what an inode the kernel already caches would read. Blob-backed files are keyed by digest and
+modification time: every path to the same blob with the same time (the short and full name of an
+image, its ``by-digest`` entry) is one inode, so they share one page cache.
+
+``mtime_ns`` is what ``stat`` shows (None: the time of the mount). Everything in an image's
+directory carries the image's time, so ``ls -lt`` orders images by age.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ class Kind(enum.Enum):
     ARCHES = "arches"  # <image>/arch
     ARCH = "arch"  # <image>/arch/<arch>
     EXTRA = "extra"  # …/extra-info
+    EXTRA_DIR = "extra-dir"  # …/extra-info/programs, …/extra-info/raw
+    STORE = "store"  # .store: the store's insides
+    PENDING = "pending"  # a path that pull on access may still complete: nothing to list yet
     DIGESTS = "by-digest"
     DIGEST_ALG = "by-digest-alg"
     BLOBS = "blobs"
@@ -33,7 +40,7 @@ class Kind(enum.Enum):
     FILE = "file"
 
 
-TRACKED_KINDS = frozenset({Kind.ROOT, Kind.NAMESPACE, Kind.DIGEST_ALG})
+TRACKED_KINDS = frozenset({Kind.ROOT, Kind.NAMESPACE, Kind.PENDING, Kind.DIGEST_ALG})
 """Directories whose entries follow the journal: the kernel's cached names there get invalidated."""
 
 VOLATILE_KINDS = frozenset({Kind.DIGEST_ALG, Kind.BLOB_ALG})
@@ -46,6 +53,8 @@ class ImageRef:
 
     typed: str
     root: Descriptor
+    committed_ns: int | None = None
+    """When the tag was committed (for a ``by-digest`` entry: its first tag), if the journal says."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,6 +67,7 @@ class Node:
     data: bytes | None = None
     image: ImageRef | None = None
     arch: str | None = None
+    mtime_ns: int | None = None
 
     @property
     def is_dir(self) -> bool:
@@ -77,9 +87,9 @@ def inode_hint(key: NodeKey) -> int:
     return ino if ino > 1 else ino + 2
 
 
-def blob_file(path: tuple[str, ...], desc_digest: Digest, size: int) -> Node:
-    return Node(("blob", str(desc_digest)), Kind.FILE, path, size=size, blob=desc_digest)
+def blob_file(path: tuple[str, ...], desc_digest: Digest, size: int, mtime_ns: int | None) -> Node:
+    return Node(("blob", str(desc_digest), mtime_ns), Kind.FILE, path, size=size, blob=desc_digest, mtime_ns=mtime_ns)
 
 
-def data_file(path: tuple[str, ...], identity: Hashable, data: bytes) -> Node:
-    return Node(("data", path, identity), Kind.FILE, path, size=len(data), data=data)
+def data_file(path: tuple[str, ...], identity: Hashable, data: bytes, mtime_ns: int | None) -> Node:
+    return Node(("data", path, identity), Kind.FILE, path, size=len(data), data=data, mtime_ns=mtime_ns)

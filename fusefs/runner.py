@@ -18,6 +18,7 @@ from .adapter import GadgetFs
 from .catalog import Catalog
 from .loader import StoreReader
 from .model import FsModel
+from .pulls import Fetch, OnAccess
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +41,18 @@ def mount_options(extra: Iterable[str]) -> set[str]:
     return options
 
 
-def build_fs(store: Store) -> GadgetFs:
+def build_fs(store: Store, fetch: Fetch | None = None) -> GadgetFs:
+    """The file system over ``store``; with ``fetch``, images it lacks are pulled on access."""
     reader = StoreReader(store)
     catalog = reader.snapshot() or Catalog()
-    return GadgetFs(reader, FsModel(catalog, host_arch()))
+    model = FsModel(catalog, host_arch(), store_label=str(store.root), pull_on_access=fetch is not None)
+    return GadgetFs(reader, model, on_access=OnAccess(fetch) if fetch is not None else None)
 
 
-def serve(store: Store, mountpoint: Path, options: set[str], ready: Callable[[], None] | None = None) -> None:
+def serve(store: Store, mountpoint: Path, options: set[str], ready: Callable[[], None] | None = None,
+          fetch: Fetch | None = None) -> None:
     """Blocks until the file system is unmounted, SIGINT or SIGTERM; unmounts on every way out."""
-    fs = build_fs(store)
+    fs = build_fs(store, fetch)
     # Hold SIGINT/SIGTERM from here until trio listens for them: a signal in between would kill the
     # process with the kernel mount still in place ("Transport endpoint is not connected").
     previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)

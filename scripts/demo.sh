@@ -55,11 +55,9 @@ mkdir -p "$MNT"
 step "$GS" mount --background "$MNT"
 step ls "$MNT" "$MNT/$REGISTRY/gadgets/trace_demo/v1"
 step cat "$MNT/$REGISTRY/gadgets/trace_demo/v1/extra-info/ebpf.maps"
-echo
 if [ -f "$FIXTURE" ]; then
     step ls "$MNT/trace_open/latest" "$MNT/trace_open/latest/extra-info"
     step cat "$MNT/trace_open/latest/extra-info/ebpf.maps"
-    echo
 fi
 step "$GS" umount "$MNT"
 step "$GS" fsck

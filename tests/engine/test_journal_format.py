@@ -61,3 +61,27 @@ def test_any_truncation_replays_a_prefix_of_what_was_written(refs: list[str], da
     assert replay.transactions == txs[: len(replay.transactions)]
     assert replay.valid_length <= cut
     assert (replay.damage is None) == (replay.valid_length == cut)
+
+
+def test_tag_times_are_replayed_kept_on_a_retag_and_survive_compaction() -> None:
+    other = {**DESC, "digest": "sha256:" + "b" * 64}
+    data = journal(jf.stamped([{"op": "tag", "ref": "r1", "desc": DESC}, {"op": "pin", "desc": DESC}], 100),
+                   jf.stamped([{"op": "tag", "ref": "r1", "desc": DESC},
+                               {"op": "tag", "ref": "r2", "desc": DESC}], 200),
+                   jf.stamped([{"op": "tag", "ref": "r2", "desc": other}], 300),
+                   [{"op": "tag", "ref": "r3", "desc": DESC}])  # written before tags had times
+    state = jf.replay_state(jf.decode(data))
+    # r1 re-tagged to the same image keeps its first time; r2 moved to another image at 300
+    assert state.tag_times == {"r1": 100, "r2": 300}
+    compacted = jf.replay_state(jf.decode(journal(state.snapshot_ops())))
+    assert (compacted.tags, compacted.tag_times) == (state.tags, state.tag_times)
+    compacted.apply([{"op": "untag", "ref": "r1"}])
+    compacted.apply(jf.stamped([{"op": "tag", "ref": "r1", "desc": DESC}], 400))
+    assert compacted.tag_times["r1"] == 400
+
+
+def test_stamping_leaves_other_operations_and_given_times_alone() -> None:
+    ops = [{"op": "tag", "ref": "a", "desc": DESC}, {"op": "tag", "ref": "b", "desc": DESC, "time_ns": 5},
+           {"op": "untag", "ref": "c"}, {"op": "pin", "desc": DESC}]
+    assert jf.stamped(ops, 9) == [{**ops[0], "time_ns": 9}, ops[1], ops[2], ops[3]]
+    assert "time_ns" not in ops[0]  # a copy: the caller's operations are not changed

@@ -422,3 +422,22 @@ def test_kill_during_compaction_keeps_every_tag(store: Store, store_root: Path) 
     reopened = Store.open(store_root)
     assert reopened.tags() == [f"x.io/t:{i}" for i in range(5)]
     assert fsck(reopened).clean
+
+
+def test_tags_record_when_they_were_committed_across_reopen_and_compaction(store: Store, store_root: Path) -> None:
+    first, second = blob_desc(store, "one"), blob_desc(store, "two")
+    before = time.time_ns()
+    with store.transaction() as txn:
+        txn.tag("example.com/a:v1", first)
+    after = time.time_ns()
+    committed = store.journal.state.tag_times["example.com/a:v1"]
+    assert before <= committed <= after
+    with store.transaction() as txn:
+        txn.tag("example.com/a:v1", first)  # a re-pull of the same image: not newer
+        txn.tag("example.com/a:v2", second)
+    store.compact()
+    reopened = Store.open(store_root)
+    assert reopened.journal.state.tag_times["example.com/a:v1"] == committed
+    assert reopened.journal.state.tag_times["example.com/a:v2"] >= committed
+    index = json.loads((store_root / "index.json").read_bytes())
+    assert all("time_ns" not in entry for entry in index["manifests"])

@@ -19,6 +19,7 @@ from gadgetstore.fusefs.adapter import LONG_TIMEOUT, VOLATILE_TIMEOUT, GadgetFs
 from gadgetstore.fusefs.catalog import Catalog
 from gadgetstore.fusefs.loader import StoreReader
 from gadgetstore.fusefs.model import FsModel
+from gadgetstore.fusefs.pulls import OnAccess, Outcome
 
 from .helpers import WASM_MODULE, make_gadget, tag, untag
 
@@ -29,9 +30,13 @@ ROOT = pyfuse3.ROOT_INODE
 class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[int, bytes]] = []
+        self.attributes: list[int] = []
 
     def __call__(self, entries: Sequence[tuple[int, bytes]]) -> None:
         self.calls.extend(entries)
+
+    def inodes(self, inodes: Sequence[int]) -> None:
+        self.attributes.extend(inodes)
 
 
 @pytest.fixture
@@ -39,11 +44,16 @@ def recorder() -> Recorder:
     return Recorder()
 
 
+def make_fs(store: Store, recorder: Recorder, on_access: OnAccess | None = None) -> GadgetFs:
+    reader = StoreReader(store)
+    model = FsModel(reader.snapshot() or Catalog(), "amd64", pull_on_access=on_access is not None)
+    return GadgetFs(reader, model, invalidate=recorder, invalidate_attributes=recorder.inodes, on_access=on_access)
+
+
 @pytest.fixture
 def fs(store: Store, recorder: Recorder) -> GadgetFs:
     tag(store, {"localhost:5000/g:v1": make_gadget(store, "g", wasm=WASM_MODULE)})
-    reader = StoreReader(store)
-    return GadgetFs(reader, FsModel(reader.snapshot() or Catalog(), "amd64"), invalidate=recorder)
+    return make_fs(store, recorder)
 
 
 async def walk(fs: GadgetFs, path: str) -> pyfuse3.EntryAttributes:
@@ -77,7 +87,7 @@ async def test_attributes_and_timeouts(fs: GadgetFs, store: Store) -> None:
     program = await walk(fs, "localhost:5000/g/v1/program.wasm")
     assert stat.S_ISREG(program.st_mode) and program.st_mode & 0o777 == 0o444
     assert program.st_size == len(WASM_MODULE)
-    blob = await walk(fs, f"blobs/sha256/{store.blobs.path(store.lookup('localhost:5000/g:v1').digest).name}")  # type: ignore[union-attr]
+    blob = await walk(fs, f".store/blobs/sha256/{store.blobs.path(store.lookup('localhost:5000/g:v1').digest).name}")  # type: ignore[union-attr]
     assert blob.entry_timeout == VOLATILE_TIMEOUT
     again = await fs.getattr(program.st_ino, CTX)
     assert (again.st_ino, again.st_size) == (program.st_ino, program.st_size)
@@ -89,7 +99,7 @@ async def test_reads_match_the_store(fs: GadgetFs, store: Store) -> None:
     assert await cat(fs, "localhost:5000/g/v1/digest") == f"{root.digest}\n".encode()
     assert await cat(fs, "localhost:5000/g/v1/index.json") == store.blobs.read(root.digest)
     assert await cat(fs, "localhost:5000/g/v1/program.wasm") == WASM_MODULE
-    assert await cat(fs, "localhost:5000/g/v1/extra-info/oci.repository") == b"localhost:5000/g"
+    assert await cat(fs, "localhost:5000/g/v1/extra-info/oci.repository") == b"localhost:5000/g\n"
 
 
 async def test_writes_are_refused(fs: GadgetFs) -> None:
@@ -190,8 +200,7 @@ def test_reader_snapshot_only_on_change(store: Store, tmp_path: Path) -> None:
 
 async def test_undecodable_layer_fails_only_extra_info(store: Store) -> None:
     tag(store, {"example.com/bad:v1": make_gadget(store, "bad", program=b"\x7fELF-truncated")})
-    reader = StoreReader(store)
-    fs = GadgetFs(reader, FsModel(reader.snapshot() or Catalog(), "amd64"), invalidate=Recorder())
+    fs = make_fs(store, Recorder())
     with pytest.raises(pyfuse3.FUSEError) as err:
         await walk(fs, "example.com/bad/v1/extra-info/oci.tag")
     assert err.value.errno == errno.EIO
@@ -203,13 +212,13 @@ async def test_by_digest_manifest_keeps_its_architecture(fs: GadgetFs, store: St
     assert root is not None
     arm = next(m for m in store.read_document(root)["manifests"] if m["platform"]["architecture"] == "arm64")
     hexpart = arm["digest"].split(":")[1]
-    assert (await walk(fs, f"by-digest/sha256/{hexpart}/arch/arm64/digest")).st_size == len(arm["digest"]) + 1
+    assert (await walk(fs, f".store/by-digest/sha256/{hexpart}/arch/arm64/digest")).st_size == len(arm["digest"]) + 1
     with pytest.raises(pyfuse3.FUSEError):
-        await walk(fs, f"by-digest/sha256/{hexpart}/arch/amd64")
+        await walk(fs, f".store/by-digest/sha256/{hexpart}/arch/amd64")
     # The host is amd64 here, but an arm64 manifest has no host files: only digest, created, index.json, arch.
     with pytest.raises(pyfuse3.FUSEError):
-        await walk(fs, f"by-digest/sha256/{hexpart}/manifest.json")
-    assert await cat(fs, f"by-digest/sha256/{hexpart}/arch/arm64/manifest.json") == store.blobs.read(
+        await walk(fs, f".store/by-digest/sha256/{hexpart}/manifest.json")
+    assert await cat(fs, f".store/by-digest/sha256/{hexpart}/arch/arm64/manifest.json") == store.blobs.read(
         Digest.parse(arm["digest"])
     )
 
@@ -238,3 +247,75 @@ async def test_poller_survives_a_failing_snapshot(
                 await trio.sleep(0.01)
         nursery.cancel_scope.cancel()
     assert sum("cannot re-read the journal" in r.message for r in caplog.records) == 1
+
+
+async def listing(fs: GadgetFs, ino: int) -> list[tuple[str, int]]:
+    """(name, inode) of every entry, as the kernel's READDIRPLUS would receive them."""
+    replies: list[tuple[str, int]] = []
+
+    def reply(token: object, name: bytes, attrs: pyfuse3.EntryAttributes, next_id: int) -> bool:
+        replies.append((os.fsdecode(name), attrs.st_ino))
+        return True
+
+    fh = await fs.opendir(pyfuse3.InodeT(ino), CTX)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(pyfuse3, "readdir_reply", reply)
+        await fs.readdir(fh, 0, cast(pyfuse3.ReaddirToken, None))
+    await fs.releasedir(fh)
+    return replies
+
+
+async def test_listings_start_with_dot_and_dotdot_without_taking_lookups(fs: GadgetFs) -> None:
+    image = await walk(fs, "localhost:5000/g/v1")
+    repo = await walk(fs, "localhost:5000/g")
+    counts = (fs.table.nlookup(image.st_ino), fs.table.nlookup(repo.st_ino))
+    entries = await listing(fs, image.st_ino)
+    assert entries[:2] == [(".", image.st_ino), ("..", repo.st_ino)]
+    assert [name for name, _ in entries[2:]] == sorted(name for name, _ in entries[2:])
+    assert (fs.table.nlookup(image.st_ino), fs.table.nlookup(repo.st_ino)) == counts  # the kernel links neither
+    assert (await listing(fs, ROOT))[:2] == [(".", ROOT), ("..", ROOT)]
+
+
+async def test_a_new_tag_refreshes_the_time_of_the_directories_above_it(fs: GadgetFs, store: Store,
+                                                                       recorder: Recorder) -> None:
+    registry = await walk(fs, "localhost:5000")
+    before = registry.st_mtime_ns
+    tag(store, {"localhost:5000/h:v2": make_gadget(store, "h")})
+    await fs.refresh()
+    await fs.flush_invalidations()
+    assert recorder.attributes == [registry.st_ino]  # the kernel asks for its attributes again
+    after = await fs.getattr(registry.st_ino, CTX)
+    assert after.st_mtime_ns == store.journal.state.tag_times["localhost:5000/h:v2"] != before
+
+
+async def test_pull_on_access_through_the_handlers(fs: GadgetFs, store: Store, recorder: Recorder) -> None:
+    asked: list[tuple[str, bool]] = []
+
+    async def fetch(image: str, may_be_prefix: bool) -> Outcome:
+        asked.append((image, may_be_prefix))
+        if image == "localhost:5000/g:deeper":
+            return Outcome.PREFIX
+        if image != "localhost:5000/fresh:v1":
+            return Outcome.ABSENT
+        tag(store, {image: make_gadget(store, "fresh")})  # what a pull leaves behind
+        return Outcome.PULLED
+
+    pulling = make_fs(store, recorder, OnAccess(fetch))
+    pending = await walk(pulling, "example.org")  # a registry the store has never seen: no fetch yet
+    assert stat.S_ISDIR(pending.st_mode) and pending.entry_timeout == pending.attr_timeout == VOLATILE_TIMEOUT
+    with pytest.raises(pyfuse3.FUSEError) as err:
+        await pulling.opendir(pending.st_ino, CTX)  # nothing is there to list
+    assert err.value.errno == errno.ENOENT
+    image = await walk(pulling, "localhost:5000/fresh/v1")
+    assert stat.S_ISDIR(image.st_mode) and image.entry_timeout == LONG_TIMEOUT
+    assert await cat(pulling, "localhost:5000/fresh/v1/metadata.yaml") == b"name: fresh\ndescription: test gadget\n"
+    assert (await walk(pulling, "localhost:5000/g/deeper")).entry_timeout == VOLATILE_TIMEOUT
+    for missing in ("localhost:5000/g/v9", "trace_nope/v1", "localhost:5000/g/v1/nope"):
+        with pytest.raises(pyfuse3.FUSEError) as err:
+            await walk(pulling, missing)
+        assert err.value.errno == errno.ENOENT
+    assert asked == [("localhost:5000/fresh:v1", True), ("localhost:5000/g:deeper", True),
+                     ("localhost:5000/g:v9", True),
+                     ("ghcr.io/inspektor-gadget/gadget/trace_nope:v1", False)]  # and nothing inside an image
+    with pytest.raises(pyfuse3.FUSEError):
+        await walk(fs, "localhost:5000/other/v1")  # without pull on access, a miss is a miss

@@ -19,6 +19,7 @@ from gadgetstore.engine.images import arch_manifests, host_arch
 from gadgetstore.engine.inspect import image_extra_info
 from gadgetstore.engine.store import Store
 from gadgetstore.fusefs.facts import ArchFiles
+from gadgetstore.fusefs.textfiles import extra_info_files
 
 from .helpers import WASM_MODULE, import_layout_tar, make_gadget, real_elves_archive, tag
 from .mounting import Mount, getdents_in_small_batches, mounted
@@ -68,8 +69,8 @@ def expected_files(store: Store, typed: str, root: Descriptor) -> dict[str, byte
         for name, desc in files.files:
             out[prefix + name] = store.blobs.read(desc.digest)
         out[prefix + "index.json"] = store.blobs.read(root.digest)
-        for key, (_ctype, content) in image_extra_info(store, typed, files.manifest).items():
-            out[f"{prefix}extra-info/{key}"] = content
+        for rel, content in extra_info_files(image_extra_info(store, typed, files.manifest)).items():
+            out[f"{prefix}extra-info/{rel}"] = content
         out[prefix + "created"] = f"{files.created}\n".encode() if files.created else b""
 
     for manifest in manifests:
@@ -104,13 +105,13 @@ def test_every_file_matches_the_store(mount: Mount, store: Store) -> None:
         root = store.lookup(ref)
         assert root is not None
         assert read_tree(mount.path / rel) == expected_files(store, typed, root), rel
-        by_digest = read_tree(mount.path / "by-digest" / "sha256" / root.digest.hex)
+        by_digest = read_tree(mount.path / ".store/by-digest/sha256" / root.digest.hex)
         assert by_digest.keys() == expected_files(store, typed, root).keys()
     mine = read_tree(mount.path / "localhost:5000/mygadget/v1")
     assert mine["program.wasm"] == WASM_MODULE and mine["btfgen.tar.gz"] == b"btf"
     assert "extra-info/wasm.gadgetAPIVersion" in mine and "extra-info/ebpf.maps" in mine
     assert "extra-info/ebpf.maps" in read_tree(mount.path / "trace_demo/latest")
-    blobs = read_tree(mount.path / "blobs")
+    blobs = read_tree(mount.path / ".store/blobs")
     assert blobs == {f"sha256/{d.hex}": store.blobs.read(d) for d in store.blobs.iter_digests()}
 
 
@@ -136,12 +137,14 @@ def test_ls_stat_cat_commands(mount: Mount, store: Store) -> None:
     layer = ArchFiles.of(arch_manifests(store, root)[0]).files[-1][1]
     short = os.stat(mount.path / "trace_demo/latest/arch/amd64/program.bpf.o")
     full = os.stat(mount.path / "ghcr.io/inspektor-gadget/gadget/trace_demo/latest/arch/amd64/program.bpf.o")
-    blob = os.stat(mount.path / "blobs/sha256" / layer.digest.hex)
-    assert short.st_ino == full.st_ino == blob.st_ino  # one inode per blob: one page cache
+    by_digest = os.stat(mount.path / ".store/by-digest/sha256" / root.digest.hex / "arch/amd64/program.bpf.o")
+    blob = os.stat(mount.path / ".store/blobs/sha256" / layer.digest.hex)
+    assert short.st_ino == full.st_ino == by_digest.st_ino  # one inode per blob and time: one page cache
+    assert blob.st_mtime_ns == store.blobs.stat(layer.digest).st_mtime_ns  # type: ignore[union-attr]
     assert (short.st_size, short.st_mode & 0o777) == (layer.size, 0o444)
     out = subprocess.run(["cat", str(mount.path / "trace_demo/latest/digest")], capture_output=True, check=True)
     assert out.stdout == f"{root.digest}\n".encode()
-    assert set(os.listdir(mount.path)) == {"blobs", "by-digest", "ghcr.io", "localhost:5000", "trace_demo"}
+    assert set(os.listdir(mount.path)) == {".store", "README", "tags", "ghcr.io", "localhost:5000", "trace_demo"}
 
 
 def test_writes_are_erofs(mount: Mount) -> None:
@@ -197,7 +200,7 @@ def test_live_add_and_remove_from_another_process(mount: Mount, store_root: Path
                           'store.remove_image("ghcr.io/inspektor-gadget/gadget/trace_demo:latest")', store_root)
         eventually(lambda: not new.exists())
         eventually(lambda: not (mount.path / "trace_demo/latest/digest").exists())
-        assert sorted(os.listdir(mount.path)) == ["blobs", "by-digest", "localhost:5000"]
+        assert sorted(os.listdir(mount.path)) == [".store", "README", "localhost:5000", "tags"]
         assert kept.read() == b"name: fresh\ndescription: test gadget\n"
     finally:
         kept.close()
@@ -241,7 +244,7 @@ def test_background_mode(store: Store, store_root: Path, tmp_path: Path) -> None
     subprocess.run([*cli, "--store", str(store_root), "mount", "--background", str(mnt)], check=True, timeout=20)
     try:
         assert os.path.ismount(mnt)
-        assert sorted(os.listdir(mnt)) == ["blobs", "by-digest"]
+        assert sorted(os.listdir(mnt)) == [".store", "README", "tags"]
         again = subprocess.run([*cli, "--store", str(store_root), "mount", str(mnt)], capture_output=True, text=True)
         assert again.returncode != 0 and "already a mount point" in again.stderr
     finally:

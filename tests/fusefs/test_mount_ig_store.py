@@ -21,6 +21,7 @@ def test_mounting_an_ig_store_leaves_it_as_it_was(tmp_path: Path) -> None:
         image = mount.path / "127.0.0.1:55841" / "x" / "v1"
         assert (image / "digest").read_text() == f"{X_ROOT}\n"
         assert "ebpf.maps" in {p.name for p in (image / "extra-info").iterdir()}
-        assert (image / "extra-info" / "oci.tag").read_bytes() == b"v1"
-        assert sorted(p.name for p in (mount.path / "by-digest" / "sha256").iterdir())
+        assert (image / "extra-info" / "oci.tag").read_bytes() == b"v1\n"
+        assert (image / "extra-info" / "raw" / "oci.tag").read_bytes() == b"v1"
+        assert sorted(p.name for p in (mount.path / ".store" / "by-digest" / "sha256").iterdir())
     assert tree(root) == before

@@ -104,7 +104,8 @@ class Fault:
     ``truncate`` (send the head and ``at`` body bytes, then close), ``corrupt`` (flip byte ``at``),
     ``delay`` (sleep ``seconds`` first), ``ignore-range`` (forward without the Range header),
     ``add-headers`` (forward, and add ``headers`` to the answer), ``hold`` (answer nothing until the
-    proxy is released or closed), ``stall`` (send the head and ``at`` body bytes, then hold).
+    proxy is released or closed), ``stall`` (send the head and ``at`` body bytes, then hold),
+    ``gate`` (wait until the proxy is released, then forward as usual).
     """
 
     pattern: str
@@ -147,6 +148,8 @@ class FaultProxy(_ThreadedServer):
             self.released.wait()
             h.close_connection = True
             return
+        if fault is not None and fault.kind == "gate":
+            self.released.wait()
         if fault is not None and fault.kind == "drop":
             h.close_connection = True
             return
