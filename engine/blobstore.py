@@ -291,7 +291,7 @@ class IngestWriter:
         self.temp_path = Path(name)
         self._file: BinaryIO | None = os.fdopen(fd, "w+b")
         self._direct_fd = _open_direct(self.temp_path, fd) if direct else None
-        self.buffered_bytes = 0  # bytes written through the page cache by the *_at methods
+        self.buffered_bytes = 0  # bytes written through the page cache by the *_at methods and write_unhashed
         self.digest: Digest | None = None
         self.sealed = False
 
@@ -367,6 +367,52 @@ class IngestWriter:
         self._catch_up()
         return hashing
 
+    def write_unhashed(self, offset: int, data: memoryview) -> None:
+        """Write ``data`` at ``offset`` for a caller that hashes it itself with :meth:`hash_next`, in
+        offset order and from its own memory, so nothing is read back wherever the bytes land; aligned
+        pieces go to disk with ``O_DIRECT``. One call at a time, and none while sealing or aborting;
+        :meth:`hash_next` may run meanwhile in another thread."""
+        assert self._file is not None, "writer is closed"
+        with self._lock:
+            self._check_limit(offset + len(data))
+            self._count = max(self._count, offset + len(data))
+        self._pwrite(offset, [data], direct=True)
+
+    def hash_next(self, offset: int, data: memoryview) -> int:
+        """Extend the running hash with ``data``, the bytes :meth:`write_unhashed` writes at
+        ``offset`` (the end of the hashed prefix); returns the new end of the prefix, which may jump
+        over extents the ``*_at`` methods wrote ahead (read back). One call at a time."""
+        with self._lock:
+            self._drain()
+            if not self._prefix_valid:
+                return self._hashed  # seal re-reads the whole file
+            if offset != self._hashed:
+                raise ValueError(f"hash_next at {offset}, the hashed prefix ends at {self._hashed}")
+        self._hasher.update(data)  # outside the lock: a write going on meanwhile is not held up
+        with self._lock:
+            self._hashed = offset + len(data)
+            self._catch_up()
+            return self._hashed
+
+    def hash_from_file(self, offset: int, end: int) -> int:
+        """Like :meth:`hash_next` for bytes [offset, end) that :meth:`write_unhashed` wrote but whose
+        buffer the caller no longer holds: they are read back from the file."""
+        with self._lock:
+            self._drain()
+            if self._prefix_valid:
+                if offset != self._hashed:
+                    raise ValueError(f"hash_from_file at {offset}, the hashed prefix ends at {self._hashed}")
+                self._hash_file(offset, end)
+                self._catch_up()
+            return self._hashed
+
+    def restart_hash(self) -> None:
+        """Forget the hashed prefix: the caller writes and hashes the whole blob again from offset 0."""
+        with self._lock:
+            self._drain()
+            self._hasher, self._hashed, self._prefix_valid = hashlib.new(self._algorithm), 0, True
+            self._ahead.clear()
+
     @property
     def direct(self) -> bool:
         """Whether aligned writes still bypass the page cache (nothing for a background sync to do)."""
@@ -406,7 +452,8 @@ class IngestWriter:
         return done
 
     def _close_direct(self) -> None:
-        """Called with ``_lock`` held: no write can be using the descriptor (or its reused number)."""
+        """Called with ``_lock`` held, or from the one :meth:`write_unhashed` call: no write can be using
+        the descriptor (or its reused number)."""
         if self._direct_fd is not None:
             os.close(self._direct_fd)
             self._direct_fd = None

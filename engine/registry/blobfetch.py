@@ -3,16 +3,14 @@
 Small blobs are read into memory (growing only with received bytes, capped at the declared size)
 and verified in one thread call. Larger ones stream into an ingest file. Both are made durable and
 published in batches with the pull's other small blobs (:mod:`.publish`). Above the range
-threshold, the blob is fetched with Range requests into a sparse ingest file: on a big blob the
-first chunk is a probe, and when it arrived fast (a loopback or LAN registry) the rest comes as
-one stream, else as chunks fetched in parallel; if the registry answers the first Range with a
-plain 200, the whole body is streamed instead. Batches are written one at a time in a worker
-thread, and the ingest writer hashes each one that continues the hashed prefix while writing it;
-bytes that landed ahead are read back from the file once the prefix reaches them. Nothing becomes
-visible before the digest of the whole file matches. A ranged blob's bodies are received straight
-into a few page-aligned batch buffers that are reused (:class:`_Buffers`) and written to disk with
-``O_DIRECT`` (no copy into the page cache, no writeback later): a buffer goes back only once the
-write and the hash of its bytes are done.
+threshold, the blob is split into even Range chunks fetched ``chunk_parallelism`` at a time, each
+worker taking the next chunk in order; if the registry answers the first Range with a plain 200,
+the whole body is streamed instead. Bodies are received straight into page-aligned batch buffers
+(:class:`_Buffers`, reused); each batch is written to the sparse ingest file as it fills, with
+``O_DIRECT`` (no copy into the page cache, no writeback later), and hashed in offset order from the
+same buffer as soon as the batches before it are in, so nothing is read back. A buffer goes back
+once its write and its hash are done. Nothing becomes visible before the digest of the whole file
+matches.
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ import mmap
 import os
 import re
 from collections.abc import Callable
-from concurrent.futures import Future
 
 import trio
 
@@ -37,21 +34,16 @@ from .tasks import task_group
 
 IN_MEMORY_LIMIT = 1024 * 1024
 WRITE_BUFFER = 1024 * 1024
-# Ranged blobs hand the writer thread batches of STREAM_BATCH bytes from a single stream, of
-# CHUNK_BATCH from each of several parallel ones; at most SINK_DEPTH wait. Bigger batches (fewer
-# thread hops and wake-ups) measured faster; in flight are the receivers' batches, the queued ones,
-# the one being written and the one still being hashed (blobstore.HASH_BACKLOG): for one stream
-# 4 × 8 MiB, for 4 parallel chunks (and the first answer) 8 × 2 MiB: inside the budget of
-# 64 MiB + chunk size × parallelism (8 MiB × 4) with ~39 MiB for the interpreter and its modules.
-SINK_DEPTH = 1
+# A ranged blob's bodies arrive in batches of CHUNK_BATCH bytes (STREAM_BATCH for a whole body sent
+# as one plain 200). Each chunk worker receives into buffers of its own, a chunk's worth plus one
+# (the next chunk starts while the last batch is still written or hashed): 4 workers × 5 × 2 MiB
+# with 8 MiB chunks, inside the budget of 64 MiB + chunk size × parallelism with ~39 MiB for the
+# interpreter and its modules. Buffers of their own also mean the worker of the chunk the hash
+# waits for can never be starved by batches that landed ahead of it.
 STREAM_BATCH = 8 * 1024 * 1024
+STREAM_BUFFERS = 4
 CHUNK_BATCH = 2 * 1024 * 1024
 SYNC_EVERY = 32 * 1024 * 1024  # buffered ranged writes: start writeback after this many new bytes (measured best)
-PROBE_MIN_CHUNK = 4 * 1024 * 1024  # a rate measured over fewer bytes says little (TTFB, slow start)
-PROBE_MIN_SIZE = 64 * 1024 * 1024  # smaller blobs start all chunks at once: no time to lose on a probe
-# bytes/s (~1 Gbit/s): one stream this fast is not what limits the pull, and parallel streams would
-# only add requests and CPU; loopback probes measured 650-980 MiB/s, a WAN stream brings 10-100.
-STREAM_RATE = 128 * 1024 * 1024
 _CONTENT_RANGE_RE = re.compile(r"bytes ([0-9]+)-([0-9]+)/([0-9]+|\*)")
 WriteAt = Callable[[int, bytes], None]
 
@@ -101,112 +93,168 @@ async def _sequential_into(write_at: WriteAt, resp: Response, start: int, end: i
     return pos
 
 
-def coalesce(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Adjacent (start, end) ranges joined: each run is then one request of a streamed fetch."""
-    runs: list[tuple[int, int]] = []
-    for start, end in sorted(ranges):
-        if runs and runs[-1][1] == start:
-            runs[-1] = (runs[-1][0], end)
-        else:
-            runs.append((start, end))
-    return runs
-
-
-def clip(ranges: list[tuple[int, int]], pos: int) -> list[tuple[int, int]]:
-    """What of ``ranges`` lies at or after ``pos``."""
-    return [(max(start, pos), end) for start, end in ranges if end > pos]
-
-
 class _Buffers:
     """At most ``count`` reusable buffers of ``size`` bytes, allocated when first needed.
 
     Reuse is the point: a fresh buffer per read costs a page fault per 4 KiB, about a third of
     the cost of receiving the bytes. Buffers are anonymous mappings, so they start on a page and
-    the ingest writer can send them to disk with ``O_DIRECT``. Taking one waits while all are in
-    use, which also bounds what is in flight. :meth:`give_back` is called from the Trio thread only."""
+    the ingest writer can send them to disk with ``O_DIRECT``. When all are in use, :meth:`take`
+    first asks ``spill`` to free one whose bytes are on disk already (its hash will read them back),
+    else waits; that bounds what is in flight. Called from the Trio thread only."""
 
     def __init__(self, size: int, count: int) -> None:
         self.size = size
         self._free: list[mmap.mmap] = []
-        self._slots = trio.Semaphore(count)
+        self._left = count
+        self._changed = trio.Event()
 
-    async def take(self) -> mmap.mmap:
-        await self._slots.acquire()
+    async def take(self, spill: Callable[[_Buffers], bool]) -> mmap.mmap:
+        while not self._left:
+            if not spill(self):
+                self._changed = trio.Event()
+                await self._changed.wait()
+        self._left -= 1
         return self._free.pop() if self._free else mmap.mmap(-1, self.size, flags=mmap.MAP_PRIVATE)
 
     def give_back(self, buf: mmap.mmap) -> None:
         self._free.append(buf)
-        self._slots.release()
+        self._left += 1
+        self._changed.set()
+
+    def changed(self) -> None:
+        """One of this pool's batches was written: it may be spilled now."""
+        self._changed.set()
+
+
+class _Batch:
+    """Bytes for offset ``pos`` (``data``, a view of ``buf``) on their way to the write and the hash;
+    ``buf`` goes back to ``pool`` once both are done."""
+
+    __slots__ = ("buf", "data", "pending", "pool", "pos", "written")
+
+    def __init__(self, pos: int, data: memoryview, buf: mmap.mmap, pool: _Buffers) -> None:
+        self.pos = pos
+        self.data = data
+        self.buf = buf
+        self.pool = pool
+        self.pending = 2  # the write and the hash
+        self.written = False
+
+    def done_one(self) -> None:
+        self.pending -= 1
+        if not self.pending:
+            self.pool.give_back(self.buf)
+        else:
+            self.pool.changed()
 
 
 class _Sink:
-    """Every write of one ranged blob, in one task and one thread call at a time.
+    """Every write and the running hash of one ranged blob.
 
-    The socket reads go on while a batch is written and hashed in a worker thread (both release
-    the GIL). One writer at a time because concurrent ``pwrite`` calls to one file only spin on its
-    inode lock, and because in-order batches then extend the running hash without a read-back.
-    The queue is bounded (``SINK_DEPTH`` batches), so the receivers wait when the disk or the hash
-    cannot keep up.
+    Batches are written in the order they arrive, one thread call at a time (concurrent ``pwrite``
+    calls to one file only spin on its inode lock), and hashed in offset order in another thread,
+    each as soon as the batches before it are in: a batch that lands ahead of the hash waits in
+    its buffer. Only when a receiver runs out of buffers behind a slow chunk is one of its written
+    batches spilled: its buffer is reused and its bytes are read back from the file for the hash,
+    so the other chunks keep coming. Receiving, writing and hashing overlap (the two threads
+    release the GIL).
     """
 
-    def __init__(self, writer: IngestWriter, sync_fd: int, parallelism: int) -> None:
+    def __init__(self, writer: IngestWriter, sync_fd: int, hashed: int) -> None:
         self._writer = writer
         self._sync_fd = sync_fd
-        self._send, self._receive = trio.open_memory_channel[_Batch](SINK_DEPTH)
+        self._send, self._receive = trio.open_memory_channel[_Batch](1)
+        self._unhashed: dict[int, _Batch] = {}  # received, waiting for the hash to reach them
+        self._spilled: dict[int, int] = {}  # start -> end of batches to hash from the file
+        self._next_hash: int | None = hashed  # where the hashed prefix ends (after a resume's adoption); None: given up
+        self._arrived = trio.Event()  # set when a batch may have become hashable, or at close
+        self._closed = False
         self._synced_upto = 0  # the writer's buffered_bytes when the last background sync started
         self._syncing = False
-        self._token = trio.lowlevel.current_trio_token()
-        self._pools: dict[int, _Buffers] = {}
-        self._parallelism = parallelism
         self.written = 0
-
-    def buffers(self, size: int) -> _Buffers:
-        """The buffers for batches of ``size``: one per receiver, plus the one queued, the one
-        being written and the one still being hashed (``blobstore.HASH_BACKLOG``)."""
-        pool = self._pools.get(size)
-        if pool is None:
-            receivers = 1 if size >= STREAM_BATCH else self._parallelism + 1  # + the first answer
-            pool = self._pools[size] = _Buffers(size, receivers + SINK_DEPTH + 2)
-        return pool
 
     async def put(self, pos: int, data: memoryview, buf: mmap.mmap, pool: _Buffers) -> None:
         """Queue ``data`` (a view of ``buf``) for offset ``pos``; ``buf`` goes back to ``pool`` once
         it is written and hashed."""
-        await self._send.send(_Batch(pos, data, buf, pool))
+        batch = _Batch(pos, data, buf, pool)
+        if self._next_hash is None:
+            batch.pending = 1  # the commit hashes the file
+        else:
+            self._unhashed[pos] = batch
+        try:
+            await self._send.send(batch)
+        except BaseException:
+            self._unhashed.pop(pos, None)  # never handed over: the buffer stays the caller's
+            raise
+        if pos == self._next_hash:
+            self._arrived.set()
 
     def close(self) -> None:
-        """No more batches: :meth:`run` returns once the queued ones are written."""
+        """No more batches: :meth:`run` returns once the queued ones are written and hashed."""
+        self._closed = True
+        self._arrived.set()
         self._send.close()
 
     async def run(self, nursery: trio.Nursery) -> None:
-        """Write batches until :meth:`close`; every ``SYNC_EVERY`` bytes written through the page
-        cache start an fdatasync in the background, so the commit's fsync is left with only the
-        last few batches (``O_DIRECT`` writes leave nothing to write back)."""
-        async with self._receive:
-            async for batch in self._receive:
-                hashing = await trio.to_thread.run_sync(self._writer.writev_at, batch.pos, [batch.data])
-                if hashing is None:
-                    batch.pool.give_back(batch.buf)
-                else:
-                    hashing.add_done_callback(self._give_back_later(batch))
-                self.written += len(batch.data)
-                buffered = self._writer.buffered_bytes
-                if buffered - self._synced_upto >= SYNC_EVERY and not self._syncing:
-                    self._synced_upto, self._syncing = buffered, True
-                    nursery.start_soon(self._sync)
+        """Write and hash batches until :meth:`close`. Every ``SYNC_EVERY`` bytes written through
+        the page cache start an fdatasync in the background, so the commit's fsync is left with only
+        the last few batches (``O_DIRECT`` writes leave nothing to write back)."""
+        async with task_group() as tasks:
+            tasks.start_soon(self._hash_in_order)
+            async with self._receive:
+                async for batch in self._receive:
+                    await trio.to_thread.run_sync(self._writer.write_unhashed, batch.pos, batch.data)
+                    batch.written = True
+                    batch.done_one()
+                    self.written += len(batch.data)
+                    buffered = self._writer.buffered_bytes
+                    if buffered - self._synced_upto >= SYNC_EVERY and not self._syncing:
+                        self._synced_upto, self._syncing = buffered, True
+                        nursery.start_soon(self._sync)
 
-    def _give_back_later(self, batch: _Batch) -> Callable[[Future[None]], None]:
-        """A done-callback for the hash over ``batch`` (it runs in the hash thread): the buffer
-        goes back in the Trio thread. A hash that failed keeps its buffer (the pull fails anyway)."""
-        def done(hashing: Future[None]) -> None:
-            if hashing.cancelled() or hashing.exception() is not None:
+    async def _hash_in_order(self) -> None:
+        """Hash each batch once the prefix reaches it; what is left at the end (after a failure) is
+        hashed from the file by the commit."""
+        while self._next_hash is not None:
+            start = self._next_hash
+            batch = self._unhashed.pop(start, None)
+            spilled_end = self._spilled.pop(start, None) if batch is None else None
+            if batch is not None:
+                reached = await trio.to_thread.run_sync(self._writer.hash_next, batch.pos, batch.data)
+                batch.done_one()
+            elif spilled_end is not None:
+                reached = await trio.to_thread.run_sync(self._writer.hash_from_file, start, spilled_end)
+            elif self._closed:
                 return
-            try:
-                self._token.run_sync_soon(batch.pool.give_back, batch.buf)
-            except trio.RunFinishedError:
-                pass  # the pull is over; nothing will take a buffer again
+            else:
+                self._arrived = trio.Event()
+                await self._arrived.wait()
+                continue
+            if reached <= start:  # the writer gave its running hash up: no batch is waited for
+                self._next_hash = None
+                for waiting in self._unhashed.values():
+                    waiting.done_one()
+                self._unhashed.clear()
+                self._spilled.clear()
+            else:
+                self._next_hash = reached
 
-        return done
+    def spill(self, pool: _Buffers) -> bool:
+        """Free the buffer of the written batch of ``pool`` that the hash will reach last; False when
+        none is written yet (the caller waits for a write or a hash)."""
+        candidates = [b for b in self._unhashed.values() if b.pool is pool and b.written]
+        if not candidates:
+            return False
+        batch = max(candidates, key=lambda b: b.pos)
+        del self._unhashed[batch.pos]
+        self._spilled[batch.pos] = batch.pos + len(batch.data)
+        batch.done_one()
+        return True
+
+    async def restart_hash(self) -> None:
+        """The whole body comes again from offset 0 (a plain 200): hash it all from there."""
+        await trio.to_thread.run_sync(self._writer.restart_hash)
+        self._next_hash = 0
 
     async def _sync(self) -> None:
         try:
@@ -217,18 +265,6 @@ class _Sink:
             self._syncing = False
 
 
-class _Batch:
-    """Bytes for offset ``pos`` (``data``, a view of ``buf``) on their way to the writer."""
-
-    __slots__ = ("buf", "data", "pool", "pos")
-
-    def __init__(self, pos: int, data: memoryview, buf: mmap.mmap, pool: _Buffers) -> None:
-        self.pos = pos
-        self.data = data
-        self.buf = buf
-        self.pool = pool
-
-
 class _Cursor:
     """How far one response has been handed to the sink; a retry continues from ``pos``."""
 
@@ -236,18 +272,17 @@ class _Cursor:
         self.pos = pos
 
 
-async def _receive_into(sink: _Sink, resp: Response, cursor: _Cursor, end: int, label: str, batch: int) -> None:
-    """Receive ``resp``'s body straight into batch buffers of ``batch`` bytes and hand each to
-    ``sink`` when full, for offsets [cursor.pos, end). Bytes not yet handed over when the body
-    fails are dropped (a retry continues from ``cursor.pos``)."""
-    pool = sink.buffers(batch)
+async def _receive_into(sink: _Sink, resp: Response, cursor: _Cursor, end: int, label: str, pool: _Buffers) -> None:
+    """Receive ``resp``'s body straight into buffers of ``pool`` and hand each to ``sink`` when
+    full, for offsets [cursor.pos, end). Bytes not yet handed over when the body fails are dropped
+    (a retry continues from ``cursor.pos``)."""
     while True:
         if cursor.pos >= end:  # all asked for is in: the body must end here
             if await resp.readinto(bytearray(1)):
                 await resp.aclose()
                 raise IntegrityError(f"{label}: registry sent more bytes than expected")
             return
-        buf = await pool.take()
+        buf = await pool.take(sink.spill)
         view = memoryview(buf)
         filled = 0
         try:
@@ -260,14 +295,13 @@ async def _receive_into(sink: _Sink, resp: Response, cursor: _Cursor, end: int, 
                 if cursor.pos + filled > end:
                     await resp.aclose()
                     raise IntegrityError(f"{label}: registry sent more bytes than expected")
-            if filled:
-                await sink.put(cursor.pos, view[:filled], buf, pool)
+            if not filled:
+                pool.give_back(buf)
+                return
+            await sink.put(cursor.pos, view[:filled], buf, pool)
         except BaseException:
-            pool.give_back(buf)
+            pool.give_back(buf)  # not handed over (put hands over only when it returns)
             raise
-        if not filled:
-            pool.give_back(buf)
-            return
         cursor.pos += filled
         if filled < len(buf):
             return  # the body ended
@@ -338,7 +372,8 @@ class BlobFetcher:
             if partial is not None:
                 chunks = await trio.to_thread.run_sync(resume.adopt, partial, writer, chunks)
                 self.resumed_bytes += partial.bytes
-            sink = _Sink(writer, lock_fd, max(1, self.options.chunk_parallelism))
+            hashed = await trio.to_thread.run_sync(lambda: writer.hashed)  # what adoption hashed already
+            sink = _Sink(writer, lock_fd, hashed)
             received = await self._download(repo, desc, sink, chunks) if chunks else 0
             await trio.to_thread.run_sync(writer.commit)
             return received
@@ -364,7 +399,7 @@ class BlobFetcher:
         os.close(lock_fd)
 
     async def _download(self, repo: str, desc: Descriptor, sink: _Sink, chunks: list[tuple[int, int]]) -> int:
-        """Fetch ``chunks`` into ``sink``; returns the bytes received once all are written."""
+        """Fetch ``chunks`` into ``sink``; returns the bytes received once all are written and hashed."""
         async with task_group() as nursery:
             nursery.start_soon(sink.run, nursery)
             try:
@@ -374,53 +409,39 @@ class BlobFetcher:
         return sink.written
 
     async def _feed(self, repo: str, desc: Descriptor, sink: _Sink, chunks: list[tuple[int, int]]) -> None:
-        """The first request decides: a plain 200 is taken whole. On a big blob the first
-        ``chunk_size`` bytes are a probe: if they arrived at ``STREAM_RATE`` or more, one stream is
-        not the limit and the rest comes as one request per run of missing bytes (parallel streams
-        would only add requests and CPU); else the remaining chunks go in parallel."""
-        start = chunks[0][0]
-        probe_end = min(coalesce(chunks)[0][1], start + max(1, self.options.chunk_size))
-        probe = (desc.size >= PROBE_MIN_SIZE and probe_end - start >= PROBE_MIN_CHUNK
-                 and probe_end < chunks[-1][1])
-        end = probe_end if probe else chunks[0][1]
-        began = trio.current_time()
-        first = await _blob_request(self.client, repo, desc, start, end - 1)
-        async with first:
-            if first.status == 200:  # Range ignored: take the whole body as it comes
-                await _receive_into(sink, first, _Cursor(0), desc.size, f"blob {desc.digest}", STREAM_BATCH)
-                return
-            if not probe:
+        """The first chunk's answer decides: a plain 200 (Range ignored) is taken whole, as one
+        stream; a 206 is read by the first worker while the others take the next chunks."""
+        first = await _blob_request(self.client, repo, desc, chunks[0][0], chunks[0][1] - 1)
+        async with first:  # closed here if no worker got to read it
+            if first.status != 200:
                 await self._parallel(repo, desc, sink, chunks, first)
                 return
-            await self._fetch_range(repo, desc, sink, start, end, first, STREAM_BATCH)
-        rest = clip(chunks, end)
-        if (end - start) / max(trio.current_time() - began, 1e-9) >= STREAM_RATE:
-            for run_start, run_end in coalesce(rest):
-                await self._fetch_range(repo, desc, sink, run_start, run_end, None, STREAM_BATCH)
-        else:
-            await self._parallel(repo, desc, sink, rest, None)
+            await sink.restart_hash()  # the body starts at 0, whatever a resumed partial held
+            pool = _Buffers(STREAM_BATCH, STREAM_BUFFERS)
+            await _receive_into(sink, first, _Cursor(0), desc.size, f"blob {desc.digest}", pool)
 
-    async def _parallel(self, repo: str, desc: Descriptor, sink: _Sink, ranges: list[tuple[int, int]],
-                        first: Response | None) -> None:
-        """Fetch ``ranges`` with at most ``chunk_parallelism`` requests at once; ``first``, when
-        given, already answers ``ranges[0]``."""
-        limiter = trio.Semaphore(max(1, self.options.chunk_parallelism))
+    async def _parallel(self, repo: str, desc: Descriptor, sink: _Sink, chunks: list[tuple[int, int]],
+                        first: Response) -> None:
+        """``chunk_parallelism`` workers, each taking the next chunk in order with buffers of its
+        own; ``first`` already answers ``chunks[0]`` (read at once, outside any wait)."""
+        batch = max(1, min(CHUNK_BATCH, self.options.chunk_size))
+        per_worker = -(-max(1, self.options.chunk_size) // batch) + 1
+        todo = iter(chunks[1:])
 
-        async def limited(start: int, end: int) -> None:
-            async with limiter:
-                await self._fetch_range(repo, desc, sink, start, end, None, CHUNK_BATCH)
+        async def worker(resp: Response | None) -> None:
+            pool = _Buffers(batch, per_worker)
+            if resp is not None:
+                await self._fetch_range(repo, desc, sink, *chunks[0], resp, pool)
+            for start, end in todo:  # shared: chunks are taken in order, whichever worker is free
+                await self._fetch_range(repo, desc, sink, start, end, None, pool)
 
         async with task_group() as nursery:
-            if first is not None:
-                # The first answer already holds a connection: it is read at once, outside the limit,
-                # so it can never wait for a slot that its own blob's other chunks are waiting on.
-                nursery.start_soon(self._fetch_range, repo, desc, sink, *ranges[0], first, CHUNK_BATCH)
-                ranges = ranges[1:]
-            for start, end in ranges:
-                nursery.start_soon(limited, start, end)
+            nursery.start_soon(worker, first)
+            for _ in range(min(max(1, self.options.chunk_parallelism), len(chunks)) - 1):
+                nursery.start_soon(worker, None)
 
     async def _fetch_range(self, repo: str, desc: Descriptor, sink: _Sink, start: int, end: int,
-                           resp: Response | None, batch: int) -> None:
+                           resp: Response | None, pool: _Buffers) -> None:
         """Bytes [start, end) into ``sink``; a transient failure continues from what was handed over."""
         label = f"blob {desc.digest}"
         cursor = _Cursor(start)
@@ -431,7 +452,7 @@ class BlobFetcher:
                     resp = await _blob_request(self.client, repo, desc, cursor.pos, end - 1)
                 async with resp:
                     self._check_range(resp, cursor.pos, end, desc.size)
-                    await _receive_into(sink, resp, cursor, end, label, batch)
+                    await _receive_into(sink, resp, cursor, end, label, pool)
                 resp = None
                 if cursor.pos < end:
                     raise TransportError(f"{label}: chunk ended early at byte {cursor.pos}")

@@ -1,16 +1,19 @@
-"""Ranged blob fetches: the probe's choice (one stream or parallel chunks), the running prefix hash
-behind both, and resumed partial files — every path ends verified, damage is never published."""
+"""Ranged blob fetches: even Range chunks in parallel (or a whole body when Range is ignored), the
+running hash over them in order, and resumed partial files — every path ends verified, damage is
+never published."""
 
 from __future__ import annotations
 
 import fcntl
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 
 from gadgetstore.engine import blobstore
 from gadgetstore.engine.blobstore import IngestWriter
@@ -41,11 +44,19 @@ def proxy(anon_registry: RegistryServer) -> Iterator[FaultProxy]:
 
 
 @pytest.fixture
-def stream_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Probe even small blobs and always find one stream fast enough."""
-    monkeypatch.setattr(blobfetch, "PROBE_MIN_SIZE", 0)
-    monkeypatch.setattr(blobfetch, "PROBE_MIN_CHUNK", 1)
-    monkeypatch.setattr(blobfetch, "STREAM_RATE", 0)
+def read_back(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The byte ranges of the layer's ingest file read back for its hash (nothing, when every
+    batch was hashed from the buffer it arrived in)."""
+    seen: list[tuple[int, int]] = []
+    real = IngestWriter._hash_file
+
+    def hash_file(self: IngestWriter, start: int, end: int) -> None:
+        if self.expected_size == SIZE and end > start:
+            seen.append((start, end))
+        real(self, start, end)
+
+    monkeypatch.setattr(IngestWriter, "_hash_file", hash_file)
+    return seen
 
 
 @pytest.fixture
@@ -87,25 +98,51 @@ def _range_bytes(ranges: list[str]) -> int:
     return total
 
 
-async def test_fast_probe_streams_the_rest_in_one_request(anon_registry: RegistryServer, proxy: FaultProxy,
-                                                          tmp_path: Path, stream_mode: None,
-                                                          hashed_at_seal: list[int]) -> None:
+def _even_chunks() -> list[str]:
+    return [f"bytes={off}-{min(SIZE, off + CHUNK) - 1}" for off in range(0, SIZE, CHUNK)]
+
+
+async def test_even_chunks_are_fetched_once_and_hashed_from_memory(
+        anon_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path, hashed_at_seal: list[int],
+        read_back: list[tuple[int, int]]) -> None:
     repo, _, layer = await _pushed(anon_registry, tmp_path)
     await pull_image(Store.open(tmp_path / "dst"), f"{proxy.host}/{repo}:v1", _opts(proxy.host))
-    assert _layer_gets(proxy, layer) == [f"bytes=0-{CHUNK - 1}", f"bytes={CHUNK}-{SIZE - 1}"]
-    assert hashed_at_seal[1:] == [SIZE]  # hashed while written: nothing read back at commit
+    assert Counter(_layer_gets(proxy, layer)) == Counter(_even_chunks())  # every chunk once, no probe
+    assert hashed_at_seal[1:] == [SIZE]  # hashed as the chunks came in: nothing left for the commit
+    assert read_back == []  # each batch hashed from the buffer it was received into
     verify_store(tmp_path / "dst")
 
 
-async def test_slow_probe_goes_parallel(anon_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(blobfetch, "PROBE_MIN_SIZE", 0)
-    monkeypatch.setattr(blobfetch, "PROBE_MIN_CHUNK", 1)
-    monkeypatch.setattr(blobfetch, "STREAM_RATE", float("inf"))
+async def test_a_stalled_first_chunk_does_not_hold_the_others(
+        anon_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path, hashed_at_seal: list[int],
+        read_back: list[tuple[int, int]]) -> None:
+    """Chunk 0 stalls after its head: the other workers fetch every other chunk meanwhile (their
+    buffers spill to the file once the hash cannot use them), then chunk 0 is retried and the hash
+    reads the spilled batches back."""
     repo, _, layer = await _pushed(anon_registry, tmp_path)
-    await pull_image(Store.open(tmp_path / "dst"), f"{proxy.host}/{repo}:v1", _opts(proxy.host))
+    stalled = proxy.add(r"GET /v2/.*/blobs/", "stall", at=1000, range_start=0)
+    others = [proxy.add(r"GET /v2/.*/blobs/", "delay", seconds=0.0, range_start=off)  # marks their arrival
+              for off in range(CHUNK, SIZE, CHUNK)]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(pull_image, Store.open(tmp_path / "dst"), f"{proxy.host}/{repo}:v1", _opts(proxy.host))
+        for fault in others:
+            assert await trio.to_thread.run_sync(fault.arrived.wait, 20)
+        assert stalled.hits == 1 and not proxy.released.is_set()  # all of them while chunk 0 is held
+        proxy.release()
     gets = _layer_gets(proxy, layer)
-    assert len(gets) == -(-SIZE // CHUNK) and _range_bytes(gets) == SIZE
+    assert Counter(gets) == Counter(_even_chunks()) + Counter([_even_chunks()[0]])  # chunk 0 twice, the rest once
+    assert hashed_at_seal[1:] == [SIZE]
+    assert read_back and all(start % CHUNK == 0 for start, _ in read_back)  # whole spilled batches only
+    verify_store(tmp_path / "dst")
+
+
+async def test_a_plain_200_is_taken_whole(anon_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path,
+                                          hashed_at_seal: list[int], read_back: list[tuple[int, int]]) -> None:
+    repo, _, layer = await _pushed(anon_registry, tmp_path)
+    proxy.add(r"GET /v2/.*/blobs/", "ignore-range", range_start=0)
+    await pull_image(Store.open(tmp_path / "dst"), f"{proxy.host}/{repo}:v1", _opts(proxy.host))
+    assert _layer_gets(proxy, layer) == [_even_chunks()[0]]  # the answer was the whole blob: nothing more asked
+    assert hashed_at_seal[1:] == [SIZE] and read_back == []
     verify_store(tmp_path / "dst")
 
 
@@ -132,15 +169,6 @@ async def test_a_corrupt_chunk_is_rejected_then_healed(anon_registry: RegistrySe
     verify_store(tmp_path / "dst")
 
 
-async def test_a_corrupt_stream_is_rejected_then_healed(anon_registry: RegistryServer, proxy: FaultProxy,
-                                                        tmp_path: Path, stream_mode: None) -> None:
-    repo, _, _ = await _pushed(anon_registry, tmp_path)
-    proxy.add(r"GET /v2/.*/blobs/", "corrupt", at=SIZE // 2, range_start=CHUNK)
-    await pull_image(Store.open(tmp_path / "dst"), f"{proxy.host}/{repo}:v1", _opts(proxy.host))
-    assert proxy.faults[0].hits == 1
-    verify_store(tmp_path / "dst")
-
-
 def _partial(dst: Store, layer: Digest, data: bytes, upto: int) -> IngestWriter:
     """What a killed streamed pull leaves: the first ``upto`` bytes, marked as a ranged download."""
     writer = dst.blobs.writer(layer, SIZE)
@@ -149,15 +177,14 @@ def _partial(dst: Store, layer: Digest, data: bytes, upto: int) -> IngestWriter:
     return writer
 
 
-async def test_resumed_stream_fetches_only_the_rest(anon_registry: RegistryServer, proxy: FaultProxy,
-                                                    tmp_path: Path, stream_mode: None,
-                                                    hashed_at_seal: list[int]) -> None:
+async def test_a_resumed_pull_fetches_only_the_rest(anon_registry: RegistryServer, proxy: FaultProxy,
+                                                     tmp_path: Path, hashed_at_seal: list[int]) -> None:
     repo, data, layer = await _pushed(anon_registry, tmp_path)
     dst = Store.open(tmp_path / "dst")
     writer = _partial(dst, layer, data, 5 * CHUNK + 10_000)
     await pull_image(dst, f"{proxy.host}/{repo}:v1", _opts(proxy.host))
     gets = _layer_gets(proxy, layer)
-    assert len(gets) == 2  # a probe, then the rest as one stream
+    assert len(gets) == len(_even_chunks()) - 5  # the rest of chunk 5, then chunks 6.. once each
     assert SIZE - 5 * CHUNK - 10_000 <= _range_bytes(gets) <= SIZE - 5 * CHUNK - 10_000 + resume.BLOCK
     assert hashed_at_seal[1:] == [SIZE]  # adopted bytes were hashed as they were copied over
     assert not writer.temp_path.exists()
@@ -182,44 +209,32 @@ async def test_a_damaged_partial_is_never_published(anon_registry: RegistryServe
     verify_store(tmp_path / "dst")
 
 
-@pytest.mark.parametrize("streamed", [True, False])
 async def test_batch_buffers_are_reused_only_after_their_hash(
-        anon_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        streamed: bool) -> None:
-    """Bodies are received into a few reused buffers; a slow hash must still see each buffer's
-    bytes unchanged (reusing one before its hash ended would fail the digest on every try)."""
-    monkeypatch.setattr(blobfetch, "PROBE_MIN_SIZE", 0)
-    monkeypatch.setattr(blobfetch, "PROBE_MIN_CHUNK", 1)
-    monkeypatch.setattr(blobfetch, "STREAM_RATE", 0 if streamed else float("inf"))
-    monkeypatch.setattr(blobfetch, "STREAM_BATCH", 64 * 1024)
+        anon_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bodies are received into a few reused buffers per worker; a slow hash must still see each
+    buffer's bytes unchanged (reusing one before its hash ended would fail the digest on every try)."""
     monkeypatch.setattr(blobfetch, "CHUNK_BATCH", 32 * 1024)
-    monkeypatch.setattr(blobstore, "PARALLEL_HASH_MIN", 1024)
-    real_update = blobstore._update_all
+    real_hash = IngestWriter.hash_next
 
-    def slow_update(hasher: Any, pieces: Any) -> None:
-        time.sleep(0.005)  # the hash thread lags behind the receiver and the writer
-        real_update(hasher, pieces)
+    def slow_hash(self: IngestWriter, offset: int, data: memoryview) -> int:
+        time.sleep(0.002)  # the hash thread lags behind the receivers and the writer
+        return real_hash(self, offset, data)
 
-    monkeypatch.setattr(blobstore, "_update_all", slow_update)
+    monkeypatch.setattr(IngestWriter, "hash_next", slow_hash)
     taken: set[int] = set()
     real_take = blobfetch._Buffers.take
 
-    async def take(self: blobfetch._Buffers) -> bytearray:
-        buf = await real_take(self)
+    async def take(self: blobfetch._Buffers, spill: Any) -> Any:
+        buf = await real_take(self, spill)
         taken.add(id(buf))
         return buf
 
     monkeypatch.setattr(blobfetch._Buffers, "take", take)
     repo, _, layer = await _pushed(anon_registry, tmp_path)
     await pull_image(Store.open(tmp_path / "dst"), f"{proxy.host}/{repo}:v1", _opts(proxy.host))
-    gets = _layer_gets(proxy, layer)
-    if streamed:
-        assert len(gets) == 2  # no retry: every batch hashed what was received
-    else:
-        assert len(gets) == -(-SIZE // CHUNK) and _range_bytes(gets) == SIZE
-    # a handful of buffers carried every batch: 4 of STREAM_BATCH (the probe's and the stream's),
-    # 3 + 1 + 1 + 2 of CHUNK_BATCH (receivers, the first answer, queued, written, hashed)
-    assert len(taken) <= (4 if streamed else 4 + 7) < SIZE // (64 * 1024)
+    assert Counter(_layer_gets(proxy, layer)) == Counter(_even_chunks())  # no retry: every hash saw what arrived
+    # 3 workers, each with a chunk's worth of batches plus one: 3 × (256 KiB / 32 KiB + 1)
+    assert len(taken) <= 3 * (CHUNK // (32 * 1024) + 1) < SIZE // (32 * 1024)
     verify_store(tmp_path / "dst")
 
 
@@ -245,26 +260,13 @@ def disk_writes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return seen
 
 
-async def test_a_streamed_blob_bypasses_the_page_cache(anon_registry: RegistryServer, proxy: FaultProxy,
-                                                       tmp_path: Path, stream_mode: None,
-                                                       disk_writes: dict[str, int]) -> None:
-    """Receive buffers are page-aligned, so every whole block of an in-order stream goes to disk
-    with O_DIRECT; only the unaligned tail is written buffered, too little for a background sync."""
+async def test_every_chunk_bypasses_the_page_cache(anon_registry: RegistryServer, proxy: FaultProxy,
+                                                   tmp_path: Path, disk_writes: dict[str, int]) -> None:
+    """Receive buffers are page-aligned and chunks start on a block, so every whole block goes to
+    disk with O_DIRECT wherever it lands; only the unaligned tail is written buffered, too little
+    for a background sync."""
     repo, _, _ = await _pushed(anon_registry, tmp_path)
     await pull_image(Store.open(tmp_path / "dst"), f"{proxy.host}/{repo}:v1", _opts(proxy.host))
     assert disk_writes["direct"] == SIZE - SIZE % blobstore.DIRECT_ALIGN
     assert disk_writes["fdatasync"] == 0
-    verify_store(tmp_path / "dst")
-
-
-async def test_chunks_landing_ahead_are_buffered_and_synced_early(
-        anon_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path, disk_writes: dict[str, int]) -> None:
-    """Parallel chunks that land ahead of the hashed prefix stay in the page cache (they are read
-    back for the hash); their writeback starts before the commit."""
-    repo, _, _ = await _pushed(anon_registry, tmp_path)
-    proxy.add(r"GET /v2/.*/blobs/", "delay", seconds=2.0, range_start=CHUNK)  # chunks 2.. land ahead of 1
-    await pull_image(Store.open(tmp_path / "dst"), f"{proxy.host}/{repo}:v1", _opts(proxy.host))
-    assert proxy.faults[0].hits == 1
-    assert disk_writes["direct"] <= 2 * CHUNK  # at most chunks 0 and 1, written at the prefix
-    assert disk_writes["fdatasync"] >= 1
     verify_store(tmp_path / "dst")
