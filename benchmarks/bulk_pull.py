@@ -2,8 +2,11 @@
 
     .venv/bin/python benchmarks/bulk_pull.py            # N=20, 3 runs each, a few minutes at most
     .venv/bin/python benchmarks/bulk_pull.py -n 200     # the G200 corpus of performance-anchors.md §8
+    .venv/bin/python benchmarks/bulk_pull.py -n 200 --repos 0   # every image in a repository of its own
 
 Peers (same registry, same images, empty destination each run, median of the runs):
+  gadgetstore  ``gadgetstore image pull --from-file LIST`` in a child process, as a user runs it
+               (interpreter start and imports included in its time and CPU)
   curl         ``curl --parallel --parallel-max 8`` over every manifest and blob URL: the wire+disk
                floor (no verification, no fsync, no store)
   skopeo-seq   ``skopeo copy --all --preserve-digests`` per image, sequentially, into one OCI layout
@@ -11,9 +14,12 @@ Peers (same registry, same images, empty destination each run, median of the run
                processes sharing one layout lose tags: its index.json is written unlocked)
   oras-py      the oras-py client, image after image (index, then each per-arch manifest's layers)
 Every tool runs once per round and the rounds are interleaved, so load from other work on the
-machine falls on all of them alike. The registry's access log is on: each run's requests and
+machine falls on all of them alike. Each tool's CPU is user + system time of its processes (from
+their rusage), the registry's is read from /proc around the run; on two cores the two compete, so
+both are printed beside the times. The registry's access log is on: each run's requests and
 bytes served are counted from it, and the warm re-pull (same images into the filled store) must
-make no blob request at all.
+make no blob request at all. The load average at the start and the end is printed: a run on a
+busy machine says little about ratios to the curl floor.
 
 Ratios (issue 3): gadgetstore / curl floor (target <= 1.5), each peer / gadgetstore (targets:
 oras-py >= 2.2, skopeo-4par >= 2.7), and each tool / curl floor (the issue's peer figures are
@@ -27,6 +33,7 @@ import concurrent.futures
 import functools
 import hashlib
 import json
+import os
 import random
 import re
 import resource
@@ -49,7 +56,6 @@ from gadgetstore.engine import mediatypes as mt  # noqa: E402
 from gadgetstore.engine.descriptor import Descriptor  # noqa: E402
 from gadgetstore.engine.reference import normalize  # noqa: E402
 from gadgetstore.engine.registry.client import TransferOptions  # noqa: E402
-from gadgetstore.engine.registry.pull import pull_images  # noqa: E402
 from gadgetstore.engine.registry.push import push_image  # noqa: E402
 from gadgetstore.engine.store import Store  # noqa: E402
 from tests.support.images import pseudo_random  # noqa: E402
@@ -61,14 +67,15 @@ def layer_size(rng: random.Random) -> int:
     return int(min(2_000_000, max(100_000, rng.lognormvariate(12.9, 0.7))))
 
 
-def build_corpus(store: Store, host: str, n: int, seed: int) -> tuple[list[str], int]:
-    """N images (index → amd64/arm64 manifests → config + ELF layer); 20% reuse the previous image's layers."""
+def build_corpus(store: Store, host: str, n: int, seed: int, repos: int = 40) -> tuple[list[str], int]:
+    """N images (index → amd64/arm64 manifests → config + ELF layer) in ``repos`` repositories (0: one
+    each, as ig's gadgets are published); 20% reuse the previous image's layers."""
     rng = random.Random(seed)
     images: list[str] = []
     total = 0
     previous: dict[str, bytes] = {}
     for i in range(n):
-        image = f"{host}/bench/gadget{i % 40}:v{i}"
+        image = f"{host}/bench/gadget{i % repos if repos else i}:v{i}"
         config = (f"name: gadget{i}\ndescription: benchmark gadget {i}\n" + "x" * 1900).encode()
         cdesc = {"mediaType": mt.GADGET_CONFIG, "digest": str(store.blobs.put(config)), "size": len(config)}
         entries = []
@@ -184,13 +191,13 @@ def curl_config(store: Store, images: list[str], host: str, outdir: Path) -> Pat
     return path
 
 
-def run_gadgetstore(images: list[str], host: str, dest: Path) -> None:
-    store = Store.open(dest)
-    options = TransferOptions(insecure_registries=frozenset({host}))
-    results = trio.run(pull_images, store, images, options)
-    failed = [r for r in results if r.error is not None]
-    if failed:
-        raise SystemExit(f"gadgetstore pull failed: {failed[0].error}")
+def run_gadgetstore(image_list: Path, host: str, dest: Path) -> None:
+    """The CLI, as a user runs it (its own process: start-up included)."""
+    cli = Path(sys.executable).parent / "gadgetstore"
+    out = subprocess.run([str(cli), "--store", str(dest), "image", "pull", "--from-file", str(image_list),
+                          "--insecure-registries", host], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"gadgetstore pull failed: {out.stderr.strip().splitlines()[-1:]}")
 
 
 def _skopeo(image: str, layout: Path, tag: str) -> None:
@@ -233,6 +240,14 @@ class Sample:
     wall: float
     cpu: float
     requests: Requests
+    registry_cpu: float = 0.0
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process (``/proc/PID/stat``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def ratio_table(timings: dict[str, list[Sample]], floor: str = "curl", ours: str = "gadgetstore") -> list[str]:
@@ -260,6 +275,7 @@ def main() -> None:
     parser.add_argument("-n", "--images", type=int, default=20)
     parser.add_argument("-r", "--runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repos", type=int, default=40, help="repositories the images are spread over (0: one each)")
     parser.add_argument("--skip", nargs="*", default=[],
                         choices=["curl", "skopeo", "skopeo-seq", "skopeo-4par", "oras", "warm"])
     args = parser.parse_args()
@@ -267,13 +283,16 @@ def main() -> None:
     if "skopeo" in skip:
         skip |= {"skopeo-seq", "skopeo-4par"}
 
+    load_start = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="bulk-pull-"))
     try:
         with start_registry(work / "registry", extra_config=ACCESS_LOG_CONFIG) as registry:
             host = registry.host
             log = AccessLog(work / "registry" / "registry.log")
             src = Store.open(work / "src")
-            images, unique_layer_bytes = build_corpus(src, host, args.images, args.seed)
+            images, unique_layer_bytes = build_corpus(src, host, args.images, args.seed, args.repos)
+            image_list = work / "images.txt"
+            image_list.write_text("".join(f"{image}\n" for image in images))
             options = TransferOptions(insecure_registries=frozenset({host}))
 
             async def push_all() -> None:
@@ -286,11 +305,11 @@ def main() -> None:
             print(f"corpus: {len(images)} images, {total_bytes / 1e6:.1f} MB of unique blobs "
                   f"({unique_layer_bytes / 1e6:.1f} MB of layers)", flush=True)
 
-            run_gadgetstore(images, host, work / "warm-up")  # untimed: lets the registry settle after the push
+            run_gadgetstore(image_list, host, work / "warm-up")  # untimed: lets the registry settle after the push
             shutil.rmtree(work / "warm-up")
 
             tools: dict[str, Callable[[Path], None]] = {
-                "gadgetstore": lambda d: run_gadgetstore(images, host, d / "store")}
+                "gadgetstore": lambda d: run_gadgetstore(image_list, host, d / "store")}
             if "curl" not in skip:
                 config = curl_config(src, images, host, work / "curl-out")
                 tools["curl"] = lambda d: run_curl(config, d)
@@ -309,30 +328,42 @@ def main() -> None:
                         dest = work / "curl-out"
                     dest.mkdir()
                     log.mark()
+                    registry_before = process_cpu(registry.process.pid)
                     wall, cpu = measure(functools.partial(fn, dest))
-                    timings.setdefault(name, []).append(Sample(wall, cpu, log.since_mark()))
-                    print(f"  round {run + 1}: {name:<12} {wall:7.3f} s", flush=True)
+                    served = log.since_mark()
+                    timings.setdefault(name, []).append(
+                        Sample(wall, cpu, served, process_cpu(registry.process.pid) - registry_before))
+                    print(f"  round {run + 1}: {name:<12} {wall:7.3f} s {cpu:6.2f} CPU-s {served.total:6} requests",
+                          flush=True)
                     shutil.rmtree(dest, ignore_errors=True)
 
             warm_rows: list[Sample] = []
             if "warm" not in skip:
                 warm = work / "warm-store"
-                run_gadgetstore(images, host, warm)
+                run_gadgetstore(image_list, host, warm)
                 for _ in range(args.runs):
                     log.mark()
-                    wall, cpu = measure(functools.partial(run_gadgetstore, images, host, warm))
+                    wall, cpu = measure(functools.partial(run_gadgetstore, image_list, host, warm))
                     warm_rows.append(Sample(wall, cpu, log.since_mark()))
                 timings["gadgetstore-warm"] = warm_rows
 
         ours = statistics.median(s.wall for s in timings["gadgetstore"])
-        print(f"\n{'tool':<18}{'median s':>10}{'cpu s':>8}{'MB/s':>8}{'requests':>10}{'blob GET':>10}"
+        print(f"\n{'tool':<18}{'median s':>10}{'cpu s':>8}{'reg cpu':>8}{'MB/s':>8}{'requests':>10}{'blob GET':>10}"
               f"{'blob HEAD':>10}{'MB served':>10}")
         for name, samples in timings.items():
             wall = statistics.median(s.wall for s in samples)
             cpu = statistics.median(s.cpu for s in samples)
+            reg = statistics.median(s.registry_cpu for s in samples)
             req = samples[len(samples) // 2].requests
-            print(f"{name:<18}{wall:>10.3f}{cpu:>8.2f}{total_bytes / 1e6 / wall:>8.1f}{req.total:>10}"
+            print(f"{name:<18}{wall:>10.3f}{cpu:>8.2f}{reg:>8.2f}{total_bytes / 1e6 / wall:>8.1f}{req.total:>10}"
                   f"{req.blob_gets:>10}{req.blob_heads:>10}{req.bytes / 1e6:>10.1f}")
+        if "curl" in timings:
+            curl_cpu = statistics.median(s.cpu for s in timings["curl"])
+            ours_cpu = statistics.median(s.cpu for s in timings["gadgetstore"])
+            curl_req = timings["curl"][0].requests.total
+            ours_req = max(s.requests.total for s in timings["gadgetstore"])
+            print(f"\ngadgetstore / curl: client CPU {ours_cpu / curl_cpu:.2f} (target <= 2), requests "
+                  f"{ours_req / curl_req:.3f} ({ours_req} / {curl_req}; target <= 1.05)")
         print()
         for line in ratio_table({k: v for k, v in timings.items() if k != "gadgetstore-warm"}):
             print(line)
@@ -345,7 +376,10 @@ def main() -> None:
                   f"{max(s.requests.manifests for s in warm_rows)}, all requests "
                   f"{max(s.requests.total for s in warm_rows)} for {len(images)} tags")
         digest = hashlib.sha256(json.dumps(images).encode()).hexdigest()[:8]
-        print(f"\n(corpus seed {args.seed}, id {digest}, {args.runs} interleaved rounds, median)")
+        load_end = os.getloadavg()
+        print(f"\n(corpus seed {args.seed}, id {digest}, {args.images} images in "
+              f"{min(args.repos, args.images) or args.images} repositories, {args.runs} interleaved rounds, median; load average "
+              f"{load_start[0]:.2f} at the start, {load_end[0]:.2f} at the end)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -166,6 +166,7 @@ class _Sink:
         self._send, self._receive = trio.open_memory_channel[_Batch](1)
         self._unhashed: dict[int, _Batch] = {}  # received, waiting for the hash to reach them
         self._spilled: dict[int, int] = {}  # start -> end of batches to hash from the file
+        self._hashing_to: int | None = None  # the end of the batch being hashed now
         self._next_hash: int | None = hashed  # where the hashed prefix ends (after a resume's adoption); None: given up
         self._arrived = trio.Event()  # set when a batch may have become hashable, or at close
         self._closed = False
@@ -220,9 +221,11 @@ class _Sink:
             batch = self._unhashed.pop(start, None)
             spilled_end = self._spilled.pop(start, None) if batch is None else None
             if batch is not None:
+                self._hashing_to = batch.pos + len(batch.data)
                 reached = await trio.to_thread.run_sync(self._writer.hash_next, batch.pos, batch.data)
                 batch.done_one()
             elif spilled_end is not None:
+                self._hashing_to = spilled_end
                 reached = await trio.to_thread.run_sync(self._writer.hash_from_file, start, spilled_end)
             elif self._closed:
                 return
@@ -230,6 +233,7 @@ class _Sink:
                 self._arrived = trio.Event()
                 await self._arrived.wait()
                 continue
+            self._hashing_to = None
             if reached <= start:  # the writer gave its running hash up: no batch is waited for
                 self._next_hash = None
                 for waiting in self._unhashed.values():
@@ -240,9 +244,19 @@ class _Sink:
                 self._next_hash = reached
 
     def spill(self, pool: _Buffers) -> bool:
-        """Free the buffer of the written batch of ``pool`` that the hash will reach last; False when
-        none is written yet (the caller waits for a write or a hash)."""
-        candidates = [b for b in self._unhashed.values() if b.pool is pool and b.written]
+        """Free the buffer of the written batch of ``pool`` that the hash will reach last, of those
+        behind a gap (bytes not received yet); False when there is none (the caller waits for a
+        write or a hash: batches without a gap before them are hashed without waiting for the network)."""
+        if self._next_hash is None:
+            return False
+        gap = self._hashing_to or self._next_hash  # where the first bytes not received yet start
+        while True:
+            batch = self._unhashed.get(gap)
+            end = batch.pos + len(batch.data) if batch is not None else self._spilled.get(gap)
+            if end is None:
+                break
+            gap = end
+        candidates = [b for b in self._unhashed.values() if b.pool is pool and b.written and b.pos >= gap]
         if not candidates:
             return False
         batch = max(candidates, key=lambda b: b.pos)

@@ -7,7 +7,9 @@ any request; a manifest or blob two images share is downloaded once (the second 
 first). The shared lease is held from before the first commit until the tag is written, so ``gc``
 never removes a committed but untagged blob.
 The image's signatures are fetched alongside its graph and recorded (and, when asked, verified)
-just before the tag: see :mod:`.signatures`.
+just before the tag: see :mod:`.signatures`. A re-pull whose tag still names the digest the store
+has for it costs that one request: its signatures were settled when the digest was pulled (with a
+verify policy, the stored ones are checked first, and looked up again only when they do not verify).
 
 Into a layout shared with ig, the batch's tags are written to index.json once, at the end, under
 ig's lock, and only after checking under that lock that every blob they reach is still there:
@@ -34,7 +36,14 @@ from .client import RegistryClient, Session, TransferOptions
 from .groupcommit import GroupCommit
 from .manifests import Document
 from .mirrors import Sources, Tallies
-from .signatures import SignatureFetch, VerifyPolicy, discard_refused, settle_signatures
+from .signatures import (
+    ReferrersApi,
+    SignatureFetch,
+    VerifyPolicy,
+    discard_refused,
+    settle_signatures,
+    stored_signatures,
+)
 from .tagsnapshot import TagSnapshots
 from .tasks import task_group
 
@@ -81,7 +90,8 @@ class Puller:
     """Pull images through one :class:`Session` into one store."""
 
     def __init__(self, store: Store, session: Session, policy: VerifyPolicy | None = None,
-                 on_bytes: Callable[[int], None] | None = None, images: Sequence[str] = ()) -> None:
+                 on_bytes: Callable[[int], None] | None = None, images: Sequence[str] = (),
+                 tagged: dict[str, Digest] | None = None) -> None:
         self.store = store
         self.on_bytes = on_bytes  # called on the event loop as bytes arrive (a progress display)
         self.session = session
@@ -93,7 +103,8 @@ class Puller:
         self._tags: GroupCommit[tuple[str | None, Descriptor]] = GroupCommit(self._commit_tags)
         self._publisher = session.publisher(store)
         self._sources = Sources(session)  # mirrors first, as the session's registries config says
-        self._no_referrers_api: set[str] = set()  # registries whose Referrers API answered 404
+        self._referrers_api = ReferrersApi()  # which registries have the Referrers API
+        self._tagged = tagged or {}  # what the batch's tags named in the store when it began
         self._tag_snapshots = TagSnapshots(_repositories(images))  # signature tags: one listing per repo
         self._pulled: list[tuple[RegistryClient, str, Document, _Stats]] = []  # what refetch walks again
 
@@ -104,8 +115,16 @@ class Puller:
         stats = _Stats()
         root = await self._root(client, ref, stats)
         tag = str(ref)
+        if self._tagged.get(tag) == root.desc.digest:
+            stored = await stored_signatures(self.store, tag, root.desc, self.policy, self._tags.lock)
+            if stored is not None:  # settled when this digest was pulled: no lookup
+                await self._graph(client, ref.path, root, stats)  # nothing missing: no request
+                await self._tags.submit((tag, root.desc))
+                self._pulled.append((client, ref.path, root, stats))
+                return PullResult(image, tag, root.desc, stats.blobs, stats.bytes, sources=stats.sources,
+                                  signatures=stored)
         signatures = SignatureFetch(self.store, client, ref.path, root.desc, self.session.blob_limiter,
-                                    self._no_referrers_api, self._sources,  # same sources as the image
+                                    self._referrers_api, self._sources,  # same sources as the image
                                     self._tag_snapshots)
         async with task_group() as nursery:
             nursery.start_soon(self._graph, client, ref.path, root, stats)
@@ -158,10 +177,12 @@ class Puller:
         """One journal record for the batch (all or nothing); no tag means an untagged image."""
         with self.store.transaction("the pulled images were tagged") as txn:
             for ref, desc in batch:
+                wanted = desc.bare()
                 if ref is None:
-                    txn.pin(desc.bare())
-                else:
-                    txn.tag(ref, desc.bare())
+                    if txn.state.pins.get(str(wanted.digest)) != wanted.to_json():
+                        txn.pin(wanted)
+                elif txn.state.tags.get(ref) != wanted.to_json():  # a warm re-pull appends no record
+                    txn.tag(ref, wanted)
 
     async def _save_document(self, doc: Document, stats: _Stats) -> None:
         await self._publisher.put(doc.data, doc.desc.digest)
@@ -274,6 +295,20 @@ def _repositories(images: Sequence[str]) -> list[tuple[str, str]]:
     return repos
 
 
+def _tagged(store: Store, images: Sequence[str]) -> dict[str, Digest]:
+    """Blocking: the digest each well-formed reference's tag names in the store now."""
+    out: dict[str, Digest] = {}
+    for image in images:
+        try:
+            tag = str(normalize(image))
+        except GadgetStoreError:
+            continue
+        desc = store.lookup(tag)
+        if desc is not None:
+            out[tag] = desc.digest
+    return out
+
+
 def image_slots(options: TransferOptions, count: int) -> int:
     """Images pulled at once. With peers, all of them: a node must find (and fetch) every blob it owns
     without waiting for an image slot, since a slot may be held by an image that waits on a peer's
@@ -308,14 +343,18 @@ async def pull_images(
     # In a shared layout nothing is tagged before the batch's one index.json write: report then.
     report_now = on_done if not store.shared else None
 
+    tagged: dict[str, Digest] = {}
+
     def begin() -> None:
         lease.enter_context(store.lease())
         lease.enter_context(store.deferred_index_json())  # one index.json write, under the lease, at the end
+        store.refresh()
+        tagged.update(_tagged(store, images))
 
     await trio.to_thread.run_sync(begin)
     try:
         async with Session(options) as session:
-            puller = Puller(store, session, verify, on_bytes, images)
+            puller = Puller(store, session, verify, on_bytes, images, tagged)
 
             async def one(i: int) -> None:
                 async with limit:

@@ -129,6 +129,32 @@ def load_policy(store_root: Path) -> VerifyPolicy | None:
 # -- pull --------------------------------------------------------------------------------------
 
 
+class ReferrersApi:
+    """Per batch: which registries have the Referrers API. The first image to ask a registry finds
+    out while the batch's other images wait for its answer, so a registry without the API gets one
+    probe per batch, not one per image in flight; one whose answer is not usable is not asked again."""
+
+    def __init__(self) -> None:
+        self._has: dict[str, bool] = {}
+        self._probing: dict[str, trio.Lock] = {}
+
+    async def listing(self, domain: str, ask: Callable[[], Awaitable[list[Descriptor] | None]]
+                      ) -> list[Descriptor] | None:
+        """``ask()``'s answer (None: no usable API), or None without asking once the registry is known to lack it."""
+        if domain not in self._has:
+            async with self._probing.setdefault(domain, trio.Lock()):
+                if domain not in self._has:
+                    answer = await ask()
+                    self._has[domain] = answer is not None
+                    return answer
+        if not self._has[domain]:
+            return None
+        answer = await ask()
+        if answer is None:
+            self._has[domain] = False
+        return answer
+
+
 @dataclass(frozen=True)
 class FetchedSignature:
     """A signature whose blobs are in the store: tagged (``sha256-<hex>.sig``) or, with tag None, pinned."""
@@ -156,7 +182,7 @@ class SignatureFetch:
     repo: str
     subject: Descriptor
     limiter: trio.CapacityLimiter
-    no_referrers_api: set[str] = field(default_factory=set)  # shared by a batch: registries that said 404
+    referrers_api: ReferrersApi = field(default_factory=lambda: ReferrersApi())  # shared by a batch
     sources: Sources | None = None
     tag_snapshots: TagSnapshots | None = None  # shared by a batch: tags listed once per repository
     found: list[FetchedSignature] = field(default_factory=list)
@@ -253,12 +279,11 @@ class SignatureFetch:
         A mirror's answer is not remembered for the batch: its 404 may only mean that it lacks this
         repository, while it serves the API for the next image.
         """
-        remember = not isinstance(client, MirrorClient)
-        api_absent = remember and client.domain in self.no_referrers_api
-        listing = None if api_absent else await self._referrers_api(client)
+        if isinstance(client, MirrorClient):
+            listing = await self._referrers_api(client)
+        else:
+            listing = await self.referrers_api.listing(client.domain, partial(self._referrers_api, client))
         if listing is None:
-            if remember:
-                self.no_referrers_api.add(client.domain)
             tag = sc.referrers_tag(self.subject.digest)
             index = await self._tagged_document(client, tag)
             if not index.desc.is_index:
@@ -429,6 +454,23 @@ async def settle_signatures(store: Store, ref: str, root: Descriptor, fetch: Sig
                 # the cause may be a lookup that failed: say so in the same line
                 raise SignatureRefused(f"{err} (also: {'; '.join(warnings)})", err.discard) from None
     return outcome
+
+
+async def stored_signatures(store: Store, ref: str, root: Descriptor, policy: VerifyPolicy | None,
+                            journal_lock: trio.Lock) -> int | None:
+    """How many signatures of ``root`` the store holds, or None when ``policy`` asks for a
+    verification they do not pass (no request either way)."""
+    def count() -> int | None:
+        store.refresh()
+        if policy is not None:
+            try:
+                verify_cosign(store, ref, root.digest, policy.public_keys())
+            except GadgetStoreError:
+                return None
+        return len(signature_artifacts(store, root.digest))
+
+    async with journal_lock:
+        return await trio.to_thread.run_sync(count)
 
 
 async def discard_refused(store: Store, errors: Iterable[BaseException | None]) -> int:

@@ -55,26 +55,34 @@ async def fetch_tag_page(client: RegistryClient, repo: str, url: str, where: str
     return _page_tags(data, where), next_link(links, url)
 
 
-async def list_tags(session: Session, ref: Reference, *, page_size: int = PAGE_SIZE,
-                    max_tags: int = MAX_TAGS, max_pages: int = MAX_PAGES) -> list[str]:
-    """Every tag of ``ref``'s repository, in the registry's order, without duplicates."""
-    client = await session.client(ref.domain)
-    where = f"tags of {ref.repository}"
-    url = client.url(f"/v2/{ref.path}/tags/list?n={page_size}")
+async def list_repository_tags(client: RegistryClient, repo: str, where: str, *, page_size: int = PAGE_SIZE,
+                               max_tags: int = MAX_TAGS, max_pages: int = MAX_PAGES) -> tuple[list[str], bool]:
+    """Every tag of ``repo``, in the registry's order, without duplicates; and whether the last page
+    was shorter than asked for (a registry that cuts a page without a next link looks whole otherwise)."""
+    url = client.url(f"/v2/{repo}/tags/list?n={page_size}")
     tags: dict[str, None] = {}
     seen_urls: set[str] = set()
     for _ in range(max_pages):
         seen_urls.add(url)
-        page, following = await fetch_tag_page(client, ref.path, url, where)
+        page, following = await fetch_tag_page(client, repo, url, where)
         for tag in page:
             tags[tag] = None
         if len(tags) > max_tags:
             raise RegistryError(f"{where}: more than {max_tags} tags")
         if following is None:
-            return list(tags)
+            return list(tags), len(page) < page_size
         if origin_of(following) != client.origin:
             raise RegistryError(f"{where}: refusing a next-page link to another origin ({origin_of(following)})")
         if following in seen_urls:
             raise RegistryError(f"{where}: the next-page link repeats an earlier page")
         url = following
     raise RegistryError(f"{where}: more than {max_pages} pages of tags")
+
+
+async def list_tags(session: Session, ref: Reference, *, page_size: int = PAGE_SIZE,
+                    max_tags: int = MAX_TAGS, max_pages: int = MAX_PAGES) -> list[str]:
+    """Every tag of ``ref``'s repository, in the registry's order, without duplicates."""
+    client = await session.client(ref.domain)
+    tags, _ = await list_repository_tags(client, ref.path, f"tags of {ref.repository}", page_size=page_size,
+                                         max_tags=max_tags, max_pages=max_pages)
+    return tags
