@@ -8,17 +8,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gadgetstore.engine.errors import GadgetStoreError
 from gadgetstore.engine.fsutil import read_utf8
+from gadgetstore.engine.humanize import human_bytes
 from gadgetstore.engine.reference import normalize, parse
-from gadgetstore.engine.registry.client import Session, TransferOptions
-from gadgetstore.engine.registry.mirrors import Tallies, merge
-from gadgetstore.engine.registry.pull import PullResult
-from gadgetstore.engine.registry.taglist import PAGE_SIZE, list_tags
 from gadgetstore.engine.userpath import input_name, open_input
 
-__all__ = ["PAGE_SIZE", "expand_all_tags", "read_image_list", "summary_lines", "unique"]
+if TYPE_CHECKING:  # the registry client (trio, h11) is loaded by the commands that transfer, not at start-up
+    from gadgetstore.engine.registry.client import TransferOptions
+    from gadgetstore.engine.registry.pull import PullResult
+
+__all__ = ["expand_all_tags", "read_image_list", "summary_lines", "unique"]
 
 MAX_LIST_BYTES = 1024 * 1024
 # cosign's tag-based artifacts: not images of their own (they come with the image they sign)
@@ -60,8 +62,12 @@ def unique(images: Iterable[str]) -> list[str]:
 
 
 async def expand_all_tags(repositories: Sequence[str], options: TransferOptions,
-                          page_size: int = PAGE_SIZE) -> tuple[list[str], int]:
-    """``REPO:TAG`` for every tag of each repository, and how many artifact tags were skipped."""
+                          page_size: int | None = None) -> tuple[list[str], int]:
+    """``REPO:TAG`` for every tag of each repository, and how many artifact tags were skipped
+    (``page_size`` None: the listing's default)."""
+    from gadgetstore.engine.registry.client import Session
+    from gadgetstore.engine.registry.taglist import PAGE_SIZE, list_tags
+
     images: list[str] = []
     skipped = 0
     async with Session(options) as session:
@@ -70,7 +76,7 @@ async def expand_all_tags(repositories: Sequence[str], options: TransferOptions,
             if typed.tag is not None or typed.digest is not None:
                 raise ImageListError(f"--all-tags takes repositories without a tag or digest, not {repo!r}")
             ref = normalize(repo)
-            for tag in await list_tags(session, ref, page_size=page_size):
+            for tag in await list_tags(session, ref, page_size=page_size or PAGE_SIZE):
                 if _ARTIFACT_TAG_RE.fullmatch(tag):
                     skipped += 1
                 else:
@@ -78,21 +84,12 @@ async def expand_all_tags(repositories: Sequence[str], options: TransferOptions,
     return images, skipped
 
 
-def human_bytes(n: int) -> str:
-    if n < 1000:
-        return f"{n} B"
-    value = float(n)
-    for unit in ("kB", "MB", "GB"):
-        value /= 1000
-        if value < 1000 or unit == "GB":
-            break
-    return f"{value:.1f} {unit}"
-
-
 def summary_lines(results: Sequence[PullResult]) -> list[str]:
     """Bytes per source (upstream, each mirror) over every image, for the end of a pull; nothing
     when nothing was fetched (a pull that failed at once, or found everything in the store): ig
     prints no such line, and ``Fetched 0 B`` after an error only distracts from it."""
+    from gadgetstore.engine.registry.mirrors import Tallies, merge
+
     totals: Tallies = {}
     for result in results:
         merge(totals, result.sources)

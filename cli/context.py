@@ -10,13 +10,15 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from gadgetstore.engine.errors import GadgetStoreError, exception_leaves
 from gadgetstore.engine.paths import default_store_root
-from gadgetstore.engine.store import Store
+
+if TYPE_CHECKING:
+    from gadgetstore.engine.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,6 +34,8 @@ class AppContext:
 
     def store(self) -> Store:
         if self._store is None:
+            from gadgetstore.engine.store import Store  # not at start-up: --help and usage errors need none of it
+
             self._store = Store.open(self.root)
         return self._store
 

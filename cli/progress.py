@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import click
-import trio
 
-from .bulk_pull import human_bytes  # the units of the per-source summary printed right after
+from gadgetstore.engine.humanize import human_bytes  # the units of the per-source summary printed right after
 
 
 @dataclass
@@ -103,6 +102,7 @@ async def with_ticks(status: PullStatus, work: Callable[[], Awaitable[T]], inter
     """Run ``work`` redrawing every ``interval`` s, so the clock moves while one large image downloads."""
     if not status.enabled:
         return await work()
+    import trio  # running here means trio is loaded already: no start-up cost
 
     async def tick() -> None:
         while True:

@@ -9,23 +9,25 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from gadgetstore.engine.reference import normalize
-from gadgetstore.engine.registry import authfile as authfiles
-from gadgetstore.engine.registry.client import Session, TransferOptions
-from gadgetstore.engine.registry.errors import RegistryError
-from gadgetstore.engine.registry.mirrors_config import load as load_registries
-from gadgetstore.engine.registry.pull import PullResult, pull_images
-from gadgetstore.engine.registry.push import push_image
-from gadgetstore.engine.registry.signatures import VerifyPolicy, load_policy
-from gadgetstore.engine.signatures.keys import load_public_keys
 
 from . import bulk_pull as bulk
 from . import progress
 from .context import AppContext, pass_app, user_errors
 from .deadline import CommandDeadline, timeout_option
+
+if TYPE_CHECKING:
+    from gadgetstore.engine.registry import authfile as authfiles
+
+    # The registry client (trio, h11) and the signature code (cryptography) are imported by the
+    # commands when they run: ``image pull --help`` and usage errors start without them.
+    from gadgetstore.engine.registry.client import TransferOptions
+    from gadgetstore.engine.registry.pull import PullResult
+    from gadgetstore.engine.registry.signatures import VerifyPolicy
 
 MAX_PASSWORD_STDIN = 100 * 1024
 
@@ -59,7 +61,7 @@ registries_config_option = click.option(
 @click.option("--from-file", "from_file", metavar="LIST",
               help="Also pull the references in LIST (one per line, '#' comments; '-' is stdin).")
 @click.option("--all-tags", is_flag=True, help="Treat IMAGES as repositories and pull every tag of each.")
-@click.option("--tags-page-size", type=click.IntRange(1, 10_000), default=bulk.PAGE_SIZE, hidden=True)
+@click.option("--tags-page-size", type=click.IntRange(1, 10_000), hidden=True)
 @registries_config_option
 @click.option("--peer-self", metavar="URL", envvar="GADGETSTORE_PEER_SELF",
               help="This node's own entry in the config's [peers] urls (default: the one at a local address).")
@@ -80,7 +82,7 @@ registries_config_option = click.option(
 def pull(app: AppContext, images: tuple[str, ...], authfile: Path | None, insecure_registries: tuple[str, ...],
          cert_dir: Path | None, max_concurrent_downloads: int,
          range_threshold: int, verify: bool, public_keys: tuple[str, ...], from_file: str | None,
-         all_tags: bool, tags_page_size: int, registries_config: Path | None, peer_self: str | None,
+         all_tags: bool, tags_page_size: int | None, registries_config: Path | None, peer_self: str | None,
          timeout: float | None) -> None:
     """Pull one or more gadget images into the store, with their signatures.
 
@@ -93,6 +95,10 @@ def pull(app: AppContext, images: tuple[str, ...], authfile: Path | None, insecu
     All images share one connection pool and one download budget; at the end, the bytes fetched
     from each source (upstream, each mirror of the registries config) are printed.
     """
+    from gadgetstore.engine.registry.client import TransferOptions
+    from gadgetstore.engine.registry.mirrors_config import load as load_registries
+    from gadgetstore.engine.registry.pull import pull_images
+
     deadline = CommandDeadline(timeout)
     if not images and not from_file:
         raise click.UsageError("give IMAGES, --from-file LIST, or both")
@@ -145,6 +151,9 @@ def pull(app: AppContext, images: tuple[str, ...], authfile: Path | None, insecu
 
 def pull_policy(store_root: Path, verify: bool, public_keys: tuple[str, ...]) -> VerifyPolicy | None:
     """``--verify``/``--public-keys`` over the store's policy file; keys alone do not turn verification on."""
+    from gadgetstore.engine.registry.signatures import VerifyPolicy, load_policy
+    from gadgetstore.engine.signatures.keys import load_public_keys
+
     policy = load_policy(store_root)
     if not verify and policy is None:
         if public_keys:
@@ -167,6 +176,10 @@ def pull_policy(store_root: Path, verify: bool, public_keys: tuple[str, ...]) ->
 def push(app: AppContext, image: str, authfile: Path | None, insecure_registries: tuple[str, ...],
          cert_dir: Path | None, registries_config: Path | None, timeout: float | None) -> None:
     """Push a gadget image from the store to its registry, with its stored signatures."""
+    from gadgetstore.engine.registry.client import TransferOptions
+    from gadgetstore.engine.registry.mirrors_config import load as load_registries
+    from gadgetstore.engine.registry.push import push_image
+
     deadline = CommandDeadline(timeout)
     normalize(image)
     store = app.store()
@@ -181,6 +194,9 @@ def push(app: AppContext, image: str, authfile: Path | None, insecure_registries
 
 def _registry_name(registry: str) -> str:
     """Accept ``host[:port]`` or a URL; refuse a repository path (a common slip)."""
+    from gadgetstore.engine.registry import authfile as authfiles
+    from gadgetstore.engine.registry.errors import RegistryError
+
     key = authfiles.registry_key(registry)
     if not key:
         raise RegistryError(f"invalid registry {registry!r}")
@@ -188,6 +204,8 @@ def _registry_name(registry: str) -> str:
 
 
 async def _verify_login(registry: str, options: TransferOptions) -> None:
+    from gadgetstore.engine.registry.client import Session
+
     async with Session(options) as session:
         client = await session.client(registry)
         await client.ping()
@@ -213,6 +231,11 @@ def login(registry: str, username: str | None, password: str | None, password_st
           authfile: Path | None, insecure_registries: tuple[str, ...], plain_http: bool, cert_dir: Path | None,
           registries_config: Path | None, timeout: float | None, verbose: bool) -> None:
     """Log in to REGISTRY, checking the credentials there before storing them."""
+    from gadgetstore.engine.registry import authfile as authfiles
+    from gadgetstore.engine.registry.client import TransferOptions
+    from gadgetstore.engine.registry.errors import RegistryError
+    from gadgetstore.engine.registry.mirrors_config import load as load_registries
+
     deadline = CommandDeadline(timeout)
     name = _registry_name(registry)
     if get_login:
@@ -255,10 +278,14 @@ def login(registry: str, username: str | None, password: str | None, password_st
 
 
 def _write_path(explicit: Path | None) -> Path:
+    from gadgetstore.engine.registry import authfile as authfiles
+
     return authfiles.auth_file_path(explicit, for_write=True)
 
 
 def _stored_login(registry: str, explicit: Path | None) -> authfiles.Credentials | None:
+    from gadgetstore.engine.registry import authfile as authfiles
+
     return authfiles.resolve(authfiles.load(authfiles.auth_file_path(explicit)), registry)  # asks a helper too
 
 
@@ -269,6 +296,9 @@ def _stored_login(registry: str, explicit: Path | None) -> authfiles.Credentials
 @user_errors
 def logout(registry: str | None, all_: bool, authfile: Path | None) -> None:
     """Remove stored credentials for REGISTRY (or all of them)."""
+    from gadgetstore.engine.registry import authfile as authfiles
+    from gadgetstore.engine.registry.errors import RegistryError
+
     path = _write_path(authfile)
     if all_:
         if registry:

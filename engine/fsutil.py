@@ -41,15 +41,14 @@ def _reports_writeback_errors() -> bool:
 
 @functools.cache
 def _load_syncfs() -> Callable[[int], int] | None:
-    """libc's syncfs where it can be trusted to report a lost write, else None (looked up on first use:
-    finding libc runs ldconfig, which commands that never sync should not pay for)."""
+    """libc's syncfs where it can be trusted to report a lost write, else None. Loaded on first
+    use, from the libc the interpreter runs on (no library search, no ``ldconfig`` subprocess)."""
     if not _reports_writeback_errors():
         return None
-    import ctypes.util
+    import ctypes
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-        syncfs: Callable[[int], int] = libc.syncfs
+        syncfs: Callable[[int], int] = ctypes.CDLL(None, use_errno=True).syncfs
     except (OSError, AttributeError):
         return None
     return syncfs

@@ -84,3 +84,15 @@ def format_rate(bytes_per_second: float) -> str:
             return f"{round(value, 2):g} {unit}"
         value /= 1024
     return f"{round(value, 2):g} GiB/s"
+
+
+def human_bytes(n: int) -> str:
+    """Decimal units as Docker prints sizes: ``950 B``, ``1.2 kB``, ``176.5 MB``."""
+    if n < 1000:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("kB", "MB", "GB"):
+        value /= 1000
+        if value < 1000 or unit == "GB":
+            break
+    return f"{value:.1f} {unit}"

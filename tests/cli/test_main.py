@@ -52,3 +52,28 @@ def test_every_output_option_in_the_cli_is_documented() -> None:
             if "--output" in getattr(param, "opts", ()) and isinstance(param.type, click.Choice):
                 assert isinstance(param, click.Option) and param.help
                 assert all(v in param.help for v in param.type.choices if v), command.name
+
+
+@pytest.mark.parametrize(("group", "name"), [(image, n) for n in IMAGE_COMMANDS] + [(cli, n) for n in ROOT_COMMANDS])
+def test_each_listed_help_line_is_the_commands_own(group: click.Group, name: str) -> None:
+    commands = IMAGE_COMMANDS if group is image else ROOT_COMMANDS
+    command = group.get_command(click.Context(group), name)
+    assert command is not None and command.get_short_help_str(limit=10_000) == commands[name][1]
+
+
+def _modules_after(args: list[str]) -> list[str]:
+    code = ("import sys; from gadgetstore.cli.main import cli\n"
+            f"try: cli({args!r})\nexcept SystemExit: pass\n"
+            "print(sorted(m for m in ('trio', 'h11', 'cryptography', 'elftools', 'gadgetstore.engine.store',\n"
+            "                         'gadgetstore.cli.registry_cmds') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return list(eval(out.strip().splitlines()[-1]))
+
+
+def test_help_imports_no_command() -> None:
+    assert _modules_after(["--help"]) == []
+    assert _modules_after(["image", "--help"]) == []
+
+
+def test_pull_help_starts_without_the_transfer_stack() -> None:
+    assert _modules_after(["image", "pull", "--help"]) == ["gadgetstore.cli.registry_cmds"]
