@@ -152,13 +152,14 @@ def pull(app: AppContext, images: tuple[str, ...], authfile: Path | None, insecu
 def pull_policy(store_root: Path, verify: bool, public_keys: tuple[str, ...]) -> VerifyPolicy | None:
     """``--verify``/``--public-keys`` over the store's policy file; keys alone do not turn verification on."""
     from gadgetstore.engine.registry.signatures import VerifyPolicy, load_policy
-    from gadgetstore.engine.signatures.keys import load_public_keys
 
     policy = load_policy(store_root)
     if not verify and policy is None:
         if public_keys:
             raise click.UsageError("--public-keys needs --verify (or a store policy that verifies)")
         return None
+    from gadgetstore.engine.signatures.keys import load_public_keys  # cryptography: only when verifying
+
     source = "--verify" if verify or policy is None else policy.source
     keys = tuple(load_public_keys(public_keys)) if public_keys else (policy.keys if policy else None)
     return VerifyPolicy(keys, source)

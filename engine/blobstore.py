@@ -54,11 +54,19 @@ class BlobStore:
         self.blobs_dir = root / "blobs"
         self.ingest_dir = root / "ingest"
         self.ingest_mode = ingest_mode
+        self._real_dirs: set[Path] = set()  # checked to be real directories by this process
 
     def create_dirs(self) -> None:
         ensure_real_dir(self.blobs_dir)
         ensure_real_dir(self.blobs_dir / "sha256")
         ensure_real_dir(self.ingest_dir, self.ingest_mode)
+
+    def ensure_dir(self, path: Path) -> None:
+        """:func:`ensure_real_dir` once per directory and process: a pull publishes hundreds of
+        blobs into ``blobs/sha256``, which need not be created and checked for each."""
+        if path not in self._real_dirs:
+            ensure_real_dir(path)
+            self._real_dirs.add(path)
 
     def path(self, digest: Digest) -> Path:
         return self.blobs_dir / digest.algorithm / digest.hex
@@ -119,6 +127,13 @@ class BlobStore:
         if not self.blobs_dir.is_dir():
             return []
         return [d for d in sorted(self.blobs_dir.iterdir()) if d.is_dir() and not d.is_symlink()]
+
+    def names(self, algorithm: str) -> frozenset[str]:
+        """The file names in ``blobs/<algorithm>`` (one directory read; stray names included)."""
+        try:
+            return frozenset(os.listdir(self.blobs_dir / algorithm))
+        except FileNotFoundError:
+            return frozenset()
 
     def iter_digests(self) -> Iterator[Digest]:
         """Every well-named blob file; stray names are skipped (fsck reports them)."""
@@ -289,7 +304,9 @@ class IngestWriter:
 
         fd, name = tempfile.mkstemp(prefix=prefix, dir=store.ingest_dir)
         self.temp_path = Path(name)
-        self._file: BinaryIO | None = os.fdopen(fd, "w+b")
+        # Unbuffered: the writes are large already, and a buffered file costs a terminal check and
+        # a few seeks per blob, hundreds of times in a bulk pull.
+        self._file: BinaryIO | None = os.fdopen(fd, "w+b", buffering=0)
         self._direct_fd = _open_direct(self.temp_path, fd) if direct else None
         self.buffered_bytes = 0  # bytes written through the page cache by the *_at methods and write_unhashed
         self.digest: Digest | None = None
@@ -319,8 +336,11 @@ class IngestWriter:
         with self._lock:
             self._check_limit(self._count + len(data))
             view = memoryview(data)
-            for start in range(0, len(view), WRITE_SLICE):
-                self._file.write(view[start:start + WRITE_SLICE])
+            while view:  # unbuffered: a short write leaves the rest for the next call
+                written = self._file.write(view[:WRITE_SLICE])
+                if not written:
+                    raise OSError(errno.EIO, "write wrote nothing")
+                view = view[written:]
             self._account(self._count, [data], len(data))
 
     def write_at(self, offset: int, data: bytes | memoryview) -> None:
@@ -544,7 +564,7 @@ class IngestWriter:
             if sync_dir:  # another writer's rename may not be durable yet; make it so before we rely on it
                 fsync_dir(target.parent)
             return False
-        ensure_real_dir(target.parent)
+        self.store.ensure_dir(target.parent)
         os.rename(self.temp_path, target)
         self.sealed = False
         crash_point("ingest.renamed")
@@ -579,7 +599,7 @@ class IngestWriter:
             self._close_direct()
         if self._file is not None:
             file, self._file = self._file, None
-            with contextlib.suppress(OSError):  # the unflushed rest is discarded; a full disk fails its flush again
+            with contextlib.suppress(OSError):  # nothing is buffered; a failing close changes nothing here
                 file.close()
         if self.sealed or self.digest is None:
             with contextlib.suppress(FileNotFoundError):

@@ -84,6 +84,14 @@ class _Shared:
 
     inflight: dict[Digest, trio.Event] = field(default_factory=dict)
     fetched: set[Digest] = field(default_factory=set)  # in the store now: a later plan may predate that
+    stored: frozenset[str] | None = None  # sha256 blob names when the batch began (None: not listed)
+
+    def maybe_present(self, digest: Digest) -> bool:
+        """False only when the store surely lacks ``digest``: not there when the batch began (under
+        its lease nothing is deleted; what came since is in ``fetched`` or found by its fetch)."""
+        if self.stored is None or digest.algorithm != "sha256":
+            return True
+        return digest.hex in self.stored or digest in self.fetched
 
 
 class Puller:
@@ -91,13 +99,13 @@ class Puller:
 
     def __init__(self, store: Store, session: Session, policy: VerifyPolicy | None = None,
                  on_bytes: Callable[[int], None] | None = None, images: Sequence[str] = (),
-                 tagged: dict[str, Digest] | None = None) -> None:
+                 tagged: dict[str, Digest] | None = None, stored: frozenset[str] | None = None) -> None:
         self.store = store
         self.on_bytes = on_bytes  # called on the event loop as bytes arrive (a progress display)
         self.session = session
         self.policy = policy
         self.options = session.options
-        self._shared = _Shared()
+        self._shared = _Shared(stored=stored)
         # Tags that become ready while a journal append runs go into the next one together; each
         # tag still lands only after all of its image's blobs are in.
         self._tags: GroupCommit[tuple[str | None, Descriptor]] = GroupCommit(self._commit_tags)
@@ -196,7 +204,8 @@ class Puller:
         within the image's :class:`GraphBudget`; then the plain blobs, all at once.
 
         No blob is fetched before the whole graph is known to be within bounds; a warm re-pull of an
-        ig image costs the root's request and one thread hop per level.
+        ig image costs the root's request and one thread hop per level. A level none of whose
+        digests was in the store when the batch began (a cold pull) is sorted without one.
         """
         budget = GraphBudget("image graph", root.desc)
         blobs: dict[Digest, Descriptor] = {}
@@ -204,7 +213,13 @@ class Puller:
         level = 0
         while frontier:
             level += 1
-            frontier, missing = await trio.to_thread.run_sync(self._expand, frontier, level, budget, blobs)
+            kids = [kid for doc in frontier for kid in budget.admit(children(doc.doc, f"manifest {doc.desc.digest}"),
+                                                                    level)]
+            if any(self._shared.maybe_present(kid.digest) for kid in kids):
+                frontier, missing = await trio.to_thread.run_sync(self._expand, kids, blobs)
+            else:
+                frontier, missing = [], [kid for kid in kids if is_document(kid)]
+                blobs.update((kid.digest, kid) for kid in kids if not is_document(kid))
             fetched: dict[int, Document] = {}
             async with task_group() as nursery:
                 for i, desc in enumerate(missing):
@@ -214,22 +229,21 @@ class Puller:
             for desc in blobs.values():
                 nursery.start_soon(self._blob, client, repo, desc, stats)
 
-    def _expand(self, frontier: list[Document], level: int, budget: GraphBudget,
-                blobs: dict[Digest, Descriptor]) -> tuple[list[Document], list[Descriptor]]:
-        """The next level under ``frontier``, in one thread call: the documents the store has (read)
-        and the ones to fetch; plain blobs still missing go into ``blobs``."""
+    def _expand(self, kids: list[Descriptor], blobs: dict[Digest, Descriptor]
+                ) -> tuple[list[Document], list[Descriptor]]:
+        """Blocking: the documents among ``kids`` that the store has (read) and the ones to fetch;
+        plain blobs still missing go into ``blobs``."""
         local: list[Document] = []
         missing: list[Descriptor] = []
-        for doc in frontier:
-            for kid in budget.admit(children(doc.doc, f"manifest {doc.desc.digest}"), level):
-                if is_document(kid):
-                    found = self._read_local(kid.digest, kid)
-                    if found is None:
-                        missing.append(kid)
-                    else:
-                        local.append(found)
-                elif not self.store.blobs.has(kid.digest):
-                    blobs[kid.digest] = kid
+        for kid in kids:
+            if is_document(kid):
+                found = self._read_local(kid.digest, kid)
+                if found is None:
+                    missing.append(kid)
+                else:
+                    local.append(found)
+            elif not self.store.blobs.has(kid.digest):
+                blobs[kid.digest] = kid
         return local, missing
 
     async def _fetch_into(self, out: dict[int, Document], i: int, client: RegistryClient, repo: str,
@@ -345,16 +359,17 @@ async def pull_images(
 
     tagged: dict[str, Digest] = {}
 
-    def begin() -> None:
+    def begin() -> frozenset[str]:
         lease.enter_context(store.lease())
         lease.enter_context(store.deferred_index_json())  # one index.json write, under the lease, at the end
         store.refresh()
         tagged.update(_tagged(store, images))
+        return store.blobs.names("sha256")
 
-    await trio.to_thread.run_sync(begin)
+    stored = await trio.to_thread.run_sync(begin)
     try:
         async with Session(options) as session:
-            puller = Puller(store, session, verify, on_bytes, images, tagged)
+            puller = Puller(store, session, verify, on_bytes, images, tagged, stored)
 
             async def one(i: int) -> None:
                 async with limit:

@@ -35,7 +35,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
@@ -45,9 +45,7 @@ from ..digest import Digest
 from ..errors import GadgetStoreError, InvalidManifest
 from ..signatures import constants as sc
 from ..signatures.errors import SignatureError
-from ..signatures.keys import PublicKey, default_public_keys, load_public_keys
 from ..signatures.locate import artifact_type_of, record_pulled_signature, signature_artifacts
-from ..signatures.verify import VerifyResult, verify_cosign
 from ..store import Store
 from .blobfetch import BlobFetcher
 from .client import RegistryClient
@@ -56,6 +54,10 @@ from .http import join_url
 from .manifests import Document, fetch_document
 from .mirrors import MirrorClient, Sources, Tallies
 from .tagsnapshot import TagSnapshots
+
+if TYPE_CHECKING:  # keys and verification load cryptography: only when a signature is checked
+    from ..signatures.keys import PublicKey
+    from ..signatures.verify import VerifyResult
 
 POLICY_FILE = "policy.json"
 MAX_REFERRERS = 16  # signature referrers fetched per image: a hostile listing cannot make us fetch more
@@ -91,6 +93,8 @@ class VerifyPolicy:
     source: str = "--verify"
 
     def public_keys(self) -> list[PublicKey]:
+        from ..signatures.keys import default_public_keys
+
         return default_public_keys() if self.keys is None else list(self.keys)
 
 
@@ -120,6 +124,8 @@ def load_policy(store_root: Path) -> VerifyPolicy | None:
         raise PolicyError(f'store policy {path}: "publicKeys" must be a list of PEM strings')
     if not verify:
         return None
+    from ..signatures.keys import load_public_keys
+
     keys = None if pems is None else tuple(load_public_keys(pems))
     if keys is not None and not keys:
         raise PolicyError(f'store policy {path}: "publicKeys" is empty; nothing could ever verify')
@@ -415,6 +421,8 @@ def _undo(store: Store, done: _Recorded) -> None:
 def _verify_or_undo(store: Store, ref: str, root: Descriptor, found: Sequence[FetchedSignature],
                     done: _Recorded, policy: VerifyPolicy) -> VerifyResult:
     """Blocking: the verdict; on refusal, undo the records and name every blob the pull brought."""
+    from ..signatures.verify import verify_cosign
+
     try:
         return verify_cosign(store, ref, root.digest, policy.public_keys())
     except SignatureError as err:
@@ -463,6 +471,8 @@ async def stored_signatures(store: Store, ref: str, root: Descriptor, policy: Ve
     def count() -> int | None:
         store.refresh()
         if policy is not None:
+            from ..signatures.verify import verify_cosign
+
             try:
                 verify_cosign(store, ref, root.digest, policy.public_keys())
             except GadgetStoreError:

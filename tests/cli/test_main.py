@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 import pytest
@@ -77,3 +78,14 @@ def test_help_imports_no_command() -> None:
 
 def test_pull_help_starts_without_the_transfer_stack() -> None:
     assert _modules_after(["image", "pull", "--help"]) == ["gadgetstore.cli.registry_cmds"]
+
+
+def test_a_pull_without_verification_loads_no_cryptography(tmp_path: Path) -> None:
+    """An unsigned image pulled without --verify never needs the signature checking code."""
+    args = ["--store", str(tmp_path / "s"), "image", "pull", "127.0.0.1:9/x/y:v1", "--timeout", "1s"]
+    code = ("import sys; from gadgetstore.cli.main import cli\n"
+            f"try: cli({args!r})\n"
+            "except SystemExit: pass\n"
+            "print('trio' in sys.modules, 'cryptography' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "True False"
