@@ -331,17 +331,17 @@ class IngestWriter:
                 f"blob {self.expected}: more than the {self.expected_size} bytes declared"
             )
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         assert self._file is not None, "writer is closed"
         with self._lock:
             self._check_limit(self._count + len(data))
-            view = memoryview(data)
+            whole = view = memoryview(data)
             while view:  # unbuffered: a short write leaves the rest for the next call
                 written = self._file.write(view[:WRITE_SLICE])
                 if not written:
                     raise OSError(errno.EIO, "write wrote nothing")
                 view = view[written:]
-            self._account(self._count, [data], len(data))
+            self._account(self._count, [whole], len(data))
 
     def write_at(self, offset: int, data: bytes | memoryview) -> None:
         self.writev_at(offset, [data])

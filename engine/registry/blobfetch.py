@@ -29,10 +29,12 @@ from ..store import Store
 from . import resume
 from .client import RegistryClient
 from .errors import RegistryError, TransportError
-from .http import BodyTooLarge, Response
+from .http import Response
 from .tasks import task_group
 
-IN_MEMORY_LIMIT = 1024 * 1024
+# Blobs up to this size are received into memory and published in batches (one thread call per
+# batch); gadget layers are rarely larger. At most max_concurrent_blobs of them are in flight.
+IN_MEMORY_LIMIT = 2 * 1024 * 1024
 WRITE_BUFFER = 1024 * 1024
 # A ranged blob's bodies arrive in batches of CHUNK_BATCH bytes (STREAM_BATCH for a whole body sent
 # as one plain 200). Each chunk worker receives into buffers of its own, a chunk's worth plus one
@@ -349,15 +351,22 @@ class BlobFetcher:
                 attempt += 1
 
     async def _small(self, repo: str, desc: Descriptor) -> int:
+        """Received straight into a buffer of the declared size (one byte more catches a longer
+        body), then written, verified and published with the batch's other small blobs."""
+        buf = bytearray(desc.size + 1)
+        view = memoryview(buf)
+        filled = 0
         async with await _blob_request(self.client, repo, desc) as resp:
-            try:
-                data = await resp.read(desc.size)
-            except BodyTooLarge:
-                raise IntegrityError(f"blob {desc.digest}: registry sent more than {desc.size} bytes") from None
-        if len(data) != desc.size:
-            raise IntegrityError(f"blob {desc.digest}: got {len(data)} bytes, expected {desc.size}")
-        await self.publisher.put(data, desc.digest)
-        return len(data)
+            while got := await resp.readinto(view[filled:]):
+                filled += got
+                if filled > desc.size:
+                    raise IntegrityError(f"blob {desc.digest}: registry sent more than {desc.size} bytes")
+        if filled != desc.size:
+            raise IntegrityError(f"blob {desc.digest}: got {filled} bytes, expected {desc.size}")
+        view.release()
+        del buf[filled:]
+        await self.publisher.put(buf, desc.digest)
+        return filled
 
     async def _streamed(self, repo: str, desc: Descriptor) -> int:
         writer = await trio.to_thread.run_sync(self.store.blobs.writer, desc.digest, desc.size)

@@ -134,6 +134,8 @@ def one_line(text: str, limit: int) -> str:
 
 
 def _is_visible_ascii(value: str) -> bool:
+    if value.isascii() and value.isprintable():  # every header of a normal answer: no loop in Python
+        return True
     return all(" " <= c <= "~" or c == "\t" for c in value)
 
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 class _Item:
     """Bytes to stage and publish (``data``), or a sealed writer to publish."""
 
-    data: bytes | None = None
+    data: bytes | bytearray | None = None
     digest: Digest | None = None
     writer: IngestWriter | None = None
 
@@ -55,12 +55,12 @@ class BlobPublisher:
                 await trio.to_thread.run_sync(writer.abort)
             raise
 
-    async def put(self, data: bytes, digest: Digest) -> None:
+    async def put(self, data: bytes | bytearray, digest: Digest) -> None:
         """:meth:`BlobStore.put` for the pull: written, verified and published in the next batch
         (nothing is left behind when its bytes are wrong or the batch fails)."""
         await self._group.submit(_Item(data, digest))
 
-    def _stage(self, data: bytes, digest: Digest) -> IngestWriter | None:
+    def _stage(self, data: bytes | bytearray, digest: Digest) -> IngestWriter | None:
         """Write and verify ``data`` (no fsync); None when the store has the blob already."""
         if self.store.blobs.has(digest):
             return None
