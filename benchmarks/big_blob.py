@@ -9,8 +9,9 @@ The image is an index → one amd64 manifest → a small config and one incompre
 with its access log on. Each round runs every tool once into an empty destination:
 
   gadgetstore  ``pull_images`` in a child process (even Range chunks of ``chunk_size``, ``chunk_parallelism``
-               at a time, hashed in order, verified, fsync'd, renamed): the time is the pull inside the child (no interpreter start),
-               the memory is the child's peak RSS (``ru_maxrss``) and, for reference, its RSS before the pull
+               at a time, hashed in order, verified, fsync'd, renamed): the time is the pull inside the
+               child (no interpreter start), the memory is the child's peak RSS (``ru_maxrss``) and,
+               for reference, its RSS before the pull
   curl         one ``curl -o`` stream of the blob URL: the wire floor (no verification, no fsync)
   curl-null    the same stream into /dev/null: the wire alone, no file at all (a stricter reference)
   skopeo       ``skopeo copy --all --preserve-digests`` into an OCI layout
