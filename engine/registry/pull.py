@@ -87,8 +87,10 @@ class _Shared:
     stored: frozenset[str] | None = None  # sha256 blob names when the batch began (None: not listed)
 
     def maybe_present(self, digest: Digest) -> bool:
-        """False only when the store surely lacks ``digest``: not there when the batch began (under
-        its lease nothing is deleted; what came since is in ``fetched`` or found by its fetch)."""
+        """False only when ``digest`` was not in the store when the batch began and has not been
+        fetched since: it is fetched without a look-up (one that came meanwhile from elsewhere is
+        found when its fetch publishes it). A listed one is looked up: it may have gone since (ig's
+        ``image remove`` in a shared layout deletes blobs without our lease)."""
         if self.stored is None or digest.algorithm != "sha256":
             return True
         return digest.hex in self.stored or digest in self.fetched
