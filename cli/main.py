@@ -35,7 +35,8 @@ IMAGE_COMMANDS = {
     "push": (f"{_PKG}.registry_cmds:push",
             "Push a gadget image from the store to its registry, with its stored signatures."),
     "verify": (f"{_PKG}.sign_cmds:verify_cmd",
-              "Verify the signature of IMAGE in the local store (a name, NAME@DIGEST, a digest or a 12+ digit prefix)."),
+              "Verify the signature of IMAGE in the local store (a name, NAME@DIGEST, a digest or a 12+ digit "
+              "prefix)."),
     "sign": (f"{_PKG}.sign_cmds:sign_cmd", "Sign IMAGE in the local store with a cosign-compatible signature."),
 }
 
