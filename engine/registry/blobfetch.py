@@ -39,7 +39,7 @@ WRITE_BUFFER = 1024 * 1024
 # A ranged blob's bodies arrive in batches of CHUNK_BATCH bytes (STREAM_BATCH for a whole body sent
 # as one plain 200). Each chunk worker receives into buffers of its own, a chunk's worth plus one
 # (the next chunk starts while the last batch is still written or hashed): 4 workers × 5 × 2 MiB
-# with 8 MiB chunks, inside the budget of 64 MiB + chunk size × parallelism with ~39 MiB for the
+# with 8 MiB chunks, inside the budget of 64 MiB + chunk size × parallelism with 30-40 MiB for the
 # interpreter and its modules. Buffers of their own also mean the worker of the chunk the hash
 # waits for can never be starved by batches that landed ahead of it.
 STREAM_BATCH = 8 * 1024 * 1024
