@@ -167,9 +167,9 @@ def _roots(store: Store, damaged: set[Digest]) -> list[_Root]:
     (In a shared layout an untagged entry whose own blob is missing is left to :func:`_loose_entries`.)"""
     named: list[tuple[str, Descriptor, jf.Op]] = []
     for ref, raw in sorted(store.state.tags.items()):
-        named.append((f"tag {ref}", Descriptor.from_json(raw, f"tag {ref}"), {"op": "untag", "ref": ref}))
+        named.append((f"tag {ref}", Descriptor.from_json(raw, f"tag {ref}"), jf.Untag(ref)))
     pin_name = "untagged entry" if store.shared else "pinned"
-    named.extend((f"{pin_name} {pin.digest}", pin, {"op": "unpin", "digest": str(pin.digest)}) for pin in store.pins()
+    named.extend((f"{pin_name} {pin.digest}", pin, jf.Unpin(str(pin.digest))) for pin in store.pins()
                  if not (store.shared and not store.blobs.has(pin.digest)))
     examined: dict[tuple[Digest, int, str], tuple[str | None, list[Descriptor]]] = {}
     return [_Root(name, root, drop, _graph_problems(store, damaged, examined, root)) for name, root, drop in named]
@@ -235,7 +235,7 @@ def _loose_entries(store: Store) -> list[_LooseEntry]:
 
     alive = set(walk_graph(tagged, readable_children))
     for pin in store.pins():
-        drop: jf.Op = {"op": "unpin", "digest": str(pin.digest)}
+        drop = jf.Unpin(str(pin.digest))
         if not store.blobs.has(pin.digest):
             out.append(_LooseEntry(f"untagged entry {pin.digest}", "its blob is missing (ig's image remove leaves "
                                    "such entries, and they stop ig's own gc); fsck --repair drops it", True, drop))

@@ -147,9 +147,9 @@ class LayoutIndex:
         """Under the exclusive index lock: check the blobs, then replace index.json."""
         final = self._document.state()
         final.apply(ops)
-        roots = [Descriptor.from_json(op["desc"], "index entry") for op in ops
-                 if (op["op"] == "tag" and final.tags.get(op["ref"]) == op["desc"])
-                 or (op["op"] == "pin" and final.pins.get(op["desc"]["digest"]) == op["desc"])]
+        roots = [Descriptor.from_json(op.desc, "index entry") for op in ops
+                 if (isinstance(op, jf.Tag) and final.tags.get(op.ref) == op.desc)
+                 or (isinstance(op, jf.Pin) and final.pins.get(op.digest) == op.desc)]
         plan = self._plan(roots)
         if plan.missing:
             raise BlobsMissing(plan.missing)
@@ -216,5 +216,5 @@ class LayoutIndex:
 
     def replace(self, ops: list[jf.Op]) -> None:
         """Apply removals (untag, unpin) under the exclusive lock the caller holds (fsck --repair)."""
-        assert all(op["op"] in ("untag", "unpin") for op in ops), "only removals"
+        assert all(isinstance(op, jf.Untag | jf.Unpin) for op in ops), "only removals"
         self._replace(self._document.edited(ops, lambda desc: []))

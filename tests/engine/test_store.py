@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -226,7 +227,7 @@ def test_torn_journal_tail_is_cut_on_open(store: Store, store_root: Path) -> Non
     journal = store_root / "index.journal"
     good_length = journal.stat().st_size
     with open(journal, "ab") as f:
-        f.write(jf.encode_transaction([{"op": "tag", "ref": "x.io/torn:1", "desc": desc.to_json()}])[:-5])
+        f.write(jf.encode_transaction([jf.Tag("x.io/torn:1", desc.to_json())])[:-5])
     reopened = Store.open(store_root)
     assert reopened.tags() == ["x.io/keep:1"]
     assert journal.stat().st_size == good_length
@@ -268,6 +269,36 @@ def test_repair_salvages_every_intact_record(store: Store, store_root: Path) -> 
     reopened = Store.open(store_root)
     assert reopened.tags() == ["x.io/a:1", "x.io/c:1"]
     assert fsck(reopened).clean
+
+
+BAD_OPERATIONS = [
+    {"ops": [{"op": "tag", "ref": "x.io/b:1"}]},  # no descriptor
+    {"ops": [{"op": "untag"}]},
+    {"ops": [{"op": "pin", "desc": {"size": 1}}]},  # a descriptor without a digest
+    {"ops": [{"op": "unpin", "digest": 7}]},
+    {"ops": [{"op": "frob"}]},
+    {"ops": ["tag"]},
+    {"ops": {"op": "tag"}},
+]
+
+
+@pytest.mark.parametrize("payload", BAD_OPERATIONS, ids=lambda payload: json.dumps(payload)[:40])
+def test_a_checksummed_record_with_a_bad_operation_is_damage(store: Store, store_root: Path,
+                                                             payload: dict[str, object]) -> None:
+    """Not a traceback: refused in one line pointing at fsck --repair, which drops that record alone."""
+    from gadgetstore.engine.fsck import repair
+
+    desc = blob_desc(store, "one")
+    with store.transaction() as txn:
+        txn.tag("x.io/a:1", desc)
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    with open(store_root / "index.journal", "ab") as f:
+        f.write(b"%08x %s\n" % (zlib.crc32(body), body))
+    with pytest.raises(StoreError, match=r"^index journal .* is damaged \(corrupt record at byte \d+ .*\); "
+                                         r"run 'gadgetstore fsck --repair'$"):
+        Store.open(store_root)
+    assert any("dropped 1" in a for a in repair(Store.open(store_root, allow_damage=True)))
+    assert Store.open(store_root).tags() == ["x.io/a:1"]
 
 
 def test_damaged_header_is_refused_and_repairable(store: Store, store_root: Path) -> None:
