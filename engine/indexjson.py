@@ -357,16 +357,16 @@ class JournalMirror:
             return []
         except (ValueError, AttributeError, TypeError):
             raise StoreError(f"{self.index_path} is not a valid OCI image index") from None
-        txn = jf.Transaction(jf.IndexState())
+        ops: list[jf.Op] = []
         for i, entry in enumerate(entries):
             desc = Descriptor.from_json(entry, f"index.json manifests[{i}]")
             ref = desc.annotations.get(mt.ANNOTATION_REF_NAME)
             if ref:
                 rest = {k: v for k, v in desc.annotations.items() if k != mt.ANNOTATION_REF_NAME}
-                txn.tag(ref, desc.with_annotations(rest))
+                ops.append(jf.Tag(ref, desc.with_annotations(rest).to_json()))
             elif desc.architecture is None:
-                txn.pin(desc)
-        return txn.ops
+                ops.append(jf.Pin(desc.to_json()))
+        return ops
 
     def merge_foreign_edits(self) -> bool:
         """Adopt what another tool (skopeo, oras, ig) changed in index.json since we last wrote it.

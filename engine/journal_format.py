@@ -29,8 +29,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import mediatypes as mt
-from .descriptor import Descriptor
-from .digest import Digest
 
 HEADER = b"gadgetstore-journal 1\n"
 JOURNAL_LENGTH_ANNOTATION = "io.gadgetstore.journal.length"
@@ -253,27 +251,6 @@ class IndexState:
             "manifests": manifests,
             "annotations": {JOURNAL_LENGTH_ANNOTATION: str(journal_length)},
         }
-
-
-class Transaction:
-    """Operations collected under the index lock, applied as one change (one journal record, or one
-    rewrite of a shared layout's index.json); ``state`` is what they apply to."""
-
-    def __init__(self, state: IndexState) -> None:
-        self.state = state
-        self.ops: list[Op] = []
-
-    def tag(self, ref: str, desc: Descriptor) -> None:
-        self.ops.append(Tag(ref, desc.to_json()))
-
-    def untag(self, ref: str) -> None:
-        self.ops.append(Untag(ref))
-
-    def pin(self, desc: Descriptor) -> None:
-        self.ops.append(Pin(desc.to_json()))
-
-    def unpin(self, digest: Digest) -> None:
-        self.ops.append(Unpin(str(digest)))
 
 
 def replay_state(replay: Replay, state: IndexState | None = None) -> IndexState:

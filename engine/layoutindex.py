@@ -30,6 +30,7 @@ from .digest import Digest
 from .errors import StoreError
 from .indexjson import IndexDocument, load_index, write_index
 from .locking import StoreLocks
+from .tagindex import Transaction
 
 
 class BlobsMissing(StoreError):
@@ -55,7 +56,8 @@ Planner = Callable[[list[Descriptor]], IndexPlan]
 
 
 class LayoutIndex:
-    """index.json of one shared layout, read and changed by ig's rules (see the module docstring).
+    """index.json of one shared layout, read and changed by ig's rules (see the module docstring); a
+    :class:`~.tagindex.TagIndex`.
 
     ``plan`` walks the graphs of roots about to be indexed (the store's blobs); it runs under the
     index lock, so that what it finds is still true when index.json names it. ``sync_blobs`` makes
@@ -84,7 +86,8 @@ class LayoutIndex:
         """Changes whenever the tags may have (compare the first item with ``is``)."""
         return self._document, len(self._pending)
 
-    def open(self) -> None:
+    def open(self, readonly: bool = True, allow_damage: bool = False) -> None:
+        """Read index.json; opening writes nothing, for reading or writing (ig's store stays ig's)."""
         self.refresh()
 
     def refresh(self) -> None:
@@ -121,7 +124,7 @@ class LayoutIndex:
             yield
 
     @contextlib.contextmanager
-    def transaction(self, done: str = "") -> Iterator[jf.Transaction]:
+    def transaction(self, done: str = "") -> Iterator[Transaction]:
         """Collect tag/pin operations and write them to index.json as one change.
 
         Inside a deferred block they are only kept, and written when it ends. Anything raised
@@ -130,7 +133,7 @@ class LayoutIndex:
         """
         with self._lock:
             if self._deferrals:
-                txn = jf.Transaction(self._state)
+                txn = Transaction(self._state)
                 yield txn
                 self._pending.extend(txn.ops)
                 self._state.apply(txn.ops)
@@ -138,7 +141,7 @@ class LayoutIndex:
         with self._exclusive():
             self._load(locked=True)
             with self._lock:
-                txn = jf.Transaction(self._state)
+                txn = Transaction(self._state)
                 yield txn
                 if txn.ops:
                     self._publish(txn.ops)
@@ -214,7 +217,13 @@ class LayoutIndex:
         """The index.json last read (fsck)."""
         return self._document
 
-    def replace(self, ops: list[jf.Op]) -> None:
+    def record_repair(self, ops: list[jf.Op]) -> None:
         """Apply removals (untag, unpin) under the exclusive lock the caller holds (fsck --repair)."""
         assert all(isinstance(op, jf.Untag | jf.Unpin) for op in ops), "only removals"
         self._replace(self._document.edited(ops, lambda desc: []))
+
+    def compact(self) -> None:
+        """No journal to compact."""
+
+    def after_collection(self, done: str) -> None:
+        """index.json names no deleted blob: gc deleted only what it did not reach."""
