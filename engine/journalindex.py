@@ -38,9 +38,10 @@ class JournalIndex:
     def state(self) -> jf.IndexState:
         return self.journal.state
 
-    def version(self) -> tuple[object, int]:
-        """Changes whenever the tags may have (compare the first item with ``is``)."""
-        return self.journal.state, self.journal.length
+    def generation(self) -> int:
+        """Read what was appended since (an fstat when nothing was), then the journal's generation."""
+        self.journal.refresh()
+        return self.journal.generation
 
     def open(self, readonly: bool, allow_damage: bool) -> None:
         """Replay the journal; a layout without one (left by a crash while the store was created)

@@ -202,9 +202,12 @@ class Store:
         layout every untagged entry of index.json counts as a pin."""
         return self.index.state
 
-    def version(self) -> tuple[object, int]:
-        """Changes whenever the tags may have changed (compare the first item with ``is``)."""
-        return self.index.version()
+    def generation(self) -> int:
+        """Bring the tags up to date with the disk, and say which version of them this is: a
+        number that changes whenever the tags or pins changed, in this process or another. Costs a
+        stat or two when nothing changed, so a reader (the mount, serve) polls it and reloads only
+        when it moved."""
+        return self.index.generation()
 
     def tags(self) -> list[str]:
         return sorted(self.state.tags)

@@ -58,8 +58,9 @@ class TagIndex(Protocol):
     def refresh(self) -> None:
         """Read again what other processes changed."""
 
-    def version(self) -> tuple[object, int]:
-        """Changes whenever the tags may have changed (compare the first item with ``is``)."""
+    def generation(self) -> int:
+        """:meth:`refresh`, then a number that changes whenever the tags or pins did; a stat or
+        two when nothing changed, so readers (the mount, serve) poll it to know when to reload."""
 
     def settled(self) -> contextlib.AbstractContextManager[None]:
         """The index lock held exclusively and the state current: a view nobody changes meanwhile."""

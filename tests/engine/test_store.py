@@ -220,6 +220,23 @@ def test_other_process_changes_are_seen_on_refresh(store: Store, store_root: Pat
     assert store.lookup("x.io/r:1") is not None
 
 
+def test_generation_moves_with_every_change_and_only_then(store: Store, store_root: Path) -> None:
+    """What the mount and serve poll: equal while nothing changed, different after a change by this
+    process or another; compacting changes no tag, so not the generation either."""
+    first = store.generation()
+    assert store.generation() == first
+    assert run_worker(store_root, "put-and-tag", "x.io/other:1", "payload").returncode == 0
+    second = store.generation()
+    assert second != first and store.lookup("x.io/other:1") is not None
+    assert store.generation() == second
+    with store.transaction() as txn:
+        txn.tag("x.io/mine:1", blob_desc(store, "one"))
+    third = store.generation()
+    assert third != second
+    store.compact()
+    assert store.generation() == third
+
+
 def test_torn_journal_tail_is_cut_on_open(store: Store, store_root: Path) -> None:
     desc = blob_desc(store, "one")
     with store.transaction() as txn:
