@@ -232,6 +232,24 @@ def test_fsck_repair_repairs_each_kind_of_damage(store_root: Path, kind: str) ->
     assert "x.io/b:1" in Store.open(store_root).tags(), "an image the damage did not reach stays"
 
 
+def test_fsck_repair_keeps_its_backup_and_quarantine_durably(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What repair says it kept survives a crash: the damaged journal's copy and each quarantined
+    blob are fsync'd with the directories that name them, the copy before the journal is replaced."""
+    store = damaged_store(store_root, "journal_damaged")
+    replace_blob(store, LAYER_ONE, lambda p: p.write_bytes(b"layer 0ne"))
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd))[1])
+    repair_root(store_root)
+    (backup,) = store_root.glob("index.journal.damaged-*")
+    backup_synced = next(i for i, path in enumerate(synced) if Path(path).name.startswith(f".{backup.name}."))
+    journal_replaced = next(i for i, path in enumerate(synced)
+                            if Path(path).name.startswith(".index.journal.") and "damaged" not in path)
+    assert backup_synced < synced.index(str(store_root), backup_synced) < journal_replaced
+    assert (store_root / "quarantine" / f"sha256-{Digest.of_bytes(LAYER_ONE).hex}").read_bytes() == b"layer 0ne"
+    assert {str(store_root), str(store_root / "quarantine"), str(store_root / "blobs" / "sha256")} <= set(synced)
+
+
 def test_fsck_repair_drops_a_pin_whose_blob_is_missing(store: Store, store_root: Path) -> None:
     image = make_image(store, "x.io/a:1", [LAYER_ONE])
     pin = sign(store, image, ref_style=False)
