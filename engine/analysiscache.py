@@ -1,12 +1,18 @@
 """The analysis cache: where ``image inspect`` (and the mounted view) keep their analyses of
 layers, how an entry is read and written, and when gc drops one.
 
-Entries are keyed by the digest of what they analyse (a layer, or an architecture manifest) and
-live at ``<cache>/<ANALYSIS_VERSION>/<alg>/<hex><suffix>``; :mod:`.inspect` decides the suffixes
-and the bytes. Blobs are immutable, so an entry never goes stale: gc drops the entries of blobs
-that are gone, and :data:`ANALYSIS_VERSION` changes whenever what the analysis computes changes.
-Entries are written without fsync, and every failure to write one is ignored: a torn, lost or
-unwritable entry is a miss, never a wrong answer.
+The cache is not in the store, of either kind: ``inspect``, ``mount`` and ``serve`` only read the
+store, and reading commands write nothing there (a store may be read by a user who cannot write
+it, backed up or compared while it is read). It lives in the cache home
+(:func:`.paths.cache_home`: ``$XDG_CACHE_HOME/gadgetstore``, else ``/var/cache/gadgetstore`` as
+root, else ``~/.cache/gadgetstore``), shared by every store there: entries are keyed by the digest
+of what they analyse (a layer, or an architecture manifest), at
+``<cache>/<ANALYSIS_VERSION>/<alg>/<hex><suffix>``; :mod:`.inspect` decides the suffixes and the bytes.
+
+Blobs are immutable, so an entry never goes stale: gc drops the entries of the blobs it deletes
+(another store that still holds one computes it again), and :data:`ANALYSIS_VERSION` changes
+whenever what the analysis computes changes. Entries are written without fsync, and every failure
+to write one is ignored: a torn, lost or unwritable entry is a miss, never a wrong answer.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import shutil
 from pathlib import Path
 
 from .digest import Digest
@@ -24,10 +31,13 @@ from .paths import cache_home
 ANALYSIS_VERSION = "v3"
 
 
-def directory(root: Path, shared: bool) -> Path:
-    """The cache of the store at ``root``: its own ``analysis/`` in gadgetstore's store, the cache
-    home for a layout shared with ig (which gadgetstore never adds files to)."""
-    return cache_home() / "analysis" if shared else root / "analysis"
+LEGACY_DIRECTORY = "analysis"
+"""A directory of gadgetstore's own store that no command reads or writes: gc removes it."""
+
+
+def directory() -> Path:
+    """The cache (see the module docstring)."""
+    return cache_home() / "analysis"
 
 
 def entry_path(cache: Path, digest: Digest, suffix: str) -> Path:
@@ -63,16 +73,27 @@ def save_entry(path: Path, data: bytes) -> None:
         pass
 
 
-def prune(cache: Path, reachable: set[Digest]) -> int:
-    """Remove the entries of blobs not in ``reachable``; returns how many were removed."""
+def prune(cache: Path, deleted: set[Digest]) -> int:
+    """Remove the entries of the blobs in ``deleted`` (and files that name no blob); returns how
+    many were removed."""
     removed = 0
     for entry in sorted(cache.glob("*/*/*")):
         try:
             digest = Digest.parse(f"{entry.parent.name}:{entry.name.split('.', 1)[0]}")
         except GadgetStoreError:
             digest = None
-        if (digest is None or digest not in reachable) and entry.is_file():
+        if (digest is None or digest in deleted) and entry.is_file():
             with contextlib.suppress(FileNotFoundError):
                 entry.unlink()
                 removed += 1
     return removed
+
+
+def remove_legacy(store_root: Path) -> int:
+    """Remove :data:`LEGACY_DIRECTORY` from gadgetstore's own store; returns how many files went."""
+    legacy = store_root / LEGACY_DIRECTORY
+    if not legacy.is_dir() or legacy.is_symlink():
+        return 0
+    files = sum(1 for path in legacy.rglob("*") if path.is_file())
+    shutil.rmtree(legacy, ignore_errors=True)
+    return files

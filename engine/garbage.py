@@ -66,7 +66,8 @@ def collect(store: Store, done: str, grace: float | None = None, removed: set[Di
             _delete_unreachable(store, reachable, grace, removed or set(), report)
     if not store.shared:
         _delete_unreachable(store, reachable, grace, set(), report)
-        report.removed_cache_entries = analysiscache.prune(store.analysis_dir, reachable)
+        report.removed_cache_entries = analysiscache.remove_legacy(store.root)
+    report.removed_cache_entries += analysiscache.prune(store.analysis_dir, set(report.removed_blobs))
     leftovers = store.blobs.own_ingest_files() if store.shared else store.blobs.ingest_files()
     for path in leftovers:
         with contextlib.suppress(FileNotFoundError):

@@ -13,17 +13,18 @@ What kind a directory is, is decided when it is opened (:func:`store_kind`):
       gc.lock               the gc lease
       blobs/<alg>/<hex>     immutable, read-only blobs
       ingest/               temporary files of blobs being written
-      analysis/             cached layer analyses (inspect, mount)
 
 - **a layout another tool made** (ig's ``/var/lib/ig/oci-store``, oras, skopeo): index.json is
   the truth and ig's rules apply (:mod:`.layoutindex`). Opening it writes nothing, and reading
   commands never do; writing commands add only what ig would (blobs, index.json entries, the lock
   file, ``ingest/``), plus gadgetstore's own ``ingest/ingest-…`` files while a blob is written and
-  ``quarantine/`` after ``fsck --repair``. Analyses are cached outside it (:func:`.paths.cache_home`).
+  ``quarantine/`` after ``fsck --repair``.
 - **nothing yet**: made as ig makes its store where ig keeps one (:func:`.paths.is_ig_store_path`),
   else as gadgetstore's own.
 
-The locks of either kind are :class:`~.locking.StoreLocks` (``store.locks``).
+The locks of either kind are :class:`~.locking.StoreLocks` (``store.locks``). Reading commands
+write nothing into a store of either kind: inspect's analyses are cached outside it
+(:mod:`.analysiscache`).
 
 :class:`Store` is the façade every command uses; each of its jobs has a module of its own:
 
@@ -84,7 +85,7 @@ class Store:
         self.shared = shared  # a layout another tool made (ig's store): index.json is the truth
         self.index_path = root / "index.json"
         self.blobs = BlobStore(root, ingest_mode=0o755 if shared else 0o700)
-        self.analysis_dir = analysiscache.directory(root, shared)
+        self.analysis_dir = analysiscache.directory()
         self.index: TagIndex
         """The tags and pins, and how they change (see :mod:`.tagindex`); the methods below use it."""
         if shared:

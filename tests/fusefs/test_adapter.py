@@ -20,6 +20,7 @@ from gadgetstore.fusefs.catalog import Catalog
 from gadgetstore.fusefs.loader import StoreReader
 from gadgetstore.fusefs.model import FsModel
 from gadgetstore.fusefs.pulls import OnAccess, Outcome
+from tests.support.igstore import tree
 
 from .helpers import WASM_MODULE, make_gadget, tag, untag
 
@@ -196,6 +197,14 @@ def test_reader_snapshot_only_on_change(store: Store, tmp_path: Path) -> None:
     tag(store, {"example.com/x:v1": make_gadget(store, "x")})
     catalog = reader.snapshot()
     assert catalog is not None and ("example.com", "x", "v1") in catalog.images
+
+
+async def test_reading_extra_info_writes_nothing_into_the_store(fs: GadgetFs, store: Store, tmp_path: Path) -> None:
+    """A read-only mount analyses layers and caches the results outside the store."""
+    before = tree(store.root)
+    assert (await cat(fs, "localhost:5000/g/v1/extra-info/ebpf.maps")).startswith(b"[")
+    assert tree(store.root) == before
+    assert any(path.suffix == ".extra" for path in (tmp_path / "xdg-cache").rglob("*"))
 
 
 async def test_undecodable_layer_fails_only_extra_info(store: Store) -> None:
