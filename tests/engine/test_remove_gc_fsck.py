@@ -1,7 +1,6 @@
 import json
 import os
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from gadgetstore.engine.fsck import fsck, repair_root
 from gadgetstore.engine.mediatypes import ANNOTATION_REF_NAME
 from gadgetstore.engine.store import Store
 from tests.support.cli import run_in_store
+from tests.support.locks import wait_for_flock_waiter
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
@@ -96,7 +96,7 @@ def test_gc_waits_for_a_writer_holding_the_lease(store: Store) -> None:
         digest = store.blobs.put(b"committed, tag pending")
         worker = threading.Thread(target=lambda: (Store.open(store.root).gc(), gc_done.set()))
         worker.start()
-        time.sleep(0.3)
+        wait_for_flock_waiter(store.root / "gc.lock")  # gc asks for the lease exclusively, and waits
         assert not gc_done.is_set(), "gc must wait for the writer's lease"
         with store.transaction() as txn:
             txn.tag("x.io/late:1", Descriptor("application/octet-stream", digest, 22))

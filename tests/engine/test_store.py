@@ -422,17 +422,20 @@ def test_not_a_store_is_refused(tmp_path: Path) -> None:
         Store.open(tmp_path)
 
 
-def test_opening_ten_thousand_tags_is_fast(store: Store, store_root: Path) -> None:
+def test_opening_ten_thousand_tags_replays_one_record_and_writes_nothing(store: Store, store_root: Path) -> None:
+    """Cheap to open: a compacted journal is one snapshot record, decoded once, and an index.json in
+    step is left alone (benchmarks/store_bench.py times this open)."""
     desc = blob_desc(store, "one")
     with store.transaction() as txn:
         for i in range(10_000):
             txn.tag(f"registry.example.com/gadgets/g{i}:v1", desc)
     store.compact()
-    start = time.perf_counter()
+    written = [os.stat(store_root / name) for name in ("index.journal", "index.json", "index.json.sync")]
     reopened = Store.open(store_root)
-    elapsed = time.perf_counter() - start
     assert len(reopened.tags()) == 10_000
-    assert elapsed < 1.0, f"opening 10k tags took {elapsed:.3f}s (benchmark target 0.2s)"
+    assert reopened.journal.transactions_since_snapshot == 1
+    after = [os.stat(store_root / name) for name in ("index.journal", "index.json", "index.json.sync")]
+    assert [(st.st_ino, st.st_mtime_ns) for st in after] == [(st.st_ino, st.st_mtime_ns) for st in written]
 
 
 INGEST_POINTS = ["ingest.written", "ingest.synced", "ingest.renamed", "ingest.dirsynced"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
@@ -15,7 +16,7 @@ import trio
 
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.store import Store
-from gadgetstore.fusefs.adapter import LONG_TIMEOUT, VOLATILE_TIMEOUT, GadgetFs
+from gadgetstore.fusefs.adapter import LONG_TIMEOUT, MISS_REFRESH_AGE, VOLATILE_TIMEOUT, GadgetFs
 from gadgetstore.fusefs.catalog import Catalog
 from gadgetstore.fusefs.loader import StoreReader
 from gadgetstore.fusefs.model import FsModel
@@ -29,12 +30,17 @@ ROOT = pyfuse3.ROOT_INODE
 
 
 class Recorder:
+    """Stands in for the kernel's invalidation calls (made from a worker thread); ``called`` is set
+    at the first, for a test to wait on."""
+
     def __init__(self) -> None:
         self.calls: list[tuple[int, bytes]] = []
         self.attributes: list[int] = []
+        self.called = threading.Event()
 
     def __call__(self, entries: Sequence[tuple[int, bytes]]) -> None:
         self.calls.extend(entries)
+        self.called.set()
 
     def inodes(self, inodes: Sequence[int]) -> None:
         self.attributes.extend(inodes)
@@ -172,9 +178,11 @@ async def test_changes_queue_invalidations(fs: GadgetFs, store: Store, recorder:
     await walk(fs, "localhost:5000/h/v2/digest")
 
 
-async def test_lookup_miss_rereads_the_journal(fs: GadgetFs, store: Store) -> None:
-    await trio.sleep(0.06)
+async def test_lookup_miss_rereads_the_journal(fs: GadgetFs, store: Store, mock_clock: trio.testing.MockClock) -> None:
+    with pytest.raises(pyfuse3.FUSEError):
+        await walk(fs, "example.com")  # a miss: the journal is read again, and has no such image yet
     tag(store, {"example.com/new:v1": make_gadget(store, "new")})
+    mock_clock.jump(MISS_REFRESH_AGE)
     assert (await walk(fs, "example.com/new/v1/created")).st_size > 0
 
 
@@ -184,9 +192,7 @@ async def test_poller_keeps_running(fs: GadgetFs, store: Store, recorder: Record
         nursery.start_soon(fs.poll_journal, 0.01)
         nursery.start_soon(fs.send_invalidations)
         untag(store, "localhost:5000/g:v1")
-        with trio.fail_after(5):
-            while not recorder.calls:  # noqa: ASYNC110 - polling a plain callback recorder
-                await trio.sleep(0.01)
+        assert await trio.to_thread.run_sync(recorder.called.wait, 30), "no invalidation was sent"
         nursery.cancel_scope.cancel()
 
 
@@ -251,9 +257,7 @@ async def test_poller_survives_a_failing_snapshot(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(fs.poll_journal, 0.01)
         nursery.start_soon(fs.send_invalidations)
-        with trio.fail_after(5):
-            while not recorder.calls:  # noqa: ASYNC110 - polling a plain callback recorder
-                await trio.sleep(0.01)
+        assert await trio.to_thread.run_sync(recorder.called.wait, 30), "no invalidation was sent"
         nursery.cancel_scope.cancel()
     assert sum("cannot re-read the journal" in r.message for r in caplog.records) == 1
 
