@@ -52,7 +52,9 @@ def _analyze_wasm(wasm: bytes) -> ExtraInfo:
     return analyze_wasm(wasm)
 
 
-_ANALYZERS: dict[str, Callable[[bytes], ExtraInfo]] = {mt.GADGET_EBPF: _analyze_ebpf, mt.GADGET_WASM: _analyze_wasm}
+ANALYZERS: dict[str, Callable[[bytes], ExtraInfo]] = {mt.GADGET_EBPF: _analyze_ebpf, mt.GADGET_WASM: _analyze_wasm}
+"""The analyser of each layer media type: extra-info keys from the layer's bytes (what a cache entry
+holds; replacing one is how a test sees whether the cache answered)."""
 
 
 def cache_path(store: Store, digest: Digest, suffix: str = _EXTRA_SUFFIX) -> Path:
@@ -157,7 +159,7 @@ def decode_extra_info(data: Buffer, renderings: Path | None = None) -> dict[str,
 
 def layer_entries(store: Store, layer: Descriptor) -> dict[str, Entry]:
     """The analysis of one eBPF or wasm layer, from the cache when it is there."""
-    analyze = _ANALYZERS.get(layer.media_type)
+    analyze = ANALYZERS.get(layer.media_type)
     if analyze is None:
         return {}
     path = cache_path(store, layer.digest)
@@ -180,7 +182,7 @@ def image_entries(store: Store, typed_image: str, manifest: ArchManifest) -> dic
     """Every extra-info entry of the manifest: ``oci.*`` computed, the layers' analysis from the cache."""
     entries = {key: Entry.compute(content_type, content)
                for key, (content_type, content) in oci_extra_info(store, typed_image, manifest).items()}
-    for media_type in _ANALYZERS:
+    for media_type in ANALYZERS:
         layer = manifest.layer(media_type)
         if layer is not None:
             entries.update(layer_entries(store, layer))

@@ -94,7 +94,7 @@ def test_analysis_is_cached_by_layer_digest(imported: Path, monkeypatch: pytest.
     def must_not_run(_: bytes) -> dict[str, tuple[str, bytes]]:
         raise AssertionError("analysis should come from the cache")
 
-    monkeypatch.setitem(inspect_mod._ANALYZERS, "application/vnd.gadget.ebpf.program.v1+binary", must_not_run)
+    monkeypatch.setitem(inspect_mod.ANALYZERS, "application/vnd.gadget.ebpf.program.v1+binary", must_not_run)
     assert inspect_mod.image_extra_info(store, DEMO_SHORT_NAME, manifest) == first
 
 

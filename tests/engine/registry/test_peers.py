@@ -18,7 +18,6 @@ import trio
 from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.registry import mirrors as mirrors_module
-from gadgetstore.engine.registry import peers as peers_module
 from gadgetstore.engine.registry.blobfetch import BlobFetcher
 from gadgetstore.engine.registry.client import RegistryClient, Session, TransferOptions
 from gadgetstore.engine.registry.errors import NotFoundInRegistry
@@ -63,18 +62,15 @@ def test_find_self(monkeypatch: pytest.MonkeyPatch) -> None:
     local, remote = "http://127.0.0.1:5050", "http://192.0.2.7:5050"  # 192.0.2.0/24: TEST-NET, never local
     assert find_self(peers(remote, local)) is None  # loopback tells no node apart; this one only asks
     assert find_self(peers(remote)) is None
-    monkeypatch.setattr(peers_module, "_is_local", lambda host: host == "10.9.9.9")
-    assert find_self(peers(remote, "http://10.9.9.9:5050")) == "http://10.9.9.9:5050"
-    monkeypatch.undo()
-    monkeypatch.delenv(SELF_ENV, raising=False)
+    assert find_self(peers(remote, "http://10.9.9.9:5050"), local_host=lambda host: host == "10.9.9.9") \
+        == "http://10.9.9.9:5050"
     assert find_self(peers(remote, local), "192.0.2.7:5050") == remote
     assert find_self(peers(remote, local, self_url=remote)) == remote
     monkeypatch.setenv(SELF_ENV, "http://192.0.2.7:5050/")
     assert find_self(peers(remote, local)) == remote
     monkeypatch.delenv(SELF_ENV)
-    monkeypatch.setattr(peers_module, "_is_local", lambda host: True)
     with pytest.raises(RegistriesConfigError, match="several peers"):
-        find_self(peers(local, "http://127.0.0.1:5051"))
+        find_self(peers(local, "http://127.0.0.1:5051"), local_host=lambda host: True)
     with pytest.raises(RegistriesConfigError, match="not one of"):
         find_self(peers(local), "http://192.0.2.9:1")
 
