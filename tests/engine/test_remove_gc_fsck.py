@@ -105,6 +105,7 @@ def test_gc_waits_for_a_writer_holding_the_lease(store: Store) -> None:
     assert store.blobs.has(digest)
 
 
+@pytest.mark.leaves_damaged_store
 def test_fsck_reports_each_kind_of_damage(store: Store, store_root: Path) -> None:
     image = make_image(store, "x.io/a:1", [b"layer one", b"layer two"])
     assert fsck(store).clean
@@ -125,6 +126,7 @@ def test_fsck_reports_each_kind_of_damage(store: Store, store_root: Path) -> Non
     assert image.digest not in {Digest.of_bytes(b"layer one")}
 
 
+@pytest.mark.leaves_damaged_store
 def test_fsck_reports_a_damaged_journal(store: Store, store_root: Path) -> None:
     make_image(store, "x.io/a:1", [b"x"])
     with open(store_root / "index.journal", "ab") as f:

@@ -144,6 +144,7 @@ def test_a_tag_adds_the_entry_igs_tag_adds_and_keeps_every_other_byte(ig_root: P
         f"127.0.0.1:55841/x v1 {X_ROOT} 2023-11-14T22:13:20Z", f"trace_demo mine {X_ROOT} 2023-11-14T22:13:20Z"]
 
 
+@pytest.mark.leaves_damaged_store
 def test_a_blob_that_vanished_is_never_indexed(ig_root: Path) -> None:
     """ig's ``image remove`` deletes every blob index.json does not reach (oras Store.GC): a change
     checks, under the lock, that what it names is there."""

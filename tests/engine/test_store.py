@@ -264,6 +264,7 @@ def damage_middle_record(store: Store, store_root: Path) -> Path:
     return journal
 
 
+@pytest.mark.leaves_damaged_store
 def test_damaged_record_is_refused_not_cut(store: Store, store_root: Path) -> None:
     journal = damage_middle_record(store, store_root)
     before = (journal.read_bytes(), (store_root / "index.json").read_bytes())
@@ -416,6 +417,7 @@ def test_store_adopts_an_existing_oci_layout(tmp_path: Path) -> None:
     assert fsck(store).clean
 
 
+@pytest.mark.leaves_damaged_store
 def test_not_a_store_is_refused(tmp_path: Path) -> None:
     (tmp_path / "oci-layout").write_text('{"imageLayoutVersion":"9"}')
     with pytest.raises(StoreError, match="not an OCI image layout"):

@@ -143,6 +143,7 @@ async def test_lookup_counts_and_forget(fs: GadgetFs) -> None:
     assert (await walk(fs, "localhost:5000/g/v1/digest")).st_ino == attrs.st_ino
 
 
+@pytest.mark.leaves_damaged_store
 async def test_damaged_blob_is_eio_and_the_rest_reads(fs: GadgetFs, store: Store) -> None:
     program = (await walk(fs, "localhost:5000/g/v1/program.wasm"))
     node = fs.table.node(program.st_ino)
