@@ -10,10 +10,10 @@ puts newer libbpf headers first (top_cuda_memory needs libbpf >= 1.2 macros); ``
 compiler (fsnotify needs clang >= 15). A gadget that does not compile is reported and skipped.
 
 Every command runs as a user runs it: a new ``gadgetstore`` process (the console script, bytecode
-cached as an installed package has it). "Cold" removes the store's analysis cache first; "warm"
-runs with it in place. The table gives the median and the fastest wall time of ``--rounds`` runs
-and the median CPU time (user + system, which other work on the machine disturbs less), and the
-bare interpreter start (``python -c pass``) for scale.
+cached as an installed package has it), with its cache home in ``benchmarks/work/inspect-cache``.
+"Cold" removes the analysis cache first; "warm" runs with it in place. The table gives the median
+and the fastest wall time of ``--rounds`` runs and the median CPU time (user + system, which other
+work on the machine disturbs less), and the bare interpreter start (``python -c pass``) for scale.
 """
 
 from __future__ import annotations
@@ -109,6 +109,8 @@ def main() -> None:
     else:
         built = build_store(store_dir, args.ig_source.expanduser(), args.clang, args.strip, args.libbpf_include)
     env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    env["XDG_CACHE_HOME"] = str(ROOT / "benchmarks" / "work" / "inspect-cache")
+    analysis_cache = Path(env["XDG_CACHE_HOME"]) / "gadgetstore" / "analysis"
     script = Path(sys.executable).with_name("gadgetstore")
     package = Path((Store.__module__ and sys.modules[Store.__module__].__file__) or "").parents[1]
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(package / "engine"), str(package / "cli")],
@@ -123,7 +125,7 @@ def main() -> None:
             command = [str(script), "--store", str(store_dir), "image", "inspect", name, "--pull", "never", *extra]
             cold = []
             for _ in range(args.rounds):
-                shutil.rmtree(store_dir / "analysis", ignore_errors=True)
+                shutil.rmtree(analysis_cache, ignore_errors=True)
                 cold.append(timed(command, env))
             warm = [timed(command, env) for _ in range(args.rounds)]
             print(f"| {name} | {label} | {summary(cold)} | {summary(warm)} |", flush=True)

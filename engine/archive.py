@@ -28,7 +28,7 @@ from .digest import Digest
 from .errors import GadgetStoreError, IntegrityError, InvalidArchive
 from .importlimits import ImportBudget, Verdict
 from .resolve import resolve
-from .store import OCI_LAYOUT_BYTES, Store, signature_tag_subject
+from .store import OCI_LAYOUT_BYTES, Store
 from .userpath import open_input, open_output
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def plan_export(store: Store, refs: list[str]) -> ExportPlan:
         plan.blobs.update(store.walk_image(desc, f"image {desc.digest}"))
     signatures = {}
     for sig_ref in store.tags():
-        subj = signature_tag_subject(sig_ref)
+        subj = reference.signature_tag_subject(sig_ref)
         if subj is not None and subj in plan.blobs:
             signatures[sig_ref] = store.resolve(sig_ref)
     pinned = [pin for pin in store.pins() if store.subject_of(pin) in plan.blobs]
@@ -267,7 +267,7 @@ def _import_ref_name(ref: str) -> str:
     Kept as written, a short name would be a tag that ``image list`` does not show and ``image
     remove`` cannot name, yet it would keep its blobs. A digest reference names no tag.
     """
-    if signature_tag_subject(ref) is not None:
+    if reference.signature_tag_subject(ref) is not None:
         return ref
     try:
         normalized = reference.normalize(ref)

@@ -49,6 +49,7 @@ from .blobstore import BlobNotFound, BlobStore
 from .descriptor import Descriptor, children, is_document, walk_graph
 from .digest import Digest
 from .errors import GadgetStoreError
+from .fsutil import atomic_write, fsync_dir
 from .store import Store
 
 QUARANTINE = "quarantine"
@@ -167,9 +168,9 @@ def _roots(store: Store, damaged: set[Digest]) -> list[_Root]:
     (In a shared layout an untagged entry whose own blob is missing is left to :func:`_loose_entries`.)"""
     named: list[tuple[str, Descriptor, jf.Op]] = []
     for ref, raw in sorted(store.state.tags.items()):
-        named.append((f"tag {ref}", Descriptor.from_json(raw, f"tag {ref}"), {"op": "untag", "ref": ref}))
+        named.append((f"tag {ref}", Descriptor.from_json(raw, f"tag {ref}"), jf.Untag(ref)))
     pin_name = "untagged entry" if store.shared else "pinned"
-    named.extend((f"{pin_name} {pin.digest}", pin, {"op": "unpin", "digest": str(pin.digest)}) for pin in store.pins()
+    named.extend((f"{pin_name} {pin.digest}", pin, jf.Unpin(str(pin.digest))) for pin in store.pins()
                  if not (store.shared and not store.blobs.has(pin.digest)))
     examined: dict[tuple[Digest, int, str], tuple[str | None, list[Descriptor]]] = {}
     return [_Root(name, root, drop, _graph_problems(store, damaged, examined, root)) for name, root, drop in named]
@@ -235,7 +236,7 @@ def _loose_entries(store: Store) -> list[_LooseEntry]:
 
     alive = set(walk_graph(tagged, readable_children))
     for pin in store.pins():
-        drop: jf.Op = {"op": "unpin", "digest": str(pin.digest)}
+        drop = jf.Unpin(str(pin.digest))
         if not store.blobs.has(pin.digest):
             out.append(_LooseEntry(f"untagged entry {pin.digest}", "its blob is missing (ig's image remove leaves "
                                    "such entries, and they stop ig's own gc); fsck --repair drops it", True, drop))
@@ -279,8 +280,8 @@ def repair(store: Store) -> list[str]:
         store.journal.refresh()
         if store.journal.damage is not None:
             data = store.journal.path.read_bytes()
-            backup = store.root / f"index.journal.damaged-{int(time.time())}"
-            backup.write_bytes(data)
+            backup = _free_name(store.root / f"index.journal.damaged-{int(time.time())}")
+            atomic_write(backup, data, 0o644)  # durable before the journal is replaced
             kept, dropped = jf.salvage(data)
             store.journal.replace(kept)
             actions.append(f"rebuilt the index journal from {len(kept)} intact record(s), dropped {dropped}; "
@@ -311,15 +312,27 @@ def _repair_layout(store: Store) -> list[str]:
     return actions
 
 
-def _quarantine(store_root: Path, path: Path, name: str) -> Path:
-    """Move ``path`` (whatever it is: file, directory, symlink, fifo) into quarantine/ as ``name``."""
-    quarantine = store_root / QUARANTINE
-    quarantine.mkdir(mode=0o700, exist_ok=True)
-    target, n = quarantine / name, 1
+def _free_name(path: Path) -> Path:
+    """``path``, or ``path.2``, ``path.3`` … whichever does not exist yet."""
+    target, n = path, 1
     while os.path.lexists(target):
         n += 1
-        target = quarantine / f"{name}.{n}"
+        target = path.with_name(f"{path.name}.{n}")
+    return target
+
+
+def _quarantine(store_root: Path, path: Path, name: str) -> Path:
+    """Move ``path`` (whatever it is: file, directory, symlink, fifo) into quarantine/ as ``name``,
+    durably: both directories are fsync'd, so a crash cannot bring it back under blobs/ (where gc
+    would delete it) after the repair said it was kept."""
+    quarantine = store_root / QUARANTINE
+    if not quarantine.is_dir():
+        quarantine.mkdir(mode=0o700, exist_ok=True)
+        fsync_dir(store_root)
+    target = _free_name(quarantine / name)
     os.rename(path, target)
+    fsync_dir(quarantine)
+    fsync_dir(path.parent)
     return target
 
 

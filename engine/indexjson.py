@@ -213,24 +213,21 @@ class IndexDocument:
         """
         entries = list(self.entries)
         for op in ops:
-            kind = op["op"]
-            if kind == "tag":
-                desc = Descriptor.from_json(op["desc"], f"tag {op['ref']}")
+            if isinstance(op, jf.Tag):
+                desc = Descriptor.from_json(op.desc, f"tag {op.ref}")
                 entries = [e for e in entries
-                           if e.ref != op["ref"] and not (e.ref is None and e.desc.digest == desc.digest)]
-                tagged = desc.with_annotations({**desc.annotations, mt.ANNOTATION_REF_NAME: op["ref"]})
+                           if e.ref != op.ref and not (e.ref is None and e.desc.digest == desc.digest)]
+                tagged = desc.with_annotations({**desc.annotations, mt.ANNOTATION_REF_NAME: op.ref})
                 at = max((i + 1 for i, e in enumerate(entries) if e.ref is not None), default=0)
                 entries.insert(at, Entry(None, tagged))
                 _add_untagged(entries, descendants(desc))
-            elif kind == "pin":
-                desc = Descriptor.from_json(op["desc"], "pin")
+            elif isinstance(op, jf.Pin):
+                desc = Descriptor.from_json(op.desc, "pin")
                 _add_untagged(entries, [desc, *descendants(desc)])
-            elif kind == "untag":
-                entries = [e for e in entries if e.ref != op["ref"]]
-            elif kind == "unpin":
-                entries = [e for e in entries if e.ref is not None or str(e.desc.digest) != op["digest"]]
+            elif isinstance(op, jf.Untag):
+                entries = [e for e in entries if e.ref != op.ref]
             else:
-                raise ValueError(f"unknown index operation {kind!r}")
+                entries = [e for e in entries if e.ref is not None or str(e.desc.digest) != op.digest]
         return IndexDocument(self.head, entries, self.tail)
 
 
@@ -360,16 +357,16 @@ class JournalMirror:
             return []
         except (ValueError, AttributeError, TypeError):
             raise StoreError(f"{self.index_path} is not a valid OCI image index") from None
-        txn = jf.Transaction(jf.IndexState())
+        ops: list[jf.Op] = []
         for i, entry in enumerate(entries):
             desc = Descriptor.from_json(entry, f"index.json manifests[{i}]")
             ref = desc.annotations.get(mt.ANNOTATION_REF_NAME)
             if ref:
                 rest = {k: v for k, v in desc.annotations.items() if k != mt.ANNOTATION_REF_NAME}
-                txn.tag(ref, desc.with_annotations(rest))
+                ops.append(jf.Tag(ref, desc.with_annotations(rest).to_json()))
             elif desc.architecture is None:
-                txn.pin(desc)
-        return txn.ops
+                ops.append(jf.Pin(desc.to_json()))
+        return ops
 
     def merge_foreign_edits(self) -> bool:
         """Adopt what another tool (skopeo, oras, ig) changed in index.json since we last wrote it.
@@ -396,11 +393,11 @@ class JournalMirror:
         for ref in sorted(foreign.tags.keys() | base.tags.keys()):
             theirs = foreign.tags.get(ref)
             if theirs != base.tags.get(ref) and theirs != state.tags.get(ref):
-                ops.append({"op": "untag", "ref": ref} if theirs is None else {"op": "tag", "ref": ref, "desc": theirs})
+                ops.append(jf.Untag(ref) if theirs is None else jf.Tag(ref, theirs))
         for key in sorted(foreign.pins.keys() | base.pins.keys()):
             theirs = foreign.pins.get(key)
             if theirs != base.pins.get(key) and theirs != state.pins.get(key):
-                ops.append({"op": "unpin", "digest": key} if theirs is None else {"op": "pin", "desc": theirs})
+                ops.append(jf.Unpin(key) if theirs is None else jf.Pin(theirs))
         if ops:
             self.journal.append(ops)
         return True

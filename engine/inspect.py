@@ -11,34 +11,26 @@ cached by the architecture manifest's digest (``<hex>.datasources.json``). A war
 neither decodes nor encodes megabytes of program listings, and loads no ELF or BTF code: the
 analysers are imported on a cache miss only.
 
-Layers and manifests are immutable, so an entry never goes stale; gc removes entries whose blob is
-gone, and ``ANALYSIS_VERSION`` changes whenever what the analysis computes changes. Entries are
-written without fsync: a torn or lost one is a miss, never a wrong answer.
-
-The cache is the store's own ``analysis/`` in gadgetstore's store, and lives outside a layout
-shared with ig (``store.analysis_dir``, in the cache home), which a reading command must leave as
-it was.
+Where the cache lives, how an entry is written, and when gc drops one is :mod:`.analysiscache`'s.
 """
 
 from __future__ import annotations
 
 import json
 import mmap
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import analysiscache
 from . import mediatypes as mt
 from .descriptor import Descriptor
 from .digest import Digest
 from .errors import AnalysisError
-from .fsutil import atomic_write, ensure_real_dir
 from .gojson import go_json, go_json_string, go_unmarshal
 from .images import ArchManifest, ExtraInfo, oci_extra_info
 from .store import Store
 
-ANALYSIS_VERSION = "v3"
 MAX_LAYER_BYTES = 64 * 1024 * 1024
 JSON_CONTENT = "application/json"
 _MAGIC = b"gadgetstore-extra-info 1\n"
@@ -60,15 +52,14 @@ def _analyze_wasm(wasm: bytes) -> ExtraInfo:
     return analyze_wasm(wasm)
 
 
-_ANALYZERS: dict[str, Callable[[bytes], ExtraInfo]] = {mt.GADGET_EBPF: _analyze_ebpf, mt.GADGET_WASM: _analyze_wasm}
-
-
-def cache_dir(store: Store) -> Path:
-    return store.analysis_dir / ANALYSIS_VERSION
+ANALYZERS: dict[str, Callable[[bytes], ExtraInfo]] = {mt.GADGET_EBPF: _analyze_ebpf, mt.GADGET_WASM: _analyze_wasm}
+"""The analyser of each layer media type: extra-info keys from the layer's bytes (what a cache entry
+holds; replacing one is how a test sees whether the cache answered)."""
 
 
 def cache_path(store: Store, digest: Digest, suffix: str = _EXTRA_SUFFIX) -> Path:
-    return cache_dir(store) / digest.algorithm / f"{digest.hex}{suffix}"
+    """The cache entry of the analysis of ``digest`` (a layer's extra info, by default)."""
+    return analysiscache.entry_path(store.analysis_dir, digest, suffix)
 
 
 class Entry:
@@ -110,7 +101,7 @@ class Entry:
         path = self._renderings.with_name(f"{self._renderings.name}.{'jsonpretty' if pretty else 'json'}") \
             if self._renderings is not None else None
         if path is not None:
-            cached = _read(path)
+            cached = analysiscache.read_entry(path)
             if cached is not None:
                 try:
                     return cached.decode()
@@ -124,7 +115,7 @@ class Entry:
             return None
         text = go_json(value, pretty)
         if path is not None:
-            _save(path, text.encode())
+            analysiscache.save_entry(path, text.encode())
         return text
 
 
@@ -166,47 +157,20 @@ def decode_extra_info(data: Buffer, renderings: Path | None = None) -> dict[str,
     return entries if position == len(data) else None
 
 
-def _map(path: Path) -> mmap.mmap | None:
-    """The file mapped read-only (parts are copied out only when used); None if absent or empty."""
-    try:
-        with open(path, "rb") as file:
-            return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
-    except (OSError, ValueError):  # ValueError: an empty file cannot be mapped
-        return None
-
-
-def _read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None
-
-
-def _save(path: Path, data: bytes) -> None:
-    """Best effort: a read-only store still answers, it just computes again next time."""
-    try:
-        os.makedirs(path.parent.parent.parent.parent, 0o755, exist_ok=True)  # the cache home, for a shared layout
-        for directory in (path.parent.parent.parent, path.parent.parent, path.parent):
-            ensure_real_dir(directory)
-        atomic_write(path, data, 0o644, durable=False)
-    except OSError:
-        pass
-
-
 def layer_entries(store: Store, layer: Descriptor) -> dict[str, Entry]:
     """The analysis of one eBPF or wasm layer, from the cache when it is there."""
-    analyze = _ANALYZERS.get(layer.media_type)
+    analyze = ANALYZERS.get(layer.media_type)
     if analyze is None:
         return {}
     path = cache_path(store, layer.digest)
-    mapped = _map(path)
+    mapped = analysiscache.map_entry(path)
     cached = decode_extra_info(mapped, path) if mapped is not None else None
     if cached is not None:
         return cached
     info = analyze(store.blobs.read(layer.digest, max_size=MAX_LAYER_BYTES))
     entries = {key: Entry.compute(content_type, content, path.with_name(f"{path.name}.{key}"))
                for key, (content_type, content) in info.items()}
-    _save(path, encode_extra_info(entries))
+    analysiscache.save_entry(path, encode_extra_info(entries))
     return entries
 
 
@@ -218,7 +182,7 @@ def image_entries(store: Store, typed_image: str, manifest: ArchManifest) -> dic
     """Every extra-info entry of the manifest: ``oci.*`` computed, the layers' analysis from the cache."""
     entries = {key: Entry.compute(content_type, content)
                for key, (content_type, content) in oci_extra_info(store, typed_image, manifest).items()}
-    for media_type in _ANALYZERS:
+    for media_type in ANALYZERS:
         layer = manifest.layer(media_type)
         if layer is not None:
             entries.update(layer_entries(store, layer))
@@ -234,7 +198,7 @@ def image_extra_info(store: Store, typed_image: str, manifest: ArchManifest) -> 
 def image_datasources(store: Store, manifest: ArchManifest) -> list[dict[str, Any]]:
     """``--show-datasources`` of one architecture manifest (``api.DataSource`` objects sorted by name)."""
     path = cache_path(store, manifest.desc.digest, _DATASOURCES_SUFFIX)
-    raw = _read(path)
+    raw = analysiscache.read_entry(path)
     if raw is not None:
         try:
             cached = json.loads(raw)
@@ -249,7 +213,7 @@ def image_datasources(store: Store, manifest: ArchManifest) -> list[dict[str, An
         return store.blobs.read(layer.digest, max_size=MAX_LAYER_BYTES) if layer is not None else None
 
     sources = gadget_datasources(_metadata(store, manifest), layer_bytes(mt.GADGET_EBPF), layer_bytes(mt.GADGET_WASM))
-    _save(path, json.dumps(sources, separators=(",", ":")).encode())
+    analysiscache.save_entry(path, json.dumps(sources, separators=(",", ":")).encode())
     return sources
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from pathlib import Path
@@ -23,6 +24,9 @@ class Journal:
         self.torn = False
         self._inode: int | None = None
         self.transactions_since_snapshot = 0
+        self._generations = itertools.count(1)
+        self.generation = 0
+        """Changes whenever :attr:`state` does (a replay that found something new, an append)."""
 
     def create_if_missing(self) -> None:
         if not self.path.exists():
@@ -38,15 +42,20 @@ class Journal:
                     replay = jf.decode(data)
                     self.state = jf.replay_state(replay)
                     self.transactions_since_snapshot = len(replay.transactions)
+                    self.generation = next(self._generations)
                 elif st.st_size > self.length:
                     f.seek(self.length)
                     replay = jf.decode(f.read(), expect_header=False)
                     replay.valid_length += self.length
                     jf.replay_state(replay, self.state)
                     self.transactions_since_snapshot += len(replay.transactions)
+                    if replay.transactions:
+                        self.generation = next(self._generations)
                 else:
                     return
         except FileNotFoundError:
+            if self._inode is not None:
+                self.generation = next(self._generations)
             self.state, self.length, self._inode, self.damage = jf.IndexState(), 0, None, None
             return
         self._inode = st.st_ino
@@ -99,6 +108,7 @@ class Journal:
         self.state = jf.IndexState()
         for ops in transactions:
             self.state.apply(ops)
+        self.generation = next(self._generations)
         self.compact()
 
     def append(self, ops: list[jf.Op]) -> None:
@@ -126,6 +136,7 @@ class Journal:
         self.state.apply(ops)
         self.length += len(line)
         self.transactions_since_snapshot += 1
+        self.generation = next(self._generations)
 
     def _take_back(self, fd: int) -> None:
         """Cut the file back to its last whole record after a failed append."""

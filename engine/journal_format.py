@@ -7,7 +7,8 @@ A journal is a header line followed by one line per committed transaction::
 
 A line counts only when it is complete (ends in a newline) and its checksum matches; replay stops
 at the first line that does not, so a torn append or a damaged tail is detected, reported and cut,
-never trusted. Operations:
+never trusted. Operations, read into the typed values :class:`Tag`, :class:`Untag`, :class:`Pin`
+and :class:`Unpin` (a checksummed record holding anything else is damage, as a bad checksum is)::
 
     {"op": "tag",   "ref": REF, "desc": DESCRIPTOR, "time_ns": NS}   REF now points at DESCRIPTOR
     {"op": "untag", "ref": REF}
@@ -15,7 +16,7 @@ never trusted. Operations:
     {"op": "unpin", "digest": DIGEST}
 
 ``time_ns`` (nanoseconds since the epoch) is when the tag was committed, stamped by the append;
-records written before it existed have none. Re-tagging a reference to the image it already
+a record may lack it (the tag then has no known time). Re-tagging a reference to the image it already
 has keeps the earlier time, so a re-pull does not make an old image look new.
 """
 
@@ -23,26 +24,110 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import mediatypes as mt
-from .descriptor import Descriptor
-from .digest import Digest
 
 HEADER = b"gadgetstore-journal 1\n"
 JOURNAL_LENGTH_ANNOTATION = "io.gadgetstore.journal.length"
 
-Op = dict[str, Any]
+DescriptorJson = dict[str, Any]
+"""A descriptor as the journal and index.json hold it (checked by :meth:`Descriptor.from_json` where used)."""
+
+# Operations are values, never changed once made (:func:`stamped` makes copies). They are not
+# frozen dataclasses only because replay makes one per tag, and frozen ones are slower to make.
+
+
+@dataclass(slots=True)
+class Tag:
+    """``ref`` now points at ``desc``; ``time_ns`` is when that was committed (None: not stamped yet)."""
+
+    ref: str
+    desc: DescriptorJson
+    time_ns: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"op": "tag", "ref": self.ref, "desc": self.desc}
+        if self.time_ns is not None:
+            out["time_ns"] = self.time_ns
+        return out
+
+
+@dataclass(slots=True)
+class Untag:
+    ref: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": "untag", "ref": self.ref}
+
+
+@dataclass(slots=True)
+class Pin:
+    """Keep an untagged root (an untagged image, a signature)."""
+
+    desc: DescriptorJson
+
+    @property
+    def digest(self) -> str:
+        return str(self.desc["digest"])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": "pin", "desc": self.desc}
+
+
+@dataclass(slots=True)
+class Unpin:
+    digest: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": "unpin", "digest": self.digest}
+
+
+Op = Tag | Untag | Pin | Unpin
+
+
+class BadOperation(ValueError):
+    """A record's operation is not one this format defines (a checksummed record that says this is damage)."""
+
+
+def op_from_json(obj: object) -> Op:
+    """One operation of a record; raises :class:`BadOperation` saying what is wrong with it."""
+    if not isinstance(obj, dict):
+        raise BadOperation("an operation is not an object")
+    kind = obj.get("op")
+    if kind == "tag":
+        ref, desc, when = obj.get("ref"), obj.get("desc"), obj.get("time_ns")
+        if not isinstance(ref, str):
+            raise BadOperation("tag without a ref")
+        if type(when) is not int:
+            when = None
+        return Tag(ref, _descriptor(desc, kind), when)
+    if kind == "pin":
+        return Pin(_descriptor(obj.get("desc"), kind))
+    key = "ref" if kind == "untag" else "digest" if kind == "unpin" else None
+    if key is None:
+        raise BadOperation(f"unknown operation {str(kind)[:40]!r}")
+    value = obj.get(key)
+    if not isinstance(value, str):
+        raise BadOperation(f"{kind} without a {key}")
+    return Untag(value) if kind == "untag" else Unpin(value)
+
+
+def _descriptor(desc: object, kind: str) -> DescriptorJson:
+    if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str):
+        raise BadOperation(f"{kind} without a descriptor")
+    return desc
 
 
 def stamped(ops: list[Op], time_ns: int) -> list[Op]:
     """``ops`` with ``time_ns`` on every tag operation that has none (the commit time)."""
-    return [{**op, "time_ns": time_ns} if op.get("op") == "tag" and "time_ns" not in op else op for op in ops]
+    return [replace(op, time_ns=time_ns) if isinstance(op, Tag) and op.time_ns is None else op for op in ops]
 
 
-def encode_transaction(ops: list[Op]) -> bytes:
-    payload = json.dumps({"ops": ops}, separators=(",", ":"), sort_keys=True).encode()
+def encode_transaction(ops: Iterable[Op]) -> bytes:
+    payload = json.dumps({"ops": [op.to_json() for op in ops]}, separators=(",", ":"), sort_keys=True).encode()
     return b"%08x %s\n" % (zlib.crc32(payload), payload)
 
 
@@ -71,11 +156,10 @@ def decode(data: bytes, expect_header: bool = True) -> Replay:
         end = data.find(b"\n", pos)
         if end < 0:
             return Replay(transactions, pos, f"torn record at byte {pos} (no end of line)", torn=True)
-        line = data[pos:end]
-        ops = _decode_line(line)
-        if ops is None:
-            return Replay(transactions, pos, f"corrupt record at byte {pos} (checksum or syntax)")
-        transactions.append(ops)
+        try:
+            transactions.append(_decode_line(data[pos:end]))
+        except BadOperation as err:
+            return Replay(transactions, pos, f"corrupt record at byte {pos} ({err})")
         pos = end + 1
     return Replay(transactions, pos)
 
@@ -91,32 +175,32 @@ def salvage(data: bytes) -> tuple[list[list[Op]], int]:
     for line in body.split(b"\n"):
         if not line:
             continue
-        ops = _decode_line(line)
-        if ops is None:
+        try:
+            kept.append(_decode_line(line))
+        except BadOperation:
             dropped += 1
-        else:
-            kept.append(ops)
     return kept, dropped
 
 
-def _decode_line(line: bytes) -> list[Op] | None:
+def _decode_line(line: bytes) -> list[Op]:
+    """The operations of one record; raises :class:`BadOperation` for a line that is not a whole one."""
     if len(line) < 10 or line[8:9] != b" ":
-        return None
+        raise BadOperation("checksum or syntax")
     try:
         crc = int(line[:8], 16)
     except ValueError:
-        return None
+        raise BadOperation("checksum or syntax") from None
     payload = line[9:]
     if zlib.crc32(payload) != crc:
-        return None
+        raise BadOperation("checksum or syntax")
     try:
         obj = json.loads(payload)
     except ValueError:
-        return None
+        raise BadOperation("checksum or syntax") from None
     ops = obj.get("ops") if isinstance(obj, dict) else None
-    if not isinstance(ops, list) or not all(isinstance(op, dict) for op in ops):
-        return None
-    return ops
+    if not isinstance(ops, list):
+        raise BadOperation("a record without a list of operations")
+    return [op_from_json(op) for op in ops]
 
 
 @dataclass
@@ -128,36 +212,27 @@ class IndexState:
     tag_times: dict[str, int] = field(default_factory=dict)
     """When each tag got its current descriptor (ns since the epoch), where the journal says."""
 
-    def apply(self, ops: list[Op]) -> None:
+    def apply(self, ops: Iterable[Op]) -> None:
         for op in ops:
-            kind = op.get("op")
-            if kind == "tag":
-                ref, desc, when = op["ref"], op["desc"], op.get("time_ns")
-                if not (self.tags.get(ref) == desc and ref in self.tag_times):
-                    if isinstance(when, int) and not isinstance(when, bool):
-                        self.tag_times[ref] = when
+            if isinstance(op, Tag):
+                if not (self.tags.get(op.ref) == op.desc and op.ref in self.tag_times):
+                    if op.time_ns is not None:
+                        self.tag_times[op.ref] = op.time_ns
                     else:
-                        self.tag_times.pop(ref, None)
-                self.tags[ref] = desc
-            elif kind == "untag":
-                self.tags.pop(op["ref"], None)
-                self.tag_times.pop(op["ref"], None)
-            elif kind == "pin":
-                self.pins[op["desc"]["digest"]] = op["desc"]
-            elif kind == "unpin":
-                self.pins.pop(op["digest"], None)
+                        self.tag_times.pop(op.ref, None)
+                self.tags[op.ref] = op.desc
+            elif isinstance(op, Untag):
+                self.tags.pop(op.ref, None)
+                self.tag_times.pop(op.ref, None)
+            elif isinstance(op, Pin):
+                self.pins[op.digest] = op.desc
             else:
-                raise ValueError(f"unknown journal operation {kind!r}")
+                self.pins.pop(op.digest, None)
 
     def snapshot_ops(self) -> list[Op]:
         """The operations that rebuild this state from nothing (what compaction writes)."""
-        ops: list[Op] = []
-        for ref, desc in sorted(self.tags.items()):
-            op: Op = {"op": "tag", "ref": ref, "desc": desc}
-            if ref in self.tag_times:
-                op["time_ns"] = self.tag_times[ref]
-            ops.append(op)
-        ops.extend({"op": "pin", "desc": desc} for _, desc in sorted(self.pins.items()))
+        ops: list[Op] = [Tag(ref, desc, self.tag_times.get(ref)) for ref, desc in sorted(self.tags.items())]
+        ops.extend(Pin(desc) for _, desc in sorted(self.pins.items()))
         return ops
 
     def oci_index(self, journal_length: int) -> dict[str, Any]:
@@ -176,27 +251,6 @@ class IndexState:
             "manifests": manifests,
             "annotations": {JOURNAL_LENGTH_ANNOTATION: str(journal_length)},
         }
-
-
-class Transaction:
-    """Operations collected under the index lock, applied as one change (one journal record, or one
-    rewrite of a shared layout's index.json); ``state`` is what they apply to."""
-
-    def __init__(self, state: IndexState) -> None:
-        self.state = state
-        self.ops: list[Op] = []
-
-    def tag(self, ref: str, desc: Descriptor) -> None:
-        self.ops.append({"op": "tag", "ref": ref, "desc": desc.to_json()})
-
-    def untag(self, ref: str) -> None:
-        self.ops.append({"op": "untag", "ref": ref})
-
-    def pin(self, desc: Descriptor) -> None:
-        self.ops.append({"op": "pin", "desc": desc.to_json()})
-
-    def unpin(self, digest: Digest) -> None:
-        self.ops.append({"op": "unpin", "digest": str(digest)})
 
 
 def replay_state(replay: Replay, state: IndexState | None = None) -> IndexState:

@@ -18,20 +18,18 @@ from .errors import IndexJsonBehind, StoreError
 from .indexjson import JournalMirror
 from .journal import Journal
 from .locking import StoreLocks
+from .tagindex import Transaction
 
 
 class JournalIndex:
-    """The journal of one store and the index.json mirrored from it."""
+    """The journal of one store and the index.json mirrored from it (a :class:`~.tagindex.TagIndex`)."""
 
-    def __init__(self, root: Path, locks: StoreLocks, sync_blobs: Callable[[], None],
-                 write_index: Callable[[], None] | None = None) -> None:
-        """``sync_blobs`` makes every blob name durable: done before a record may refer to them.
-        ``write_index`` rewrites index.json from the journal (the mirror's, unless given)."""
+    def __init__(self, root: Path, locks: StoreLocks, sync_blobs: Callable[[], None]) -> None:
+        """``sync_blobs`` makes every blob name durable: done before a record may refer to them."""
         self.journal = Journal(root / "index.journal")
         self.mirror = JournalMirror(root, self.journal)
         self.locks = locks
         self._sync_blobs = sync_blobs
-        self._write_index = write_index or self.mirror.write
         self._deferral_lock = threading.Lock()
         self._index_deferrals = 0  # open deferred() blocks, from any thread
         self._index_behind = False  # a deferred transaction left index.json behind the journal
@@ -40,9 +38,10 @@ class JournalIndex:
     def state(self) -> jf.IndexState:
         return self.journal.state
 
-    def version(self) -> tuple[object, int]:
-        """Changes whenever the tags may have (compare the first item with ``is``)."""
-        return self.journal.state, self.journal.length
+    def generation(self) -> int:
+        """Read what was appended since (an fstat when nothing was), then the journal's generation."""
+        self.journal.refresh()
+        return self.journal.generation
 
     def open(self, readonly: bool, allow_damage: bool) -> None:
         """Replay the journal; a layout without one (left by a crash while the store was created)
@@ -76,10 +75,14 @@ class JournalIndex:
         self.journal.refresh()
         if ops:
             self.journal.append(ops)
-        self._write_index()
+        self.mirror.write()
 
     def refresh(self) -> None:
         self.journal.refresh()
+
+    def index_json_source(self) -> tuple[jf.IndexState, int] | None:
+        """The journal state and length our last index.json was written from."""
+        return self.mirror.source()
 
     @contextlib.contextmanager
     def settled(self) -> Iterator[None]:
@@ -89,7 +92,7 @@ class JournalIndex:
             yield
 
     @contextlib.contextmanager
-    def transaction(self, done: str = "the change was recorded") -> Iterator[jf.Transaction]:
+    def transaction(self, done: str = "the change was recorded") -> Iterator[Transaction]:
         """Collect tag/pin operations and append them as one durable journal record.
 
         An error before the record is appended means nothing changed (a failed append is taken
@@ -101,8 +104,8 @@ class JournalIndex:
             if self.mirror.merge_foreign_edits():
                 # ours again at once, also inside a deferred block: a later merge against the old
                 # base would bring back what the other tool set and we have changed since
-                self._write_index()
-            txn = jf.Transaction(self.journal.state)
+                self.mirror.write()
+            txn = Transaction(self.journal.state)
             yield txn
             if not txn.ops:
                 return
@@ -130,7 +133,7 @@ class JournalIndex:
     def rewrite_index_json(self, done: str) -> None:
         """index.json after a change reached the journal (``done``); under the index lock."""
         try:
-            self._write_index()
+            self.mirror.write()
         except OSError as err:
             raise self._index_json_behind(done, err) from None
 
@@ -170,7 +173,7 @@ class JournalIndex:
             self.journal.cut_tail()
             self.mirror.merge_foreign_edits()
             if not self.mirror.in_step():
-                self._write_index()
+                self.mirror.write()
 
     def _catch_up_index_json(self) -> None:
         try:
@@ -183,7 +186,7 @@ class JournalIndex:
         with self.locks.exclusive():
             self.journal.cut_tail()
             self.journal.compact()
-            self._write_index()
+            self.mirror.write()
 
     def after_collection(self, done: str) -> None:
         """After gc deleted blobs: compact the journal, and bring index.json up if it lags."""
@@ -192,3 +195,15 @@ class JournalIndex:
             compacted = self._compact_if_due(always=True)
             if compacted or not self.mirror.in_step():
                 self.rewrite_index_json(done)
+
+    def flush(self) -> None:
+        """Nothing is kept in memory: every transaction is in the journal already."""
+
+    def discard_pending(self) -> None:
+        """Nothing is kept in memory: every transaction is in the journal already."""
+
+    def record_repair(self, ops: list[jf.Op]) -> None:
+        """``fsck --repair``: one journal record of these removals, then index.json (under the lock)."""
+        if ops:
+            self.journal.append(ops)
+        self.mirror.write()

@@ -5,7 +5,8 @@ before naming them there. Here the same protocol is followed:
 
 - a reader takes the lock shared while it reads index.json when it may open the lock file, else
   reads without it and reads again what changed meanwhile (:func:`.indexjson.load_index`); it
-  writes nothing, ever;
+  writes nothing, ever. A refresh reads index.json again only when its stat changed, or when it
+  was read too soon after its last change to tell a later rewrite apart (:func:`_settled`);
 - a change takes the lock exclusively, reads index.json again, checks that every blob the new
   entries reach is there (ig's ``image remove`` deletes every blob index.json does not reach, so a
   blob fetched a moment ago may be gone), and replaces index.json with the edit of
@@ -19,7 +20,9 @@ before naming them there. Here the same protocol is followed:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +31,9 @@ from . import journal_format as jf
 from .descriptor import Descriptor
 from .digest import Digest
 from .errors import StoreError
-from .indexjson import IndexDocument, load_index, write_index
+from .indexjson import IndexDocument, StatKey, load_index, stat_key, write_index
 from .locking import StoreLocks
+from .tagindex import Transaction
 
 
 class BlobsMissing(StoreError):
@@ -53,9 +57,22 @@ class IndexPlan:
 
 Planner = Callable[[list[Descriptor]], IndexPlan]
 
+SETTLED_NS = 2_000_000_000
+"""How long after its last change a file's stat identifies its content: ig rewrites index.json in
+place, and a rewrite of the same size within the file system's timestamp granularity (a clock
+tick; seconds on some network file systems) leaves the stat as it was."""
+
+
+def _settled(key: StatKey) -> bool:
+    """The content read at ``key`` stays identified by it: it was read long enough after the
+    file's last change (mtime, ctime) that any rewrite since would have changed them."""
+    _, mtime_ns, ctime_ns, _ = key
+    return time.time_ns() - max(mtime_ns, ctime_ns) >= SETTLED_NS
+
 
 class LayoutIndex:
-    """index.json of one shared layout, read and changed by ig's rules (see the module docstring).
+    """index.json of one shared layout, read and changed by ig's rules (see the module docstring); a
+    :class:`~.tagindex.TagIndex`.
 
     ``plan`` walks the graphs of roots about to be indexed (the store's blobs); it runs under the
     index lock, so that what it finds is still true when index.json names it. ``sync_blobs`` makes
@@ -75,21 +92,33 @@ class LayoutIndex:
         self._lock = threading.RLock()  # the state and pending changes, between worker threads
         self._deferrals = 0
         self._holder: int | None = None  # the thread holding the exclusive index lock, if one of ours does
+        self._read_at: StatKey | None = None  # index.json's stat when last read, while it identifies it
+        self._generations = itertools.count(1)
+        self._generation = 0
 
     @property
     def state(self) -> jf.IndexState:
         return self._state
 
-    def version(self) -> tuple[object, int]:
-        """Changes whenever the tags may have (compare the first item with ``is``)."""
-        return self._document, len(self._pending)
+    def generation(self) -> int:
+        """:meth:`refresh`, then a number that changes whenever the state does (a stat of
+        index.json when it did not change)."""
+        self.refresh()
+        return self._generation
 
-    def open(self) -> None:
+    def _changed(self) -> None:
+        """The state changed (under ``self._lock``)."""
+        self._generation = next(self._generations)
+
+    def open(self, readonly: bool = True, allow_damage: bool = False) -> None:
+        """Read index.json; opening writes nothing, for reading or writing (ig's store stays ig's)."""
         self.refresh()
 
     def refresh(self) -> None:
         if self._holder == threading.get_ident():
             self._load(locked=True)  # a second flock of ours would wait for the first for ever
+            return
+        if self._read_at is not None and stat_key(self.index_path) == self._read_at:
             return
         with self.locks.shared() as held:
             self._load(locked=held)
@@ -104,14 +133,16 @@ class LayoutIndex:
                 self._holder = None
 
     def _load(self, locked: bool) -> None:
-        document, _ = load_index(self.index_path, locked)
+        document, key = load_index(self.index_path, locked)
         data = document.render()  # the entries' own bytes: what a change of them changes
         with self._lock:
+            self._read_at = key if key is not None and _settled(key) else None
             if data == self._data:
                 return
             self._data, self._document = data, document
             self._state = document.state()
             self._state.apply(self._pending)
+            self._changed()
 
     @contextlib.contextmanager
     def settled(self) -> Iterator[None]:
@@ -121,7 +152,7 @@ class LayoutIndex:
             yield
 
     @contextlib.contextmanager
-    def transaction(self, done: str = "") -> Iterator[jf.Transaction]:
+    def transaction(self, done: str = "") -> Iterator[Transaction]:
         """Collect tag/pin operations and write them to index.json as one change.
 
         Inside a deferred block they are only kept, and written when it ends. Anything raised
@@ -130,15 +161,17 @@ class LayoutIndex:
         """
         with self._lock:
             if self._deferrals:
-                txn = jf.Transaction(self._state)
+                txn = Transaction(self._state)
                 yield txn
                 self._pending.extend(txn.ops)
                 self._state.apply(txn.ops)
+                if txn.ops:
+                    self._changed()
                 return
         with self._exclusive():
             self._load(locked=True)
             with self._lock:
-                txn = jf.Transaction(self._state)
+                txn = Transaction(self._state)
                 yield txn
                 if txn.ops:
                     self._publish(txn.ops)
@@ -147,9 +180,9 @@ class LayoutIndex:
         """Under the exclusive index lock: check the blobs, then replace index.json."""
         final = self._document.state()
         final.apply(ops)
-        roots = [Descriptor.from_json(op["desc"], "index entry") for op in ops
-                 if (op["op"] == "tag" and final.tags.get(op["ref"]) == op["desc"])
-                 or (op["op"] == "pin" and final.pins.get(op["desc"]["digest"]) == op["desc"])]
+        roots = [Descriptor.from_json(op.desc, "index entry") for op in ops
+                 if (isinstance(op, jf.Tag) and final.tags.get(op.ref) == op.desc)
+                 or (isinstance(op, jf.Pin) and final.pins.get(op.digest) == op.desc)]
         plan = self._plan(roots)
         if plan.missing:
             raise BlobsMissing(plan.missing)
@@ -165,6 +198,9 @@ class LayoutIndex:
             write_index(self.index_path, edited)
         document = edited.frozen()
         with self._lock:
+            self._read_at = None  # read it again at the next refresh, to learn its stat
+            if data != self._data:
+                self._changed()
             self._data, self._document = data, document
             self._state = document.state()
             self._state.apply(self._pending)
@@ -201,6 +237,7 @@ class LayoutIndex:
                 with self._lock:
                     self._pending[:0] = pending
                     self._state.apply(pending)
+                    self._changed()
                 raise
 
     def discard_pending(self) -> None:
@@ -208,13 +245,20 @@ class LayoutIndex:
         with self._lock:
             self._pending.clear()
             self._data = None
+            self._read_at = None
         self.refresh()
 
     def document(self) -> IndexDocument:
         """The index.json last read (fsck)."""
         return self._document
 
-    def replace(self, ops: list[jf.Op]) -> None:
+    def record_repair(self, ops: list[jf.Op]) -> None:
         """Apply removals (untag, unpin) under the exclusive lock the caller holds (fsck --repair)."""
-        assert all(op["op"] in ("untag", "unpin") for op in ops), "only removals"
+        assert all(isinstance(op, jf.Untag | jf.Unpin) for op in ops), "only removals"
         self._replace(self._document.edited(ops, lambda desc: []))
+
+    def compact(self) -> None:
+        """No journal to compact."""
+
+    def after_collection(self, done: str) -> None:
+        """index.json names no deleted blob: gc deleted only what it did not reach."""

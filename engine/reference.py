@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from .digest import Digest
-from .errors import InvalidDigest, InvalidReference
+from .errors import GadgetStoreError, InvalidDigest, InvalidReference
 
 DEFAULT_DOMAIN = "ghcr.io"
 OFFICIAL_REPO_PREFIX = "inspektor-gadget/gadget/"
@@ -38,6 +38,7 @@ _ANCHORED_IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}")
 _TAG_RE = re.compile(_TAG)
 _PATH_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
 _DIGEST_ALONE_RE = re.compile(r"(?:sha256|sha512):[0-9a-fA-F]+")
+_SIGNATURE_TAG_RE = re.compile(r"(sha256|sha512)-([0-9a-f]+)(\.sig|\.att|\.sbom)?")
 
 
 @dataclass(frozen=True)
@@ -150,3 +151,15 @@ def is_valid_tag(tag: str) -> bool:
 def is_valid_path(path: str) -> bool:
     """A repository path without a domain (the distribution spec's ``<name>``: ``a/b-c/d_e``)."""
     return bool(_PATH_RE.fullmatch(path))
+
+
+def signature_tag_subject(tag: str) -> Digest | None:
+    """The image a signature tag is attached to: ``sha256-<hex>.sig`` (cosign's, also ``.att`` and
+    ``.sbom``) and ``sha256-<hex>`` (the referrers tag schema) name it; None for any other tag."""
+    match = _SIGNATURE_TAG_RE.fullmatch(tag)
+    if match is None:
+        return None
+    try:
+        return Digest.parse(f"{match.group(1)}:{match.group(2)}")
+    except GadgetStoreError:
+        return None

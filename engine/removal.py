@@ -1,6 +1,11 @@
-"""``image remove`` by any reference, and pruning untagged images (``gc --untagged``).
+"""Removing images: by tag (:func:`remove_image`), untagged ones (:func:`remove_untagged`), by any
+reference as ``image remove`` takes it (:func:`remove_reference`), and all untagged ones
+(``gc --untagged``, :func:`prune_untagged`).
 
-A name (``name``, ``name:tag``) removes that tag as :meth:`Store.remove_image` does. A digest
+Removing an image drops, in the same transaction, the signatures attached to it (:mod:`.orphans`),
+then deletes the blobs nothing else reaches (:func:`.garbage.collect`).
+
+A name (``name``, ``name:tag``) removes that tag as :func:`remove_image` does. A digest
 (``sha256:…``, a prefix, ``name@sha256:…``) removes the image with that digest, as ``docker rmi``
 does with an image ID: an untagged image is deleted; an image with one tag loses it (and its blobs
 when nothing else uses them); an image with several tags is refused, naming them, so one command
@@ -10,10 +15,74 @@ repository count, and with ``name:tag@digest`` that tag when it points at the di
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 from . import reference
-from .errors import AmbiguousReference, ImageNotFound
+from .descriptor import Descriptor
+from .digest import Digest
+from .errors import AmbiguousReference, ImageNotFound, IndexJsonBehind
+from .garbage import GcReport, collect
+from .orphans import drop_orphans
 from .resolve import resolve
-from .store import GcReport, Store
+
+if TYPE_CHECKING:
+    from .store import Store
+
+
+def remove_image(store: Store, ref: str, shown_as: str | None = None) -> bool:
+    """Untag ``ref``; when nothing else tags its digest, drop its signatures and unreachable blobs.
+
+    Returns True when blobs were deleted, False when it was only untagged. On a full disk the
+    blobs are deleted even when index.json could not be rewritten after the untag: that frees
+    space, and index.json is tried again once they are gone. In a shared layout the image's
+    untagged entries go too, as ig's ``image remove`` deletes them, and its blobs are deleted
+    at once (the grace period is for blobs nothing has referred to yet).
+    """
+    shown = shown_as or ref
+    shared = False
+    dropped: list[Descriptor] = []
+    with store.locks.collecting():
+        try:
+            with store.transaction(f"{shown} was untagged") as txn:
+                desc = store.resolve(ref, shown_as)
+                shared = any(
+                    other != ref and raw.get("digest") == str(desc.digest)
+                    for other, raw in store.state.tags.items()
+                )
+                txn.untag(ref)
+                if not shared:
+                    dropped = [desc, *drop_orphans(store, txn, ref, desc)]
+        except IndexJsonBehind:
+            if shared:
+                raise
+        if shared:
+            return False
+        removed = set(store.walk(dropped, missing_ok=True)) if store.shared else set()
+        collect(store, f"{shown} was removed", removed=removed)
+        return True
+
+
+def remove_untagged(store: Store, digests: Iterable[Digest], grace: float | None = None
+                    ) -> tuple[list[Digest], GcReport]:
+    """Remove the untagged images among ``digests`` (see :func:`.storeread.untagged_images`): each
+    one's entry, the entries below it and the signatures of it that nothing else needs; then their
+    blobs, in one collection. Returns the images removed (none changes nothing) and the report."""
+    removed_images: list[Digest] = []
+    dropped: list[Descriptor] = []
+    with store.locks.collecting():
+        for digest in sorted(set(digests), key=str):
+            with store.transaction(f"{digest} was removed") as txn:
+                root = next((image for image in store.untagged_images() if image.digest == digest), None)
+                if root is not None:
+                    txn.unpin(digest)
+                    dropped += [root, *drop_orphans(store, txn, None, root)]
+                    removed_images.append(digest)
+        if not removed_images:
+            return [], GcReport()
+        removed = set(store.walk(dropped, missing_ok=True)) if store.shared else set()
+        done = "untagged images were removed" if len(removed_images) > 1 else f"{removed_images[0]} was removed"
+        return removed_images, collect(store, done, grace, removed=removed)
 
 
 def remove_reference(store: Store, text: str) -> None:

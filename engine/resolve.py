@@ -20,13 +20,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import reference
 from .descriptor import Descriptor
 from .digest import Digest
 from .errors import AmbiguousReference, GadgetStoreError, ImageNotFound, InvalidDigest
 from .reference import Reference
-from .store import Store
+
+if TYPE_CHECKING:
+    from .store import Store
 
 MIN_PREFIX = 12
 _HEX_LENGTH = {"sha256": 64, "sha512": 128}

@@ -13,17 +13,28 @@ What kind a directory is, is decided when it is opened (:func:`store_kind`):
       gc.lock               the gc lease
       blobs/<alg>/<hex>     immutable, read-only blobs
       ingest/               temporary files of blobs being written
-      analysis/             cached layer analyses (inspect, mount)
 
 - **a layout another tool made** (ig's ``/var/lib/ig/oci-store``, oras, skopeo): index.json is
   the truth and ig's rules apply (:mod:`.layoutindex`). Opening it writes nothing, and reading
   commands never do; writing commands add only what ig would (blobs, index.json entries, the lock
   file, ``ingest/``), plus gadgetstore's own ``ingest/ingest-…`` files while a blob is written and
-  ``quarantine/`` after ``fsck --repair``. Analyses are cached outside it (:func:`.paths.cache_home`).
+  ``quarantine/`` after ``fsck --repair``.
 - **nothing yet**: made as ig makes its store where ig keeps one (:func:`.paths.is_ig_store_path`),
   else as gadgetstore's own.
 
-The locks of either kind are :class:`~.locking.StoreLocks` (``store.locks``).
+The locks of either kind are :class:`~.locking.StoreLocks` (``store.locks``). Reading commands
+write nothing into a store of either kind: inspect's analyses are cached outside it
+(:mod:`.analysiscache`).
+
+:class:`Store` is the façade every command uses; each of its jobs has a module of its own:
+
+- opening and the layout on disk: here;
+- the tags and how they change (transactions): :mod:`.tagindex`, kept by :mod:`.journalindex` or
+  :mod:`.layoutindex` (``store.index``), with index.json read and written by :mod:`.indexjson`;
+- reading tags, documents and graphs: :mod:`.storeread`;
+- removing images: :mod:`.removal`; deleting unreachable blobs: :mod:`.garbage`;
+- the policies: signatures go with their image (:mod:`.orphans`), the analysis cache
+  (:mod:`.analysiscache`).
 """
 
 from __future__ import annotations
@@ -32,47 +43,30 @@ import contextlib
 import functools
 import json
 import os
-import re
 import stat
-import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import analysiscache, garbage, removal, storeread
 from . import journal_format as jf
 from . import mediatypes as mt
-from .blobstore import BlobNotFound, BlobStore
-from .descriptor import Descriptor, GraphBudget, children, is_document, parse_document, subject, walk_graph
+from .blobstore import BlobStore
+from .descriptor import Descriptor
 from .digest import Digest
-from .errors import GadgetStoreError, ImageNotFound, IndexJsonBehind, IntegrityError, StoreError
+from .errors import StoreError
 from .fsutil import atomic_write, ensure_real_dir
+from .garbage import GcReport
 from .indexjson import EMPTY_INDEX
 from .journal import Journal
 from .journalindex import JournalIndex
-from .layoutindex import IndexPlan, LayoutIndex
+from .layoutindex import LayoutIndex
 from .locking import StoreLocks
-from .paths import cache_home, is_ig_store_path
+from .paths import is_ig_store_path
+from .tagindex import TagIndex, Transaction
 
 OCI_LAYOUT_BYTES = json.dumps({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}, separators=(",", ":")).encode()
-_SIGNATURE_TAG_RE = re.compile(r"(sha256|sha512)-([0-9a-f]+)(\.sig|\.att|\.sbom)?")
-SHARED_GRACE = 3600.0
-"""Seconds an unreferenced blob of a shared layout is kept: ig writes a pull's blobs before
-index.json names them, and that window is the whole download."""
 OWN_MARKERS = ("index.journal", "gc.lock", "index.json.sync")
-
-Transaction = jf.Transaction
-
-
-def signature_tag_subject(ref: str) -> Digest | None:
-    """``sha256-<hex>.sig`` (cosign) and ``sha256-<hex>`` (referrers tag schema) name their subject."""
-    match = _SIGNATURE_TAG_RE.fullmatch(ref)
-    if match is None:
-        return None
-    try:
-        return Digest.parse(f"{match.group(1)}:{match.group(2)}")
-    except GadgetStoreError:
-        return None
 
 
 def store_kind(root: Path) -> str:
@@ -83,15 +77,6 @@ def store_kind(root: Path) -> str:
     return "shared" if os.path.lexists(root / "oci-layout") else "new"
 
 
-@dataclass
-class GcReport:
-    removed_blobs: list[Digest] = field(default_factory=list)
-    removed_bytes: int = 0
-    removed_ingest_files: int = 0
-    removed_cache_entries: int = 0
-    kept_young: int = 0  # unreferenced blobs younger than the grace period, kept
-
-
 class Store:
     """One store root. Cheap to open: replaying a compacted journal, or parsing index.json."""
 
@@ -100,15 +85,16 @@ class Store:
         self.shared = shared  # a layout another tool made (ig's store): index.json is the truth
         self.index_path = root / "index.json"
         self.blobs = BlobStore(root, ingest_mode=0o755 if shared else 0o700)
-        self._index: JournalIndex | LayoutIndex
+        self.analysis_dir = analysiscache.directory()
+        self.index: TagIndex
+        """The tags and pins, and how they change (see :mod:`.tagindex`); the methods below use it."""
         if shared:
             self.locks = StoreLocks(root / "index.json.lock", lease_dir=self.blobs.ingest_dir)
-            self.analysis_dir = cache_home() / "analysis"
-            self._index = LayoutIndex(root, self.locks, self.index_plan, self.blobs.sync_dirs)
+            self.index = LayoutIndex(root, self.locks, functools.partial(storeread.index_plan, self.blobs),
+                                     self.blobs.sync_dirs)
         else:
             self.locks = StoreLocks(root / "index.json.lock", lease_file=root / "gc.lock")
-            self.analysis_dir = root / "analysis"
-            self._index = JournalIndex(root, self.locks, self.blobs.sync_dirs, lambda: self._write_index_json())
+            self.index = JournalIndex(root, self.locks, self.blobs.sync_dirs)
 
     # -- opening ---------------------------------------------------------------------------------
 
@@ -127,10 +113,7 @@ class Store:
             kind = "shared"
         store = cls(root, shared=kind == "shared")
         store._prepare(create=not readonly and kind != "shared")
-        if isinstance(store._index, LayoutIndex):
-            store._index.open()
-        else:
-            store._index.open(readonly, allow_damage)
+        store.index.open(readonly, allow_damage)
         return store
 
     def _prepare(self, create: bool) -> None:
@@ -164,346 +147,112 @@ class Store:
     @property
     def journal(self) -> Journal:
         """The index journal of gadgetstore's own store (a shared layout has none)."""
-        if not isinstance(self._index, JournalIndex):
+        if not isinstance(self.index, JournalIndex):
             raise StoreError(f"{self.root} is shared with another tool and keeps no index journal")
-        return self._index.journal
-
-    def _write_index_json(self) -> None:
-        """Rewrite index.json from the journal: every such write of gadgetstore's own store goes here."""
-        assert isinstance(self._index, JournalIndex)
-        self._index.mirror.write()
+        return self.index.journal
 
     def index_json_source(self) -> tuple[jf.IndexState, int] | None:
         """The journal state and length our last index.json was written from (own store only)."""
-        return self._index.mirror.source() if isinstance(self._index, JournalIndex) else None
+        return self.index.index_json_source() if isinstance(self.index, JournalIndex) else None
 
-    # -- locking and changing --------------------------------------------------------------------
+    # -- locking and changing (:mod:`.tagindex`) -------------------------------------------------
 
     def lease(self) -> contextlib.AbstractContextManager[None]:
         """Held by writers from their first blob commit to their last tag, so gc cannot race them."""
         return self.locks.lease()
 
     def transaction(self, done: str = "the change was recorded") -> contextlib.AbstractContextManager[Transaction]:
-        """Collect tag/pin operations and record them as one change (see the index kinds: a journal
-        record, or one rewrite of a shared layout's index.json)."""
-        return self._index.transaction(done)
+        """Collect tag/pin operations and record them as one change (a journal record, or one
+        rewrite of a shared layout's index.json)."""
+        return self.index.transaction(done)
 
     def deferred_index_json(self) -> contextlib.AbstractContextManager[None]:
         """Transactions inside write index.json once, when the outermost block ends (a bulk pull)."""
-        return self._index.deferred()
+        return self.index.deferred()
 
     def flush_index(self) -> None:
         """A shared layout: write what a deferred block has kept so far. Raises
         :class:`~.layoutindex.BlobsMissing` (keeping the changes) when blobs they name vanished."""
-        if isinstance(self._index, LayoutIndex):
-            self._index.flush()
+        self.index.flush()
 
     def abandon_index_changes(self) -> None:
         """A shared layout: forget what a deferred block kept after its flush failed for good."""
-        if isinstance(self._index, LayoutIndex):
-            self._index.discard_pending()
+        self.index.discard_pending()
 
     def settled(self) -> contextlib.AbstractContextManager[None]:
         """The index lock held exclusively and the tags current: a view nobody changes meanwhile."""
-        return self._index.settled()
+        return self.index.settled()
 
     def refresh(self) -> None:
-        self._index.refresh()
+        self.index.refresh()
 
     def record_repair(self, ops: list[jf.Op]) -> None:
         """``fsck --repair``: record these removals and rewrite index.json (the caller holds the
         index lock): a journal record in gadgetstore's own store, an edit of a shared layout's."""
-        if isinstance(self._index, LayoutIndex):
-            self._index.replace(ops)
-            return
-        if ops:
-            self._index.journal.append(ops)
-        self._write_index_json()
+        self.index.record_repair(ops)
 
     def compact(self) -> None:
         """Rewrite the journal as a single snapshot (gc does this; it also happens automatically)."""
-        if isinstance(self._index, JournalIndex):
-            self._index.compact()
+        self.index.compact()
 
-    # -- reading ---------------------------------------------------------------------------------
+    # -- reading (:mod:`.storeread`) -------------------------------------------------------------
 
     @property
     def state(self) -> jf.IndexState:
         """Tags (reference → descriptor JSON) and pins (digest → descriptor JSON); in a shared
         layout every untagged entry of index.json counts as a pin."""
-        return self._index.state
+        return self.index.state
 
-    def version(self) -> tuple[object, int]:
-        """Changes whenever the tags may have changed (compare the first item with ``is``)."""
-        return self._index.version()
+    def generation(self) -> int:
+        """Bring the tags up to date with the disk, and say which version of them this is: a
+        number that changes whenever the tags or pins changed, in this process or another. Costs a
+        stat or two when nothing changed, so a reader (the mount, serve) polls it and reloads only
+        when it moved."""
+        return self.index.generation()
 
     def tags(self) -> list[str]:
         return sorted(self.state.tags)
 
     def lookup(self, ref: str) -> Descriptor | None:
-        raw = self.state.tags.get(ref)
-        return None if raw is None else Descriptor.from_json(raw, f"tag {ref}")
+        return storeread.lookup(self.state, ref)
 
     def resolve(self, ref: str, shown_as: str | None = None) -> Descriptor:
-        desc = self.lookup(ref)
-        if desc is None:
-            raise ImageNotFound(f"image {shown_as or ref!r} not found in the store")
-        return desc
+        return storeread.resolve(self.state, ref, shown_as)
 
     def pins(self) -> list[Descriptor]:
-        return [Descriptor.from_json(raw, "pin") for raw in self.state.pins.values()]
-
-    def read_document(self, desc: Descriptor) -> dict[str, Any]:
-        data = self.blobs.read(desc.digest, max_size=mt.MAX_MANIFEST_BYTES)
-        if len(data) != desc.size:
-            raise StoreError(f"blob {desc.digest} is {len(data)} bytes, its descriptor says {desc.size}")
-        return parse_document(data, f"manifest {desc.digest}")
-
-    def walk(self, roots: Iterable[Descriptor], missing_ok: bool = False) -> dict[Digest, Descriptor]:
-        """Every descriptor reachable from ``roots`` (roots included), keyed by digest.
-
-        Not bounded like one image (see :meth:`walk_image`): a walk of the whole store (gc, remove)
-        must reach everything a tag keeps alive, and each blob is visited once.
-        """
-        return walk_graph(roots, functools.partial(self._children, missing_ok))
-
-    def walk_image(self, root: Descriptor, where: str) -> dict[Digest, Descriptor]:
-        """What :meth:`walk` gives for one image, within the bounds of :class:`GraphBudget` (the
-        ones a pull checks); ``where`` names the image in the error."""
-        return walk_graph([root], functools.partial(self._children, False), budget=GraphBudget(where, root))
-
-    def _children(self, missing_ok: bool, desc: Descriptor) -> list[Descriptor]:
-        if not is_document(desc):
-            return []
-        try:
-            doc = self.read_document(desc)
-        except BlobNotFound:
-            if missing_ok:
-                return []
-            raise
-        return children(doc, f"manifest {desc.digest}")
+        return storeread.pins(self.state)
 
     def roots(self, exclude_refs: Iterable[str] = ()) -> list[Descriptor]:
-        skip = set(exclude_refs)
-        out = [Descriptor.from_json(raw, ref) for ref, raw in self.state.tags.items() if ref not in skip]
-        return out + self.pins()
+        return storeread.roots(self.state, exclude_refs)
 
-    def index_plan(self, roots: list[Descriptor]) -> IndexPlan:
-        """Before ``roots`` are named in a shared layout's index.json (under its lock): the blobs of
-        their graphs that are missing, and the manifests and indexes below each root. A blob of the
-        wrong size, or a manifest that is damaged, is an error: naming it would break every ig command."""
-        plan = IndexPlan()
-        examined: dict[Digest, list[Descriptor]] = {}
-        missing: dict[Digest, Descriptor] = {}
-
-        def expand(desc: Descriptor) -> list[Descriptor]:
-            if desc.digest not in examined:
-                examined[desc.digest] = self._present_children(desc, missing)
-            return examined[desc.digest]
-
-        for root in roots:
-            walked = walk_graph([root], expand)
-            plan.below[root.digest] = [d for d in walked.values() if d.digest != root.digest and is_document(d)]
-        plan.missing = list(missing.values())
-        return plan
-
-    def _present_children(self, desc: Descriptor, missing: dict[Digest, Descriptor]) -> list[Descriptor]:
-        st = self.blobs.stat(desc.digest)
-        if st is None:
-            missing[desc.digest] = desc
-            return []
-        if st.st_size != desc.size:
-            raise IntegrityError(f"blob {desc.digest} has {st.st_size} bytes, its descriptor says {desc.size}")
-        if not is_document(desc):
-            return []
-        try:
-            return children(self.read_document(desc), f"manifest {desc.digest}")
-        except BlobNotFound:
-            missing[desc.digest] = desc
-            return []
-
-    # -- removing --------------------------------------------------------------------------------
-
-    def remove_image(self, ref: str, shown_as: str | None = None) -> bool:
-        """Untag ``ref``; when nothing else tags its digest, drop its signatures and unreachable blobs.
-
-        Returns True when blobs were deleted, False when it was only untagged. On a full disk the
-        blobs are deleted even when index.json could not be rewritten after the untag: that frees
-        space, and index.json is tried again once they are gone. In a shared layout the image's
-        untagged entries go too, as ig's ``image remove`` deletes them, and its blobs are deleted
-        at once (the grace period is for blobs nothing has referred to yet).
-        """
-        shown = shown_as or ref
-        shared = False
-        dropped: list[Descriptor] = []
-        with self.locks.collecting():
-            try:
-                with self.transaction(f"{shown} was untagged") as txn:
-                    desc = self.resolve(ref, shown_as)
-                    shared = any(
-                        other != ref and raw.get("digest") == str(desc.digest)
-                        for other, raw in self.state.tags.items()
-                    )
-                    txn.untag(ref)
-                    if not shared:
-                        dropped = [desc, *self._drop_orphans(txn, ref, desc)]
-            except IndexJsonBehind:
-                if shared:
-                    raise
-            if shared:
-                return False
-            removed = set(self.walk(dropped, missing_ok=True)) if self.shared else set()
-            self._collect_garbage(f"{shown} was removed", removed=removed)
-            return True
-
-    def untagged_images(self, present_only: bool = True) -> list[Descriptor]:
-        """Images no tag names: pins that are no signature (an untagged build), and no tag and no
-        other of them reaches. In a shared layout that leaves out the untagged entries ig writes for
-        the per-arch manifests of every image, tagged or not. ``present_only`` leaves out entries
-        whose blob is gone (what ig's gc leaves behind); a digest lookup still finds them."""
-        tagged = [Descriptor.from_json(raw, ref) for ref, raw in self.state.tags.items()]
-        candidates = [pin for pin in self.pins()
-                      if is_document(pin) and (not present_only or self.blobs.has(pin.digest))
-                      and self.subject_of(pin) is None]
-        reached = set(self.walk(tagged, missing_ok=True))
-        for pin in candidates:
-            reached |= set(self.walk([pin], missing_ok=True)) - {pin.digest}
-        return [pin for pin in candidates if pin.digest not in reached]
-
-    def remove_untagged(self, digests: Iterable[Digest], grace: float | None = None) -> tuple[list[Digest], GcReport]:
-        """Remove the untagged images among ``digests`` (see :meth:`untagged_images`): each one's
-        entry, the entries below it and the signatures of it that nothing else needs; then their
-        blobs, in one collection. Returns the images removed (none changes nothing) and the report."""
-        removed_images: list[Digest] = []
-        dropped: list[Descriptor] = []
-        with self.locks.collecting():
-            for digest in sorted(set(digests), key=str):
-                with self.transaction(f"{digest} was removed") as txn:
-                    root = next((image for image in self.untagged_images() if image.digest == digest), None)
-                    if root is not None:
-                        txn.unpin(digest)
-                        dropped += [root, *self._drop_orphans(txn, None, root)]
-                        removed_images.append(digest)
-            if not removed_images:
-                return [], GcReport()
-            removed = set(self.walk(dropped, missing_ok=True)) if self.shared else set()
-            done = "untagged images were removed" if len(removed_images) > 1 else f"{removed_images[0]} was removed"
-            return removed_images, self._collect_garbage(done, grace, removed=removed)
-
-    def _drop_orphans(self, txn: Transaction, removed_ref: str | None, removed_root: Descriptor) -> list[Descriptor]:
-        """Signatures (tags like ``sha256-<hex>.sig`` and pinned referrers) whose subject is gone;
-        returns them. In a shared layout also the untagged entries of the removed image's graph
-        that nothing else reaches (its per-arch manifests): ig's remove deletes those, and a
-        referrer left pointing into them would make ig's gc loop for ever. ``removed_ref`` is the
-        tag removed, None when an untagged image (the pin ``removed_root``) is."""
-        signature_refs = {r for r in self.state.tags if signature_tag_subject(r) is not None}
-        referrers = self._pinned_referrer_digests()
-        graph = set(self.walk([removed_root], missing_ok=True)) if self.shared else set()
-        if removed_ref is None:
-            graph.add(removed_root.digest)
-        gone = signature_refs if removed_ref is None else signature_refs | {removed_ref}
-        image_roots = [d for d in self.roots(exclude_refs=gone) if d.digest not in referrers and d.digest not in graph]
-        alive = set(self.walk(image_roots, missing_ok=True))
-        dropped: list[Descriptor] = []
-        for pin in self.pins():
-            if (self.shared and pin.digest in graph and pin.digest not in alive and pin.digest not in referrers
-                    and pin.digest != removed_root.digest):
-                txn.unpin(pin.digest)
-        for sig_ref in sorted(signature_refs):
-            target = signature_tag_subject(sig_ref)
-            sig = self.lookup(sig_ref)
-            if target is not None and target not in alive and sig is not None:
-                txn.untag(sig_ref)
-                dropped.append(sig)
-        for pin in self.pins():
-            subj = self.subject_of(pin)
-            if subj is not None and subj not in alive:
-                txn.unpin(pin.digest)
-                dropped.append(pin)
-        return dropped
-
-    def _pinned_referrer_digests(self) -> set[Digest]:
-        return {pin.digest for pin in self.pins() if self.subject_of(pin) is not None}
+    def read_document(self, desc: Descriptor) -> dict[str, Any]:
+        return storeread.read_document(self.blobs, desc)
 
     def subject_of(self, desc: Descriptor) -> Digest | None:
-        """The digest a referrer (a signature, say) is attached to; None for anything else."""
-        if not is_document(desc):
-            return None
-        try:
-            subj = subject(self.read_document(desc), f"manifest {desc.digest}")
-        except GadgetStoreError:
-            return None
-        return subj.digest if subj else None
+        return storeread.subject_of(self.blobs, desc)
+
+    def walk(self, roots: Iterable[Descriptor], missing_ok: bool = False) -> dict[Digest, Descriptor]:
+        return storeread.walk(self.blobs, roots, missing_ok)
+
+    def walk_image(self, root: Descriptor, where: str) -> dict[Digest, Descriptor]:
+        return storeread.walk_image(self.blobs, root, where)
+
+    def untagged_images(self, present_only: bool = True) -> list[Descriptor]:
+        return storeread.untagged_images(self, present_only)
+
+    # -- removing (:mod:`.removal`, :mod:`.garbage`) -----------------------------------------------
+
+    def remove_image(self, ref: str, shown_as: str | None = None) -> bool:
+        return removal.remove_image(self, ref, shown_as)
+
+    def remove_untagged(self, digests: Iterable[Digest], grace: float | None = None) -> tuple[list[Digest], GcReport]:
+        return removal.remove_untagged(self, digests, grace)
 
     def gc(self, grace: float | None = None) -> GcReport:
-        """Delete every blob no tag or pin reaches (none younger than ``grace`` seconds: by default
-        none in gadgetstore's own store, an hour in a shared layout), and stale ingest files."""
-        with self.locks.collecting():
-            return self._collect_garbage("unreachable blobs were deleted", grace)
+        return garbage.gc(self, grace)
 
     def discard(self, digests: set[Digest]) -> int:
-        """Delete those of ``digests`` that nothing reaches (the blobs of an image a signature check
-        refused), under the gc lease and the index lock; returns how many were deleted."""
-        view = self.settled() if self.shared else self.transaction()  # (no operations: a stable view)
-        with self.locks.collecting(), view:
-            reachable = set(self.walk(self.roots(), missing_ok=True))
-            return sum(1 for digest in sorted(digests - reachable, key=str) if self.blobs.delete(digest))
-
-    def _collect_garbage(self, done: str, grace: float | None = None, removed: set[Digest] | None = None) -> GcReport:
-        """Caller holds the exclusive lease, so no writer of ours has committed-but-untagged blobs.
-
-        Gadgetstore's own store: blobs go first and the journal is compacted after, so a full disk
-        (often why gc runs) gets its space back; ``done`` says what happened when index.json cannot
-        follow. A shared layout: blobs are deleted under ig's lock, so that ig names none of them
-        meanwhile; ``removed`` (what ``image remove`` just unlinked) goes whatever its age.
-        """
-        grace = (SHARED_GRACE if self.shared else 0.0) if grace is None else grace
-        report = GcReport()
-        with self.settled():
-            reachable = set(self.walk(self.roots(), missing_ok=True))
-            if self.shared:
-                self._delete_unreachable(reachable, grace, removed or set(), report)
-        if isinstance(self._index, JournalIndex):
-            self._delete_unreachable(reachable, grace, set(), report)
-            report.removed_cache_entries = self._prune_analysis_cache(reachable)
-        leftovers = self.blobs.own_ingest_files() if self.shared else self.blobs.ingest_files()
-        for path in leftovers:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-                report.removed_ingest_files += 1
-        if isinstance(self._index, JournalIndex):
-            self._index.after_collection(done)
-        return report
-
-    def _delete_unreachable(self, reachable: set[Digest], grace: float, removed: set[Digest],
-                            report: GcReport) -> None:
-        """Unreachable blobs older than ``grace`` (by ctime, which renaming a blob into ``blobs/``
-        sets and nothing can set back), and those of ``removed`` whatever their age."""
-        now = time.time()
-        for digest in list(self.blobs.iter_digests()):
-            if digest in reachable:
-                continue
-            st = self.blobs.stat(digest)
-            if st is not None and digest not in removed and now - st.st_ctime < grace:
-                report.kept_young += 1
-                continue
-            if self.blobs.delete(digest):
-                report.removed_blobs.append(digest)
-                report.removed_bytes += st.st_size if st else 0
-
-    def _prune_analysis_cache(self, reachable: set[Digest]) -> int:
-        """Analysis results (``analysis/<version>/<alg>/<hex>.<kind>``) of layers and manifests that are gone."""
-        removed = 0
-        for entry in sorted(self.analysis_dir.glob("*/*/*")):
-            try:
-                digest = Digest.parse(f"{entry.parent.name}:{entry.name.split('.', 1)[0]}")
-            except GadgetStoreError:
-                digest = None
-            if (digest is None or digest not in reachable) and entry.is_file():
-                with contextlib.suppress(FileNotFoundError):
-                    entry.unlink()
-                    removed += 1
-        return removed
+        return garbage.discard(self, digests)
 
 
 def _create_ig_layout(root: Path) -> None:

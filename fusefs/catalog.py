@@ -21,7 +21,7 @@ from gadgetstore.engine import reference
 from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import GadgetStoreError
-from gadgetstore.engine.store import signature_tag_subject
+from gadgetstore.engine.reference import signature_tag_subject
 
 from .nodes import ImageRef
 

@@ -50,22 +50,22 @@ class StoreReader:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._journal_lock = threading.Lock()
-        self._last: tuple[dict[str, Any], dict[str, Any], dict[str, int]] | None = None
+        self._seen: int | None = None  # the store's generation of the last catalog
         self._verified: dict[Digest, Identity] = {}
         self._reported: set[Digest] = set()
 
     # -- the journal -------------------------------------------------------------------------------
 
     def snapshot(self) -> Catalog | None:
-        """Re-read the journal; a new catalog when tags or pins changed, else None."""
+        """A new catalog when the store's tags or pins changed (its generation moved), else None."""
         with self._journal_lock:
-            self.store.refresh()
-            state = self.store.state
-            current = (dict(state.tags), dict(state.pins), dict(state.tag_times))
-            if current == self._last:
+            generation = self.store.generation()
+            if generation == self._seen:
                 return None
-            self._last = current
-        return Catalog.build(current[0], current[1].values(), current[2])
+            self._seen = generation
+            state = self.store.state
+            tags, pins, times = dict(state.tags), dict(state.pins), dict(state.tag_times)
+        return Catalog.build(tags, pins.values(), times)
 
     # -- facts -------------------------------------------------------------------------------------
 

@@ -113,7 +113,7 @@ class FsModel:
         if isinstance(value, ImageData):
             self._manifest_index = None
 
-    def _get(self, fact: Fact) -> Any:
+    def get_fact(self, fact: Fact) -> Any:
         """The value of ``fact``; raises :class:`Missing` if unknown or expired, or the stored failure."""
         if isinstance(fact, ExtraFact) and fact in self._extra:
             self._extra.move_to_end(fact)
@@ -130,7 +130,7 @@ class FsModel:
 
     def _peek(self, fact: Fact) -> Any:
         try:
-            return self._get(fact)
+            return self.get_fact(fact)
         except (Missing, GadgetStoreError):
             return None
 
@@ -169,7 +169,7 @@ class FsModel:
             return self._by_digest(parent, self._root_digest(parent, name), name)
         if parent.kind is Kind.BLOB_ALG:
             digest = self._digest(parent, name)
-            blob: BlobStat | None = self._get(BlobStatFact(digest))
+            blob: BlobStat | None = self.get_fact(BlobStatFact(digest))
             if blob is None:
                 raise NotFound(name)
             return blob_file((*parent.path, name), digest, blob.size, blob.mtime_ns)
@@ -235,7 +235,7 @@ class FsModel:
         if parent.kind is Kind.DIGEST_ALG:
             return self._digest_listing(parent)
         if parent.kind is Kind.BLOB_ALG:
-            blobs: dict[str, BlobStat] = self._get(BlobListFact(parent.path[-1]))
+            blobs: dict[str, BlobStat] = self.get_fact(BlobListFact(parent.path[-1]))
             alg = parent.path[-1]
             return [(h, blob_file((*parent.path, h), Digest(alg, h), b.size, b.mtime_ns))
                     for h, b in sorted(blobs.items())]
@@ -299,7 +299,7 @@ class FsModel:
         return Node(key, Kind.NAMESPACE, path, mtime_ns=self.catalog.dir_times.get(path))
 
     def _image_node(self, key: NodeKey, path: tuple[str, ...], image: ImageRef) -> Node:
-        data: ImageData = self._get(ImageFact(image.root))
+        data: ImageData = self.get_fact(ImageFact(image.root))
         return Node(key, Kind.IMAGE, path, image=image, mtime_ns=self._image_time(image, data))
 
     def _image_time(self, image: ImageRef, data: ImageData) -> int | None:
@@ -343,7 +343,7 @@ class FsModel:
         """
         desc = self.catalog.roots.get(digest) or self._current_manifests(digest.algorithm).get(digest)
         if desc is None:
-            desc = self._get(DocFact(digest))
+            desc = self.get_fact(DocFact(digest))
             if desc is None:
                 raise NotFound(digest.hex)
         path = (*parent.path, name or digest.hex)
@@ -380,7 +380,7 @@ class FsModel:
 
     def _image_data(self, node: Node) -> ImageData:
         assert node.image is not None
-        data: ImageData = self._get(ImageFact(node.image.root))
+        data: ImageData = self.get_fact(ImageFact(node.image.root))
         return data
 
     @staticmethod
@@ -437,7 +437,7 @@ class FsModel:
         arch = self._image_data(node).arch(node.arch)
         if arch is None:
             return []
-        files: dict[str, bytes] = self._get(ExtraFact(node.image.typed, arch.manifest.desc.digest, arch.manifest))
+        files: dict[str, bytes] = self.get_fact(ExtraFact(node.image.typed, arch.manifest.desc.digest, arch.manifest))
         prefix = f"{node.path[-1]}/" if node.kind is Kind.EXTRA_DIR else ""
         out: dict[str, Node] = {}
         for rel in sorted(files):

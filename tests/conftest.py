@@ -11,6 +11,7 @@ import pytest
 
 from gadgetstore.engine.store import Store
 from tests.support.images import ArchivedImage, build_demo_archive, read_archived_image
+from tests.support.storecheck import unsound_stores
 from tests.support.tempdirs import make_session_root, remove_tree
 
 pytest_plugins = ["tests.support.registry"]  # real docker-registry fixtures for every directory
@@ -59,6 +60,16 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     os.makedirs(tmp_path / "home", exist_ok=True)
     yield
+
+
+@pytest.fixture(autouse=True)
+def stores_left_sound(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]:
+    """After the test: fsck finds no problem in any store it left under ``tmp_path``, unless it is
+    marked ``leaves_damaged_store`` (see tests/support/storecheck.py)."""
+    yield
+    if request.node.get_closest_marker("leaves_damaged_store") is None:
+        unsound = unsound_stores(tmp_path)
+        assert not unsound, f"the test left damaged stores (mark it leaves_damaged_store if on purpose): {unsound}"
 
 
 @pytest.fixture

@@ -535,6 +535,10 @@ class Pool:
         self.connections_opened = 0
         self.requests_sent = 0
 
+    def idle_connections(self) -> list[Connection]:
+        """The kept-alive connections waiting for their next request, of every origin."""
+        return [conn for conns in self._idle.values() for conn in conns]
+
     async def request(self, method: str, url: str, headers: Headers = (), body: bytes | None = None,
                       head_grace: float = 0.0) -> Response:
         """Send one request and return once the response head arrived. ``head_grace`` seconds are

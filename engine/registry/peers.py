@@ -13,7 +13,7 @@ import hashlib
 import ipaddress
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
 from ..digest import Digest
@@ -30,7 +30,7 @@ def rank(urls: Sequence[str], digest: Digest) -> list[str]:
     return sorted(urls, key=score, reverse=True)
 
 
-def _is_local(host: str) -> bool:
+def is_local(host: str) -> bool:
     """Whether ``host`` is a non-loopback address of this machine (or network namespace): binding to
     it works. Loopback never counts: every node has it, so it cannot tell nodes apart."""
     try:
@@ -49,9 +49,10 @@ def _is_local(host: str) -> bool:
     return False
 
 
-def find_self(peers: Peers, explicit: str | None = None) -> str | None:
+def find_self(peers: Peers, explicit: str | None = None, local_host: Callable[[str], bool] = is_local) -> str | None:
     """This node's own entry: ``explicit`` (``--peer-self``), ``$GADGETSTORE_PEER_SELF``, the config's
-    ``self``, else the one peer whose host is a local address. None: this node only asks, owns nothing.
+    ``self``, else the one peer whose host is a local address (``local_host``: :func:`is_local`, or
+    what a test says this machine's addresses are). None: this node only asks, owns nothing.
 
     Blocking (name resolution). Loopback hosts never match (every node has loopback), so peers on
     loopback need an explicit self; several peers on local non-loopback addresses are an error.
@@ -63,7 +64,7 @@ def find_self(peers: Peers, explicit: str | None = None) -> str | None:
         if url not in peers.urls:
             raise RegistriesConfigError(f"peer self {named!r} is not one of the peer urls")
         return url
-    local = [url for url in peers.urls if _is_local(urlsplit(url).hostname or "")]
+    local = [url for url in peers.urls if local_host(urlsplit(url).hostname or "")]
     if len(local) > 1:
         raise RegistriesConfigError(f"several peers are local addresses ({', '.join(local)}); say which one is "
                                     f"this node with peers.self, ${SELF_ENV} or --peer-self")

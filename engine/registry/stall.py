@@ -61,6 +61,12 @@ class RateMeter:
         self._last = start  # when bytes last came (or the exchange began)
         self.total = 0
 
+    @property
+    def buckets(self) -> int:
+        """How many buckets of bytes it keeps: those within the window, so a long transfer's meter
+        stays as small as a short one's."""
+        return len(self._buckets)
+
     def _end(self, index: int) -> float:
         return self._start + (index + 1) * self._width
 

@@ -23,7 +23,7 @@ from gadgetstore.engine.descriptor import (
 )
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import GadgetStoreError
-from gadgetstore.engine.store import Store, signature_tag_subject
+from gadgetstore.engine.store import Store
 
 from .names import NameTable
 
@@ -149,7 +149,7 @@ def build_catalog(
     grouped: dict[tuple[str, str], dict[str, Descriptor]] = {}
     signatures: list[tuple[str, Descriptor, Digest]] = []
     for ref_text, desc in sorted(tags.items()):
-        signed = signature_tag_subject(ref_text)
+        signed = reference.signature_tag_subject(ref_text)
         if signed is not None:
             signatures.append((ref_text, desc, signed))
             continue

@@ -27,7 +27,7 @@ class CatalogSource:
         self.catalog = EMPTY_CATALOG
         self._lock = trio.Lock()
         self._checked = -math.inf
-        self._seen: tuple[object, int] | None = None
+        self._seen: int | None = None  # the store's generation the catalog was built from
         self._reported: set[str] = set()
 
     async def current(self) -> Catalog:
@@ -39,10 +39,9 @@ class CatalogSource:
         return self.catalog
 
     def _refresh(self) -> Catalog:
-        """Blocking; the store's version (see Store.version) identifies what the catalog was built from."""
-        self.store.refresh()
-        seen = self.store.version()
-        if self._seen is not None and seen[0] is self._seen[0] and seen[1] == self._seen[1]:
+        """Blocking; rebuilds only when the store's generation moved (see Store.generation)."""
+        seen = self.store.generation()
+        if seen == self._seen:
             return self.catalog
         catalog = catalog_of(self.store, self.catalog)
         for problem in catalog.problems:

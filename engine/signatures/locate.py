@@ -14,7 +14,8 @@ from ..blobstore import BlobNotFound
 from ..descriptor import Descriptor, is_document, subject
 from ..digest import Digest
 from ..errors import GadgetStoreError, IntegrityError
-from ..store import Store, signature_tag_subject
+from ..reference import signature_tag_subject
+from ..store import Store
 from . import constants as c
 from .encoding import MAX_SIGNATURE_DOCUMENT, json_object
 from .errors import MalformedSignature, SignatureBlobMissing

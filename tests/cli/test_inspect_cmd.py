@@ -16,8 +16,10 @@ from gadgetstore.engine.build import commit_image, parse_tag
 from gadgetstore.engine.buildspec import ArchLayers, plan_image
 from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.digest import Digest
+from gadgetstore.engine.fsck import fsck
 from gadgetstore.engine.images import host_arch, host_manifest
 from gadgetstore.engine.store import Store
+from tests.support.igstore import tree
 from tests.support.images import DEMO_EPOCH, DEMO_IMAGE, DEMO_SHORT_NAME, DEMO_SOURCES, ArchivedImage
 
 DEMO_CREATED = datetime.fromtimestamp(int(DEMO_EPOCH), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -92,7 +94,7 @@ def test_analysis_is_cached_by_layer_digest(imported: Path, monkeypatch: pytest.
     def must_not_run(_: bytes) -> dict[str, tuple[str, bytes]]:
         raise AssertionError("analysis should come from the cache")
 
-    monkeypatch.setitem(inspect_mod._ANALYZERS, "application/vnd.gadget.ebpf.program.v1+binary", must_not_run)
+    monkeypatch.setitem(inspect_mod.ANALYZERS, "application/vnd.gadget.ebpf.program.v1+binary", must_not_run)
     assert inspect_mod.image_extra_info(store, DEMO_SHORT_NAME, manifest) == first
 
 
@@ -106,6 +108,31 @@ def test_gc_prunes_cache_of_removed_layers(imported: Path) -> None:
     store.remove_image(DEMO_IMAGE)
     store.gc()
     assert not [path for path in store.analysis_dir.rglob("*") if path.is_file()]
+
+
+def test_reading_commands_write_nothing_into_gadgetstores_own_store(imported: Path, tmp_path: Path) -> None:
+    """The rule a store shared with ig follows holds for gadgetstore's own: the analyses inspect
+    computes (and caches) go to the cache home, not into the store."""
+    before = tree(imported)
+    runner = CliRunner()
+    for args in (["image", "list"], ["image", "inspect", DEMO_SHORT_NAME],
+                 ["image", "inspect", DEMO_SHORT_NAME, "--extra-info", "ebpf.maps"],
+                 ["image", "inspect", DEMO_SHORT_NAME, "--show-datasources"],
+                 ["image", "export", DEMO_SHORT_NAME, "-"], ["fsck"]):
+        result = runner.invoke(cli, ["--store", str(imported), *args])
+        assert result.exit_code == 0, (args, result.stderr)
+        assert tree(imported) == before, f"{args} changed the store"
+    cached = {path.suffix for path in (tmp_path / "xdg-cache").rglob("*") if path.is_file()}
+    assert {".extra", ".json"} <= cached, "the analyses are cached outside the store"
+
+
+def test_gc_removes_the_analysis_directory_a_store_no_longer_uses(imported: Path) -> None:
+    legacy = imported / "analysis" / "v2" / "sha256"
+    legacy.mkdir(parents=True)
+    (legacy / f"{'a' * 64}.extra").write_bytes(b"cached")
+    report = Store.open(imported).gc()
+    assert report.removed_cache_entries == 1 and not (imported / "analysis").exists()
+    assert fsck(Store.open(imported)).clean
 
 
 def test_missing_image_is_pulled_first(tmp_path: Path, gadget_tar: Path, anon_registry) -> None:  # type: ignore[no-untyped-def]
@@ -198,11 +225,12 @@ def test_damaged_cache_entries_are_analysed_again(imported: Path, damage: bytes)
     """A cache file that is not one we wrote whole (torn, truncated, foreign) is a miss, then rewritten."""
     _, expected, _ = inspect(imported, "-o", "json")
     _, expected_sources, _ = inspect(imported, "--show-datasources", "-o", "json")
-    for path in Path(imported, "analysis").rglob("*.*"):
+    cache = Store.open(imported).analysis_dir
+    for path in cache.rglob("*.*"):
         path.write_bytes(damage)
     assert inspect(imported, "-o", "json") == (0, expected, "")
     assert inspect(imported, "--show-datasources", "-o", "json") == (0, expected_sources, "")
-    assert all(path.read_bytes() != damage for path in Path(imported, "analysis").rglob("*.*"))
+    assert all(path.read_bytes() != damage for path in cache.rglob("*.*"))
 
 
 def test_extra_info_json_is_printed_as_go_remarshals_it(imported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -239,7 +267,7 @@ def test_invalid_gadget_yaml_is_one_line_for_show_datasources(tmp_path: Path, ga
     code, out, err = inspect(tmp_path / "s", "--show-datasources", image="localhost/broken:v1")
     assert code == 1 and out == "" and err.count("\n") == 1, err
     assert err.startswith("Error: gadget.yaml sha256:") and "is not valid YAML: " in err
-    assert not list((tmp_path / "s" / "analysis").rglob("*.datasources.json"))
+    assert not list(store.analysis_dir.rglob("*.datasources.json"))
     _store_gadget(tmp_path / "s", "localhost/two:v1", gadget_image.elves, b"name: first\n---\n[not, a, map]\n")
     assert inspect(tmp_path / "s", "--show-datasources", image="localhost/two:v1")[0] == 0, \
         "only the first document counts, as with Go's YAML decoder"

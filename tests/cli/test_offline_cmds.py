@@ -87,6 +87,7 @@ def test_bad_archive_error_is_one_line(tmp_path: Path) -> None:
     assert code == 1 and err.startswith("Error: archive is truncated or not a tar file") and err.count("\n") == 1
 
 
+@pytest.mark.leaves_damaged_store
 def test_fsck_and_gc_commands(tmp_path: Path, gadget_image: ArchivedImage) -> None:
     store = tmp_path / "s"
     run(store, "image", "import", str(gadget_image.path))
@@ -101,6 +102,7 @@ def test_fsck_and_gc_commands(tmp_path: Path, gadget_image: ArchivedImage) -> No
     assert code == 0 and out.startswith("removed 0 blobs")
 
 
+@pytest.mark.leaves_damaged_store
 def test_gc_refuses_when_a_manifest_it_must_read_is_damaged(tmp_path: Path, gadget_image: ArchivedImage) -> None:
     """gc cannot tell what is reachable through a damaged index, so it deletes nothing."""
     store = tmp_path / "s"

@@ -58,7 +58,7 @@ def test_disabled_status_writes_plain_lines() -> None:
     assert out == ["Pulling a...\n", "Error: pulling a: nope\n"]
 
 
-async def test_ticks_redraw_while_work_runs() -> None:
+async def test_ticks_redraw_while_work_runs(autojump_clock: trio.abc.Clock) -> None:
     out: list[str] = []
     status = PullStatus(1, out.append, enabled=True, width=lambda: 80)
     status.start()
@@ -75,7 +75,7 @@ async def test_ticks_redraw_while_work_runs() -> None:
     assert out == []
 
 
-async def test_ticks_pass_errors_through_unwrapped() -> None:
+async def test_ticks_pass_errors_through_unwrapped(autojump_clock: trio.abc.Clock) -> None:
     """The CLI's ``user_errors`` must see the engine's own exception, not an ExceptionGroup."""
     status = PullStatus(1, lambda _text: None, enabled=True, width=lambda: 80)
 

@@ -109,6 +109,7 @@ def test_encrypted_or_cosign_keys_are_refused_clearly(store: Path, tmp_path: Pat
     assert code != 0 and "password-encrypted cosign key" in err
 
 
+@pytest.mark.leaves_damaged_store
 def test_tampered_signature_through_cli(store: Path, digest: str, tmp_path: Path) -> None:
     run(store, "key", "generate", "--type", "rsa", str(tmp_path / "k"))
     run(store, "image", "sign", "trace_demo", "--key", str(tmp_path / "k.key"))

@@ -66,6 +66,7 @@ def test_out_of_order_chunks_are_rehashed_at_commit(store: Store) -> None:
         writer.commit()
 
 
+@pytest.mark.leaves_damaged_store
 def test_damaged_blob_is_reported_on_read(store: Store) -> None:
     digest = store.blobs.put(b"manifest bytes")
     path = store.blobs.path(digest)
@@ -76,6 +77,7 @@ def test_damaged_blob_is_reported_on_read(store: Store) -> None:
     assert store.blobs.rehash(digest) != digest
 
 
+@pytest.mark.leaves_damaged_store
 def test_symlinked_blob_is_refused(store: Store, tmp_path: Path) -> None:
     target = tmp_path / "secret"
     target.write_bytes(b"secret")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from gadgetstore.engine import indexjson
+from gadgetstore.engine import journal_format as jf
 from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.errors import StoreError
 from gadgetstore.engine.indexjson import IndexDocument, go_descriptor, load_index
@@ -66,7 +67,7 @@ def test_an_edit_keeps_every_untouched_entry_and_the_rest_of_the_file_byte_for_b
     data = foreign_index()
     document = IndexDocument.parse(data)
     new = Descriptor(INDEX, Descriptor.from_json({"digest": D3, "size": 1}).digest, 30)
-    edited = document.edited([{"op": "tag", "ref": "x.io/b:2", "desc": new.to_json()}], lambda desc: [])
+    edited = document.edited([jf.Tag("x.io/b:2", new.to_json())], lambda desc: [])
     text, original = edited.render().decode(), data.decode()
     for entry in document.entries:
         assert entry.text is not None and entry.text in text
@@ -87,7 +88,7 @@ def test_a_tag_goes_after_the_last_tagged_entry_and_replaces_its_name_and_its_di
     child = Descriptor.from_json({"mediaType": MANIFEST, "digest": D4, "size": 4,
                                   "platform": {"architecture": "amd64", "os": "linux"}})
     root = Descriptor.from_json({"mediaType": INDEX, "digest": D2, "size": 2})
-    edited = document.edited([{"op": "tag", "ref": "x.io/c:1", "desc": root.to_json()}],
+    edited = document.edited([jf.Tag("x.io/c:1", root.to_json())],
                              lambda desc: [child] if desc.digest == root.digest else [])
     refs = [(str(e.desc.digest), e.ref) for e in edited.entries]
     assert refs == [(D1, "x.io/a:1"), (D2, "x.io/c:1"), (D4, None)]
@@ -99,7 +100,7 @@ def test_a_pin_and_the_manifests_below_it_are_added_once() -> None:
                                    + b'","digest":"' + D4.encode() + b'","size":4}]}')
     root = Descriptor.from_json({"mediaType": INDEX, "digest": D1, "size": 1, "annotations": {"a": "b"}})
     kids = [Descriptor.from_json({"mediaType": MANIFEST, "digest": d, "size": 9}) for d in (D4, D2)]
-    edited = document.edited([{"op": "pin", "desc": root.to_json()}, {"op": "pin", "desc": root.to_json()}],
+    edited = document.edited([jf.Pin(root.to_json()), jf.Pin(root.to_json())],
                              lambda desc: kids if desc.digest == root.digest else [])
     assert [str(e.desc.digest) for e in edited.entries] == [D4, D1, D2]
 
@@ -110,7 +111,7 @@ def test_untag_and_unpin_remove_only_what_they_name() -> None:
         {"mediaType": INDEX, "digest": D1, "size": 1, "annotations": {"org.opencontainers.image.ref.name": "a"}},
         {"mediaType": INDEX, "digest": D1, "size": 1, "annotations": {"org.opencontainers.image.ref.name": "b"}},
         {"mediaType": INDEX, "digest": D1, "size": 1}]}).encode())
-    edited = document.edited([{"op": "untag", "ref": "a"}, {"op": "unpin", "digest": D1}], lambda desc: [])
+    edited = document.edited([jf.Untag("a"), jf.Unpin(D1)], lambda desc: [])
     assert [e.ref for e in edited.entries] == ["b"]
 
 
@@ -119,14 +120,14 @@ def test_removing_the_last_entry_writes_null_as_ig_does() -> None:
     document = IndexDocument.parse(b'{"schemaVersion":2,"mediaType":"' + INDEX.encode() + b'","manifests":[{"mediaType"'
                                    b':"' + INDEX.encode() + b'","digest":"' + D1.encode() + b'","size":1}],'
                                    b'"annotations":{"k":"v"}}')
-    edited = document.edited([{"op": "unpin", "digest": D1}], lambda desc: [])
+    edited = document.edited([jf.Unpin(D1)], lambda desc: [])
     assert edited.render() == (b'{"schemaVersion":2,"mediaType":"' + INDEX.encode()
                                + b'","manifests":null,"annotations":{"k":"v"}}')
 
 
 def test_an_index_without_manifests_gets_the_member_at_its_end() -> None:
     document = IndexDocument.parse(b'{"schemaVersion": 2}')
-    edited = document.edited([{"op": "pin", "desc": {"mediaType": INDEX, "digest": D1, "size": 1}}], lambda d: [])
+    edited = document.edited([jf.Pin({"mediaType": INDEX, "digest": D1, "size": 1})], lambda d: [])
     assert json.loads(edited.render()) == {"schemaVersion": 2, "manifests": [
         {"mediaType": INDEX, "digest": D1, "size": 1}]}
 

@@ -1,3 +1,5 @@
+import zlib
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -11,16 +13,16 @@ def journal(*transactions: list[jf.Op]) -> bytes:
 
 
 def test_replay_applies_transactions_in_order() -> None:
-    data = journal([{"op": "tag", "ref": "r1", "desc": DESC}], [{"op": "tag", "ref": "r2", "desc": DESC}],
-                   [{"op": "untag", "ref": "r1"}])
+    data = journal([jf.Tag("r1", DESC)], [jf.Tag("r2", DESC)],
+                   [jf.Untag("r1")])
     replay = jf.decode(data)
     assert replay.damage is None and replay.valid_length == len(data)
     assert list(jf.replay_state(replay).tags) == ["r2"]
 
 
 def test_torn_tail_is_detected_and_not_trusted() -> None:
-    full = journal([{"op": "tag", "ref": "r1", "desc": DESC}], [{"op": "tag", "ref": "r2", "desc": DESC}])
-    first_end = len(journal([{"op": "tag", "ref": "r1", "desc": DESC}]))
+    full = journal([jf.Tag("r1", DESC)], [jf.Tag("r2", DESC)])
+    first_end = len(journal([jf.Tag("r1", DESC)]))
     replay = jf.decode(full[:-1])  # lost the final newline
     assert replay.valid_length == first_end
     assert replay.damage is not None and "torn" in replay.damage
@@ -28,8 +30,8 @@ def test_torn_tail_is_detected_and_not_trusted() -> None:
 
 
 def test_corrupt_record_stops_replay_there() -> None:
-    full = bytearray(journal([{"op": "tag", "ref": "r1", "desc": DESC}], [{"op": "tag", "ref": "r2", "desc": DESC}],
-                             [{"op": "tag", "ref": "r3", "desc": DESC}]))
+    full = bytearray(journal([jf.Tag("r1", DESC)], [jf.Tag("r2", DESC)],
+                             [jf.Tag("r3", DESC)]))
     second = full.index(b"r2")
     full[second] = ord("x")  # same length, checksum no longer matches
     replay = jf.decode(bytes(full))
@@ -38,13 +40,13 @@ def test_corrupt_record_stops_replay_there() -> None:
 
 
 def test_damaged_header_trusts_nothing() -> None:
-    replay = jf.decode(b"garbage\n" + jf.encode_transaction([{"op": "tag", "ref": "r", "desc": DESC}]))
+    replay = jf.decode(b"garbage\n" + jf.encode_transaction([jf.Tag("r", DESC)]))
     assert replay.valid_length == 0 and replay.damage and not replay.transactions
 
 
 def test_oci_index_carries_ref_names_and_journal_length() -> None:
     state = jf.IndexState()
-    state.apply([{"op": "tag", "ref": "ghcr.io/x/y:latest", "desc": DESC}, {"op": "pin", "desc": DESC}])
+    state.apply([jf.Tag("ghcr.io/x/y:latest", DESC), jf.Pin(DESC)])
     index = state.oci_index(123)
     assert index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] == "ghcr.io/x/y:latest"
     assert "annotations" not in index["manifests"][1]
@@ -54,7 +56,7 @@ def test_oci_index_carries_ref_names_and_journal_length() -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.text(min_size=1, max_size=20), min_size=1, max_size=8), st.data())
 def test_any_truncation_replays_a_prefix_of_what_was_written(refs: list[str], data: st.DataObject) -> None:
-    txs = [[{"op": "tag", "ref": ref, "desc": DESC}] for ref in refs]
+    txs = [[jf.Tag(ref, DESC)] for ref in refs]
     full = journal(*txs)
     cut = data.draw(st.integers(min_value=0, max_value=len(full)))
     replay = jf.decode(full[:cut])
@@ -65,23 +67,32 @@ def test_any_truncation_replays_a_prefix_of_what_was_written(refs: list[str], da
 
 def test_tag_times_are_replayed_kept_on_a_retag_and_survive_compaction() -> None:
     other = {**DESC, "digest": "sha256:" + "b" * 64}
-    data = journal(jf.stamped([{"op": "tag", "ref": "r1", "desc": DESC}, {"op": "pin", "desc": DESC}], 100),
-                   jf.stamped([{"op": "tag", "ref": "r1", "desc": DESC},
-                               {"op": "tag", "ref": "r2", "desc": DESC}], 200),
-                   jf.stamped([{"op": "tag", "ref": "r2", "desc": other}], 300),
-                   [{"op": "tag", "ref": "r3", "desc": DESC}])  # written before tags had times
+    data = journal(jf.stamped([jf.Tag("r1", DESC), jf.Pin(DESC)], 100),
+                   jf.stamped([jf.Tag("r1", DESC),
+                               jf.Tag("r2", DESC)], 200),
+                   jf.stamped([jf.Tag("r2", other)], 300),
+                   [jf.Tag("r3", DESC)])  # written before tags had times
     state = jf.replay_state(jf.decode(data))
     # r1 re-tagged to the same image keeps its first time; r2 moved to another image at 300
     assert state.tag_times == {"r1": 100, "r2": 300}
     compacted = jf.replay_state(jf.decode(journal(state.snapshot_ops())))
     assert (compacted.tags, compacted.tag_times) == (state.tags, state.tag_times)
-    compacted.apply([{"op": "untag", "ref": "r1"}])
-    compacted.apply(jf.stamped([{"op": "tag", "ref": "r1", "desc": DESC}], 400))
+    compacted.apply([jf.Untag("r1")])
+    compacted.apply(jf.stamped([jf.Tag("r1", DESC)], 400))
     assert compacted.tag_times["r1"] == 400
 
 
 def test_stamping_leaves_other_operations_and_given_times_alone() -> None:
-    ops = [{"op": "tag", "ref": "a", "desc": DESC}, {"op": "tag", "ref": "b", "desc": DESC, "time_ns": 5},
-           {"op": "untag", "ref": "c"}, {"op": "pin", "desc": DESC}]
-    assert jf.stamped(ops, 9) == [{**ops[0], "time_ns": 9}, ops[1], ops[2], ops[3]]
-    assert "time_ns" not in ops[0]  # a copy: the caller's operations are not changed
+    ops = [jf.Tag("a", DESC), jf.Tag("b", DESC, 5),
+           jf.Untag("c"), jf.Pin(DESC)]
+    assert jf.stamped(ops, 9) == [jf.Tag("a", DESC, 9), ops[1], ops[2], ops[3]]
+    assert ops[0] == jf.Tag("a", DESC)  # the caller's operations are not changed
+
+
+def test_a_checksummed_record_of_unknown_operations_is_corrupt_not_torn() -> None:
+    good = journal([jf.Tag("r1", DESC)])
+    body = b'{"ops":[{"op":"tag","ref":"r2"}]}'
+    replay = jf.decode(good + b"%08x %s\n" % (zlib.crc32(body), body))
+    assert replay.damage == f"corrupt record at byte {len(good)} (tag without a descriptor)" and not replay.torn
+    assert replay.valid_length == len(good) and list(jf.replay_state(replay).tags) == ["r1"]
+    assert jf.salvage(good + b"%08x %s\n" % (zlib.crc32(body), body)) == ([[jf.Tag("r1", DESC)]], 1)

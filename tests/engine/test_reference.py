@@ -78,7 +78,7 @@ def test_tag_and_path_checks_are_ascii_and_whole() -> None:
 
 
 def test_signature_tags_are_matched_whole() -> None:
-    from gadgetstore.engine.store import signature_tag_subject
+    from gadgetstore.engine.reference import signature_tag_subject
 
     hex64 = "ab" * 32
     assert str(signature_tag_subject(f"sha256-{hex64}.sig")) == f"sha256:{hex64}"

@@ -1,7 +1,6 @@
 import json
 import os
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from gadgetstore.engine.fsck import fsck, repair_root
 from gadgetstore.engine.mediatypes import ANNOTATION_REF_NAME
 from gadgetstore.engine.store import Store
 from tests.support.cli import run_in_store
+from tests.support.locks import wait_for_flock_waiter
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 INDEX = "application/vnd.oci.image.index.v1+json"
@@ -96,7 +96,7 @@ def test_gc_waits_for_a_writer_holding_the_lease(store: Store) -> None:
         digest = store.blobs.put(b"committed, tag pending")
         worker = threading.Thread(target=lambda: (Store.open(store.root).gc(), gc_done.set()))
         worker.start()
-        time.sleep(0.3)
+        wait_for_flock_waiter(store.root / "gc.lock")  # gc asks for the lease exclusively, and waits
         assert not gc_done.is_set(), "gc must wait for the writer's lease"
         with store.transaction() as txn:
             txn.tag("x.io/late:1", Descriptor("application/octet-stream", digest, 22))
@@ -105,6 +105,7 @@ def test_gc_waits_for_a_writer_holding_the_lease(store: Store) -> None:
     assert store.blobs.has(digest)
 
 
+@pytest.mark.leaves_damaged_store
 def test_fsck_reports_each_kind_of_damage(store: Store, store_root: Path) -> None:
     image = make_image(store, "x.io/a:1", [b"layer one", b"layer two"])
     assert fsck(store).clean
@@ -125,6 +126,7 @@ def test_fsck_reports_each_kind_of_damage(store: Store, store_root: Path) -> Non
     assert image.digest not in {Digest.of_bytes(b"layer one")}
 
 
+@pytest.mark.leaves_damaged_store
 def test_fsck_reports_a_damaged_journal(store: Store, store_root: Path) -> None:
     make_image(store, "x.io/a:1", [b"x"])
     with open(store_root / "index.journal", "ab") as f:
@@ -230,6 +232,24 @@ def test_fsck_repair_repairs_each_kind_of_damage(store_root: Path, kind: str) ->
     after = fsck(Store.open(store_root))
     assert after.clean, after.problems
     assert "x.io/b:1" in Store.open(store_root).tags(), "an image the damage did not reach stays"
+
+
+def test_fsck_repair_keeps_its_backup_and_quarantine_durably(store_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What repair says it kept survives a crash: the damaged journal's copy and each quarantined
+    blob are fsync'd with the directories that name them, the copy before the journal is replaced."""
+    store = damaged_store(store_root, "journal_damaged")
+    replace_blob(store, LAYER_ONE, lambda p: p.write_bytes(b"layer 0ne"))
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real_fsync(fd))[1])
+    repair_root(store_root)
+    (backup,) = store_root.glob("index.journal.damaged-*")
+    backup_synced = next(i for i, path in enumerate(synced) if Path(path).name.startswith(f".{backup.name}."))
+    journal_replaced = next(i for i, path in enumerate(synced)
+                            if Path(path).name.startswith(".index.journal.") and "damaged" not in path)
+    assert backup_synced < synced.index(str(store_root), backup_synced) < journal_replaced
+    assert (store_root / "quarantine" / f"sha256-{Digest.of_bytes(LAYER_ONE).hex}").read_bytes() == b"layer 0ne"
+    assert {str(store_root), str(store_root / "quarantine"), str(store_root / "blobs" / "sha256")} <= set(synced)
 
 
 def test_fsck_repair_drops_a_pin_whose_blob_is_missing(store: Store, store_root: Path) -> None:

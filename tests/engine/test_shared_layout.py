@@ -15,14 +15,23 @@ from pathlib import Path
 
 import pytest
 
-from gadgetstore.engine import layoutindex
+from gadgetstore.engine import indexjson, layoutindex
 from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.fsck import fsck, repair
 from gadgetstore.engine.indexjson import EMPTY_INDEX
 from gadgetstore.engine.layoutindex import BlobsMissing
 from gadgetstore.engine.store import Store
-from tests.support.igstore import CAPTURED_REF, IgStore, captured_store, entry_texts, ig_list, other_gadget, tree
+from tests.support.igstore import (
+    CAPTURED_REF,
+    REF_NAME,
+    IgStore,
+    captured_store,
+    entry_texts,
+    ig_list,
+    other_gadget,
+    tree,
+)
 from tests.support.images import ArchivedImage
 
 X_ROOT = "sha256:793046c55399dec2908a34df342fcd6c5312d23d2661f107349904a3cd6cad30"
@@ -135,6 +144,7 @@ def test_a_tag_adds_the_entry_igs_tag_adds_and_keeps_every_other_byte(ig_root: P
         f"127.0.0.1:55841/x v1 {X_ROOT} 2023-11-14T22:13:20Z", f"trace_demo mine {X_ROOT} 2023-11-14T22:13:20Z"]
 
 
+@pytest.mark.leaves_damaged_store
 def test_a_blob_that_vanished_is_never_indexed(ig_root: Path) -> None:
     """ig's ``image remove`` deletes every blob index.json does not reach (oras Store.GC): a change
     checks, under the lock, that what it names is there."""
@@ -387,3 +397,44 @@ def test_an_untagged_build_in_gadgetstores_own_store_can_be_removed(tmp_path: Pa
     assert [image.digest for image in store.untagged_images()] == [Digest.parse(root["digest"])]
     assert store.remove_untagged([Digest.parse(root["digest"])])[0] == [Digest.parse(root["digest"])]
     assert store.pins() == [] and list(store.blobs.iter_digests()) == []
+
+
+def test_generation_sees_igs_in_place_rewrite_of_the_same_size_at_once(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """ig rewrites index.json in place: a rewrite right after a read may keep its size, its inode and,
+    on a file system whose times have a granularity of a second (ext3, some network file systems),
+    its times; a stat taken that soon after a change does not identify the content."""
+    def coarse_stat_key(path: Path) -> tuple[int, int, int, int] | None:
+        key = real_stat_key(path)
+        return None if key is None else (key[0], key[1] // 10**9 * 10**9, key[2] // 10**9 * 10**9, key[3])
+
+    real_stat_key = indexjson.stat_key
+    monkeypatch.setattr(indexjson, "stat_key", coarse_stat_key)
+    monkeypatch.setattr(layoutindex, "stat_key", coarse_stat_key)
+    ig = captured_store(tmp_path / "oci-store")
+    store = Store.open(ig.root, readonly=True)
+    first = store.generation()
+    assert store.generation() == first
+    before = os.stat(ig.root / "index.json")
+    ig.entries[0]["annotations"][REF_NAME] = CAPTURED_REF.replace(":v1", ":v2")
+    ig.save()
+    after = os.stat(ig.root / "index.json")
+    assert (after.st_size, after.st_ino) == (before.st_size, before.st_ino)
+    assert store.generation() != first
+    assert store.tags() == [CAPTURED_REF.replace(":v1", ":v2")]
+
+
+def test_generation_reads_index_json_again_only_when_its_stat_changed(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Polling an unchanged store costs a stat, not a read and parse of index.json."""
+    ig = captured_store(tmp_path / "oci-store")
+    monkeypatch.setattr(layoutindex, "SETTLED_NS", 0)  # every stat identifies its content at once
+    reads: list[Path] = []
+    real_load = layoutindex.load_index
+    monkeypatch.setattr(layoutindex, "load_index",
+                        lambda path, locked: (reads.append(path), real_load(path, locked))[1])
+    store = Store.open(ig.root, readonly=True)
+    first = store.generation()
+    assert [store.generation() for _ in range(3)] == [first] * 3 and len(reads) == 1
+    ig.build_untagged(*other_gadget())
+    assert store.generation() != first and len(reads) == 2

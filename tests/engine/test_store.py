@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -219,6 +220,23 @@ def test_other_process_changes_are_seen_on_refresh(store: Store, store_root: Pat
     assert store.lookup("x.io/r:1") is not None
 
 
+def test_generation_moves_with_every_change_and_only_then(store: Store, store_root: Path) -> None:
+    """What the mount and serve poll: equal while nothing changed, different after a change by this
+    process or another; compacting changes no tag, so not the generation either."""
+    first = store.generation()
+    assert store.generation() == first
+    assert run_worker(store_root, "put-and-tag", "x.io/other:1", "payload").returncode == 0
+    second = store.generation()
+    assert second != first and store.lookup("x.io/other:1") is not None
+    assert store.generation() == second
+    with store.transaction() as txn:
+        txn.tag("x.io/mine:1", blob_desc(store, "one"))
+    third = store.generation()
+    assert third != second
+    store.compact()
+    assert store.generation() == third
+
+
 def test_torn_journal_tail_is_cut_on_open(store: Store, store_root: Path) -> None:
     desc = blob_desc(store, "one")
     with store.transaction() as txn:
@@ -226,7 +244,7 @@ def test_torn_journal_tail_is_cut_on_open(store: Store, store_root: Path) -> Non
     journal = store_root / "index.journal"
     good_length = journal.stat().st_size
     with open(journal, "ab") as f:
-        f.write(jf.encode_transaction([{"op": "tag", "ref": "x.io/torn:1", "desc": desc.to_json()}])[:-5])
+        f.write(jf.encode_transaction([jf.Tag("x.io/torn:1", desc.to_json())])[:-5])
     reopened = Store.open(store_root)
     assert reopened.tags() == ["x.io/keep:1"]
     assert journal.stat().st_size == good_length
@@ -246,6 +264,7 @@ def damage_middle_record(store: Store, store_root: Path) -> Path:
     return journal
 
 
+@pytest.mark.leaves_damaged_store
 def test_damaged_record_is_refused_not_cut(store: Store, store_root: Path) -> None:
     journal = damage_middle_record(store, store_root)
     before = (journal.read_bytes(), (store_root / "index.json").read_bytes())
@@ -268,6 +287,36 @@ def test_repair_salvages_every_intact_record(store: Store, store_root: Path) -> 
     reopened = Store.open(store_root)
     assert reopened.tags() == ["x.io/a:1", "x.io/c:1"]
     assert fsck(reopened).clean
+
+
+BAD_OPERATIONS = [
+    {"ops": [{"op": "tag", "ref": "x.io/b:1"}]},  # no descriptor
+    {"ops": [{"op": "untag"}]},
+    {"ops": [{"op": "pin", "desc": {"size": 1}}]},  # a descriptor without a digest
+    {"ops": [{"op": "unpin", "digest": 7}]},
+    {"ops": [{"op": "frob"}]},
+    {"ops": ["tag"]},
+    {"ops": {"op": "tag"}},
+]
+
+
+@pytest.mark.parametrize("payload", BAD_OPERATIONS, ids=lambda payload: json.dumps(payload)[:40])
+def test_a_checksummed_record_with_a_bad_operation_is_damage(store: Store, store_root: Path,
+                                                             payload: dict[str, object]) -> None:
+    """Not a traceback: refused in one line pointing at fsck --repair, which drops that record alone."""
+    from gadgetstore.engine.fsck import repair
+
+    desc = blob_desc(store, "one")
+    with store.transaction() as txn:
+        txn.tag("x.io/a:1", desc)
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    with open(store_root / "index.journal", "ab") as f:
+        f.write(b"%08x %s\n" % (zlib.crc32(body), body))
+    with pytest.raises(StoreError, match=r"^index journal .* is damaged \(corrupt record at byte \d+ .*\); "
+                                         r"run 'gadgetstore fsck --repair'$"):
+        Store.open(store_root)
+    assert any("dropped 1" in a for a in repair(Store.open(store_root, allow_damage=True)))
+    assert Store.open(store_root).tags() == ["x.io/a:1"]
 
 
 def test_damaged_header_is_refused_and_repairable(store: Store, store_root: Path) -> None:
@@ -368,23 +417,27 @@ def test_store_adopts_an_existing_oci_layout(tmp_path: Path) -> None:
     assert fsck(store).clean
 
 
+@pytest.mark.leaves_damaged_store
 def test_not_a_store_is_refused(tmp_path: Path) -> None:
     (tmp_path / "oci-layout").write_text('{"imageLayoutVersion":"9"}')
     with pytest.raises(StoreError, match="not an OCI image layout"):
         Store.open(tmp_path)
 
 
-def test_opening_ten_thousand_tags_is_fast(store: Store, store_root: Path) -> None:
+def test_opening_ten_thousand_tags_replays_one_record_and_writes_nothing(store: Store, store_root: Path) -> None:
+    """Cheap to open: a compacted journal is one snapshot record, decoded once, and an index.json in
+    step is left alone (benchmarks/store_bench.py times this open)."""
     desc = blob_desc(store, "one")
     with store.transaction() as txn:
         for i in range(10_000):
             txn.tag(f"registry.example.com/gadgets/g{i}:v1", desc)
     store.compact()
-    start = time.perf_counter()
+    written = [os.stat(store_root / name) for name in ("index.journal", "index.json", "index.json.sync")]
     reopened = Store.open(store_root)
-    elapsed = time.perf_counter() - start
     assert len(reopened.tags()) == 10_000
-    assert elapsed < 1.0, f"opening 10k tags took {elapsed:.3f}s (benchmark target 0.2s)"
+    assert reopened.journal.transactions_since_snapshot == 1
+    after = [os.stat(store_root / name) for name in ("index.journal", "index.json", "index.json.sync")]
+    assert [(st.st_ino, st.st_mtime_ns) for st in after] == [(st.st_ino, st.st_mtime_ns) for st in written]
 
 
 INGEST_POINTS = ["ingest.written", "ingest.synced", "ingest.renamed", "ingest.dirsynced"]

@@ -297,8 +297,8 @@ def test_extra_info_cache_is_bounded(model: FsModel, gadget: Image) -> None:
     for i in range(MAX_EXTRA_INFO + 5):
         model.add_fact(ExtraFact(f"t{i}", manifest.desc.digest, manifest), {"k": b"v"})
     with pytest.raises(Missing):
-        model._get(ExtraFact("t0", manifest.desc.digest, manifest))
-    assert model._get(ExtraFact(f"t{MAX_EXTRA_INFO}", manifest.desc.digest, manifest)) == {"k": b"v"}
+        model.get_fact(ExtraFact("t0", manifest.desc.digest, manifest))
+    assert model.get_fact(ExtraFact(f"t{MAX_EXTRA_INFO}", manifest.desc.digest, manifest)) == {"k": b"v"}
 
 
 def test_retag_and_removal_make_handed_out_names_stale(gadget: Image) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -352,18 +351,19 @@ async def test_token_realm_redirect_never_carries_credentials(fake_servers: list
 async def test_a_401_that_arrives_after_a_new_token_reuses_it(fake_servers: list[FakeServer]) -> None:
     """Two first requests at once: the slow one's 401 comes after the fast one got a token, which
     was fetched after the slow one was sent, so it is reused: one token request, not two."""
-    token_served = threading.Event()
+    slow_sent, fast_authorized = threading.Event(), threading.Event()
 
     def handler(req: Request) -> Reply:
         if req.path.startswith("/token"):
-            token_served.set()
             return Reply(200, {"Content-Type": "application/json"}, b'{"token":"t0k"}')
         if req.headers.get("authorization") != "Bearer t0k":
             if req.path.endswith("/slow"):
-                token_served.wait(10)  # answer 401 only once the fast request's token is out
-                time.sleep(0.05)
+                slow_sent.set()
+                fast_authorized.wait(10)  # answer 401 only once the fast one came back with its token
             realm = f"http://127.0.0.1:{app.port}/token"
             return Reply(401, {"WWW-Authenticate": f'Bearer realm="{realm}",service="svc",scope="repository:a/b:pull"'})
+        if req.path.endswith("/fast"):
+            fast_authorized.set()
         return Reply(404, {"Content-Type": "application/json"}, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}')
 
     app = FakeServer(handler)
@@ -377,7 +377,7 @@ async def test_a_401_that_arrives_after_a_new_token_reuses_it(fake_servers: list
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(get, "slow")
-            await trio.sleep(0.05)  # the slow one is sent first
+            assert await trio.to_thread.run_sync(slow_sent.wait, 10)  # the slow one is sent first
             nursery.start_soon(get, "fast")
     assert len([r for r in app.requests if r.path.startswith("/token")]) == 1
     assert [r.headers.get("authorization") for r in app.requests if r.path.endswith("/slow")] == [None, "Bearer t0k"]

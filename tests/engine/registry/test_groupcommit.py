@@ -40,11 +40,8 @@ async def _hold_a_batch(nursery: trio.Nursery, recorder: _Recorder,
 
 
 async def _wait_until(condition: threading.Event) -> None:
-    for _ in range(1000):
-        if condition.is_set():
-            return
-        await trio.sleep(0.005)
-    raise AssertionError("the commit never started")
+    """The commit function (in a worker thread) has started."""
+    assert await trio.to_thread.run_sync(condition.wait, 10), "the commit never started"
 
 
 async def test_items_arriving_during_a_commit_share_the_next_one() -> None:
@@ -119,7 +116,7 @@ async def test_a_cancelled_caller_waits_for_the_batch_that_took_its_item() -> No
         recorder.gate.clear()
         await _wait_until(recorder.entered)  # ... and holds it
         scope.cancel()
-        await trio.sleep(0.05)
+        await trio.testing.wait_all_tasks_blocked()  # the cancelled caller has left, or waits again
         assert not returned.is_set(), "the caller left while its batch was still committing its item"
         recorder.gate.set()
     assert returned.is_set()

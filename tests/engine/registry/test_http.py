@@ -65,7 +65,7 @@ async def test_dead_idle_connection_is_replaced(echo: FakeServer) -> None:
     async with _pool() as pool:
         async with await pool.request("GET", f"http://{echo.host}/a") as resp:
             await resp.read(10_000)
-        (idle,) = next(iter(pool._idle.values()))
+        (idle,) = pool.idle_connections()
         await idle.stream.aclose()  # as if the server had dropped the kept-alive connection
         async with await pool.request("GET", f"http://{echo.host}/b") as resp:
             assert await resp.read(10_000) == b"/b" * 100

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gadgetstore.engine.fsck import fsck
+from gadgetstore.engine.indexjson import JournalMirror
 from gadgetstore.engine.reference import normalize
 from gadgetstore.engine.registry.client import TransferOptions
 from gadgetstore.engine.registry.pull import pull_image, pull_images
@@ -51,8 +52,8 @@ async def test_many_images_share_blobs(anon_registry: RegistryServer, tmp_path: 
         await push_image(src, image, insecure(anon_registry))
     dst = Store.open(tmp_path / "dst")
     index_writes: list[int] = []
-    real_write = Store._write_index_json
-    monkeypatch.setattr(Store, "_write_index_json", lambda self: (index_writes.append(1), real_write(self)))
+    real_write = JournalMirror.write
+    monkeypatch.setattr(JournalMirror, "write", lambda self: (index_writes.append(1), real_write(self)))
     results = await pull_images(dst, images, insecure(anon_registry))
     assert [r.error for r in results] == [None] * 4
     assert sorted(dst.tags()) == sorted(str(normalize(i)) for i in images)

@@ -58,6 +58,7 @@ async def test_blobs_a_gc_deleted_before_the_tags_are_fetched_again(anon_registr
     assert listed == {"127.0.0.1:55841/x:v1", *images}
 
 
+@pytest.mark.leaves_damaged_store
 async def test_a_pull_whose_blobs_keep_vanishing_tags_nothing(anon_registry: RegistryServer, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     (image,) = await published(anon_registry, tmp_path, 1)

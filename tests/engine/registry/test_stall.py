@@ -65,7 +65,7 @@ def test_a_steady_rate_above_the_floor_never_stalls_and_the_meter_stays_small() 
         now = tick * 0.5
         meter.add(now, 700)  # 1400 B/s
         assert not meter.stalled(now)
-    assert len(meter._buckets) <= BUCKETS + 1
+    assert meter.buckets <= BUCKETS + 1
     assert meter.total == 999 * 700
     # It dries up: stalled once the window holds fewer than floor × window bytes.
     assert meter.stalled(499.5 + WINDOW)

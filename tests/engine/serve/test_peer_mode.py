@@ -88,10 +88,16 @@ async def test_a_store_that_cannot_be_read_does_not_stop_the_waiting(tmp_path: P
                                                                       caplog: pytest.LogCaptureFixture) -> None:
     store = Store.open(tmp_path / "s")
     real_stat = store.blobs.stat
-    failing = False
+    stats = 0
+    failed_thrice = threading.Event()
 
     def stat(digest: Digest) -> object:
-        if failing:
+        """The request's own look succeeds; the poller's next three fail, then stats work again."""
+        nonlocal stats
+        stats += 1
+        if 2 <= stats <= 4:
+            if stats == 4:
+                failed_thrice.set()
             raise PermissionError(errno.EACCES, "Permission denied")
         return real_stat(digest)
 
@@ -107,10 +113,7 @@ async def test_a_store_that_cannot_be_read_does_not_stop_the_waiting(tmp_path: P
             answered.set()
 
         nursery.start_soon(wait_for_it)
-        await trio.sleep(0.1)
-        failing = True  # the poller's stats fail for a while: logged, and it goes on
-        await trio.sleep(0.2)
-        failing = False
+        assert await trio.to_thread.run_sync(failed_thrice.wait, 30)  # logged, and the poller goes on
         await trio.to_thread.run_sync(store.blobs.put, DATA)
         with trio.fail_after(5):
             await answered.wait()

@@ -145,6 +145,7 @@ def test_new_tags_are_served_without_restart(started: RunningServer, big_store: 
     assert started.request("GET", "/v2/test/big/tags/list").json()["tags"] == ["1", "2"]
 
 
+@pytest.mark.leaves_damaged_store
 def test_missing_or_damaged_blob_is_unknown(started: RunningServer, big_store: tuple[Path, Digest]) -> None:
     root, layer = big_store
     path = root / "blobs" / layer.algorithm / layer.hex
@@ -294,6 +295,7 @@ def test_a_head_must_arrive_within_the_header_timeout(started: RunningServer) ->
         assert read_response(kept_alive).startswith(b"HTTP/1.1 200")
 
 
+@pytest.mark.leaves_damaged_store
 def test_the_access_log_shows_the_status_sent(
     started: RunningServer, big_store: tuple[Path, Digest], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -322,6 +324,7 @@ def test_the_access_log_shows_the_status_sent(
     ]
 
 
+@pytest.mark.leaves_damaged_store
 def test_a_body_cut_short_is_logged_as_cut_short(
     started: RunningServer, big_store: tuple[Path, Digest], caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,

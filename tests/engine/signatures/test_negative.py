@@ -120,6 +120,7 @@ def test_missing_signature_annotation(image: Image, keys: dict[str, SigningKey])
 
 
 @pytest.mark.parametrize("fmt", ["legacy", "oci11", "bundle"])
+@pytest.mark.leaves_damaged_store
 def test_signature_blob_missing(image: Image, keys: dict[str, SigningKey], fmt: str) -> None:
     signed = sign_image(image.store, image.ref, keys["ecdsa-p256"], fmt)
     layer = Descriptor.from_json(_manifest(image.store, signed.signature)["layers"][0])  # type: ignore[index]
@@ -128,6 +129,7 @@ def test_signature_blob_missing(image: Image, keys: dict[str, SigningKey], fmt: 
         verify_image(image.store, image.ref, [public_key_of(keys["ecdsa-p256"])])
 
 
+@pytest.mark.leaves_damaged_store
 def test_signature_manifest_missing(image: Image, keys: dict[str, SigningKey]) -> None:
     signed = sign_image(image.store, image.ref, keys["ecdsa-p256"])
     os.unlink(image.store.blobs.path(signed.signature.digest))
@@ -135,6 +137,7 @@ def test_signature_manifest_missing(image: Image, keys: dict[str, SigningKey]) -
         verify_image(image.store, image.ref, [public_key_of(keys["ecdsa-p256"])])
 
 
+@pytest.mark.leaves_damaged_store
 def test_damaged_payload_blob(image: Image, keys: dict[str, SigningKey]) -> None:
     signed = sign_image(image.store, image.ref, keys["ecdsa-p256"])
     layer = Descriptor.from_json(_manifest(image.store, signed.signature)["layers"][0])  # type: ignore[index]

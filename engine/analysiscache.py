@@ -1,0 +1,99 @@
+"""The analysis cache: where ``image inspect`` (and the mounted view) keep their analyses of
+layers, how an entry is read and written, and when gc drops one.
+
+The cache is not in the store, of either kind: ``inspect``, ``mount`` and ``serve`` only read the
+store, and reading commands write nothing there (a store may be read by a user who cannot write
+it, backed up or compared while it is read). It lives in the cache home
+(:func:`.paths.cache_home`: ``$XDG_CACHE_HOME/gadgetstore``, else ``/var/cache/gadgetstore`` as
+root, else ``~/.cache/gadgetstore``), shared by every store there: entries are keyed by the digest
+of what they analyse (a layer, or an architecture manifest), at
+``<cache>/<ANALYSIS_VERSION>/<alg>/<hex><suffix>``; :mod:`.inspect` decides the suffixes and the bytes.
+
+Blobs are immutable, so an entry never goes stale: gc drops the entries of the blobs it deletes
+(another store that still holds one computes it again), and :data:`ANALYSIS_VERSION` changes
+whenever what the analysis computes changes. Entries are written without fsync, and every failure
+to write one is ignored: a torn, lost or unwritable entry is a miss, never a wrong answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import shutil
+from pathlib import Path
+
+from .digest import Digest
+from .errors import GadgetStoreError
+from .fsutil import atomic_write, ensure_real_dir
+from .paths import cache_home
+
+ANALYSIS_VERSION = "v3"
+
+
+LEGACY_DIRECTORY = "analysis"
+"""A directory of gadgetstore's own store that no command reads or writes: gc removes it."""
+
+
+def directory() -> Path:
+    """The cache (see the module docstring)."""
+    return cache_home() / "analysis"
+
+
+def entry_path(cache: Path, digest: Digest, suffix: str) -> Path:
+    return cache / ANALYSIS_VERSION / digest.algorithm / f"{digest.hex}{suffix}"
+
+
+def map_entry(path: Path) -> mmap.mmap | None:
+    """The entry mapped read-only (parts are copied out only when used); None if absent or empty."""
+    try:
+        with open(path, "rb") as file:
+            return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):  # ValueError: an empty file cannot be mapped
+        return None
+
+
+def read_entry(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def save_entry(path: Path, data: bytes) -> None:
+    """Write the entry at ``path`` (an :func:`entry_path`); best effort: a cache that cannot be
+    written is skipped, and the analysis is computed again next time. A directory of the cache
+    that is a symlink is refused (:class:`~.errors.StoreError`), not followed."""
+    try:
+        os.makedirs(path.parents[3], 0o755, exist_ok=True)  # where the cache directory goes
+        for directory in (path.parents[2], path.parents[1], path.parent):  # the cache, its version, alg
+            ensure_real_dir(directory)
+        atomic_write(path, data, 0o644, durable=False)
+    except OSError:
+        pass
+
+
+def prune(cache: Path, deleted: set[Digest]) -> int:
+    """Remove the entries of the blobs in ``deleted`` (and files that name no blob); returns how
+    many were removed."""
+    removed = 0
+    for entry in sorted(cache.glob("*/*/*")):
+        try:
+            digest = Digest.parse(f"{entry.parent.name}:{entry.name.split('.', 1)[0]}")
+        except GadgetStoreError:
+            digest = None
+        if (digest is None or digest in deleted) and entry.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+                removed += 1
+    return removed
+
+
+def remove_legacy(store_root: Path) -> int:
+    """Remove :data:`LEGACY_DIRECTORY` from gadgetstore's own store; returns how many files went."""
+    legacy = store_root / LEGACY_DIRECTORY
+    if not legacy.is_dir() or legacy.is_symlink():
+        return 0
+    files = sum(1 for path in legacy.rglob("*") if path.is_file())
+    shutil.rmtree(legacy, ignore_errors=True)
+    return files
