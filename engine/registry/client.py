@@ -9,7 +9,6 @@ hop, and only when that hop's origin is the registry's own: a redirect to a CDN 
 from __future__ import annotations
 
 import json
-import random
 import ssl
 import time
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from .http import Headers, Origin, Pool, Response, join_url, one_line, origin_of
 from .inflight import InFlight, request_label
 from .mirrors_config import RegistriesConfig
 from .publish import BlobPublisher
+from .retry import RetryPolicy, parse_retry_after
 from .stall import StallPolicy
 
 if TYPE_CHECKING:
@@ -37,7 +37,6 @@ MAX_TOKEN_BYTES = 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
 MAX_DETAIL = 200  # characters of a registry's error text in a message
 MAX_REDIRECTS = 5
-MAX_RETRY_AFTER = 60.0
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 
 
@@ -68,6 +67,10 @@ class TransferOptions:
     peer_self: str | None = None  # this node's own peer URL (see .peers.find_self)
     stall: StallPolicy | None = None  # None: the registries config's [transfer], else the defaults
     in_flight: InFlight | None = None  # what --timeout names; None: the session keeps its own
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.retries, self.backoff_base, self.backoff_max)
 
     @property
     def stall_policy(self) -> StallPolicy:
@@ -111,21 +114,6 @@ def registry_endpoint(domain: str) -> str:
     return "registry-1.docker.io" if domain in ("docker.io", "index.docker.io") else domain
 
 
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return min(MAX_RETRY_AFTER, max(0.0, float(value.strip())))
-    except ValueError:
-        pass
-    try:
-        from email.utils import parsedate_to_datetime
-
-        return min(MAX_RETRY_AFTER, max(0.0, parsedate_to_datetime(value).timestamp() - time.time()))
-    except (TypeError, ValueError):
-        return None
-
-
 def _error_detail(body: bytes) -> str:
     """The distribution-spec ``errors`` list as one short line."""
     try:
@@ -150,6 +138,7 @@ class RegistryClient:
         self.domain = domain
         self.session = session
         self.options = session.options
+        self.retry = self.options.retry_policy
         self.insecure = domain in self.options.insecure_registries
         scheme = "http" if self.insecure or domain in self.options.plain_http else "https"
         self.base_url = f"{scheme}://{registry_endpoint(domain)}"
@@ -256,38 +245,31 @@ class RegistryClient:
             await resp.aclose()
             return b""
 
-    async def _backoff(self, attempt: int, retry_after: float | None) -> None:
-        if retry_after is not None:
-            delay = retry_after
-        else:
-            delay = min(self.options.backoff_max, self.options.backoff_base * (2**attempt))
-            delay *= 0.5 + random.random() / 2
-        await trio.sleep(delay)
+    async def pause(self, seconds: float, label: str) -> None:
+        """Wait before a retry, listed as ``label`` (what a ``--timeout`` names) meanwhile."""
+        with self.session.in_flight.track(label):
+            await trio.sleep(seconds)
 
     async def _send_with_retries(
         self, method: str, url: str, headers: Headers, body: bytes | None, scopes: tuple[str, ...] | None,
         follow: bool = True,
     ) -> Response:
-        """Connection errors, 429 and 5xx are retried with backoff; anything else is returned."""
-        attempt = 0
+        """Failures the retry policy names are tried again after its wait; any other answer is returned."""
+        attempts = self.retry.attempts()
         while True:
             try:
                 resp = await self._send_following(method, url, headers, body, scopes, follow)
             except TransportError as err:
-                if not err.retriable or attempt >= self.options.retries:
+                wait = attempts.after_error(err)
+                if wait is None:
                     raise
-                with self.session.in_flight.track(f"{request_label(method, url)} (retrying)"):
-                    await self._backoff(attempt, None)
-                attempt += 1
+                await self.pause(wait, f"{request_label(method, url)} (retrying)")
                 continue
-            if (resp.status == 429 or resp.status >= 500) and attempt < self.options.retries:
-                wait = _retry_after(resp.header("retry-after"))
-                await resp.discard()
-                with self.session.in_flight.track(f"{request_label(method, url)} (retrying after {resp.status})"):
-                    await self._backoff(attempt, wait)
-                attempt += 1
-                continue
-            return resp
+            wait = attempts.after_status(resp.status, parse_retry_after(resp.header("retry-after"), time.time()))
+            if wait is None:
+                return resp
+            await resp.discard()
+            await self.pause(wait, f"{request_label(method, url)} (retrying after {resp.status})")
 
     async def _send_following(
         self, method: str, url: str, headers: Headers, body: bytes | None, scopes: tuple[str, ...] | None,
@@ -350,18 +332,17 @@ class RegistryClient:
                            headers: Headers = (), what: str = "") -> tuple[Response, bytes]:
         """:meth:`request` and its whole (small) body, at most ``limit`` bytes: a connection error while
         the body comes, a stall included, is retried like one before the head."""
-        attempt = 0
+        attempts = self.retry.attempts()
         while True:
             resp = await self.request(method, path_or_url, scopes=scopes, headers=headers, what=what)
             async with resp:
                 try:
                     return resp, await resp.read(limit)
                 except TransportError as err:
-                    if not err.retriable or attempt >= self.options.retries:
+                    wait = attempts.after_error(err)
+                    if wait is None:
                         raise
-            with self.session.in_flight.track(f"{request_label(method, resp.url)} (retrying)"):
-                await self._backoff(attempt, None)
-            attempt += 1
+            await self.pause(wait, f"{request_label(method, resp.url)} (retrying)")
 
     async def error_for(self, resp: Response, what: str) -> RegistryError:
         status = resp.status
@@ -376,10 +357,10 @@ class RegistryClient:
         if status == 404:
             return NotFoundInRegistry(f"{what}: not found (404){suffix}")
         if status == 429:
-            return RateLimited(f"{what}: too many requests (429), gave up after {self.options.retries} retries")
+            return RateLimited(f"{what}: too many requests (429), gave up after {self.retry.retries} retries")
         if status >= 500:
             return RegistryUnavailable(
-                f"{what}: registry error {status} {resp.reason}, gave up after {self.options.retries} retries{suffix}"
+                f"{what}: registry error {status} {resp.reason}, gave up after {self.retry.retries} retries{suffix}"
             )
         return RegistryError(f"{what}: unexpected status {status} {resp.reason}{suffix}")
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 from urllib.parse import quote
 
@@ -88,7 +88,7 @@ class MirrorClient(RegistryClient):
         self.mirror = mirror
         self.upstream = upstream
         self.domain = mirror.label  # error messages name the mirror
-        self.options = replace(session.options, retries=0)
+        self.retry = self.retry.without_retries()
         self.insecure = mirror.insecure
         self.base_url = mirror.base_url
         self.origin = origin_of(self.base_url)
