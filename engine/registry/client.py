@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
-from urllib.parse import urlencode
 
 import trio
 
-from . import auth as authlib
 from .authfile import Credentials, credentials_for
+from .authflow import AuthFlow, RegistryAuth, Send, TokenAnswer, TokenRequest, Unauthorized
 from .errors import AuthError, NotFoundInRegistry, RateLimited, RegistryError, RegistryUnavailable, TransportError
 from .http import Headers, Origin, Pool, Response, join_url, one_line, origin_of
 from .inflight import InFlight, request_label
@@ -131,6 +130,22 @@ def _error_detail(body: bytes) -> str:
     return one_line(body[:MAX_DETAIL].decode("utf-8", "replace"), MAX_DETAIL)
 
 
+def status_error(what: str, status: int, reason: str, detail: str, retries: int) -> RegistryError:
+    """The error an answer with ``status`` ends a request in; ``detail``: the registry's own words."""
+    suffix = f": {detail}" if detail else ""
+    if status == 401:
+        return AuthError(f"{what}: 401 Unauthorized{suffix}")
+    if status == 403:
+        return AuthError(f"{what}: access denied (403 Forbidden){suffix}")
+    if status == 404:
+        return NotFoundInRegistry(f"{what}: not found (404){suffix}")
+    if status == 429:
+        return RateLimited(f"{what}: too many requests (429), gave up after {retries} retries")
+    if status >= 500:
+        return RegistryUnavailable(f"{what}: registry error {status} {reason}, gave up after {retries} retries{suffix}")
+    return RegistryError(f"{what}: unexpected status {status} {reason}{suffix}")
+
+
 class RegistryClient:
     """Requests to one registry host, authenticated and retried."""
 
@@ -143,9 +158,8 @@ class RegistryClient:
         scheme = "http" if self.insecure or domain in self.options.plain_http else "https"
         self.base_url = f"{scheme}://{registry_endpoint(domain)}"
         self.origin: Origin = origin_of(self.base_url)
-        self.credentials: Credentials | None = None
-        self._challenge: authlib.Challenge | None = None
-        self._tokens = authlib.TokenCache()
+        self.auth = RegistryAuth(domain, self.origin.scheme, self.origin.host, stored_only=self.insecure,
+                                 trusted_realm_hosts=self.options.trusted_realm_hosts)
         self._token_locks: dict[tuple[str, ...], trio.Lock] = {}
 
     def url(self, path: str) -> str:
@@ -158,83 +172,26 @@ class RegistryClient:
 
     # -- auth ------------------------------------------------------------------------------------
 
-    def _auth_header(self, scopes: tuple[str, ...]) -> str | None:
-        if self._challenge is None:
-            return None
-        if self._challenge.scheme == "basic":
-            return authlib.basic_header(self.credentials) if self.credentials else None
-        token = self._tokens.get(scopes, trio.current_time())
-        return f"Bearer {token}" if token else None
+    @property
+    def credentials(self) -> Credentials | None:
+        return self.auth.credentials
 
-    async def _authenticate(self, resp: Response, scopes: tuple[str, ...], retry: bool, sent_at: float) -> None:
-        """React to a 401 to a request sent at ``sent_at``: pick the challenge, then get a token (unless
-        one came since) or decide to send Basic."""
-        challenges = authlib.parse_challenges(resp.header_all("www-authenticate"))
-        detail = _error_detail(await self._read_error_body(resp))
-        if self.insecure and self.credentials is None:
-            raise AuthError(f"{self.domain}: authentication required (401 Unauthorized); a plain-HTTP registry "
-                            f"gets only credentials stored for it: gadgetstore login {self.domain} "
-                            f"--insecure-registries {self.domain}" + (f" ({detail})" if detail else ""))
-        bearer = next((c for c in challenges if c.scheme == "bearer"), None)
-        basic = next((c for c in challenges if c.scheme == "basic"), None)
-        if bearer is None and basic is None:
-            raise AuthError(f"{self.domain}: authentication required (401 Unauthorized) with no usable challenge")
-        if bearer is None:
-            if self.credentials is None or not self.credentials.username:
-                raise AuthError(f"{self.domain}: authentication required (401 Unauthorized); log in first")
-            if retry:
-                raise AuthError(f"{self.domain}: 401 Unauthorized: invalid username or password")
-            self._challenge = basic
-            return
-        if retry and bearer.error not in ("insufficient_scope", "invalid_token"):
-            raise AuthError(f"{self.domain}: 401 Unauthorized" + (f": {detail}" if detail else ""))
-        self._challenge = bearer
-        wanted = tuple(sorted(set(scopes) | set(bearer.params.get("scope", "").split()) - {""}))
-        await self._fetch_token(bearer, scopes, wanted, force=retry, since=sent_at)
-
-    async def _fetch_token(self, challenge: authlib.Challenge, key: tuple[str, ...], scopes: tuple[str, ...],
-                           force: bool, since: float) -> None:
-        """One token request per scope set at a time; 401s to requests sent before a token came share
-        it (the 401 was for the lack of it), so concurrent first requests cost one token request."""
-        lock = self._token_locks.setdefault(key, trio.Lock())
-        async with lock:
-            if not force and self._tokens.fetched_since(key, since, trio.current_time()):
-                return
-            realm = challenge.realm
-            authlib.check_realm(realm, self.origin.scheme, self.origin.host)
-            query: list[tuple[str, str]] = []
-            if challenge.params.get("service"):
-                query.append(("service", challenge.params["service"]))
-            query.extend(("scope", s) for s in scopes)
-            creds = self.credentials
-            send_creds = creds is not None and authlib.may_send_credentials(
-                realm, self.origin.host, self.options.trusted_realm_hosts
-            )
-            headers: list[tuple[str, str]] = [("Accept", "application/json")]
-            if send_creds and creds is not None and creds.identity_token:
-                form = [("grant_type", "refresh_token"), ("refresh_token", creds.identity_token),
-                        ("client_id", "gadgetstore"), *query]
-                body = urlencode(form).encode()
-                headers.append(("Content-Type", "application/x-www-form-urlencoded"))
-                method, url = "POST", realm
-            else:
-                if send_creds and creds is not None and creds.username:
-                    headers.append(("Authorization", authlib.basic_header(creds)))
-                    query.append(("account", creds.username))
-                body = None
-                method = "GET"
-                url = realm + ("&" if "?" in realm else "?") + urlencode(query) if query else realm
-            # Not followed: a redirect would carry the Basic header or the refresh token elsewhere.
-            resp = await self._send_with_retries(method, url, headers, body, None, follow=False)
+    async def _token(self, flow: AuthFlow, request: TokenRequest) -> Send:
+        """Perform the flow's token request. One per scope set at a time: the requests that got a
+        401 meanwhile reuse its token (see :meth:`.AuthFlow.reused`), so concurrent first requests
+        cost one token request."""
+        async with self._token_locks.setdefault(request.key, trio.Lock()):
+            step = flow.reused(request)
+            if step is not None:
+                return step
+            resp = await self._send_with_retries(request.method, request.url, request.headers, request.body, None,
+                                                 follow=False)
             async with resp:
-                if resp.status != 200:
-                    detail = _error_detail(await self._read_error_body(resp))
-                    what = "invalid username or password" if resp.status == 401 else f"status {resp.status}"
-                    raise AuthError(f"{self.domain}: token request to {realm} failed: {what}"
-                                    + (f" ({detail})" if detail else ""))
-                data = await resp.read(MAX_TOKEN_BYTES)
-            token = authlib.parse_token_response(data, time.time(), f"{self.domain} token realm")
-            self._tokens.put(key, token, trio.current_time())
+                if resp.status == 200:
+                    answer = TokenAnswer(200, await resp.read(MAX_TOKEN_BYTES))
+                else:
+                    answer = TokenAnswer(resp.status, b"", _error_detail(await self._read_error_body(resp)))
+            return flow.token_answer(request, answer)
 
     # -- sending ---------------------------------------------------------------------------------
 
@@ -251,14 +208,14 @@ class RegistryClient:
             await trio.sleep(seconds)
 
     async def _send_with_retries(
-        self, method: str, url: str, headers: Headers, body: bytes | None, scopes: tuple[str, ...] | None,
+        self, method: str, url: str, headers: Headers, body: bytes | None, authorization: str | None,
         follow: bool = True,
     ) -> Response:
         """Failures the retry policy names are tried again after its wait; any other answer is returned."""
         attempts = self.retry.attempts()
         while True:
             try:
-                resp = await self._send_following(method, url, headers, body, scopes, follow)
+                resp = await self._send_following(method, url, headers, body, authorization, follow)
             except TransportError as err:
                 wait = attempts.after_error(err)
                 if wait is None:
@@ -272,17 +229,16 @@ class RegistryClient:
             await self.pause(wait, f"{request_label(method, url)} (retrying after {resp.status})")
 
     async def _send_following(
-        self, method: str, url: str, headers: Headers, body: bytes | None, scopes: tuple[str, ...] | None,
+        self, method: str, url: str, headers: Headers, body: bytes | None, authorization: str | None,
         follow: bool,
     ) -> Response:
+        """``authorization`` goes only to the registry's own origin, hop by hop."""
         pool = self.session.pool
         for _ in range(MAX_REDIRECTS + 1):
             hop_headers = list(headers)
             own = origin_of(url) == self.origin
-            if scopes is not None and own:
-                header = self._auth_header(scopes)
-                if header:
-                    hop_headers.append(("Authorization", header))
+            if authorization is not None and own:
+                hop_headers.append(("Authorization", authorization))
             resp = await pool.request(method, url, hop_headers, body, head_grace=self.head_grace if own else 0.0)
             if not follow or resp.status not in REDIRECT_STATUSES:
                 return resp
@@ -316,17 +272,24 @@ class RegistryClient:
         """One request, authenticated as ``scopes`` need; statuses outside ``ok`` raise."""
         url = path_or_url if "://" in path_or_url else self.url(path_or_url)
         what = what or f"{method} {url}"
-        auth_attempts = 0
+        flow = AuthFlow(self.auth, scopes, trio.current_time)
+        step: Send | TokenRequest = flow.start()
         while True:
+            if isinstance(step, TokenRequest):
+                step = await self._token(flow, step)
+                continue
             sent_at = trio.current_time()
-            resp = await self._send_with_retries(method, url, headers, body, scopes, follow)
+            resp = await self._send_with_retries(method, url, headers, body, step.authorization, follow)
             if resp.status in ok:
                 return resp
-            if resp.status == 401 and origin_of(resp.url) == self.origin and auth_attempts < 2:
-                await self._authenticate(resp, scopes, retry=auth_attempts > 0, sent_at=sent_at)
-                auth_attempts += 1
-                continue
-            raise await self.error_for(resp, what)
+            if resp.status != 401 or origin_of(resp.url) != self.origin:
+                raise await self.error_for(resp, what)
+            async with resp:
+                detail = _error_detail(await self._read_error_body(resp))
+            following = flow.unauthorized(Unauthorized(tuple(resp.header_all("www-authenticate")), detail, sent_at))
+            if following is None:
+                raise status_error(what, resp.status, resp.reason, detail, self.retry.retries)
+            step = following
 
     async def request_body(self, method: str, path_or_url: str, *, scopes: tuple[str, ...], limit: int,
                            headers: Headers = (), what: str = "") -> tuple[Response, bytes]:
@@ -345,24 +308,9 @@ class RegistryClient:
             await self.pause(wait, f"{request_label(method, resp.url)} (retrying)")
 
     async def error_for(self, resp: Response, what: str) -> RegistryError:
-        status = resp.status
         body = b"" if resp.method == "HEAD" else await self._read_error_body(resp)
         await resp.aclose()
-        detail = _error_detail(body)
-        suffix = f": {detail}" if detail else ""
-        if status == 401:
-            return AuthError(f"{what}: 401 Unauthorized{suffix}")
-        if status == 403:
-            return AuthError(f"{what}: access denied (403 Forbidden){suffix}")
-        if status == 404:
-            return NotFoundInRegistry(f"{what}: not found (404){suffix}")
-        if status == 429:
-            return RateLimited(f"{what}: too many requests (429), gave up after {self.retry.retries} retries")
-        if status >= 500:
-            return RegistryUnavailable(
-                f"{what}: registry error {status} {resp.reason}, gave up after {self.retry.retries} retries{suffix}"
-            )
-        return RegistryError(f"{what}: unexpected status {status} {resp.reason}{suffix}")
+        return status_error(what, resp.status, resp.reason, _error_detail(body), self.retry.retries)
 
     async def ping(self) -> None:
         """GET /v2/, authenticating if asked: what ``login`` verifies before storing anything."""
@@ -448,7 +396,7 @@ class Session:
                     self._ssl_other_origins = await trio.to_thread.run_sync(self._make_other_origins_context)
             # An insecure registry gets only what was stored for it by name (a deliberate
             # ``login --insecure-registries``), as Docker sends it; never another origin's.
-            client.credentials = self.options.credentials.get(domain) or await trio.to_thread.run_sync(
+            client.auth.credentials = self.options.credentials.get(domain) or await trio.to_thread.run_sync(
                 credentials_for, domain, self.options.authfile
             )
             return self._clients.setdefault(domain, client)

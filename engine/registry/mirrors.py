@@ -27,6 +27,7 @@ from ..descriptor import Descriptor
 from ..digest import Digest
 from ..errors import GadgetStoreError
 from ..store import Store
+from .authflow import RegistryAuth
 from .blobfetch import BlobFetcher
 from .client import RegistryClient, Session, make_ssl_context
 from .errors import NotFoundInRegistry
@@ -92,7 +93,8 @@ class MirrorClient(RegistryClient):
         self.insecure = mirror.insecure
         self.base_url = mirror.base_url
         self.origin = origin_of(self.base_url)
-        self.credentials = None
+        self.auth = RegistryAuth(mirror.label, self.origin.scheme, self.origin.host, stored_only=mirror.insecure,
+                                 trusted_realm_hosts=session.options.trusted_realm_hosts)
 
     def url(self, path: str) -> str:
         if self.mirror.path_prefix and path.startswith("/v2/") and len(path) > 4:
