@@ -1,9 +1,11 @@
-"""One registry as seen by a transfer: auth, redirects, retries and error messages.
+"""One registry endpoint as seen by a transfer: the I/O of auth, redirects, retries, and error messages.
 
-A :class:`Session` owns the connection pool and one :class:`RegistryClient` per registry host, so
-many concurrent pulls share keep-alive connections and tokens. ``Authorization`` is attached per
-hop, and only when that hop's origin is the registry's own: a redirect to a CDN or an upload
-``Location`` on another host gets no credentials.
+A :class:`Session` owns the connection pool and one :class:`RegistryClient` per endpoint (a
+registry, a mirror, a peer: :mod:`.endpoint`), so many concurrent pulls share keep-alive
+connections and tokens. What to send after a 401 is decided by :mod:`.authflow`, when to try again
+by :mod:`.retry`; the client performs it. ``Authorization`` is attached per hop, and only when that
+hop's origin is the endpoint's own: a redirect to a CDN or an upload ``Location`` on another host
+gets no credentials.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import trio
 
 from .authfile import Credentials, credentials_for
 from .authflow import AuthFlow, RegistryAuth, Send, TokenAnswer, TokenRequest, Unauthorized
+from .endpoint import Endpoint
 from .errors import AuthError, NotFoundInRegistry, RateLimited, RegistryError, RegistryUnavailable, TransportError
 from .http import Headers, Origin, Pool, Response, join_url, one_line, origin_of
 from .inflight import InFlight, request_label
@@ -67,6 +70,10 @@ class TransferOptions:
     stall: StallPolicy | None = None  # None: the registries config's [transfer], else the defaults
     in_flight: InFlight | None = None  # what --timeout names; None: the session keeps its own
 
+    def endpoint(self, domain: str) -> Endpoint:
+        """The registry ``domain`` itself, reached as these options say."""
+        return Endpoint.upstream(domain, domain in self.insecure_registries, domain in self.plain_http)
+
     @property
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(self.retries, self.backoff_base, self.backoff_max)
@@ -109,10 +116,6 @@ def make_ssl_context(ca_file: Path | None, cert_dir: Path | None, client_cert: b
     return ctx
 
 
-def registry_endpoint(domain: str) -> str:
-    return "registry-1.docker.io" if domain in ("docker.io", "index.docker.io") else domain
-
-
 def _error_detail(body: bytes) -> str:
     """The distribution-spec ``errors`` list as one short line."""
     try:
@@ -147,28 +150,25 @@ def status_error(what: str, status: int, reason: str, detail: str, retries: int)
 
 
 class RegistryClient:
-    """Requests to one registry host, authenticated and retried."""
+    """Requests to one endpoint (a registry, or a mirror or peer standing in for one), authenticated
+    as :mod:`.authflow` decides and retried as :mod:`.retry` says; this class does the I/O."""
 
-    def __init__(self, domain: str, session: Session) -> None:
-        self.domain = domain
+    def __init__(self, endpoint: Endpoint | str, session: Session) -> None:
+        """``endpoint``: where requests go; a registry's name means the registry itself."""
         self.session = session
         self.options = session.options
-        self.retry = self.options.retry_policy
-        self.insecure = domain in self.options.insecure_registries
-        scheme = "http" if self.insecure or domain in self.options.plain_http else "https"
-        self.base_url = f"{scheme}://{registry_endpoint(domain)}"
-        self.origin: Origin = origin_of(self.base_url)
-        self.auth = RegistryAuth(domain, self.origin.scheme, self.origin.host, stored_only=self.insecure,
+        self.endpoint = self.options.endpoint(endpoint) if isinstance(endpoint, str) else endpoint
+        self.domain = self.endpoint.label  # names it in messages
+        self.base_url = self.endpoint.base_url
+        self.origin: Origin = self.endpoint.origin
+        policy = self.options.retry_policy
+        self.retry = policy if self.endpoint.retries else policy.without_retries()
+        self.auth = RegistryAuth(self.domain, self.origin.scheme, self.origin.host, stored_only=self.endpoint.insecure,
                                  trusted_realm_hosts=self.options.trusted_realm_hosts)
         self._token_locks: dict[tuple[str, ...], trio.Lock] = {}
 
     def url(self, path: str) -> str:
-        return self.base_url + path
-
-    @property
-    def head_grace(self) -> float:
-        """Seconds this registry may hold a request on purpose before answering (see :class:`~.stall.RateMeter`)."""
-        return 0.0
+        return self.endpoint.url(path)
 
     # -- auth ------------------------------------------------------------------------------------
 
@@ -239,7 +239,7 @@ class RegistryClient:
             own = origin_of(url) == self.origin
             if authorization is not None and own:
                 hop_headers.append(("Authorization", authorization))
-            resp = await pool.request(method, url, hop_headers, body, head_grace=self.head_grace if own else 0.0)
+            resp = await pool.request(method, url, hop_headers, body, head_grace=self.endpoint.grace() if own else 0.0)
             if not follow or resp.status not in REDIRECT_STATUSES:
                 return resp
             location = resp.header("location")
@@ -335,8 +335,8 @@ class Session:
             stall=self.options.stall_policy,
             in_flight=self.in_flight,
         )
-        self._clients: dict[str, RegistryClient] = {}
-        self._client_locks: dict[str, trio.Lock] = {}
+        self._clients: dict[Endpoint, RegistryClient] = {}
+        self._client_locks: dict[Endpoint, trio.Lock] = {}
         self.origin_ssl: dict[Origin, ssl.SSLContext] = {}  # e.g. a mirror's own CA, never the upstream's client cert
         self.blob_limiter = trio.CapacityLimiter(self.options.max_concurrent_blobs)
         self._publishers: dict[Path, BlobPublisher] = {}
@@ -371,35 +371,50 @@ class Session:
         return make_ssl_context(options.ca_file, None, False, dirs)
 
     async def client(self, domain: str) -> RegistryClient:
-        """The client of ``domain``; its credentials and TLS settings are read off the event loop.
+        """The client of the registry ``domain``."""
+        return await self.client_at(self.options.endpoint(domain))
 
-        Creation is serialised per domain so many concurrent pulls run a credential helper (a
+    async def client_at(self, endpoint: Endpoint) -> RegistryClient:
+        """The client of ``endpoint``; its credentials and TLS settings are read off the event loop.
+
+        Creation is serialised per endpoint so many concurrent pulls run a credential helper (a
         subprocess, perhaps a keychain prompt) once, not once each.
         """
-        client = self._clients.get(domain)
+        client = self._clients.get(endpoint)
         if client is not None:
             return client
-        async with self._client_locks.setdefault(domain, trio.Lock()):
-            client = self._clients.get(domain)
+        async with self._client_locks.setdefault(endpoint, trio.Lock()):
+            client = self._clients.get(endpoint)
             if client is not None:
                 return client
-            client = RegistryClient(domain, self)
-            if not client.insecure:
-                cert_dir = self.options.cert_dir_for(domain)
-                ctx = self._ssl_by_dir.get(cert_dir)
-                if ctx is None:
-                    ctx = self._ssl_by_dir[cert_dir] = await trio.to_thread.run_sync(
-                        make_ssl_context, self.options.ca_file, cert_dir
-                    )
-                self._registry_ssl[client.origin] = ctx
-                if self._ssl_other_origins is None:
-                    self._ssl_other_origins = await trio.to_thread.run_sync(self._make_other_origins_context)
-            # An insecure registry gets only what was stored for it by name (a deliberate
-            # ``login --insecure-registries``), as Docker sends it; never another origin's.
-            client.auth.credentials = self.options.credentials.get(domain) or await trio.to_thread.run_sync(
-                credentials_for, domain, self.options.authfile
+            client = RegistryClient(endpoint, self)
+            await self._trust(endpoint)
+            if endpoint.registry is not None:
+                # An insecure registry gets only what was stored for it by name (a deliberate
+                # ``login --insecure-registries``), as Docker sends it; never another origin's.
+                client.auth.credentials = self.options.credentials.get(endpoint.registry) or \
+                    await trio.to_thread.run_sync(credentials_for, endpoint.registry, self.options.authfile)
+            return self._clients.setdefault(endpoint, client)
+
+    async def _trust(self, endpoint: Endpoint) -> None:
+        """The TLS context of ``endpoint``'s origin: a registry's certificate directory (its client
+        certificate included), or a mirror's own CA and never the upstream's client certificate."""
+        origin = endpoint.origin
+        if endpoint.registry is None:
+            if origin.scheme == "https" and origin not in self.origin_ssl:
+                self.origin_ssl[origin] = await trio.to_thread.run_sync(make_ssl_context, endpoint.ca_file, None)
+            return
+        if endpoint.insecure:
+            return
+        cert_dir = self.options.cert_dir_for(endpoint.registry)
+        ctx = self._ssl_by_dir.get(cert_dir)
+        if ctx is None:
+            ctx = self._ssl_by_dir[cert_dir] = await trio.to_thread.run_sync(
+                make_ssl_context, self.options.ca_file, cert_dir
             )
-            return self._clients.setdefault(domain, client)
+        self._registry_ssl[origin] = ctx
+        if self._ssl_other_origins is None:
+            self._ssl_other_origins = await trio.to_thread.run_sync(self._make_other_origins_context)
 
     async def aclose(self) -> None:
         await self.pool.aclose()
