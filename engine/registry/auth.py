@@ -1,4 +1,5 @@
-"""Registry auth without I/O: challenges, realm checks, token responses, the token cache.
+"""Registry auth without I/O: challenges, realm checks, token responses, the token cache; the
+flow that applies them to a request is :mod:`.authflow`.
 
 Rules that keep credentials at home (oras-go GHSA-xf85-363p-868w, containerd CVE-2020-15157):
 a realm must be http(s), never http when the registry was reached over https, and never an

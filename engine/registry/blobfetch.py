@@ -24,12 +24,13 @@ import trio
 
 from ..blobstore import IngestWriter
 from ..descriptor import Descriptor
-from ..errors import DigestMismatch, IntegrityError
+from ..errors import IntegrityError
 from ..store import Store
 from . import resume
 from .client import RegistryClient
-from .errors import RegistryError, TransportError
+from .errors import BadRangeAnswer, TransportError
 from .http import Response
+from .inflight import request_label
 from .tasks import task_group
 
 # Blobs up to this size are received into memory and published in batches (one thread call per
@@ -50,10 +51,6 @@ _CONTENT_RANGE_RE = re.compile(r"bytes ([0-9]+)-([0-9]+)/([0-9]+|\*)")
 WriteAt = Callable[[int, bytes], None]
 
 
-class _ChunkError(RegistryError):
-    """A Range answer we cannot use; the blob is fetched again from scratch."""
-
-
 async def _blob_request(client: RegistryClient, repo: str, desc: Descriptor, first: int | None = None,
                         last: int | None = None) -> Response:
     headers: list[tuple[str, str]] = []
@@ -65,6 +62,11 @@ async def _blob_request(client: RegistryClient, repo: str, desc: Descriptor, fir
         "GET", f"/v2/{repo}/blobs/{desc.digest}", scopes=(f"repository:{repo}:pull",), headers=headers, ok=ok,
         what=f"blob {desc.digest} of {client.domain}/{repo}",
     )
+
+
+def _retrying(client: RegistryClient, repo: str, desc: Descriptor) -> str:
+    """What a wait before fetching ``desc`` again is listed as."""
+    return f"{request_label('GET', client.url(f'/v2/{repo}/blobs/{desc.digest}'))} (retrying)"
 
 
 def _write_pieces(write_at: WriteAt, pos: int, pieces: list[bytes]) -> None:
@@ -335,7 +337,7 @@ class BlobFetcher:
 
     async def fetch(self, repo: str, desc: Descriptor) -> int:
         """Download and commit ``desc``; returns the bytes received."""
-        attempt = 0
+        attempts = self.client.retry.attempts()
         while True:
             try:
                 if desc.size <= IN_MEMORY_LIMIT:
@@ -343,12 +345,11 @@ class BlobFetcher:
                 if desc.size <= self.options.range_threshold:
                     return await self._streamed(repo, desc)
                 return await self._ranged(repo, desc)
-            except (TransportError, DigestMismatch, IntegrityError, _ChunkError) as err:
-                retriable = not isinstance(err, TransportError) or err.retriable
-                if not retriable or attempt >= self.options.retries:
+            except (TransportError, IntegrityError, BadRangeAnswer) as err:
+                wait = attempts.after_error(err, refetch=True)
+                if wait is None:
                     raise
-                await trio.sleep(min(self.options.backoff_max, self.options.backoff_base * 2**attempt))
-                attempt += 1
+            await self.client.pause(wait, _retrying(self.client, repo, desc))
 
     async def _small(self, repo: str, desc: Descriptor) -> int:
         """Received straight into a buffer of the declared size (one byte more catches a longer
@@ -400,7 +401,7 @@ class BlobFetcher:
             received = await self._download(repo, desc, sink, chunks) if chunks else 0
             await trio.to_thread.run_sync(writer.commit)
             return received
-        except (IntegrityError, _ChunkError):
+        except (IntegrityError, BadRangeAnswer):
             raise  # wrong bytes, or Range answers we cannot trust: nothing worth keeping
         except BaseException:
             keep = True  # a connection error, a --timeout, Ctrl-C: the next attempt resumes from here
@@ -468,7 +469,7 @@ class BlobFetcher:
         """Bytes [start, end) into ``sink``; a transient failure continues from what was handed over."""
         label = f"blob {desc.digest}"
         cursor = _Cursor(start)
-        tries = 0
+        attempts = self.client.retry.attempts()
         while cursor.pos < end:
             try:
                 if resp is None:
@@ -481,21 +482,21 @@ class BlobFetcher:
                     raise TransportError(f"{label}: chunk ended early at byte {cursor.pos}")
             except TransportError as err:
                 resp = None
-                if not err.retriable or tries >= self.options.retries:
+                wait = attempts.after_error(err)
+                if wait is None:
                     raise
-                tries += 1
-                await trio.sleep(min(self.options.backoff_max, self.options.backoff_base * 2**tries))
+                await self.client.pause(wait, _retrying(self.client, repo, desc))
 
     @staticmethod
     def _check_range(resp: Response, start: int, end: int, size: int) -> None:
         """A 206 must cover exactly the bytes asked for; a 200 in the middle means Range broke."""
         if resp.status != 206:
-            raise _ChunkError(f"{resp.url}: registry stopped honouring Range requests")
+            raise BadRangeAnswer(f"{resp.url}: registry stopped honouring Range requests")
         match = _CONTENT_RANGE_RE.fullmatch((resp.header("content-range") or "").strip())
         if match is None:
-            raise _ChunkError(f"{resp.url}: 206 without a usable Content-Range")
+            raise BadRangeAnswer(f"{resp.url}: 206 without a usable Content-Range")
         got_start, got_end, total = int(match.group(1)), int(match.group(2)), match.group(3)
         if got_start != start or got_end != end - 1 or (total != "*" and int(total) != size):
-            raise _ChunkError(
+            raise BadRangeAnswer(
                 f"{resp.url}: asked for bytes {start}-{end - 1}/{size}, got {got_start}-{got_end}/{total}"
             )

@@ -1,15 +1,16 @@
-"""One registry as seen by a transfer: auth, redirects, retries and error messages.
+"""One registry endpoint as seen by a transfer: the I/O of auth, redirects, retries, and error messages.
 
-A :class:`Session` owns the connection pool and one :class:`RegistryClient` per registry host, so
-many concurrent pulls share keep-alive connections and tokens. ``Authorization`` is attached per
-hop, and only when that hop's origin is the registry's own: a redirect to a CDN or an upload
-``Location`` on another host gets no credentials.
+A :class:`Session` owns the connection pool and one :class:`RegistryClient` per endpoint (a
+registry, a mirror, a peer: :mod:`.endpoint`), so many concurrent pulls share keep-alive
+connections and tokens. What to send after a 401 is decided by :mod:`.authflow`, when to try again
+by :mod:`.retry`; the client performs it. ``Authorization`` is attached per hop, and only when that
+hop's origin is the endpoint's own: a redirect to a CDN or an upload ``Location`` on another host
+gets no credentials.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import ssl
 import time
 from collections.abc import Sequence
@@ -17,17 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
-from urllib.parse import urlencode
 
 import trio
 
-from . import auth as authlib
 from .authfile import Credentials, credentials_for
+from .authflow import AuthFlow, RegistryAuth, Send, TokenAnswer, TokenRequest, Unauthorized
+from .endpoint import Endpoint
 from .errors import AuthError, NotFoundInRegistry, RateLimited, RegistryError, RegistryUnavailable, TransportError
 from .http import Headers, Origin, Pool, Response, join_url, one_line, origin_of
 from .inflight import InFlight, request_label
 from .mirrors_config import RegistriesConfig
 from .publish import BlobPublisher
+from .retry import RetryPolicy, parse_retry_after
 from .stall import StallPolicy
 
 if TYPE_CHECKING:
@@ -37,7 +39,6 @@ MAX_TOKEN_BYTES = 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
 MAX_DETAIL = 200  # characters of a registry's error text in a message
 MAX_REDIRECTS = 5
-MAX_RETRY_AFTER = 60.0
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 
 
@@ -68,6 +69,14 @@ class TransferOptions:
     peer_self: str | None = None  # this node's own peer URL (see .peers.find_self)
     stall: StallPolicy | None = None  # None: the registries config's [transfer], else the defaults
     in_flight: InFlight | None = None  # what --timeout names; None: the session keeps its own
+
+    def endpoint(self, domain: str) -> Endpoint:
+        """The registry ``domain`` itself, reached as these options say."""
+        return Endpoint.upstream(domain, domain in self.insecure_registries, domain in self.plain_http)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(self.retries, self.backoff_base, self.backoff_max)
 
     @property
     def stall_policy(self) -> StallPolicy:
@@ -107,25 +116,6 @@ def make_ssl_context(ca_file: Path | None, cert_dir: Path | None, client_cert: b
     return ctx
 
 
-def registry_endpoint(domain: str) -> str:
-    return "registry-1.docker.io" if domain in ("docker.io", "index.docker.io") else domain
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return min(MAX_RETRY_AFTER, max(0.0, float(value.strip())))
-    except ValueError:
-        pass
-    try:
-        from email.utils import parsedate_to_datetime
-
-        return min(MAX_RETRY_AFTER, max(0.0, parsedate_to_datetime(value).timestamp() - time.time()))
-    except (TypeError, ValueError):
-        return None
-
-
 def _error_detail(body: bytes) -> str:
     """The distribution-spec ``errors`` list as one short line."""
     try:
@@ -143,109 +133,65 @@ def _error_detail(body: bytes) -> str:
     return one_line(body[:MAX_DETAIL].decode("utf-8", "replace"), MAX_DETAIL)
 
 
-class RegistryClient:
-    """Requests to one registry host, authenticated and retried."""
+def status_error(what: str, status: int, reason: str, detail: str, retries: int) -> RegistryError:
+    """The error an answer with ``status`` ends a request in; ``detail``: the registry's own words."""
+    suffix = f": {detail}" if detail else ""
+    if status == 401:
+        return AuthError(f"{what}: 401 Unauthorized{suffix}")
+    if status == 403:
+        return AuthError(f"{what}: access denied (403 Forbidden){suffix}")
+    if status == 404:
+        return NotFoundInRegistry(f"{what}: not found (404){suffix}")
+    if status == 429:
+        return RateLimited(f"{what}: too many requests (429), gave up after {retries} retries")
+    if status >= 500:
+        return RegistryUnavailable(f"{what}: registry error {status} {reason}, gave up after {retries} retries{suffix}")
+    return RegistryError(f"{what}: unexpected status {status} {reason}{suffix}")
 
-    def __init__(self, domain: str, session: Session) -> None:
-        self.domain = domain
+
+class RegistryClient:
+    """Requests to one endpoint (a registry, or a mirror or peer standing in for one), authenticated
+    as :mod:`.authflow` decides and retried as :mod:`.retry` says; this class does the I/O."""
+
+    def __init__(self, endpoint: Endpoint | str, session: Session) -> None:
+        """``endpoint``: where requests go; a registry's name means the registry itself."""
         self.session = session
         self.options = session.options
-        self.insecure = domain in self.options.insecure_registries
-        scheme = "http" if self.insecure or domain in self.options.plain_http else "https"
-        self.base_url = f"{scheme}://{registry_endpoint(domain)}"
-        self.origin: Origin = origin_of(self.base_url)
-        self.credentials: Credentials | None = None
-        self._challenge: authlib.Challenge | None = None
-        self._tokens = authlib.TokenCache()
+        self.endpoint = self.options.endpoint(endpoint) if isinstance(endpoint, str) else endpoint
+        self.domain = self.endpoint.label  # names it in messages
+        self.base_url = self.endpoint.base_url
+        self.origin: Origin = self.endpoint.origin
+        policy = self.options.retry_policy
+        self.retry = policy if self.endpoint.retries else policy.without_retries()
+        self.auth = RegistryAuth(self.domain, self.origin.scheme, self.origin.host, stored_only=self.endpoint.insecure,
+                                 trusted_realm_hosts=self.options.trusted_realm_hosts)
         self._token_locks: dict[tuple[str, ...], trio.Lock] = {}
 
     def url(self, path: str) -> str:
-        return self.base_url + path
-
-    @property
-    def head_grace(self) -> float:
-        """Seconds this registry may hold a request on purpose before answering (see :class:`~.stall.RateMeter`)."""
-        return 0.0
+        return self.endpoint.url(path)
 
     # -- auth ------------------------------------------------------------------------------------
 
-    def _auth_header(self, scopes: tuple[str, ...]) -> str | None:
-        if self._challenge is None:
-            return None
-        if self._challenge.scheme == "basic":
-            return authlib.basic_header(self.credentials) if self.credentials else None
-        token = self._tokens.get(scopes, trio.current_time())
-        return f"Bearer {token}" if token else None
+    @property
+    def credentials(self) -> Credentials | None:
+        return self.auth.credentials
 
-    async def _authenticate(self, resp: Response, scopes: tuple[str, ...], retry: bool, sent_at: float) -> None:
-        """React to a 401 to a request sent at ``sent_at``: pick the challenge, then get a token (unless
-        one came since) or decide to send Basic."""
-        challenges = authlib.parse_challenges(resp.header_all("www-authenticate"))
-        detail = _error_detail(await self._read_error_body(resp))
-        if self.insecure and self.credentials is None:
-            raise AuthError(f"{self.domain}: authentication required (401 Unauthorized); a plain-HTTP registry "
-                            f"gets only credentials stored for it: gadgetstore login {self.domain} "
-                            f"--insecure-registries {self.domain}" + (f" ({detail})" if detail else ""))
-        bearer = next((c for c in challenges if c.scheme == "bearer"), None)
-        basic = next((c for c in challenges if c.scheme == "basic"), None)
-        if bearer is None and basic is None:
-            raise AuthError(f"{self.domain}: authentication required (401 Unauthorized) with no usable challenge")
-        if bearer is None:
-            if self.credentials is None or not self.credentials.username:
-                raise AuthError(f"{self.domain}: authentication required (401 Unauthorized); log in first")
-            if retry:
-                raise AuthError(f"{self.domain}: 401 Unauthorized: invalid username or password")
-            self._challenge = basic
-            return
-        if retry and bearer.error not in ("insufficient_scope", "invalid_token"):
-            raise AuthError(f"{self.domain}: 401 Unauthorized" + (f": {detail}" if detail else ""))
-        self._challenge = bearer
-        wanted = tuple(sorted(set(scopes) | set(bearer.params.get("scope", "").split()) - {""}))
-        await self._fetch_token(bearer, scopes, wanted, force=retry, since=sent_at)
-
-    async def _fetch_token(self, challenge: authlib.Challenge, key: tuple[str, ...], scopes: tuple[str, ...],
-                           force: bool, since: float) -> None:
-        """One token request per scope set at a time; 401s to requests sent before a token came share
-        it (the 401 was for the lack of it), so concurrent first requests cost one token request."""
-        lock = self._token_locks.setdefault(key, trio.Lock())
-        async with lock:
-            if not force and self._tokens.fetched_since(key, since, trio.current_time()):
-                return
-            realm = challenge.realm
-            authlib.check_realm(realm, self.origin.scheme, self.origin.host)
-            query: list[tuple[str, str]] = []
-            if challenge.params.get("service"):
-                query.append(("service", challenge.params["service"]))
-            query.extend(("scope", s) for s in scopes)
-            creds = self.credentials
-            send_creds = creds is not None and authlib.may_send_credentials(
-                realm, self.origin.host, self.options.trusted_realm_hosts
-            )
-            headers: list[tuple[str, str]] = [("Accept", "application/json")]
-            if send_creds and creds is not None and creds.identity_token:
-                form = [("grant_type", "refresh_token"), ("refresh_token", creds.identity_token),
-                        ("client_id", "gadgetstore"), *query]
-                body = urlencode(form).encode()
-                headers.append(("Content-Type", "application/x-www-form-urlencoded"))
-                method, url = "POST", realm
-            else:
-                if send_creds and creds is not None and creds.username:
-                    headers.append(("Authorization", authlib.basic_header(creds)))
-                    query.append(("account", creds.username))
-                body = None
-                method = "GET"
-                url = realm + ("&" if "?" in realm else "?") + urlencode(query) if query else realm
-            # Not followed: a redirect would carry the Basic header or the refresh token elsewhere.
-            resp = await self._send_with_retries(method, url, headers, body, None, follow=False)
+    async def _token(self, flow: AuthFlow, request: TokenRequest) -> Send:
+        """Perform the flow's token request. One per scope set at a time: the requests that got a
+        401 meanwhile reuse its token (see :meth:`.AuthFlow.reused`), so concurrent first requests
+        cost one token request."""
+        async with self._token_locks.setdefault(request.key, trio.Lock()):
+            step = flow.reused(request)
+            if step is not None:
+                return step
+            resp = await self._send_with_retries(request.method, request.url, request.headers, request.body, None,
+                                                 follow=False)
             async with resp:
-                if resp.status != 200:
-                    detail = _error_detail(await self._read_error_body(resp))
-                    what = "invalid username or password" if resp.status == 401 else f"status {resp.status}"
-                    raise AuthError(f"{self.domain}: token request to {realm} failed: {what}"
-                                    + (f" ({detail})" if detail else ""))
-                data = await resp.read(MAX_TOKEN_BYTES)
-            token = authlib.parse_token_response(data, time.time(), f"{self.domain} token realm")
-            self._tokens.put(key, token, trio.current_time())
+                if resp.status == 200:
+                    answer = TokenAnswer(200, await resp.read(MAX_TOKEN_BYTES))
+                else:
+                    answer = TokenAnswer(resp.status, b"", _error_detail(await self._read_error_body(resp)))
+            return flow.token_answer(request, answer)
 
     # -- sending ---------------------------------------------------------------------------------
 
@@ -256,52 +202,44 @@ class RegistryClient:
             await resp.aclose()
             return b""
 
-    async def _backoff(self, attempt: int, retry_after: float | None) -> None:
-        if retry_after is not None:
-            delay = retry_after
-        else:
-            delay = min(self.options.backoff_max, self.options.backoff_base * (2**attempt))
-            delay *= 0.5 + random.random() / 2
-        await trio.sleep(delay)
+    async def pause(self, seconds: float, label: str) -> None:
+        """Wait before a retry, listed as ``label`` (what a ``--timeout`` names) meanwhile."""
+        with self.session.in_flight.track(label):
+            await trio.sleep(seconds)
 
     async def _send_with_retries(
-        self, method: str, url: str, headers: Headers, body: bytes | None, scopes: tuple[str, ...] | None,
+        self, method: str, url: str, headers: Headers, body: bytes | None, authorization: str | None,
         follow: bool = True,
     ) -> Response:
-        """Connection errors, 429 and 5xx are retried with backoff; anything else is returned."""
-        attempt = 0
+        """Failures the retry policy names are tried again after its wait; any other answer is returned."""
+        attempts = self.retry.attempts()
         while True:
             try:
-                resp = await self._send_following(method, url, headers, body, scopes, follow)
+                resp = await self._send_following(method, url, headers, body, authorization, follow)
             except TransportError as err:
-                if not err.retriable or attempt >= self.options.retries:
+                wait = attempts.after_error(err)
+                if wait is None:
                     raise
-                with self.session.in_flight.track(f"{request_label(method, url)} (retrying)"):
-                    await self._backoff(attempt, None)
-                attempt += 1
+                await self.pause(wait, f"{request_label(method, url)} (retrying)")
                 continue
-            if (resp.status == 429 or resp.status >= 500) and attempt < self.options.retries:
-                wait = _retry_after(resp.header("retry-after"))
-                await resp.discard()
-                with self.session.in_flight.track(f"{request_label(method, url)} (retrying after {resp.status})"):
-                    await self._backoff(attempt, wait)
-                attempt += 1
-                continue
-            return resp
+            wait = attempts.after_status(resp.status, parse_retry_after(resp.header("retry-after"), time.time()))
+            if wait is None:
+                return resp
+            await resp.discard()
+            await self.pause(wait, f"{request_label(method, url)} (retrying after {resp.status})")
 
     async def _send_following(
-        self, method: str, url: str, headers: Headers, body: bytes | None, scopes: tuple[str, ...] | None,
+        self, method: str, url: str, headers: Headers, body: bytes | None, authorization: str | None,
         follow: bool,
     ) -> Response:
+        """``authorization`` goes only to the registry's own origin, hop by hop."""
         pool = self.session.pool
         for _ in range(MAX_REDIRECTS + 1):
             hop_headers = list(headers)
             own = origin_of(url) == self.origin
-            if scopes is not None and own:
-                header = self._auth_header(scopes)
-                if header:
-                    hop_headers.append(("Authorization", header))
-            resp = await pool.request(method, url, hop_headers, body, head_grace=self.head_grace if own else 0.0)
+            if authorization is not None and own:
+                hop_headers.append(("Authorization", authorization))
+            resp = await pool.request(method, url, hop_headers, body, head_grace=self.endpoint.grace() if own else 0.0)
             if not follow or resp.status not in REDIRECT_STATUSES:
                 return resp
             location = resp.header("location")
@@ -334,54 +272,45 @@ class RegistryClient:
         """One request, authenticated as ``scopes`` need; statuses outside ``ok`` raise."""
         url = path_or_url if "://" in path_or_url else self.url(path_or_url)
         what = what or f"{method} {url}"
-        auth_attempts = 0
+        flow = AuthFlow(self.auth, scopes, trio.current_time)
+        step: Send | TokenRequest = flow.start()
         while True:
+            if isinstance(step, TokenRequest):
+                step = await self._token(flow, step)
+                continue
             sent_at = trio.current_time()
-            resp = await self._send_with_retries(method, url, headers, body, scopes, follow)
+            resp = await self._send_with_retries(method, url, headers, body, step.authorization, follow)
             if resp.status in ok:
                 return resp
-            if resp.status == 401 and origin_of(resp.url) == self.origin and auth_attempts < 2:
-                await self._authenticate(resp, scopes, retry=auth_attempts > 0, sent_at=sent_at)
-                auth_attempts += 1
-                continue
-            raise await self.error_for(resp, what)
+            if resp.status != 401 or origin_of(resp.url) != self.origin:
+                raise await self.error_for(resp, what)
+            async with resp:
+                detail = _error_detail(await self._read_error_body(resp))
+            following = flow.unauthorized(Unauthorized(tuple(resp.header_all("www-authenticate")), detail, sent_at))
+            if following is None:
+                raise status_error(what, resp.status, resp.reason, detail, self.retry.retries)
+            step = following
 
     async def request_body(self, method: str, path_or_url: str, *, scopes: tuple[str, ...], limit: int,
                            headers: Headers = (), what: str = "") -> tuple[Response, bytes]:
         """:meth:`request` and its whole (small) body, at most ``limit`` bytes: a connection error while
         the body comes, a stall included, is retried like one before the head."""
-        attempt = 0
+        attempts = self.retry.attempts()
         while True:
             resp = await self.request(method, path_or_url, scopes=scopes, headers=headers, what=what)
             async with resp:
                 try:
                     return resp, await resp.read(limit)
                 except TransportError as err:
-                    if not err.retriable or attempt >= self.options.retries:
+                    wait = attempts.after_error(err)
+                    if wait is None:
                         raise
-            with self.session.in_flight.track(f"{request_label(method, resp.url)} (retrying)"):
-                await self._backoff(attempt, None)
-            attempt += 1
+            await self.pause(wait, f"{request_label(method, resp.url)} (retrying)")
 
     async def error_for(self, resp: Response, what: str) -> RegistryError:
-        status = resp.status
         body = b"" if resp.method == "HEAD" else await self._read_error_body(resp)
         await resp.aclose()
-        detail = _error_detail(body)
-        suffix = f": {detail}" if detail else ""
-        if status == 401:
-            return AuthError(f"{what}: 401 Unauthorized{suffix}")
-        if status == 403:
-            return AuthError(f"{what}: access denied (403 Forbidden){suffix}")
-        if status == 404:
-            return NotFoundInRegistry(f"{what}: not found (404){suffix}")
-        if status == 429:
-            return RateLimited(f"{what}: too many requests (429), gave up after {self.options.retries} retries")
-        if status >= 500:
-            return RegistryUnavailable(
-                f"{what}: registry error {status} {resp.reason}, gave up after {self.options.retries} retries{suffix}"
-            )
-        return RegistryError(f"{what}: unexpected status {status} {resp.reason}{suffix}")
+        return status_error(what, resp.status, resp.reason, _error_detail(body), self.retry.retries)
 
     async def ping(self) -> None:
         """GET /v2/, authenticating if asked: what ``login`` verifies before storing anything."""
@@ -406,8 +335,8 @@ class Session:
             stall=self.options.stall_policy,
             in_flight=self.in_flight,
         )
-        self._clients: dict[str, RegistryClient] = {}
-        self._client_locks: dict[str, trio.Lock] = {}
+        self._clients: dict[Endpoint, RegistryClient] = {}
+        self._client_locks: dict[Endpoint, trio.Lock] = {}
         self.origin_ssl: dict[Origin, ssl.SSLContext] = {}  # e.g. a mirror's own CA, never the upstream's client cert
         self.blob_limiter = trio.CapacityLimiter(self.options.max_concurrent_blobs)
         self._publishers: dict[Path, BlobPublisher] = {}
@@ -442,35 +371,50 @@ class Session:
         return make_ssl_context(options.ca_file, None, False, dirs)
 
     async def client(self, domain: str) -> RegistryClient:
-        """The client of ``domain``; its credentials and TLS settings are read off the event loop.
+        """The client of the registry ``domain``."""
+        return await self.client_at(self.options.endpoint(domain))
 
-        Creation is serialised per domain so many concurrent pulls run a credential helper (a
+    async def client_at(self, endpoint: Endpoint) -> RegistryClient:
+        """The client of ``endpoint``; its credentials and TLS settings are read off the event loop.
+
+        Creation is serialised per endpoint so many concurrent pulls run a credential helper (a
         subprocess, perhaps a keychain prompt) once, not once each.
         """
-        client = self._clients.get(domain)
+        client = self._clients.get(endpoint)
         if client is not None:
             return client
-        async with self._client_locks.setdefault(domain, trio.Lock()):
-            client = self._clients.get(domain)
+        async with self._client_locks.setdefault(endpoint, trio.Lock()):
+            client = self._clients.get(endpoint)
             if client is not None:
                 return client
-            client = RegistryClient(domain, self)
-            if not client.insecure:
-                cert_dir = self.options.cert_dir_for(domain)
-                ctx = self._ssl_by_dir.get(cert_dir)
-                if ctx is None:
-                    ctx = self._ssl_by_dir[cert_dir] = await trio.to_thread.run_sync(
-                        make_ssl_context, self.options.ca_file, cert_dir
-                    )
-                self._registry_ssl[client.origin] = ctx
-                if self._ssl_other_origins is None:
-                    self._ssl_other_origins = await trio.to_thread.run_sync(self._make_other_origins_context)
-            # An insecure registry gets only what was stored for it by name (a deliberate
-            # ``login --insecure-registries``), as Docker sends it; never another origin's.
-            client.credentials = self.options.credentials.get(domain) or await trio.to_thread.run_sync(
-                credentials_for, domain, self.options.authfile
+            client = RegistryClient(endpoint, self)
+            await self._trust(endpoint)
+            if endpoint.registry is not None:
+                # An insecure registry gets only what was stored for it by name (a deliberate
+                # ``login --insecure-registries``), as Docker sends it; never another origin's.
+                client.auth.credentials = self.options.credentials.get(endpoint.registry) or \
+                    await trio.to_thread.run_sync(credentials_for, endpoint.registry, self.options.authfile)
+            return self._clients.setdefault(endpoint, client)
+
+    async def _trust(self, endpoint: Endpoint) -> None:
+        """The TLS context of ``endpoint``'s origin: a registry's certificate directory (its client
+        certificate included), or a mirror's own CA and never the upstream's client certificate."""
+        origin = endpoint.origin
+        if endpoint.registry is None:
+            if origin.scheme == "https" and origin not in self.origin_ssl:
+                self.origin_ssl[origin] = await trio.to_thread.run_sync(make_ssl_context, endpoint.ca_file, None)
+            return
+        if endpoint.insecure:
+            return
+        cert_dir = self.options.cert_dir_for(endpoint.registry)
+        ctx = self._ssl_by_dir.get(cert_dir)
+        if ctx is None:
+            ctx = self._ssl_by_dir[cert_dir] = await trio.to_thread.run_sync(
+                make_ssl_context, self.options.ca_file, cert_dir
             )
-            return self._clients.setdefault(domain, client)
+        self._registry_ssl[origin] = ctx
+        if self._ssl_other_origins is None:
+            self._ssl_other_origins = await trio.to_thread.run_sync(self._make_other_origins_context)
 
     async def aclose(self) -> None:
         await self.pool.aclose()

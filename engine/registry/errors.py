@@ -4,6 +4,7 @@
     └── RegistryError             a registry answered something we cannot use
         ├── TransportError        connection refused/reset/timed out, TLS failure (retried)
         ├── InvalidHeader         a response header we read that is not visible ASCII or does not parse
+        ├── BadRangeAnswer        a Range request answered with other bytes, or Range no longer honoured
         ├── AuthError             401/403, bad credentials, a refused token realm
         ├── NotFoundInRegistry    404 for a manifest or blob
         ├── RateLimited           429 after every retry
@@ -29,6 +30,10 @@ class TransportError(RegistryError):
 
 class InvalidHeader(RegistryError):
     """Never retried: a registry that sends such a header once will send it again."""
+
+
+class BadRangeAnswer(RegistryError):
+    """The blob is fetched again whole: the bytes a broken Range answer left are not trusted."""
 
 
 class AuthError(RegistryError):

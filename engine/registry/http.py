@@ -2,7 +2,8 @@
 
 Why not httpx: on two cores the cost per request is the bottleneck of a bulk pull, and a bare h11
 exchange over kept-alive trio sockets is several times cheaper. This layer knows nothing about
-registries: no auth, no redirects, no retries — those live in :mod:`.client`.
+registries: no auth, no redirects, no retries — :mod:`.client` performs those (deciding through
+:mod:`.authflow` and :mod:`.retry`).
 
 One :class:`Pool` keeps idle keep-alive connections per origin and bounds the connections in use
 per origin with a semaphore. A :class:`Response` owns its connection until its body is read to the

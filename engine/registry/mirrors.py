@@ -1,12 +1,13 @@
 """Trying mirrors before the upstream, with the same verification and without upstream secrets.
 
-Each mirror gets its own :class:`MirrorClient` on the session's shared pool: no credentials, no
-``--cert-dir`` client certificate, no retries (a mirror is an optimisation, so the next source is
-tried at once). Everything a mirror sends is checked exactly like the upstream's answer — manifests
-against the digest asked for, blobs re-hashed at commit — so a lying mirror costs one wasted
-download, and is then skipped for :data:`COOLDOWN` seconds, like a mirror that is down, except as
-the last resort once the upstream has failed too (air-gapped, it is the only source). A 404 is
-normal (a peer that lacks the blob) and only moves on to the next source.
+Each mirror is an endpoint (:meth:`.Endpoint.mirror`) with a client of its own on the session's
+shared pool: no credentials, no ``--cert-dir`` client certificate, no retries (a mirror is an
+optimisation, so the next source is tried at once). Everything a mirror sends is checked exactly
+like the upstream's answer — manifests against the digest asked for, blobs re-hashed at commit —
+so a lying mirror costs one wasted download, and is then skipped for :data:`COOLDOWN` seconds, like
+a mirror that is down, except as the last resort once the upstream has failed too (air-gapped, it
+is the only source). A 404 is normal (a peer that lacks the blob) and only moves on to the next
+source.
 
 Peers (``[peers]``, see :mod:`.peers`) come before all of that for blobs: the blob's owner is asked
 first and may hold the request open (``wait=``) while its own pull is still fetching the blob; when
@@ -17,9 +18,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Generic, TypeVar
-from urllib.parse import quote
 
 import trio
 
@@ -28,9 +28,9 @@ from ..digest import Digest
 from ..errors import GadgetStoreError
 from ..store import Store
 from .blobfetch import BlobFetcher
-from .client import RegistryClient, Session, make_ssl_context
+from .client import RegistryClient, Session
+from .endpoint import Endpoint
 from .errors import NotFoundInRegistry
-from .http import origin_of
 from .manifests import Document, fetch_document
 from .mirrors_config import Mirror, Peers
 from .peers import SELF_ENV, find_self, rank
@@ -80,55 +80,13 @@ class _Answer(Generic[T]):
     value: T
 
 
-class MirrorClient(RegistryClient):
-    """A registry client aimed at a mirror: paths get the prefix and ``ns=<upstream>``."""
-
-    def __init__(self, mirror: Mirror, upstream: str, session: Session) -> None:
-        super().__init__(upstream, session)
-        self.mirror = mirror
-        self.upstream = upstream
-        self.domain = mirror.label  # error messages name the mirror
-        self.options = replace(session.options, retries=0)
-        self.insecure = mirror.insecure
-        self.base_url = mirror.base_url
-        self.origin = origin_of(self.base_url)
-        self.credentials = None
-
-    def url(self, path: str) -> str:
-        if self.mirror.path_prefix and path.startswith("/v2/") and len(path) > 4:
-            path = f"/v2/{self.mirror.path_prefix}/{path[4:]}"
-        return f"{self.base_url}{path}{'&' if '?' in path else '?'}ns={quote(self.upstream, safe='')}"
-
-
-class PeerClient(MirrorClient):
-    """A mirror client for a ``gadgetstore serve`` peer: asks it to wait up to ``wait`` s for a blob,
-    or not at all once ``empty`` (the peer answered 404 after a full wait in this batch)."""
-
-    def __init__(self, mirror: Mirror, upstream: str, session: Session, wait: float, empty: set[str]) -> None:
-        super().__init__(mirror, upstream, session)
-        self.wait = wait
-        self.empty = empty
-
-    @property
-    def _wait_now(self) -> float:
-        return 0.0 if self.mirror.base_url in self.empty else self.wait
-
-    def url(self, path: str) -> str:
-        return f"{super().url(path)}&wait={self._wait_now:g}"
-
-    @property
-    def head_grace(self) -> float:
-        """The peer holds the request up to ``wait`` s on purpose: not a stall."""
-        return self._wait_now
-
-
 class Sources:
     """The mirrors of a batch's upstreams, tried in order; the upstream client comes last."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
         self.config = session.options.registries
-        self._clients: dict[tuple[Mirror, str], MirrorClient] = {}
+        self._peer_endpoints: dict[tuple[str, str], Endpoint] = {}
         self._down_until: dict[Mirror, float] = {}
         self._peer_self: tuple[str | None] | None = None  # found once per batch
         self._peer_lock = trio.Lock()
@@ -139,14 +97,17 @@ class Sources:
         self._peer_slots: dict[str, trio.Semaphore] = {}
         self._peer_limiter = trio.CapacityLimiter(MAX_PEER_FETCHES)  # sized when self is found
 
-    async def _client(self, mirror: Mirror, upstream: str) -> MirrorClient:
-        client = self._clients.get((mirror, upstream))
-        if client is None:
-            origin = origin_of(mirror.base_url)
-            if origin.scheme == "https" and origin not in self.session.origin_ssl:
-                self.session.origin_ssl[origin] = await trio.to_thread.run_sync(make_ssl_context, mirror.ca_file, None)
-            client = self._clients.setdefault((mirror, upstream), MirrorClient(mirror, upstream, self.session))
-        return client
+    async def _client(self, mirror: Mirror, upstream: str) -> RegistryClient:
+        return await self.session.client_at(Endpoint.mirror(mirror, upstream))
+
+    def _peer(self, url: str, upstream: str, wait: float) -> Endpoint:
+        """The peer at ``url`` asked to wait ``wait`` s for a blob, or not at all once it lacked one
+        after a full wait in this batch (decided as each request is built)."""
+        found = self._peer_endpoints.get((url, upstream))
+        if found is None:
+            found = self._peer_endpoints[(url, upstream)] = Endpoint.peer(
+                url, upstream, lambda: 0.0 if url in self._peer_empty else wait)
+        return found
 
     def _eligible(self, domain: str, by_tag: bool) -> list[Mirror]:
         if self.config is None:
@@ -242,7 +203,7 @@ class Sources:
             if self._down_until.get(mirror, 0.0) > trio.current_time():
                 continue
             tally = tallies.setdefault(peer_label(url), SourceTally())
-            client = PeerClient(mirror, upstream.domain, self.session, peers.wait, self._peer_empty)
+            client = await self.session.client_at(self._peer(url, upstream.domain, peers.wait))
             slot = self._peer_slots.setdefault(url, trio.Semaphore(self.session.options.max_connections_per_origin))
             try:
                 async with slot, self._peer_limiter:

@@ -25,6 +25,7 @@ from ..store import Store
 from .client import RegistryClient, Session, TransferOptions
 from .errors import RegistryError, TransportError
 from .http import Response, escaped, join_url
+from .inflight import request_label
 from .signatures import push_signatures
 from .tasks import task_group
 
@@ -109,16 +110,17 @@ class Pusher:
         if exists:
             self.skipped += 1
             return
-        attempt = 0
+        attempts = self.client.retry.attempts()
         while True:
             try:
                 await self._upload(desc)
                 return
             except TransportError as err:
-                if not err.retriable or attempt >= self.options.retries:
+                wait = attempts.after_error(err)
+                if wait is None:
                     raise
-                attempt += 1
-                await trio.sleep(min(self.options.backoff_max, self.options.backoff_base * 2**attempt))
+            upload = request_label("POST", self.client.url(f"/v2/{self.repo}/blobs/uploads/"))
+            await self.client.pause(wait, f"{upload} (retrying)")
 
     async def _upload(self, desc: Descriptor) -> None:
         location = None

@@ -52,7 +52,7 @@ from .client import RegistryClient
 from .errors import NotFoundInRegistry, RegistryError
 from .http import join_url
 from .manifests import Document, fetch_document
-from .mirrors import MirrorClient, Sources, Tallies
+from .mirrors import Sources, Tallies
 from .tagsnapshot import TagSnapshots
 
 if TYPE_CHECKING:  # keys and verification load cryptography: only when a signature is checked
@@ -225,7 +225,7 @@ class SignatureFetch:
             try:
                 return await step(client), 0
             except NotFoundInRegistry:
-                if isinstance(client, MirrorClient) and await self._mirror_has_subject(client):
+                if client.endpoint.is_mirror and await self._mirror_has_subject(client):
                     return empty, 0  # the mirror holds the image: it has answered for its signatures
                 raise
 
@@ -234,7 +234,7 @@ class SignatureFetch:
         except NotFoundInRegistry:
             return empty
 
-    async def _mirror_has_subject(self, client: MirrorClient) -> bool:
+    async def _mirror_has_subject(self, client: RegistryClient) -> bool:
         """Whether the mirror serves the image's own manifest (verified against its digest); asked once."""
         async with self._subject_lock:
             known = self._has_subject.get(client.domain)
@@ -285,7 +285,7 @@ class SignatureFetch:
         A mirror's answer is not remembered for the batch: its 404 may only mean that it lacks this
         repository, while it serves the API for the next image.
         """
-        if isinstance(client, MirrorClient):
+        if client.endpoint.is_mirror:
             listing = await self._referrers_api(client)
         else:
             listing = await self.referrers_api.listing(client.domain, partial(self._referrers_api, client))
@@ -295,7 +295,7 @@ class SignatureFetch:
             if not index.desc.is_index:
                 raise InvalidManifest(f"referrers tag {tag} is not an index")
             listing = _entries(index.doc.get("manifests"), "referrers tag index")
-        if isinstance(client, MirrorClient) and not any(
+        if client.endpoint.is_mirror and not any(
                 d.extra.get("artifactType") in sc.SIGNATURE_ARTIFACT_TYPES for d in listing):
             raise NotFoundInRegistry(f"{client.domain}: no signature referrers of {self.subject.digest}")
         return listing

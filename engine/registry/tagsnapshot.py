@@ -25,7 +25,6 @@ import trio
 
 from ..errors import GadgetStoreError
 from .client import RegistryClient
-from .mirrors import MirrorClient
 from .taglist import list_repository_tags
 
 SNAPSHOT_TTL = 10.0  # seconds a listing stands for the repository's tags (see the module's note)
@@ -51,7 +50,7 @@ class TagSnapshots:
     async def lacks(self, client: RegistryClient, repo: str, tag: str) -> bool:
         """True only when a whole, fresh listing of ``repo`` does not name ``tag``."""
         key = (client.domain, repo)
-        if key not in self._images or isinstance(client, MirrorClient):
+        if key not in self._images or client.endpoint.is_mirror:
             return False
         snapshot = self._snapshots.get(key)
         now = trio.current_time()
