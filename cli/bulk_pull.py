@@ -5,7 +5,6 @@ Kept out of :mod:`.registry_cmds` so the command itself stays a thin list of opt
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING
 from gadgetstore.engine.errors import GadgetStoreError
 from gadgetstore.engine.fsutil import read_utf8
 from gadgetstore.engine.humanize import human_bytes
-from gadgetstore.engine.reference import normalize, parse
+from gadgetstore.engine.reference import normalize, parse, signature_tag_subject
 from gadgetstore.engine.userpath import input_name, open_input
 
 if TYPE_CHECKING:  # the registry client (trio, h11) is loaded by the commands that transfer, not at start-up
@@ -23,8 +22,6 @@ if TYPE_CHECKING:  # the registry client (trio, h11) is loaded by the commands t
 __all__ = ["expand_all_tags", "read_image_list", "summary_lines", "unique"]
 
 MAX_LIST_BYTES = 1024 * 1024
-# cosign's tag-based artifacts: not images of their own (they come with the image they sign)
-_ARTIFACT_TAG_RE = re.compile(r"sha256-[0-9a-f]{64}(\.[a-z]+)?")
 
 
 class ImageListError(GadgetStoreError):
@@ -77,7 +74,7 @@ async def expand_all_tags(repositories: Sequence[str], options: TransferOptions,
                 raise ImageListError(f"--all-tags takes repositories without a tag or digest, not {repo!r}")
             ref = normalize(repo)
             for tag in await list_tags(session, ref, page_size=page_size or PAGE_SIZE):
-                if _ARTIFACT_TAG_RE.fullmatch(tag):
+                if signature_tag_subject(tag) is not None:  # comes with the image it signs
                     skipped += 1
                 else:
                     images.append(f"{ref.repository}:{tag}")

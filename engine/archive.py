@@ -530,4 +530,5 @@ def import_archive(store: Store, source: Path) -> list[str]:
         finally:
             staged.abort()
     untagged = sorted(f"@{pin.digest}" for pin in pins if store.subject_of(pin) is None)
-    return sorted(ref for ref in tags if not ref.endswith(".sig")) + untagged
+    # ig lists every imported tag but those ending in cosign's suffix (a referrers tag included)
+    return sorted(ref for ref in tags if not ref.endswith(reference.LEGACY_SIGNATURE_SUFFIX)) + untagged

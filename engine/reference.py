@@ -4,6 +4,9 @@
 registry only when it has a ``.`` or ``:``, is ``localhost`` or has uppercase letters; ``docker.io``
 is never a default, but ``docker.io/x`` gains ``library/`` as Docker does.
 
+Signature tags are cosign's grammar, not references: ``sha256-<hex>.sig`` (and ``.att``, ``.sbom``)
+and the referrers tag schema's ``sha256-<hex>``, stored without a repository as ig stores them.
+
 The grammar is ASCII only, and every pattern matches whole strings (``fullmatch``): Python's ``\\w``
 also takes letters such as ``é``, and ``$`` matches before a final newline.
 """
@@ -38,6 +41,7 @@ _ANCHORED_IDENTIFIER_RE = re.compile(r"[a-f0-9]{64}")
 _TAG_RE = re.compile(_TAG)
 _PATH_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
 _DIGEST_ALONE_RE = re.compile(r"(?:sha256|sha512):[0-9a-fA-F]+")
+LEGACY_SIGNATURE_SUFFIX = ".sig"
 _SIGNATURE_TAG_RE = re.compile(r"(sha256|sha512)-([0-9a-f]+)(\.sig|\.att|\.sbom)?")
 
 
@@ -67,10 +71,16 @@ class Reference:
         return text
 
 
+def is_registry_component(first: str) -> bool:
+    """Whether the first ``/``-separated component of a name is a registry rather than a path:
+    it has a ``.`` or ``:``, is ``localhost`` or has uppercase letters (distribution's rule)."""
+    return "." in first or ":" in first or first == "localhost" or first != first.lower()
+
+
 def _split_name(name: str) -> tuple[str, str]:
     """Split a matched name into (domain, path); the domain is empty when the name has none."""
     first, sep, rest = name.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
+    if sep and is_registry_component(first):
         return first, rest
     return "", name
 
@@ -102,7 +112,7 @@ def _parse_normalized_named(text: str) -> Reference:
             f"invalid repository name {text!r}: cannot specify 64-byte hexadecimal strings"
         )
     first, sep, rest = text.partition("/")
-    if not sep or ("." not in first and ":" not in first and first != "localhost" and first == first.lower()):
+    if not sep or not is_registry_component(first):
         domain, remainder = "docker.io", text
     else:
         domain, remainder = first, rest
@@ -127,7 +137,7 @@ def normalize(image: str) -> Reference:
         raise InvalidReference(f"invalid reference {image!r}: a digest alone names no repository; "
                                "give NAME@DIGEST")
     first, sep, rest = image.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
+    if sep and is_registry_component(first):
         domain, remainder = first, rest
     else:
         domain, remainder = DEFAULT_DOMAIN, image
@@ -151,6 +161,16 @@ def is_valid_tag(tag: str) -> bool:
 def is_valid_path(path: str) -> bool:
     """A repository path without a domain (the distribution spec's ``<name>``: ``a/b-c/d_e``)."""
     return bool(_PATH_RE.fullmatch(path))
+
+
+def legacy_signature_tag(digest: Digest) -> str:
+    """cosign's ``sha256-<hex>.sig`` tag of the image ``digest``."""
+    return f"{digest.algorithm}-{digest.hex}{LEGACY_SIGNATURE_SUFFIX}"
+
+
+def referrers_tag(digest: Digest) -> str:
+    """The OCI referrers tag schema's ``sha256-<hex>``: it tags an index of the referrers of ``digest``."""
+    return f"{digest.algorithm}-{digest.hex}"
 
 
 def signature_tag_subject(tag: str) -> Digest | None:

@@ -21,7 +21,6 @@ from gadgetstore.engine import reference
 from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import GadgetStoreError
-from gadgetstore.engine.reference import signature_tag_subject
 
 from .nodes import ImageRef
 
@@ -31,10 +30,6 @@ TAGS = "tags"
 RESERVED = frozenset({STORE_DIR, README, TAGS})
 
 Path = tuple[str, ...]
-
-
-def looks_like_registry(component: str) -> bool:
-    return "." in component or ":" in component or component == "localhost" or component != component.lower()
 
 
 @dataclass(frozen=True)
@@ -69,13 +64,14 @@ class Catalog:
             except GadgetStoreError:
                 continue
             every.append((ref_text, desc))
-            if signature_tag_subject(ref_text) is not None:
+            if reference.signature_tag_subject(ref_text) is not None:
                 continue
             try:
                 ref = reference.parse(ref_text)
             except GadgetStoreError:
                 continue
-            if (ref.tag is None and ref.digest is not None) or signature_tag_subject(ref.tag or "") is not None:
+            if ((ref.tag is None and ref.digest is not None)
+                    or reference.signature_tag_subject(ref.tag or "") is not None):
                 continue  # digest-only references and cosign/referrers signature tags are not images
             tag = ref.tag_or_latest
             typed = f"{ref.repository}:{tag}"
@@ -86,7 +82,7 @@ class Catalog:
                 first_commits[desc.digest] = min(committed, first_commits.get(desc.digest, committed))
             full.append(((*ref.repository.split("/"), tag), ImageRef(typed, desc, committed)))
             name = reference.display_repository(ref.repository)
-            if name != ref.repository and not looks_like_registry(name.split("/")[0]):
+            if name != ref.repository and not reference.is_registry_component(name.split("/")[0]):
                 short.append(((*name.split("/"), tag), ImageRef(f"{name}:{tag}", desc, committed)))
         for raw in pins:
             try:

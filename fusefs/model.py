@@ -18,9 +18,10 @@ from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import GadgetStoreError
 from gadgetstore.engine.images import ImageRow, image_row, listed_reference
+from gadgetstore.engine.reference import is_registry_component
 from gadgetstore.engine.resolve import digest_query
 
-from .catalog import README, STORE_DIR, TAGS, Catalog, looks_like_registry
+from .catalog import README, STORE_DIR, TAGS, Catalog
 from .facts import (
     ArchFiles,
     BlobListFact,
@@ -260,7 +261,7 @@ class FsModel:
     def _root_file(self, name: str) -> Node:
         if name == README:
             top = self.catalog.dirs.get((), frozenset())
-            data = readme_text(top, [n for n in top if looks_like_registry(n)], self.host_arch, self.store_label,
+            data = readme_text(top, [n for n in top if is_registry_component(n)], self.host_arch, self.store_label,
                                self.pull_on_access)
         else:
             data = tags_text(self._list_rows())

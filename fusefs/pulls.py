@@ -24,8 +24,6 @@ import trio
 from gadgetstore.engine import reference
 from gadgetstore.engine.errors import GadgetStoreError
 
-from .catalog import looks_like_registry
-
 log = logging.getLogger(__name__)
 
 REMEMBER = 5.0
@@ -61,7 +59,7 @@ def candidate(path: tuple[str, ...]) -> Candidate | None:
     if not path:
         return None
     first, rest = path[0], path[1:]
-    if not looks_like_registry(first):  # a short name: <name>/<tag>
+    if not reference.is_registry_component(first):  # a short name: <name>/<tag>
         if len(path) == 1:
             return Candidate(None, True) if reference.is_valid_path(first) else None
         ref = _full_reference(f"{first}:{rest[0]}") if len(path) == 2 else None

@@ -43,6 +43,7 @@ from .. import mediatypes as mt
 from ..descriptor import Descriptor, canonical_json, children, is_document, parse_document, subject
 from ..digest import Digest
 from ..errors import GadgetStoreError, InvalidManifest
+from ..reference import legacy_signature_tag, referrers_tag
 from ..signatures import constants as sc
 from ..signatures.errors import SignatureError
 from ..signatures.locate import artifact_type_of, record_pulled_signature, signature_artifacts
@@ -254,7 +255,7 @@ class SignatureFetch:
         return await self.sources.document(self.client, self.repo, str(listed.digest), listed, where, self.tallies)
 
     async def _legacy(self) -> None:
-        tag = sc.legacy_signature_tag(self.subject.digest)
+        tag = legacy_signature_tag(self.subject.digest)
 
         async def step(client: RegistryClient) -> Document | None:
             return await self._tagged_document(client, tag)
@@ -290,7 +291,7 @@ class SignatureFetch:
         else:
             listing = await self.referrers_api.listing(client.domain, partial(self._referrers_api, client))
         if listing is None:
-            tag = sc.referrers_tag(self.subject.digest)
+            tag = referrers_tag(self.subject.digest)
             index = await self._tagged_document(client, tag)
             if not index.desc.is_index:
                 raise InvalidManifest(f"referrers tag {tag} is not an index")
@@ -534,7 +535,7 @@ def plan_signature_push(store: Store, digest: Digest) -> list[_Artifact]:
     out: list[_Artifact] = []
     seen: set[Digest] = set()
     for artifact in signature_artifacts(store, digest):
-        if artifact.tag == sc.referrers_tag(digest):
+        if artifact.tag == referrers_tag(digest):
             index = parse_document(store.blobs.read(artifact.desc.digest, max_size=mt.MAX_MANIFEST_BYTES),
                                    f"referrers index {artifact.tag}")
             entries = [e for e in _entries(index.get("manifests"), f"referrers index {artifact.tag}")
@@ -564,7 +565,7 @@ async def _put_manifest(client: RegistryClient, repo: str, desc: Descriptor, dat
 async def _update_referrers_tag(client: RegistryClient, repo: str, digest: Digest,
                                 entries: Sequence[Descriptor]) -> None:
     """Merge ``entries`` into the registry's ``sha256-<hex>`` index, as spec'd for registries without the API."""
-    tag = sc.referrers_tag(digest)
+    tag = referrers_tag(digest)
     try:
         current = await fetch_document(client, repo, tag, None, f"{repo}:{tag}")
     except NotFoundInRegistry:

@@ -1,4 +1,5 @@
-"""Media types, annotation keys and tag names of cosign, Sigstore bundles and notation."""
+"""Media types and annotation keys of cosign, Sigstore bundles and notation (their tag names are
+in :mod:`gadgetstore.engine.reference`, with the rest of the tag grammar)."""
 
 from __future__ import annotations
 
@@ -34,12 +35,3 @@ EMPTY_JSON_DIGEST = Digest.of_bytes(EMPTY_JSON)
 
 SIGNATURE_ARTIFACT_TYPES = (COSIGN_SIG_ARTIFACT, BUNDLE_V03, NOTATION_ARTIFACT)
 
-
-def legacy_signature_tag(digest: Digest) -> str:
-    """cosign's ``sha256-<hex>.sig`` tag, stored without repository as ig does."""
-    return f"{digest.algorithm}-{digest.hex}.sig"
-
-
-def referrers_tag(digest: Digest) -> str:
-    """The OCI referrers tag schema fallback: ``sha256-<hex>`` tags an index of referrers."""
-    return f"{digest.algorithm}-{digest.hex}"

@@ -12,6 +12,7 @@ from functools import partial
 
 from ..descriptor import Descriptor
 from ..digest import Digest
+from ..reference import legacy_signature_tag
 from ..store import Store
 from . import constants as c
 from .bundle import check_statement, parse_bundle
@@ -60,7 +61,7 @@ def _simple_signing_candidates(store: Store, fmt: str, desc: Descriptor, where: 
 
 
 def legacy_candidates(store: Store, digest: Digest) -> list[Candidate]:
-    tag = c.legacy_signature_tag(digest)
+    tag = legacy_signature_tag(digest)
     desc = store.lookup(tag)
     if desc is None:
         return []

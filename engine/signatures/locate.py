@@ -14,7 +14,7 @@ from ..blobstore import BlobNotFound
 from ..descriptor import Descriptor, is_document, subject
 from ..digest import Digest
 from ..errors import GadgetStoreError, IntegrityError
-from ..reference import signature_tag_subject
+from ..reference import legacy_signature_tag, referrers_tag, signature_tag_subject
 from ..store import Store
 from . import constants as c
 from .encoding import MAX_SIGNATURE_DOCUMENT, json_object
@@ -50,7 +50,7 @@ def signature_refs(digest: Digest) -> list[str]:
     index a registry without the Referrers API carries. Referrers themselves are listed by the
     registry's Referrers API, filtered by :data:`constants.SIGNATURE_ARTIFACT_TYPES`.
     """
-    return [c.legacy_signature_tag(digest), c.referrers_tag(digest)]
+    return [legacy_signature_tag(digest), referrers_tag(digest)]
 
 
 def artifact_type_of(doc: dict[str, Any]) -> str:
@@ -109,7 +109,7 @@ def _pinned_referrers(store: Store, digest: Digest) -> list[Referrer]:
 
 
 def _indexed_referrers(store: Store, digest: Digest) -> list[Referrer]:
-    tag = c.referrers_tag(digest)
+    tag = referrers_tag(digest)
     index_desc = store.lookup(tag)
     if index_desc is None:
         return []

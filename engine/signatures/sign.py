@@ -21,6 +21,7 @@ from typing import Any
 from .. import mediatypes as mt
 from ..descriptor import Descriptor, canonical_json
 from ..digest import Digest
+from ..reference import legacy_signature_tag
 from ..resolve import resolve
 from ..store import Store
 from . import constants as c
@@ -114,7 +115,7 @@ def sign_image(store: Store, ref: str, key: SigningKey, fmt: str = "legacy",
         digest = store.blobs.put(data)
         if fmt == "legacy":
             desc = Descriptor(mt.OCI_MANIFEST, digest, len(data))
-            tag = c.legacy_signature_tag(root.digest)
+            tag = legacy_signature_tag(root.digest)
             with store.transaction() as txn:
                 txn.tag(tag, desc)
             return SignResult(root.digest, fmt, desc, tag)

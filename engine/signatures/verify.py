@@ -13,7 +13,7 @@ from datetime import datetime
 from ..descriptor import Descriptor
 from ..digest import Digest
 from ..errors import GadgetStoreError
-from ..reference import parse
+from ..reference import legacy_signature_tag, parse
 from ..resolve import resolve
 from ..store import Store
 from . import constants as c
@@ -92,7 +92,7 @@ def verify_cosign(store: Store, ref: str, digest: Digest, keys: Sequence[PublicK
     if load_errors:
         raise load_errors[0]
     raise NoSignatureFound(
-        f"no cosign signature found for {digest} (looked for tag {c.legacy_signature_tag(digest)}, "
+        f"no cosign signature found for {digest} (looked for tag {legacy_signature_tag(digest)}, "
         f"OCI 1.1 and bundle referrers)")
 
 

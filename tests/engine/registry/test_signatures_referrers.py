@@ -20,6 +20,7 @@ import pytest
 import trio
 
 from gadgetstore.engine import mediatypes as mt
+from gadgetstore.engine import reference
 from gadgetstore.engine.descriptor import Descriptor, canonical_json
 from gadgetstore.engine.reference import normalize
 from gadgetstore.engine.registry.client import TransferOptions
@@ -60,10 +61,10 @@ async def test_pull_through_referrers_api_of_serve(tmp_path: Path, key: SigningK
     assert (result.signatures, result.warnings) == (3, [])
     ref = str(normalize(image))
     root = dst.resolve(ref)
-    assert c.legacy_signature_tag(root.digest) in dst.tags()
+    assert reference.legacy_signature_tag(root.digest) in dst.tags()
     assert {p.extra.get("artifactType") for p in dst.pins()} == {c.COSIGN_SIG_ARTIFACT, c.BUNDLE_V03}
     with dst.transaction() as txn:
-        txn.untag(c.legacy_signature_tag(root.digest))
+        txn.untag(reference.legacy_signature_tag(root.digest))
     assert verify_image(dst, ref, [public_key_of(key)]).method == "cosign OCI 1.1"
     verify_store(tmp_path / "dst")
 

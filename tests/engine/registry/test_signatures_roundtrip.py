@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from gadgetstore.engine import mediatypes as mt
+from gadgetstore.engine import reference
 from gadgetstore.engine.archive import export_images, import_archive
 from gadgetstore.engine.descriptor import Descriptor, canonical_json
 from gadgetstore.engine.reference import normalize
@@ -92,10 +93,10 @@ async def test_round_trip_each_format(anon_registry: RegistryServer, tmp_path: P
     verified = verify_image(dst, image, [public_key_of(key)])
     assert (verified.method, verified.digest) == (METHODS[fmt], root.digest)
     if fmt == "legacy":
-        assert c.legacy_signature_tag(root.digest) in dst.tags()
+        assert reference.legacy_signature_tag(root.digest) in dst.tags()
     else:
         assert [p.digest for p in dst.pins()] == [verified.signature]
-        assert c.referrers_tag(root.digest) not in dst.tags()  # referrers are pinned, not the index
+        assert reference.referrers_tag(root.digest) not in dst.tags()  # referrers are pinned, not the index
     verify_store(tmp_path / "dst")
     with pytest.raises(SignatureMismatch):
         verify_image(dst, image, [public_key_of(keys["ed25519"])])
@@ -114,7 +115,7 @@ async def test_round_trip_all_formats_each_key_type(anon_registry: RegistryServe
     assert result.signatures == 3
     assert verify_image(dst, image, [public_key_of(key)]).method == "cosign legacy"
     with dst.transaction() as txn:
-        txn.untag(c.legacy_signature_tag(root.digest))
+        txn.untag(reference.legacy_signature_tag(root.digest))
     assert verify_image(dst, image, [public_key_of(key)]).method == "cosign OCI 1.1"
     assert len(dst.pins()) == 2
 
@@ -213,7 +214,7 @@ async def test_export_import_of_pulled_signatures(anon_registry: RegistryServer,
     assert verify_image(third, image, [public_key_of(key)]).method == "cosign legacy"
     root = third.resolve(image)
     with third.transaction() as txn:
-        txn.untag(c.legacy_signature_tag(root.digest))
+        txn.untag(reference.legacy_signature_tag(root.digest))
     assert verify_image(third, image, [public_key_of(key)]).method == "cosign OCI 1.1"
     verify_store(tmp_path / "third")
 
@@ -228,7 +229,7 @@ async def test_push_of_a_stored_referrers_tag_index(anon_registry: RegistryServe
     index = canonical_json({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [pin.to_json()]})
     with src.transaction() as txn:
         txn.unpin(pin.digest)
-        txn.tag(c.referrers_tag(root.digest), Descriptor(mt.OCI_INDEX, src.blobs.put(index), len(index)))
+        txn.tag(reference.referrers_tag(root.digest), Descriptor(mt.OCI_INDEX, src.blobs.put(index), len(index)))
     assert (await push_image(src, image, insecure(anon_registry))).signatures == 1
     remote = remote_manifest(anon_registry, image, f"sha256-{root.digest.hex}")
     assert remote is not None and [e["digest"] for e in remote["manifests"]] == [str(pin.digest)]  # type: ignore[attr-defined]

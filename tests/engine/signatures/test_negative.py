@@ -9,6 +9,7 @@ import os
 import pytest
 
 from gadgetstore.engine import mediatypes as mt
+from gadgetstore.engine import reference
 from gadgetstore.engine.descriptor import Descriptor, canonical_json
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.signatures import constants as c
@@ -41,7 +42,7 @@ def _put(store: Store, doc: object) -> Descriptor:
 
 def _retag_signature(image: Image, doc: object) -> None:
     with image.store.transaction() as txn:
-        txn.tag(c.legacy_signature_tag(image.root.digest), _put(image.store, doc))
+        txn.tag(reference.legacy_signature_tag(image.root.digest), _put(image.store, doc))
 
 
 def test_another_key(image: Image, keys: dict[str, SigningKey], other_key: SigningKey) -> None:
@@ -62,9 +63,9 @@ def test_image_manifest_changed_after_signing(image: Image, keys: dict[str, Sign
     with pytest.raises(NoSignatureFound, match=str(changed.digest)):
         verify_image(image.store, image.ref, [public_key_of(key)])
     # The attacker also moves the old signature onto the new digest: its payload names the old one.
-    old_sig = image.store.resolve(c.legacy_signature_tag(image.root.digest))
+    old_sig = image.store.resolve(reference.legacy_signature_tag(image.root.digest))
     with image.store.transaction() as txn:
-        txn.tag(c.legacy_signature_tag(changed.digest), old_sig)
+        txn.tag(reference.legacy_signature_tag(changed.digest), old_sig)
     expected = f"names {image.root.digest}, not the image digest {changed.digest}"
     with pytest.raises(PayloadDigestMismatch, match=expected):
         verify_image(image.store, image.ref, [public_key_of(key)])

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gadgetstore.engine import mediatypes as mt
+from gadgetstore.engine import reference
 from gadgetstore.engine.descriptor import Descriptor, canonical_json
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.signatures import (
@@ -67,7 +68,7 @@ def test_record_pulled_signatures_then_verify(image: Image, keys: dict[str, Sign
             record_pulled_signature(puller, artifact.desc, artifact.tag)
     assert verify_image(puller, image.ref, [public_key_of(key)]).method == "cosign legacy"
     with puller.transaction() as txn:
-        txn.untag(c.legacy_signature_tag(image.root.digest))
+        txn.untag(reference.legacy_signature_tag(image.root.digest))
     assert verify_image(puller, image.ref, [public_key_of(key)]).method == "cosign bundle"
 
 
@@ -90,6 +91,6 @@ def test_referrers_tag_index_fallback(image: Image, keys: dict[str, SigningKey])
     index_desc = Descriptor(mt.OCI_INDEX, image.store.blobs.put(index), len(index))
     with image.store.transaction() as txn:
         txn.unpin(signed.signature.digest)
-        txn.tag(c.referrers_tag(image.root.digest), index_desc)
+        txn.tag(reference.referrers_tag(image.root.digest), index_desc)
     result = verify_image(image.store, image.ref, [public_key_of(key)])
     assert (result.method, result.signature) == ("cosign OCI 1.1", signed.signature.digest)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from gadgetstore.engine import reference
 from gadgetstore.engine.archive import export_images, import_archive
-from gadgetstore.engine.signatures import constants as c
 from gadgetstore.engine.signatures.errors import NoSignatureFound, SignatureMismatch
 from gadgetstore.engine.signatures.sign import SIGN_FORMATS, sign_image
 from gadgetstore.engine.signatures.signing_keys import KEY_TYPES, SigningKey, public_key_of
@@ -37,7 +37,7 @@ def test_sign_export_import_verify(image: Image, keys: dict[str, SigningKey], ot
     assert result.signature == signed.signature.digest
     assert result.signer == str(public_key_of(key))
     if fmt == "legacy":
-        assert fresh.lookup(c.legacy_signature_tag(image.root.digest)) == signed.signature
+        assert fresh.lookup(reference.legacy_signature_tag(image.root.digest)) == signed.signature
     else:
         assert signed.signature.digest in {p.digest for p in fresh.pins()}
     with pytest.raises(SignatureMismatch):
