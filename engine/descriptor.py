@@ -10,6 +10,7 @@ from typing import Any
 from . import mediatypes as mt
 from .digest import Digest
 from .errors import GadgetStoreError, GraphTooLarge, InvalidManifest
+from .gojson import go_escape
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,4 @@ def walk_graph(
 
 def canonical_json(obj: Any) -> bytes:
     """Compact JSON with Go's HTML escaping, as ig/oras write manifests and index.json."""
-    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
-    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
-    return text.encode()
+    return go_escape(json.dumps(obj, separators=(",", ":"), ensure_ascii=False)).encode()
