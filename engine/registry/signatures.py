@@ -30,7 +30,6 @@ index is fetched, merged and put back, as the distribution spec asks of clients.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -51,9 +50,9 @@ from ..store import Store
 from .blobfetch import BlobFetcher
 from .client import RegistryClient
 from .errors import NotFoundInRegistry, RegistryError
-from .http import join_url
 from .manifests import Document, fetch_document
 from .mirrors import Sources, Tallies
+from .paging import follow_next, next_link
 from .tagsnapshot import TagSnapshots
 
 if TYPE_CHECKING:  # keys and verification load cryptography: only when a signature is checked
@@ -67,7 +66,6 @@ MAX_SIGNATURE_BLOB = 1024 * 1024  # what the verifier reads at most (signatures.
 MAX_SIGNATURE_CHILDREN = 8
 _API_MISSING = (400, 404, 405)  # the Referrers API is absent: fall back to the referrers tag
 BlobPusher = Callable[[Descriptor], Awaitable[None]]
-_LINK_NEXT_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 T = TypeVar("T")
 
 
@@ -311,16 +309,18 @@ class SignatureFetch:
     async def _referrers_api(self, client: RegistryClient) -> list[Descriptor] | None:
         """The Referrers API listing (all pages), or None when the registry does not have the API."""
         out: list[Descriptor] = []
-        url = f"/v2/{self.repo}/referrers/{self.subject.digest}"
+        path = f"/v2/{self.repo}/referrers/{self.subject.digest}"
+        url = client.url(path)
+        read = {url}
         for _ in range(MAX_REFERRER_PAGES):
             resp = await client.request("GET", url, scopes=self.scopes, ok=(200, *_API_MISSING),
-                                        headers=[("Accept", mt.OCI_INDEX)], what=f"referrers of {url}")
+                                        headers=[("Accept", mt.OCI_INDEX)], what=f"referrers of {path}")
             async with resp:
                 if resp.status != 200:
                     await resp.discard()
                     return out or None
                 data = await resp.read(mt.MAX_MANIFEST_BYTES)
-                link = resp.header("link")
+                links = resp.header_all("link")
             try:
                 doc = json.loads(data)
             except (ValueError, UnicodeDecodeError):
@@ -328,10 +328,10 @@ class SignatureFetch:
             if not isinstance(doc, dict):
                 return None
             out.extend(_entries(doc.get("manifests"), "referrers listing"))
-            match = _LINK_NEXT_RE.search(link or "")
-            if match is None:
+            following = next_link(links, url)
+            if following is None:
                 return out
-            url = join_url(resp.url, match.group(1), "Link")
+            url = follow_next(following, client.origin, read, f"referrers of {path}")
         return out
 
     async def _referrer(self, listed: Descriptor) -> None:

@@ -1,36 +1,23 @@
 """Listing a repository's tags (``GET /v2/<name>/tags/list``) for ``image pull --all-tags``.
 
-Pages are followed through the ``Link: <…>; rel="next"`` header, but only on the registry's own
-origin (a page must not send us, with our token, somewhere else), and everything is bounded:
-pages, tags and bytes per page, so a hostile or broken registry cannot keep us listing forever.
+Pages are followed as :mod:`.paging` allows (``Link: <…>; rel="next"``, on the registry's own
+origin), and everything is bounded: pages, tags and bytes per page, so a hostile or broken registry
+cannot keep us listing forever.
 """
 
 from __future__ import annotations
 
 import json
-import re
 
 from ..reference import Reference, is_valid_tag
 from .client import RegistryClient, Session
 from .errors import RegistryError
-from .http import join_url, origin_of
+from .paging import follow_next, next_link
 
 PAGE_SIZE = 1000
 MAX_PAGES = 100
 MAX_TAGS = 10_000
 MAX_PAGE_BYTES = 4 * 1024 * 1024
-_LINK_RE = re.compile(r'<([^>]*)>((?:\s*;\s*[^;,]+)*)')
-_REL_NEXT_RE = re.compile(r'(?:^|;)\s*rel\s*=\s*"?([^";]*)"?', re.IGNORECASE)
-
-
-def next_link(values: list[str], base_url: str) -> str | None:
-    """The absolute URL of the ``rel="next"`` page, if any (RFC 8288, as registries send it)."""
-    for value in values:
-        for match in _LINK_RE.finditer(value):
-            rel = _REL_NEXT_RE.search(match.group(2))
-            if rel is not None and "next" in rel.group(1).lower().split():
-                return join_url(base_url, match.group(1).strip(), "Link")
-    return None
 
 
 def _page_tags(data: bytes, where: str) -> list[str]:
@@ -61,9 +48,8 @@ async def list_repository_tags(client: RegistryClient, repo: str, where: str, *,
     was shorter than asked for (a registry that cuts a page without a next link looks whole otherwise)."""
     url = client.url(f"/v2/{repo}/tags/list?n={page_size}")
     tags: dict[str, None] = {}
-    seen_urls: set[str] = set()
+    read = {url}
     for _ in range(max_pages):
-        seen_urls.add(url)
         page, following = await fetch_tag_page(client, repo, url, where)
         for tag in page:
             tags[tag] = None
@@ -71,11 +57,7 @@ async def list_repository_tags(client: RegistryClient, repo: str, where: str, *,
             raise RegistryError(f"{where}: more than {max_tags} tags")
         if following is None:
             return list(tags), len(page) < page_size
-        if origin_of(following) != client.origin:
-            raise RegistryError(f"{where}: refusing a next-page link to another origin ({origin_of(following)})")
-        if following in seen_urls:
-            raise RegistryError(f"{where}: the next-page link repeats an earlier page")
-        url = following
+        url = follow_next(following, client.origin, read, where)
     raise RegistryError(f"{where}: more than {max_pages} pages of tags")
 
 

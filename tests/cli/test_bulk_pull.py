@@ -12,7 +12,8 @@ import trio
 from gadgetstore.engine.reference import normalize
 from gadgetstore.engine.registry.client import Session, TransferOptions
 from gadgetstore.engine.registry.errors import RegistryError
-from gadgetstore.engine.registry.taglist import list_tags, next_link
+from gadgetstore.engine.registry.paging import next_link
+from gadgetstore.engine.registry.taglist import list_tags
 from gadgetstore.engine.store import Store
 from tests.engine.serve.support import RunningServer, start_server
 from tests.support.cli import run_cli as run

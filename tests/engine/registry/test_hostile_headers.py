@@ -11,9 +11,9 @@ import pytest
 from gadgetstore.engine.reference import normalize
 from gadgetstore.engine.registry.client import TransferOptions
 from gadgetstore.engine.registry.errors import AuthError, InvalidHeader, RegistryError
+from gadgetstore.engine.registry.paging import next_link
 from gadgetstore.engine.registry.pull import PullResult, pull_images
 from gadgetstore.engine.registry.push import push_image
-from gadgetstore.engine.registry.taglist import next_link
 from gadgetstore.engine.store import Store
 from tests.support.cli import run_in_store
 from tests.support.fakes import FakeServer, Reply, Request

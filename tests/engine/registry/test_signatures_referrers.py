@@ -82,6 +82,7 @@ class FakeRegistry:
     extra_referrers: list[dict[str, Any]] = field(default_factory=list)  # listed besides the real ones
     requests: list[str] = field(default_factory=list)
     host: str = ""
+    link_origin: str = ""  # put before the path of a next-page link (by default a relative link)
 
     def referrers(self, repo: str, digest: str) -> list[dict[str, Any]]:
         out = []
@@ -133,7 +134,7 @@ def _handler(fake: FakeRegistry) -> type[BaseHTTPRequestHandler]:
                 page = int(query.get("page", ["0"])[0])
                 headers = {"Content-Type": mt.OCI_INDEX}
                 if page + 1 < len(listed):
-                    headers["Link"] = f'</v2/{repo}/referrers/{ref}?page={page + 1}>; rel="next"'
+                    headers["Link"] = f'<{fake.link_origin}/v2/{repo}/referrers/{ref}?page={page + 1}>; rel="next"'
                 body = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": listed[page:page + 1]}
                 return self._send(200, json.dumps(body).encode(), headers)
             return self._send(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"unknown"}]}')
@@ -246,6 +247,27 @@ async def test_failing_signature_lookup_warns_but_pulls(fake: FakeRegistry, tmp_
     assert result.signatures == 0
     assert len(result.warnings) == 1 and "cosign signature tag" in result.warnings[0]
     assert "registry error 500" in result.warnings[0]
+
+
+async def test_a_referrers_page_linking_to_another_origin_is_not_followed(fake: FakeRegistry, tmp_path: Path,
+                                                                         key: SigningKey) -> None:
+    """The Referrers API's next page is followed only on the registry's own origin, as a tag list's is."""
+    src, image = signed(tmp_path, fake, key)
+    await push_image(src, image, options(fake.host))
+    other = FakeRegistry()
+    server = httpserver.serve(_handler(other))
+    fake.link_origin = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        dst = Store.open(tmp_path / "dst")
+        result = await pull_image(dst, image, options(fake.host))
+    finally:
+        httpserver.stop(server)
+    assert other.requests == []
+    assert result.error is None and result.signatures == 1  # the legacy tag; the referrers listing was refused
+    (warning,) = result.warnings
+    assert "could not fetch the signature referrers" in warning
+    assert f"refusing a next-page link to another origin ({fake.link_origin})" in warning
+    verify_store(tmp_path / "dst")
 
 
 def test_descriptor_listing_round_trip() -> None:
