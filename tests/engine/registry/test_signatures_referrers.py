@@ -272,10 +272,10 @@ async def test_a_referrers_page_linking_to_another_origin_is_not_followed(fake: 
 
 def test_descriptor_listing_round_trip() -> None:
     """The listing entry push writes for a referrers-tag index carries the artifact type."""
-    from gadgetstore.engine.registry.signatures import _listing_entry
+    from gadgetstore.engine.registry.signatures.referrers import listing_entry
 
     desc = Descriptor(mt.OCI_MANIFEST, c.EMPTY_JSON_DIGEST, 2)
-    entry = _listing_entry(desc, {"artifactType": c.BUNDLE_V03, "annotations": {"a": "b"}})
+    entry = listing_entry(desc, {"artifactType": c.BUNDLE_V03, "annotations": {"a": "b"}})
     assert entry.to_json() == {"mediaType": mt.OCI_MANIFEST, "digest": str(c.EMPTY_JSON_DIGEST), "size": 2,
                                "artifactType": c.BUNDLE_V03, "annotations": {"a": "b"}}
 
