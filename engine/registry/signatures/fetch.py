@@ -30,6 +30,7 @@ from ..errors import NotFoundInRegistry
 from ..manifests import Document
 from ..mirrors import Sources, Tallies
 from ..tagsnapshot import TagSnapshots
+from ..tasks import task_group
 from .referrers import ReferrersApi, api_listing, index_entries, is_signature
 from .sources import SignatureSources
 
@@ -68,7 +69,7 @@ class SignatureFetch:
 
     async def run(self) -> None:
         """Both lookups at once; a registry that fails one only costs a warning."""
-        async with trio.open_nursery() as nursery:
+        async with task_group() as nursery:
             nursery.start_soon(self._guarded, self._legacy, "cosign signature tag")
             nursery.start_soon(self._guarded, self._referrers, "signature referrers")
 
@@ -98,7 +99,7 @@ class SignatureFetch:
         if len(unique) > MAX_REFERRERS:
             self.warnings.append(f"{len(unique)} signature referrers listed for {self.subject.digest}; "
                                  f"fetching the first {MAX_REFERRERS}")
-        async with trio.open_nursery() as nursery:
+        async with task_group() as nursery:
             for desc in unique[:MAX_REFERRERS]:
                 nursery.start_soon(self._guarded, partial(self._referrer, desc), f"referrer {desc.digest}")
 

@@ -24,6 +24,7 @@ from ...store import Store
 from ..client import RegistryClient
 from ..errors import NotFoundInRegistry, RegistryError
 from ..manifests import fetch_document
+from ..tasks import task_group
 from .referrers import index_entries, listing_entry, merged_index
 
 BlobPusher = Callable[[Descriptor], Awaitable[None]]
@@ -100,12 +101,13 @@ async def push_signatures(store: Store, client: RegistryClient, repo: str, diges
                           push_blob: BlobPusher, limiter: trio.CapacityLimiter) -> int:
     """Push every stored signature of the image ``digest`` into ``repo``; returns how many.
 
-    ``push_blob`` is the image pusher's (HEAD, mount or upload); the image itself must be pushed first.
+    ``push_blob`` is the image pusher's (HEAD, mount or upload); the image itself must be pushed
+    first. A blob that fails raises its own error, as the image's blobs do.
     """
     artifacts = await trio.to_thread.run_sync(plan_signature_push, store, digest)
     unlinked: list[Descriptor] = []
     for artifact in artifacts:
-        async with trio.open_nursery() as nursery:
+        async with task_group() as nursery:
             for blob in artifact.blobs:
                 nursery.start_soon(_limited_blob, push_blob, blob, limiter)
         linked = await _put_manifest(client, repo, artifact.desc, artifact.data,

@@ -24,6 +24,7 @@ from gadgetstore.engine import reference
 from gadgetstore.engine.descriptor import Descriptor, canonical_json
 from gadgetstore.engine.reference import normalize
 from gadgetstore.engine.registry.client import TransferOptions
+from gadgetstore.engine.registry.errors import RegistryError
 from gadgetstore.engine.registry.pull import pull_image
 from gadgetstore.engine.registry.push import push_image
 from gadgetstore.engine.registry.signatures import VerifyPolicy
@@ -268,6 +269,20 @@ async def test_a_referrers_page_linking_to_another_origin_is_not_followed(fake: 
     assert "could not fetch the signature referrers" in warning
     assert f"refusing a next-page link to another origin ({fake.link_origin})" in warning
     verify_store(tmp_path / "dst")
+
+
+async def test_a_signature_blob_that_fails_to_push_fails_the_push_with_its_own_error(
+        fake: FakeRegistry, tmp_path: Path, key: SigningKey) -> None:
+    """Not an ExceptionGroup: a caller (and the CLI) sees the registry's error, as for an image blob."""
+    src, image = signed(tmp_path, fake, key, ("legacy",))
+    root = src.resolve(image)
+    signature = src.read_document(src.resolve(reference.legacy_signature_tag(root.digest)))
+    payload = signature["layers"][0]["digest"]
+    fake.broken.add(f"/v2/team/app/blobs/{payload}")
+    with pytest.raises(RegistryError) as caught:
+        await push_image(src, image, options(fake.host))
+    assert f"checking blob {payload}" in str(caught.value) and "registry error 500" in str(caught.value)
+    assert f"team/app@sha256-{root.digest.hex}.sig" not in fake.manifests  # not tagged without its blobs
 
 
 def test_descriptor_listing_round_trip() -> None:
