@@ -28,8 +28,8 @@ if TYPE_CHECKING:  # the thread pool is loaded by the first write that needs it
 
 READ_CHUNK = 1024 * 1024
 PARALLEL_HASH_MIN = 256 * 1024  # smaller writes are hashed inline: a thread hop would cost more
-# Measured on ext4 (kernel 6.18): one 1-2 MiB write(2) costs 5-8x the CPU of the same bytes in
-# 128-256 KiB calls, so big buffers go to the page cache in slices of this size.
+# Big buffers go to the page cache in slices of this size: a write(2) of a few MiB costs the kernel
+# several times the CPU of the same bytes in smaller calls (benchmarks/RESULTS.md, "write(2) size").
 WRITE_SLICE = 256 * 1024
 HASH_BACKLOG = 1  # prefix batches whose hash may still run behind their write
 # O_DIRECT needs the file offset, the length and the memory address aligned to the block size; a
@@ -278,8 +278,8 @@ class IngestWriter:
 
     ``direct=True`` (big downloads) writes page-aligned pieces that extend the hashed prefix with
     ``O_DIRECT``: the bytes go from the caller's buffer to the disk without being copied into the
-    page cache and written back later, which measured 0.07 CPU-s per GiB here against 0.4-1.0 for
-    buffered writes plus their fsync. Pieces that land ahead of the prefix stay in the page cache
+    page cache and written back later, which costs a fraction of the CPU of buffered writes plus
+    their fsync (benchmarks/RESULTS.md). Pieces that land ahead of the prefix stay in the page cache
     (they are read back for the hash), and so do unaligned pieces, read-only ``bytes`` (no address
     to check) and everything on a file system that refuses ``O_DIRECT``; :attr:`buffered_bytes`
     counts them, for a caller that starts writeback early.
