@@ -33,7 +33,7 @@ def _snapshot(root: Path) -> tuple[bytes, bytes, list[str]]:
 @pytest.mark.parametrize("form", ["name@digest", "name:tag@digest", "digest", "prefix", "bare-prefix"])
 def test_inspect_by_digest_is_local_and_writes_no_tag(imported: Path, gadget_image: ArchivedImage,
                                                       form: str) -> None:
-    """It used to pull first (and, with network, tag ``…app@sha256:…``); a digest in the store is not pulled."""
+    """A digest in the store is read locally: no pull, and no tag like ``…app@sha256:…`` is written."""
     digest = gadget_image.root.digest
     typed = {"name@digest": f"{UNREACHABLE}@{digest}", "name:tag@digest": f"{UNREACHABLE}:other@{digest}",
              "digest": str(digest), "prefix": f"sha256:{digest.hex[:12]}", "bare-prefix": digest.hex[:16]}[form]

@@ -5,9 +5,8 @@ on a terminal, raw values otherwise), pkg/oci/oci.go ``GadgetImageDesc`` (``dige
 the other columns pkg/columns' default width 16), pkg/columns/formatter/textcolumns/scaler.go
 ``RecalculateWidths`` and ``GetTerminalWidth`` (width of fd 0), output.go ``buildFixedString``
 (strconv.Quote escaping, ellipsis.End ``…``, left-aligned padding of every column, the last too) and
-``WriteTable``. Every terminal case was also run with the real ig (v0.55.0-55, /work/research/ig
-through ig-ns.sh, under ``script`` with ``stty cols W``, on ig's own pulled store): same bytes, with
-the terminal's ``\\r\\n`` for ``\\n``.
+``WriteTable``. Every terminal case matches the real ig (v0.55, under ``script`` with ``stty cols W``,
+on ig's own pulled store) byte for byte, with the terminal's ``\\r\\n`` for ``\\n``.
 """
 
 from __future__ import annotations
@@ -47,7 +46,7 @@ def test_60_columns_cut_with_an_ellipsis() -> None:
 
 @pytest.mark.parametrize(("screen", "widths"), [
     (100, (29, 28, 12, 28)),  # floor(85/3) = 28, 1 left over
-    (120, (35, 35, 12, 35)),  # 105/3, none left over (measured: 35/35/12/35)
+    (120, (35, 35, 12, 35)),  # 105/3, none left over (ig prints 35/35/12/35)
     (200, (62, 62, 12, 61)),  # floor(185/3) = 61, 2 left over
     (20, (2, 2, 12, 1)),  # floor(5/3) = 1 each, 2 left over (18 is the least ig scales to)
     (0, (16, 16, 12, 16)),  # no terminal on fd 0 (ig's GetSize(0) fails): declared widths, still cut
@@ -67,7 +66,7 @@ def test_widths_at_other_terminal_sizes(screen: int, widths: tuple[int, int, int
 
 
 def test_the_20_column_table_is_igs() -> None:
-    """Measured with ig at 20 columns: every column but the fixed digest shrinks to almost nothing."""
+    """ig at 20 columns: every column but the fixed digest shrinks to almost nothing."""
     assert format_rows([ROW], tty=True, no_trunc=False, now=NOW, screen_width=20) == (
         "R… T… DIGEST       …\n"
         "1… v1 793046c55399 …\n"

@@ -42,7 +42,7 @@ def test_malformed_digests_are_refused(text: str, message: str) -> None:
 
 
 def test_a_bare_digest_is_never_an_official_image_name() -> None:
-    """It used to normalise to ghcr.io/inspektor-gadget/gadget/sha256:<hex> and be pulled."""
+    """``sha256:<hex>`` is a digest, not the official repository ``ghcr.io/inspektor-gadget/gadget/sha256``."""
     with pytest.raises(InvalidReference, match="a digest alone names no repository; give NAME@DIGEST"):
         normalize("sha256:" + "a" * 64)
     with pytest.raises(InvalidReference):

@@ -88,7 +88,7 @@ def op(code: int) -> bytes:
 
 # ----------------------------------------------------------------------------------------------------
 # A Go c-shared module in miniature: the shape `go build -buildmode=c-shared` gives a
-# `//go:wasmexport gadgetAPIVersion` returning uint64 (measured on ig's trace_exec).
+# `//go:wasmexport gadgetAPIVersion` returning uint64 (as in ig's trace_exec).
 
 RETURN_ADDRESS = 0x17060001  # the wrapper's own PC, pushed as the Go call's return address
 FD_WRITE_IMPORT, GADGET_LOG_IMPORT, NOT_INITIALIZED, GO_FUNCTION, UNWIND_LOOP, INITIALIZE, WRAPPER = range(7)
@@ -137,7 +137,7 @@ def go_module(*, with_initialize: bool = True, result: bytes | None = None, memo
 
 
 def test_go_wasmexport_wrapper_gives_the_version() -> None:
-    """Old code: the body is not a constant expression, so the key was missing where ig shows 1."""
+    """The wrapper's body is not a constant expression: the version comes from running it, as ig does."""
     assert analyze_wasm(go_module()) == {
         "wasm.upcalls": ("application/json", b'["gadgetLog"]'),
         "wasm.gadgetAPIVersion": ("text/plain", b"1"),

@@ -92,8 +92,8 @@ async def test_images_of_a_batch_fetch_a_shared_manifest_once(store: Store) -> N
     """Two images whose indexes list the same manifest: while one image fetches it, the other waits.
 
     The registry holds its first answer for that manifest until a second request for it comes, or
-    for at most 2 s: a second request (the old behaviour) is thus always made while the first is
-    still under way, and none is made when the second image waits.
+    for at most 2 s: a second image that fetched on its own would thus always ask while the first
+    request is still under way, and none is made when the second image waits.
     """
     a, b = Graph(), Graph()
     shared = gadget_manifest(a, "shared")
