@@ -180,19 +180,6 @@ class BlobStore:
             w.commit()
         return digest
 
-    def ingest_stream(
-        self, chunks: Iterable[bytes], expected: Digest, expected_size: int | None
-    ) -> bool:
-        """Stream into the store; returns False when the blob was already there (bytes still checked)."""
-        if self.has(expected):
-            verify_stream(chunks, expected, expected_size)
-            return False
-        with self.writer(expected, expected_size) as w:
-            for chunk in chunks:
-                w.write(chunk)
-            w.commit()
-        return True
-
     def ingest_files(self) -> list[Path]:
         """Everything in ``ingest/``: unfinished writes (gc removes them while no writer holds a lease)."""
         try:

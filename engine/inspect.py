@@ -174,10 +174,6 @@ def layer_entries(store: Store, layer: Descriptor) -> dict[str, Entry]:
     return entries
 
 
-def layer_extra_info(store: Store, layer: Descriptor) -> ExtraInfo:
-    return {key: (entry.content_type, entry.content()) for key, entry in layer_entries(store, layer).items()}
-
-
 def image_entries(store: Store, typed_image: str, manifest: ArchManifest) -> dict[str, Entry]:
     """Every extra-info entry of the manifest: ``oci.*`` computed, the layers' analysis from the cache."""
     entries = {key: Entry.compute(content_type, content)

@@ -41,16 +41,6 @@ def flocked(path: Path, exclusive: bool = True) -> Iterator[None]:
         os.close(fd)
 
 
-@contextlib.contextmanager
-def try_flocked(path: Path) -> Iterator[bool]:
-    """The exclusive lock if nobody holds it now (True), else False at once, without waiting."""
-    fd = os.open(path, _LOCK_FLAGS | os.O_CREAT, 0o600)
-    try:
-        yield _try_exclusive(fd)
-    finally:
-        os.close(fd)
-
-
 def _try_exclusive(fd: int) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -39,7 +39,6 @@ from .textfiles import readme_text, rfc3339_ns, safe_name, tags_text
 
 VOLATILE_TTL = 1.0
 """Seconds a blob listing, a blob stat, a document probe or a failed load stays valid."""
-FAILED_TTL = 1.0
 MAX_EXTRA_INFO = 8192
 """Extra-info results kept; they are deterministic, so an evicted one is recomputed identically.
 Their byte strings are interned, so images sharing a layer share its analysis in memory."""

@@ -94,8 +94,6 @@ class OnAccess:
         self._remember = remember
         self._inflight: dict[str, trio.Event] = {}
         self._outcomes: dict[str, tuple[Outcome, float]] = {}
-        self.fetches = 0
-        """How many fetches were started (for tests and the log)."""
 
     async def resolve(self, found: Candidate) -> Outcome:
         """The outcome for ``found``: a pull when needed, shared with every lookup of the same image."""
@@ -128,7 +126,6 @@ class OnAccess:
 
     async def _run(self, found: Candidate) -> Outcome:
         assert found.reference is not None
-        self.fetches += 1
         log.info("pulling %s on access", found.reference)
         try:
             outcome = await self._fetch(found.reference, found.may_be_prefix)

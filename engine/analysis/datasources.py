@@ -11,7 +11,6 @@ nothing that needs a kernel, a container runtime, a cluster or ig's own configur
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,11 +94,6 @@ def wasm_may_create(wasm: bytes, name: str) -> bool:
     from gadgetstore.engine.analysis.wasm import parse_wasm
 
     return "newDataSource" in parse_wasm(wasm).upcalls() and name.encode("utf-8", "surrogateescape") in wasm
-
-
-def datasources_from_elf(elf: bytes, metadata: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The data sources of one ELF layer and gadget.yaml, every operator rule applied."""
-    return gadget_datasources(metadata, elf)
 
 
 # -- analyze: BTF marker variables ---------------------------------------------------------------

@@ -99,7 +99,6 @@ def basic_header(creds: Credentials) -> str:
 class Token:
     value: str
     lifetime: float  # seconds left when it was received, after accounting for issued_at
-    refresh_token: str = ""
 
 
 def parse_token_response(data: bytes, now_epoch: float, where: str) -> Token:
@@ -122,8 +121,7 @@ def parse_token_response(data: bytes, now_epoch: float, where: str) -> Token:
         except ValueError:
             age = 0.0
         lifetime -= max(0.0, age)
-    refresh = obj.get("refresh_token")
-    return Token(value, lifetime, refresh if isinstance(refresh, str) else "")
+    return Token(value, lifetime)
 
 
 class TokenCache:

@@ -534,7 +534,6 @@ class Pool:
         self._idle: dict[Origin, list[Connection]] = {}
         self._slots: dict[Origin, trio.Semaphore] = {}
         self.connections_opened = 0
-        self.requests_sent = 0
 
     def idle_connections(self) -> list[Connection]:
         """The kept-alive connections waiting for their next request, of every origin."""
@@ -573,7 +572,6 @@ class Pool:
                     with trio.CancelScope(shield=True):
                         await conn.aclose()
                     raise
-                self.requests_sent += 1
                 return Response(self, conn, slot, url, method, head, label)
             raise AssertionError("unreachable")
         except BaseException:

@@ -9,7 +9,6 @@ from ..digest import Digest
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 COSIGN_SIG_ARTIFACT = "application/vnd.dev.cosign.artifact.sig.v1+json"
 COSIGN_SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
-COSIGN_REKOR_BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
 SIMPLE_SIGNING_TYPE = "cosign container image signature"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 
@@ -27,7 +26,6 @@ NOTATION_ARTIFACT = "application/vnd.cncf.notary.signature"
 JWS_ENVELOPE = "application/jose+json"
 COSE_ENVELOPE = "application/cose"
 NOTATION_PAYLOAD = "application/vnd.cncf.notary.payload.v1+json"
-NOTATION_THUMBPRINT_ANNOTATION = "io.cncf.notary.x509chain.thumbprint#S256"
 
 # OCI empty descriptor (image-spec 1.1): the two bytes ``{}``
 EMPTY_JSON = b"{}"

@@ -21,7 +21,6 @@ from .encoding import b64decode_std, b64decode_url, json_object
 from .errors import MalformedSignature, SignatureMismatch
 
 SIGNING_SCHEME = "io.cncf.notary.signingScheme"
-SIGNING_TIME = "io.cncf.notary.signingTime"
 EXPIRY = "io.cncf.notary.expiry"
 AUTHENTIC_SIGNING_TIME = "io.cncf.notary.authenticSigningTime"
 VERIFICATION_PLUGIN = "io.cncf.notary.verificationPlugin"

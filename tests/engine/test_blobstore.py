@@ -26,14 +26,21 @@ def test_put_is_read_only_verified_and_deduplicated(store: Store) -> None:
     assert not list(store.blobs.ingest_dir.iterdir())
 
 
+def _ingest(store: Store, chunks: list[bytes], expected: Digest, expected_size: int) -> None:
+    with store.blobs.writer(expected, expected_size) as writer:
+        for chunk in chunks:
+            writer.write(chunk)
+        writer.commit()
+
+
 def test_wrong_digest_or_size_publishes_nothing(store: Store) -> None:
     wrong = Digest.of_bytes(b"other")
     with pytest.raises(DigestMismatch):
-        store.blobs.ingest_stream([b"hello"], wrong, 5)
+        _ingest(store, [b"hello"], wrong, 5)
     with pytest.raises(IntegrityError):
-        store.blobs.ingest_stream([b"hel", b"lo!"], Digest.of_bytes(b"hello!"), 5)
+        _ingest(store, [b"hel", b"lo!"], Digest.of_bytes(b"hello!"), 5)
     with pytest.raises(IntegrityError):
-        store.blobs.ingest_stream([b"hell"], Digest.of_bytes(b"hello"), 5)
+        _ingest(store, [b"hell"], Digest.of_bytes(b"hello"), 5)
     assert list(store.blobs.iter_digests()) == []
     assert not list(store.blobs.ingest_dir.iterdir()), "failed ingests must clean up their temp files"
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import trio
 
@@ -25,9 +24,6 @@ from ...signatures.locate import record_pulled_signature, signature_artifacts
 from ...store import Store
 from .fetch import FetchedSignature, SignatureFetch
 from .policy import VerifyPolicy
-
-if TYPE_CHECKING:  # verification loads cryptography: only when a signature is checked
-    from ...signatures.verify import VerifyResult
 
 
 class SignatureRefused(SignatureError):
@@ -42,7 +38,6 @@ class SignatureRefused(SignatureError):
 class SignatureOutcome:
     count: int
     warnings: list[str]
-    verified: VerifyResult | None = None
 
 
 @dataclass
@@ -90,12 +85,12 @@ def _undo(store: Store, done: _Recorded) -> None:
 
 
 def _verify_or_undo(store: Store, ref: str, root: Descriptor, found: Sequence[FetchedSignature],
-                    done: _Recorded, policy: VerifyPolicy) -> VerifyResult:
+                    done: _Recorded, policy: VerifyPolicy) -> None:
     """Blocking: the verdict; on refusal, undo the records and name every blob the pull brought."""
-    from ...signatures.verify import verify_cosign
+    from ...signatures.verify import verify_cosign  # loads cryptography: only when a signature is checked
 
     try:
-        return verify_cosign(store, ref, root.digest, policy.public_keys())
+        verify_cosign(store, ref, root.digest, policy.public_keys())
     except SignatureError as err:
         graph = store.walk([root, *(sig.desc for sig in found)], missing_ok=True)
         _undo(store, done)
@@ -118,7 +113,7 @@ async def settle_signatures(store: Store, ref: str, root: Descriptor, fetch: Sig
         outcome = SignatureOutcome(len(done.tags) + len(done.pins) + done.unchanged, warnings)
         if policy is not None:
             try:
-                outcome.verified = await trio.to_thread.run_sync(
+                await trio.to_thread.run_sync(
                     _verify_or_undo, store, ref, root, list(fetch.found), done, policy)
             except SignatureRefused as err:
                 if not warnings:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gadgetstore.engine.analysis.datasources import datasources_from_elf, gadget_datasources
+from gadgetstore.engine.analysis.datasources import gadget_datasources
 from gadgetstore.engine.analysis.dsmodel import FLAG_STATIC_MEMBER
 from gadgetstore.engine.analysis.operator_rules import go_duration_string, go_parse_duration
 from gadgetstore.engine.errors import AnalysisError
@@ -58,7 +58,7 @@ def test_trace_demo_tracer_matches_bpftool_and_gadget_yaml(
     expected = _bpftool_event_members(elf, "trace_demo_amd64.o", write_blob, bpftool_types)
     assert [name for name, _, _ in expected] == ["timestamp_raw", "pid", "uid", "dfd", "flags_raw", "comm", "fname"]
 
-    (source,) = datasources_from_elf(elf, yaml.safe_load(DEMO_METADATA.read_text()))
+    (source,) = gadget_datasources(yaml.safe_load(DEMO_METADATA.read_text()), elf)
     assert list(source) == ["name", "type", "fields"] and source["name"] == "open" and source["type"] == 1
     fields = source["fields"]
     assert [(f["name"], f.get("offs", 0), f["size"]) for f in fields] == expected
@@ -76,7 +76,7 @@ def test_trace_demo_tracer_matches_bpftool_and_gadget_yaml(
                                                "description": "File name as given to openat"}
     for entry in fields:
         assert list(entry) == [key for key in FIELD_KEYS if key in entry], "Go encoding/json field order"
-    (plain,) = datasources_from_elf(elf)
+    (plain,) = gadget_datasources(None, elf)
     assert plain["fields"][0]["flags"] == 16, "without gadget.yaml nothing is hidden"
 
 
@@ -85,7 +85,7 @@ def test_trace_open_tracer_matches_bpftool(trace_open_elves: dict[str, bytes], w
     elf = trace_open_elves["amd64"]
     expected = _bpftool_event_members(elf, "trace_open_amd64.o", write_blob, bpftool_types)
 
-    (source,) = datasources_from_elf(elf)
+    (source,) = gadget_datasources(None, elf)
     assert list(source) == ["name", "type", "fields"] and source["name"] == "open" and source["type"] == 1
     static = [f for f in source["fields"] if f["flags"] & FLAG_STATIC_MEMBER]
     assert [(f["name"], f.get("offs", 0), f["size"]) for f in static] == expected
@@ -112,7 +112,7 @@ def test_compiled_gadget_nested_fields_mapiter_and_metadata(gadget_objects: dict
                  "fields": {"nested.a": {"annotations": {"description": "inner a"}},
                             "comm": {"annotations": {"template": "comm", "columns.width": 20}}}},
         "calls": {"tags": ["x"]}}}
-    calls, exec_ = datasources_from_elf(gadget_objects["datasources"].read_bytes(), metadata)
+    calls, exec_ = gadget_datasources(metadata, gadget_objects["datasources"].read_bytes())
     assert exec_["name"] == "exec" and exec_["type"] == 1
     assert exec_["annotations"] == {"cli.clear-screen-before": "true"}
     fields = {f["fullName"]: f for f in exec_["fields"]}
@@ -161,18 +161,18 @@ def test_tracer_naming_a_missing_map_is_an_analysis_error(tmp_path: Path) -> Non
     subprocess.run(["clang", "-target", "bpf", "-g", "-O2", "-D__TARGET_ARCH_x86", "-I/usr/include/x86_64-linux-gnu",
                     f"-I{INCLUDE_DIR}", "-c", str(source), "-o", str(target)], check=True, capture_output=True)
     with pytest.raises(AnalysisError, match="nosuchmap"):
-        datasources_from_elf(target.read_bytes())
+        gadget_datasources(None, target.read_bytes())
 
 
 def test_objects_without_markers_have_no_datasources(gadget_objects: dict[str, Path]) -> None:
-    assert datasources_from_elf(gadget_objects["hash_array"].read_bytes()) == []
+    assert gadget_datasources(None, gadget_objects["hash_array"].read_bytes()) == []
 
 
 def test_gadget_yaml_is_matched_case_insensitively_like_viper(gadget_objects: dict[str, Path]) -> None:
     """ig reads gadget.yaml through viper, which lower-cases keys (annotation keys included)."""
     metadata = {"dataSources": {"EXEC": {"annotations": {"Cli.Mode": 1},
                                          "fields": {"Nested": {"A": {"annotations": {"Columns.Hidden": True}}}}}}}
-    _, exec_ = datasources_from_elf(gadget_objects["datasources"].read_bytes(), metadata)
+    _, exec_ = gadget_datasources(metadata, gadget_objects["datasources"].read_bytes())
     assert exec_["annotations"] == {"cli.mode": "1"}
     inner = exec_["fields"][5]
     assert inner["fullName"] == "nested.a" and inner["annotations"]["columns.hidden"] == "true"
