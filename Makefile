@@ -7,7 +7,7 @@ APT_PACKAGES = build-essential pkg-config python3-venv python3-dev fuse3 libfuse
 	clang llvm clang-19 llvm-19 libbpf-dev linux-libc-dev bpftool docker-registry skopeo apache2-utils openssl \
 	zstd curl
 
-.PHONY: demo test lint system-packages venv bench bench-build test-ig test-ig-gadgets test-ig-datasources clean
+.PHONY: demo test lint deadcode system-packages venv bench bench-build test-ig test-ig-gadgets test-ig-datasources clean
 
 system-packages:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -25,9 +25,13 @@ $(VENV)/.installed: pyproject.toml
 
 venv: system-packages $(VENV)/.installed
 
-lint: venv
+lint: venv deadcode
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy engine fusefs cli
+
+# Unused code in the runtime packages (settings and the names it cannot see used: [tool.vulture]).
+deadcode: venv
+	$(VENV)/bin/vulture
 
 test: venv lint
 	$(VENV)/bin/pytest -q
