@@ -160,6 +160,11 @@ class Server:
                 log.warning("accept failed (%s); retrying shortly", os.strerror(err.errno or 0))
                 await trio.sleep(0.1)
                 continue
+            try:  # the idle connection that made room may have sent its next request meanwhile
+                await self.connections.wait_for_room()
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
             tracked = self._admit(stream)
             if tracked is None:
                 await stream.aclose()

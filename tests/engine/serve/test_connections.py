@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import trio
 import trio.testing
 
+from gadgetstore.engine.serve import ServeConfig, Server
 from gadgetstore.engine.serve.connections import ConnectionTable, client_of
+from gadgetstore.engine.store import Store
 
 REMOTE = "192.0.2.7"
 OTHER = "192.0.2.8"
@@ -85,3 +91,90 @@ def test_an_ipv4_mapped_address_is_its_ipv4_client() -> None:
     assert client_of(("::ffff:192.0.2.7", 5050, 0, 0)) == REMOTE
     assert client_of((REMOTE, 5050)) == REMOTE
     assert client_of(("2001:db8::1", 1, 0, 0)) == "2001:db8::1"
+
+
+
+class _Listener:
+    """Hands out the connections a test lets in."""
+
+    def __init__(self) -> None:
+        self.arrive, self._arrivals = trio.open_memory_channel[object](1)
+        self.socket = self
+
+    def getsockname(self) -> tuple[str, int]:
+        return "127.0.0.1", 5050
+
+    async def accept(self) -> object:
+        return await self._arrivals.receive()
+
+    async def aclose(self) -> None:
+        pass
+
+
+class _Client:
+    """A connection whose request heads and answers move when the test says."""
+
+    def __init__(self, host: str) -> None:
+        self.socket = self
+        self._host = host
+        self.send_head, self._heads = trio.open_memory_channel[bytes](1)
+        self.answered = trio.Event()
+        self.may_answer = trio.Event()
+        self.closed = False
+
+    def getpeername(self) -> tuple[str, int]:
+        return self._host, 5050
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        return await self._heads.receive()
+
+    async def send_all(self, data: bytes) -> None:
+        await self.may_answer.wait()
+        self.answered.set()
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+HEAD = b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@contextlib.asynccontextmanager
+async def _busy_then_arriving(tmp_path: Path) -> AsyncIterator[tuple[Server, _Client, _Client]]:
+    """A server for one connection: the first was idle when accepting began (room), then sent a
+    request it is answering, then the second arrived. Shut down on leaving."""
+    server = Server(Store.open(tmp_path / "s"), ServeConfig(max_connections=1, shutdown_grace=0.0))
+    listener = _Listener()
+    first, second = _Client(REMOTE), _Client(OTHER)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve, [listener])
+        await listener.arrive.send(first)
+        await trio.testing.wait_all_tasks_blocked()
+        assert server.connections.open == 1 and server.connections.idle_count == 1  # room to accept
+        await first.send_head.send(HEAD)  # busy: answering
+        await trio.testing.wait_all_tasks_blocked()
+        await listener.arrive.send(second)
+        await trio.testing.wait_all_tasks_blocked()
+        try:
+            yield server, first, second
+        finally:
+            server.shutdown()
+
+
+async def test_room_that_is_gone_once_a_connection_arrives_is_waited_for(tmp_path: Path) -> None:
+    """Accepting starts when an idle connection could make room; when that one sends its next
+    request before the newcomer arrives, the newcomer waits for room instead of going over the bound."""
+    async with _busy_then_arriving(tmp_path) as (server, first, _second):
+        assert server.connections.open == 1  # the newcomer is held, not counted over the bound
+        first.may_answer.set()  # the first connection answers and is idle again: closed for the newcomer
+        await trio.testing.wait_all_tasks_blocked()
+        assert first.answered.is_set()
+        assert server.connections.open == 1 and server.connections.connections_of(OTHER) == 1
+        assert server.connections.connections_of(REMOTE) == 0
+
+
+async def test_a_connection_held_for_room_is_closed_at_shutdown(tmp_path: Path) -> None:
+    async with _busy_then_arriving(tmp_path) as (server, first, second):
+        pass
+    assert second.closed and first.closed
+    assert server.connections.open == 0
