@@ -52,7 +52,8 @@ async def _repository_exists(image: str, options: TransferOptions) -> bool:
     async with Session(options) as session:
         client = await session.client(ref.domain)
         try:
-            await fetch_tag_page(client, ref.path, f"/v2/{ref.path}/tags/list?n=1", f"{ref.domain}/{ref.path}")
+            url = client.url(f"/v2/{ref.path}/tags/list?n=1")
+            await fetch_tag_page(client, ref.path, url, f"{ref.domain}/{ref.path}")
         except NotFoundInRegistry:
             return False
         except GadgetStoreError:
