@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,8 @@ def resolve_or_pull(store: Store, image: str, pull: str, authfile: Path | None,
 
     A digest found in the store is never pulled again under ``missing`` (``name@sha256:…`` included),
     a digest alone (``sha256:…``, a prefix) is never pulled, and a pull by digest keeps the image
-    untagged: inspecting never invents a tag.
+    untagged: inspecting never invents a tag. A pull verifies as the store's policy asks, as
+    ``image pull`` does.
     """
     found = lookup(store, image)
     if is_digest_only(image):
@@ -94,12 +96,14 @@ def resolve_or_pull(store: Store, image: str, pull: str, authfile: Path | None,
         from gadgetstore.engine.registry.mirrors_config import load as load_registries
         from gadgetstore.engine.registry.pull import pull_image
 
+        from .registry_cmds import _insecure, pull_policy
+
         deadline = deadline or CommandDeadline(None)
-        insecure = frozenset(v.strip() for value in insecure_registries for v in value.split(",") if v.strip())
-        options = TransferOptions(authfile=authfile, insecure_registries=insecure, registries=load_registries(),
-                                  in_flight=deadline.in_flight)
+        options = TransferOptions(authfile=authfile, insecure_registries=_insecure(insecure_registries),
+                                  registries=load_registries(), in_flight=deadline.in_flight)
+        policy = pull_policy(store.root, False, ())  # the store's policy holds for every pull into it
         click.echo(f"Pulling {reference.normalize(image)}...", err=True)
-        deadline.run(pull_image, store, image, options)
+        deadline.run(functools.partial(pull_image, store, image, options, verify=policy))
         store.refresh()
     return resolve(store, image).descriptor
 

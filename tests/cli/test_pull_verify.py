@@ -112,6 +112,24 @@ def test_store_policy_file(anon_registry: RegistryServer, tmp_path: Path, keys: 
     assert code != 0 and "only \"verify\" and \"publicKeys\"" in err
 
 
+def test_inspect_pulls_under_the_store_policy_too(anon_registry: RegistryServer, tmp_path: Path,
+                                                  keys: dict[str, str], pushed: str) -> None:
+    """``image inspect`` pulls a missing image; a store whose policy verifies gains no image that fails it."""
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    policy = dst / "policy.json"
+    policy.write_text(json.dumps({"verify": True, "publicKeys": [keys["wrong.pub"]]}))
+    code, out, err = run(dst, "image", "inspect", pushed, "--insecure-registries", anon_registry.host)
+    assert code != 0 and out == ""
+    assert f"signature verification failed (store policy {policy}), image not tagged" in err
+    store = Store.open(dst)
+    assert (store.tags(), store.pins(), list(store.blobs.iter_digests())) == ([], [], [])
+    policy.write_text(json.dumps({"verify": True, "publicKeys": [keys["good.pub"]]}))
+    code, out, err = run(dst, "image", "inspect", pushed, "--insecure-registries", anon_registry.host)
+    assert "signature verification failed" not in err
+    assert pushed in Store.open(dst).tags()  # (its made-up layers are no ELF for inspect to read)
+
+
 def test_public_keys_without_verify_is_a_usage_error(anon_registry: RegistryServer, tmp_path: Path,
                                                      keys: dict[str, str]) -> None:
     code, _, err = pull(tmp_path / "dst", anon_registry, "example.com/x:v1", "--public-keys", keys["good.pub"])
