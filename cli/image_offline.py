@@ -71,10 +71,10 @@ def remove_cmd(app: AppContext, image: str) -> None:
 
 @click.command("export")
 @click.argument("images", nargs=-1, required=True)
-@click.argument("dst_file", type=click.Path(path_type=Path))
+@click.argument("dst_file", type=click.Path())
 @pass_app
 @user_errors
-def export_cmd(app: AppContext, images: tuple[str, ...], dst_file: Path) -> None:
+def export_cmd(app: AppContext, images: tuple[str, ...], dst_file: str) -> None:
     """Export images to a tarball (zstd-compressed when DST_FILE ends in .tar.zst).
 
     An image named by its digest (sha256:..., NAME@sha256:...) is exported untagged.
@@ -82,8 +82,8 @@ def export_cmd(app: AppContext, images: tuple[str, ...], dst_file: Path) -> None
     DST_FILE is written as tar -f writes it: '-' is standard output, a device or pipe is written
     into, a symlink is followed, and a regular file appears only once complete.
     """
-    export_images(app.store(), list(images), dst_file)
-    click.echo(f"Successfully exported images to {output_name(dst_file)}", err=True)
+    export_images(app.store(), list(images), Path(dst_file))
+    click.echo(f"Successfully exported images to {output_name(dst_file)}", err=True)  # as typed, as ig says it
 
 
 @click.command("import")

@@ -53,6 +53,16 @@ def test_ig_export_lists_with_igs_digest_and_date(tmp_path: Path, trace_open_tar
     assert out == f"REPOSITORY TAG DIGEST CREATED\ntrace_open latest {digest} 2024-05-15T18:45:32Z\n"
 
 
+def test_export_names_the_file_as_typed(tmp_path: Path, gadget_tar: Path) -> None:
+    """ig prints its DST_FILE argument as it is (export.go: ``Successfully exported images to %s``)."""
+    run(tmp_path / "a", "image", "import", str(gadget_tar))
+    typed = f"{tmp_path}/./out//x.tar"
+    (tmp_path / "out").mkdir()
+    code, _, err = run(tmp_path / "a", "image", "export", DEMO_SHORT_NAME, typed)
+    assert code == 0 and err == f"Successfully exported images to {typed}\n"
+    assert (tmp_path / "out" / "x.tar").is_file()
+
+
 def test_export_import_json_output(tmp_path: Path, gadget_tar: Path) -> None:
     run(tmp_path / "a", "image", "import", str(gadget_tar))
     code, _, err = run(tmp_path / "a", "image", "export", DEMO_SHORT_NAME, str(tmp_path / "x.tar.zst"))
