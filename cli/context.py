@@ -59,7 +59,15 @@ def _on_sigterm(signum: int, frame: types.FrameType | None) -> None:
 
 
 def handle_sigterm() -> None:
-    """Make SIGTERM stop a command as Ctrl-C does: cleanup, one line, exit 143."""
+    """Make SIGTERM stop a command as Ctrl-C does: cleanup, one line, exit 143.
+
+    trio delivers the interrupt safely only when SIGINT has Python's default handler as ``trio.run``
+    starts (else a signal raised inside its scheduler abandons the run, its cleanup undone); a
+    process started with SIGINT ignored (a background job of a non-interactive shell) gets that
+    handler back, as Go's signal.Notify takes SIGINT back from an inherited ignore.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_sigterm)
 
 

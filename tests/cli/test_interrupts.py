@@ -82,6 +82,26 @@ def test_pull(anon_registry: RegistryServer, tmp_path: Path, sig: int, code: int
     assert Store.open(store).tags() == [str(normalize(ref))]
 
 
+def test_sigterm_when_started_with_sigint_ignored(anon_registry: RegistryServer, tmp_path: Path) -> None:
+    """A background job of a non-interactive shell starts with SIGINT ignored: SIGTERM still stops
+    the command cleanly, with its one line."""
+    image = _pushed(anon_registry, tmp_path)
+    proxy = FaultProxy(anon_registry.host)
+    try:
+        held = proxy.add(r"GET /v2/.*/blobs/", "hold", range_start=2 * 1024 * 1024)
+        ref = image.replace(anon_registry.host, proxy.host)
+        store = tmp_path / "dst"
+        args = ("image", "pull", ref, "--insecure-registries", proxy.host, "--range-threshold", str(1024 * 1024))
+        child = start_cli(store, *args, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        result = _interrupt(child, signal.SIGTERM, held.arrived)
+        assert result[0] == 143, result
+        assert result[2].splitlines() == [f"Pulling {normalize(ref)}...", "Error: interrupted by SIGTERM"], result
+        _assert_clean(store)
+    finally:
+        proxy.release()
+        proxy.close()
+
+
 @pytest.mark.parametrize(("sig", "code", "line"), SIGNALS)
 def test_push(anon_registry: RegistryServer, tmp_path: Path, sig: int, code: int, line: str) -> None:
     proxy = FaultProxy(anon_registry.host)
