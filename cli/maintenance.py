@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from gadgetstore.engine.fsck import fsck, repair_root
+from gadgetstore.engine.humanize import parse_duration
 from gadgetstore.engine.removal import prune_untagged
 from gadgetstore.engine.store import Store
 
@@ -40,12 +41,15 @@ def fsck_cmd(app: AppContext, repair: bool) -> None:
 
 
 class Grace(Duration):
-    """A :class:`Duration`, or ``0`` for none."""
+    """A :class:`Duration`, or zero (``0``, ``0s``, ``0m``…) for none."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        if isinstance(value, str) and value.strip() in ("0", "0s"):
-            return 0.0
-        return super().convert(value, param, ctx)
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(str(value), allow_zero=True)
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
 
 
 @click.command("gc")

@@ -41,10 +41,11 @@ def human_duration(seconds_total: float) -> str:
     return f"{int(seconds_total / 3600) // 24 // 365} years"
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, allow_zero: bool = False) -> float:
     """Seconds in ``text``: Go-style ``90s``, ``5m``, ``1h30m``, ``500ms``, or a plain number of seconds.
 
-    Raises ValueError (the reason, for a one-line message) unless it is a positive duration."""
+    Raises ValueError (the reason, for a one-line message) unless it is a positive duration, or
+    zero with ``allow_zero``."""
     value = text.strip().lower()
     if re.fullmatch(_NUMBER, value):
         seconds = float(value)
@@ -52,7 +53,7 @@ def parse_duration(text: str) -> float:
         seconds = sum(float(n) * _DURATION_UNITS[unit] for n, unit in _DURATION_PART_RE.findall(value))
     else:
         raise ValueError(f"{text!r} is not a duration (such as 90s, 5m, 1h30m or a number of seconds)")
-    if not seconds > 0:
+    if not (seconds > 0 or (allow_zero and seconds == 0)):
         raise ValueError(f"{text!r}: a duration must be more than zero")
     return seconds
 

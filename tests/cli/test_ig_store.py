@@ -172,7 +172,7 @@ def test_gc_in_an_ig_store_says_what_it_kept(tmp_path: Path) -> None:
     assert code == 0 and out == ("removed 0 blobs (0 bytes) and 0 ingest files\n"
                                  "kept 1 unreferenced blob(s) younger than the grace period "
                                  "(another tool may be about to name them)\n")
-    code, out, _ = run_in_store(root, "gc", "--grace", "0")
+    code, out, _ = run_in_store(root, "gc", "--grace", "0m")  # any zero duration: none
     assert code == 0 and out == "removed 1 blobs (26 bytes) and 0 ingest files\n"
     code, _, err = run_in_store(root, "gc", "--grace", "soon")
     assert code == 2 and "'soon' is not a duration" in err
