@@ -21,6 +21,7 @@ from gadgetstore.engine.store import Store
 from .context import AppContext, pass_app, user_errors
 from .deadline import CommandDeadline, timeout_option
 from .output import INSPECT_OUTPUTS, go_json, go_json_object_of_objects, go_json_string, output_option
+from .registry_cmds import insecure_option
 
 _MULTI_MATCH = re.compile(r"\*|\.\.|\[\?|:")
 
@@ -141,8 +142,7 @@ def render(value: Any, output: str) -> str:
 @click.option("--pull", type=click.Choice(["always", "missing", "never"]), default="missing", show_default=True,
               help="When to pull the image from its registry first.")
 @click.option("--authfile", type=click.Path(dir_okay=False, path_type=Path), help="Auth file for the pull.")
-@click.option("--insecure-registries", multiple=True, metavar="HOST[:PORT],...",
-              help="Registries reached over plain HTTP and without credentials (exact host:port).")
+@insecure_option
 @timeout_option
 @pass_app
 @user_errors

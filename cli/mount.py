@@ -17,6 +17,7 @@ from gadgetstore.engine.store import Store
 
 from .context import AppContext, fail, pass_app, user_errors
 from .deadline import Duration
+from .registry_cmds import insecure_option, registries_config_option
 
 if TYPE_CHECKING:
     from gadgetstore.fusefs.pulls import Fetch
@@ -52,10 +53,8 @@ def _setup_logging(log_file: Path | None, debug: bool) -> None:
                    "a failure is 'No such file or directory', with the reason in the log.")
 @click.option("--authfile", type=click.Path(dir_okay=False, path_type=Path),
               help="Auth file for pulls (default: as for image pull).")
-@click.option("--insecure-registries", multiple=True, metavar="HOST[:PORT],...",
-              help="Registries reached over plain HTTP and without credentials (exact host:port).")
-@click.option("--registries-config", type=click.Path(dir_okay=False, path_type=Path),
-              envvar="GADGETSTORE_REGISTRIES_CONFIG", help="Mirrors, cert_dir and stall floor per registry.")
+@insecure_option
+@registries_config_option
 @click.option("--timeout", type=Duration(), metavar="DURATION",
               help="Give up one pull on access after DURATION (90s, 5m; default 1m): the lookup is then ENOENT.")
 @pass_app
