@@ -565,8 +565,10 @@ class Pool:
                 except _NETWORK_ERRORS as err:
                     with trio.CancelScope(shield=True):
                         await conn.aclose()
-                    if reused and attempt == 0:
-                        continue  # the server closed an idle keep-alive connection: try a fresh one
+                    if reused and attempt == 0 and not isinstance(err, trio.TooSlowError):
+                        # the server had closed the kept-alive connection: try a fresh one. A timeout
+                        # or stall is no such case: the server may have taken the request.
+                        continue
                     raise _transport_error(err, origin, f"waiting for the answer to {method} {target}") from err
                 except BaseException:
                     with trio.CancelScope(shield=True):

@@ -294,3 +294,22 @@ async def test_readinto_after_an_early_close_is_not_an_empty_body(echo: FakeServ
         await resp.aclose()
         with pytest.raises(RuntimeError):
             await resp.readinto(bytearray(4))
+
+
+async def test_a_timeout_on_a_reused_connection_is_not_sent_again() -> None:
+    """Only a kept-alive connection the server had closed is replaced by a fresh one for the same
+    request; a server that took the request and did not answer in time may have acted on it, so
+    the timeout is the request's error (whether to send it again is the retry policy's call)."""
+    server = ScriptedServer([[_head(2) + b"ok"], [30.0]])
+    pool = Pool(lambda origin: ssl.create_default_context(), max_per_origin=2, read_timeout=0.3)
+    try:
+        async with trio.open_nursery() as nursery:
+            await server.serve(nursery)
+            async with await pool.request("GET", f"http://127.0.0.1:{server.port}/first") as resp:
+                assert await resp.read(10) == b"ok"
+            with pytest.raises(TransportError, match="timed out"):
+                await pool.request("PATCH", f"http://127.0.0.1:{server.port}/second", body=b"chunk")
+            assert (server.requests, server.connections) == (2, 1)
+            nursery.cancel_scope.cancel()
+    finally:
+        await pool.aclose()
