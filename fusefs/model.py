@@ -51,11 +51,15 @@ CATALOG_KINDS = frozenset({Kind.ROOT, Kind.NAMESPACE, Kind.PENDING})
 
 
 class NotFound(Exception):
-    """No such name (ENOENT)."""
+    """No such name.
+
+    Internal: the adapter answers the kernel ENOENT; it never leaves the mount."""
 
 
 class Missing(Exception):
-    """The model needs these facts loaded before it can answer."""
+    """The model needs these facts loaded before it can answer.
+
+    Internal control flow: the adapter loads the facts and asks again; it never leaves the mount."""
 
     def __init__(self, facts: Sequence[Fact]) -> None:
         super().__init__(f"{len(facts)} facts missing")

@@ -81,7 +81,10 @@ class PlainHTTPError(TransportError):
 
 
 class TransferStalled(trio.TooSlowError):
-    """An exchange moved fewer bytes than its stall policy's floor over its window."""
+    """An exchange moved fewer bytes than its stall policy's floor over its window.
+
+    Internal: a ``trio.TooSlowError`` so the exchange fails as a timeout would; every exchange turns it
+    into a :class:`~gadgetstore.engine.registry.errors.TransportError` that names the stall."""
 
 
 @dataclass(frozen=True)

@@ -173,7 +173,9 @@ def _referrers(catalog: Catalog, repo: Repository, ref: str, artifact_type: str 
 
 
 class _BadPage(Exception):
-    pass
+    """A page size ``n`` that is not a decimal number.
+
+    Internal: the listing routes answer it with a 400 response; it never leaves this module."""
 
 
 def _page(items: list[str], query: dict[str, list[str]]) -> tuple[list[str], int | None]:

@@ -95,7 +95,9 @@ def _cork(sock: trio.socket.SocketType, on: bool) -> None:
 
 
 class _Damaged(Exception):
-    """A blob file whose size differs from its descriptor: unknown before its head went out, else cut short."""
+    """A blob file whose size differs from its descriptor: unknown before its head went out, else cut short.
+
+    Internal: the connection answers 404 or closes, and logs it; it never leaves the server."""
 
 
 @dataclass
