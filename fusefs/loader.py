@@ -20,8 +20,8 @@ from gadgetstore.engine.descriptor import Descriptor, parse_document
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import DigestMismatch, GadgetStoreError, IntegrityError, StoreError
 from gadgetstore.engine.fsutil import open_regular
+from gadgetstore.engine.imageinspect import image_extra_info
 from gadgetstore.engine.images import ArchManifest, arch_manifests
-from gadgetstore.engine.inspect import image_extra_info
 from gadgetstore.engine.store import Store
 
 from .blobfds import Identity, identity
