@@ -25,7 +25,7 @@ from gadgetstore.engine.images import ArchManifest, arch_manifests
 from gadgetstore.engine.store import Store
 
 from .blobfds import Identity, identity
-from .catalog import Catalog
+from .catalog import MountCatalog
 from .facts import (
     BlobListFact,
     BlobStat,
@@ -56,7 +56,7 @@ class StoreReader:
 
     # -- the journal -------------------------------------------------------------------------------
 
-    def snapshot(self) -> Catalog | None:
+    def snapshot(self) -> MountCatalog | None:
         """A new catalog when the store's tags or pins changed (its generation moved), else None."""
         with self._journal_lock:
             generation = self.store.generation()
@@ -65,7 +65,7 @@ class StoreReader:
             self._seen = generation
             state = self.store.state
             tags, pins, times = dict(state.tags), dict(state.pins), dict(state.tag_times)
-        return Catalog.build(tags, pins.values(), times)
+        return MountCatalog.build(tags, pins.values(), times)
 
     # -- facts -------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The FUSE view as a pure model: paths → nodes over a :class:`Catalog` plus loaded facts.
+"""The FUSE view as a pure model: paths → nodes over a :class:`MountCatalog` plus loaded facts.
 
 No pyfuse3, no disk access: what the model does not know yet it asks for by raising
 :class:`Missing`. Time is injected so the expiry of volatile facts can be tested.
@@ -21,7 +21,7 @@ from gadgetstore.engine.images import ImageRow, image_row, listed_reference
 from gadgetstore.engine.reference import is_registry_component
 from gadgetstore.engine.resolve import digest_query
 
-from .catalog import README, STORE_DIR, TAGS, Catalog
+from .catalog import README, STORE_DIR, TAGS, MountCatalog
 from .facts import (
     ArchFiles,
     BlobListFact,
@@ -87,7 +87,7 @@ def _all_or_missing(makers: Sequence[tuple[str, Callable[[], Node]]]) -> list[tu
 
 
 class FsModel:
-    def __init__(self, catalog: Catalog, host_arch: str, clock: Callable[[], float] = time.monotonic, *,
+    def __init__(self, catalog: MountCatalog, host_arch: str, clock: Callable[[], float] = time.monotonic, *,
                  store_label: str = "", pull_on_access: bool = False) -> None:
         self.catalog = catalog
         self.host_arch = host_arch
@@ -138,7 +138,7 @@ class FsModel:
         except (Missing, GadgetStoreError):
             return None
 
-    def set_catalog(self, catalog: Catalog) -> None:
+    def set_catalog(self, catalog: MountCatalog) -> None:
         self.catalog = catalog
         self._generation += 1
 
