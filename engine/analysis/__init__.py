@@ -18,3 +18,6 @@ Layering, bottom up:
   ebpf operator's tracers and iterators, then the fields ig's other operators add, on a model of
   ig's ``pkg/datasource``
 """
+
+# The modules other packages may use: the analysis of a layer, its entries and the data sources.
+__all__ = ["datasources", "entries", "extrainfo"]
