@@ -10,13 +10,13 @@ import click
 
 from gadgetstore.engine import reference
 from gadgetstore.engine.archive import export_images, import_archive
+from gadgetstore.engine.imagelist import format_json, format_rows
 from gadgetstore.engine.images import list_images
 from gadgetstore.engine.removal import remove_reference
 from gadgetstore.engine.resolve import resolve
 from gadgetstore.engine.userpath import output_name
 
 from .context import AppContext, pass_app, user_errors
-from .listing import format_json, format_rows
 from .output import IMPORT_OUTPUTS, LIST_OUTPUTS, output_option
 
 

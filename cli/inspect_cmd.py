@@ -13,8 +13,8 @@ from gadgetstore.engine import reference
 from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.errors import GadgetStoreError, ImageNotFound
 from gadgetstore.engine.gojson import go_unmarshal
+from gadgetstore.engine.imageinspect import image_datasources, image_entries
 from gadgetstore.engine.images import host_manifest
-from gadgetstore.engine.inspect import image_datasources, image_entries
 from gadgetstore.engine.resolve import is_digest_only, lookup, resolve
 from gadgetstore.engine.store import Store
 

@@ -7,7 +7,7 @@ it, backed up or compared while it is read). It lives in the cache home
 (:func:`.paths.cache_home`: ``$XDG_CACHE_HOME/gadgetstore``, else ``/var/cache/gadgetstore`` as
 root, else ``~/.cache/gadgetstore``), shared by every store there: entries are keyed by the digest
 of what they analyse (a layer, or an architecture manifest), at
-``<cache>/<ANALYSIS_VERSION>/<alg>/<hex><suffix>``; :mod:`.inspect` decides the suffixes and the bytes.
+``<cache>/<ANALYSIS_VERSION>/<alg>/<hex><suffix>``; :mod:`.imageinspect` decides the suffixes and the bytes.
 
 Blobs are immutable, so an entry never goes stale: gc drops the entries of the blobs it deletes
 (another store that still holds one computes it again), and :data:`ANALYSIS_VERSION` changes

@@ -1,20 +1,41 @@
 """One exception hierarchy, with messages meant for users.
 
+Every error that can reach the user is a :class:`GadgetStoreError`: ``cli/context.py:user_errors``
+prints ``Error: <message>`` and exits with its ``exit_code`` (1 unless said otherwise). The whole
+tree, with the module of each class defined elsewhere::
+
     GadgetStoreError            exit code 1, message printed as ``Error: <message>``
     ├── InvalidDigest           a digest string that is not ``alg:hex`` of a known algorithm
     ├── InvalidReference        an image reference that cannot be normalised
     │   └── AmbiguousReference  a digest prefix (or a bare digest's name) that fits more than one image
     ├── ImageNotFound           a reference with no tag in the store
+    │   └── BlobNotFound        (blobstore) a blob that is not in the store
     ├── IntegrityError          bytes whose size or digest differ from what was promised
     │   └── DigestMismatch
     ├── InvalidArchive          an import archive that is truncated, hostile or inconsistent
     ├── InvalidManifest         a manifest or index that cannot be parsed or is too large
     │   └── GraphTooLarge       an image graph deeper or larger than the limits of descriptor.GraphBudget
     ├── StoreError              the store directory itself is unusable (locked, damaged, not a store)
-    ├── UserPathError           a file the user named cannot be read or written
     │   ├── NotEnoughSpace      an import would not fit in the free space (refused before writing)
-    │   └── IndexJsonBehind     a change is in the journal, but index.json could not be rewritten
-    └── AnalysisError           an ELF/BTF/wasm layer that cannot be decoded
+    │   ├── IndexJsonBehind     a change is in the journal, but index.json could not be rewritten
+    │   └── BlobsMissing        (layoutindex) an index change naming blobs the store lacks
+    ├── UserPathError           a file the user named cannot be read or written
+    ├── AnalysisError           an ELF/BTF/wasm layer that cannot be decoded
+    ├── BuildError              (buildspec) a gadget that cannot be built
+    ├── RegistryError           (registry/errors, the tree of registry transfers)
+    ├── AuthFileError           (registry/authfile) an auth file that cannot be read or written
+    ├── CredentialHelperError   (registry/credhelper) a credential helper that failed
+    ├── RegistriesConfigError   (registry/mirrors_config) a registries.toml that cannot be used
+    ├── PolicyError             (registry/signatures/policy) a --verify policy that cannot be used
+    ├── SignatureError          (signatures/errors, the tree of signature checks)
+    │   └── SignatureRefused    (registry/signatures/settle) a pulled image its policy refused
+    ├── MountError              (fusefs/runner) the kernel refused the mount
+    ├── ImageListError          (cli/bulk_pull) a --file list of images that cannot be read
+    ├── InspectError            (cli/inspect_cmd) extra info that cannot be decoded or encoded
+    └── CommandTimedOut         (cli/deadline) exit code 124: --timeout ran out
+
+Exceptions outside this tree never reach the user: each is internal control flow, caught in its
+own package, and its docstring says where (``tests/test_error_tree.py`` holds the list).
 """
 
 from __future__ import annotations

@@ -89,7 +89,10 @@ Op = Tag | Untag | Pin | Unpin
 
 
 class BadOperation(ValueError):
-    """A record's operation is not one this format defines (a checksummed record that says this is damage)."""
+    """A record's operation is not one this format defines (a checksummed record that says this is damage).
+
+    Internal: :func:`decode` and :func:`salvage` turn it into a damaged record of their result (which the
+    journal reports as a :class:`~gadgetstore.engine.errors.StoreError`); it never reaches a user as itself."""
 
 
 def op_from_json(obj: object) -> Op:

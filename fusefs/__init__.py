@@ -13,3 +13,6 @@ Layers, each only using the ones below it::
     textfiles   the text the view generates: extra-info files, README, times (pure)
     catalog     journal snapshot → directory tree        facts / nodes: plain values
 """
+
+# What the CLI's mount and pull-on-access commands use.
+__all__ = ["pulls", "runner"]

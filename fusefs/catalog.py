@@ -33,7 +33,9 @@ Path = tuple[str, ...]
 
 
 @dataclass(frozen=True)
-class Catalog:
+class MountCatalog:
+    """The directory tree of the FUSE view for one journal snapshot (see the module's rules)."""
+
     images: Mapping[Path, ImageRef] = field(default_factory=dict)
     dirs: Mapping[Path, frozenset[str]] = field(default_factory=lambda: {(): frozenset()})
     roots: Mapping[Digest, Descriptor] = field(default_factory=dict)
@@ -48,7 +50,7 @@ class Catalog:
 
     @classmethod
     def build(cls, tags: Mapping[str, Any], pins: Iterable[Any] = (),
-              tag_times: Mapping[str, int] | None = None) -> Catalog:
+              tag_times: Mapping[str, int] | None = None) -> MountCatalog:
         """``tags``/``pins`` are the journal's raw descriptor JSON; unusable entries are skipped.
         ``tag_times`` are the journal's commit times (ns) by reference."""
         tag_times = tag_times or {}
@@ -100,7 +102,7 @@ class Catalog:
     def _layout(
         cls, candidates: dict[Path, ImageRef], roots: dict[Digest, Descriptor], typed: dict[Digest, str],
         first_commits: dict[Digest, int], every: tuple[tuple[str, Descriptor], ...],
-    ) -> Catalog:
+    ) -> MountCatalog:
         dirs: dict[Path, set[str]] = {(): set()}
         images: dict[Path, ImageRef] = {}
         times: dict[Path, int] = {}

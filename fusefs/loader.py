@@ -20,12 +20,12 @@ from gadgetstore.engine.descriptor import Descriptor, parse_document
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import DigestMismatch, GadgetStoreError, IntegrityError, StoreError
 from gadgetstore.engine.fsutil import open_regular
+from gadgetstore.engine.imageinspect import image_extra_info
 from gadgetstore.engine.images import ArchManifest, arch_manifests
-from gadgetstore.engine.inspect import image_extra_info
 from gadgetstore.engine.store import Store
 
 from .blobfds import Identity, identity
-from .catalog import Catalog
+from .catalog import MountCatalog
 from .facts import (
     BlobListFact,
     BlobStat,
@@ -56,7 +56,7 @@ class StoreReader:
 
     # -- the journal -------------------------------------------------------------------------------
 
-    def snapshot(self) -> Catalog | None:
+    def snapshot(self) -> MountCatalog | None:
         """A new catalog when the store's tags or pins changed (its generation moved), else None."""
         with self._journal_lock:
             generation = self.store.generation()
@@ -65,7 +65,7 @@ class StoreReader:
             self._seen = generation
             state = self.store.state
             tags, pins, times = dict(state.tags), dict(state.pins), dict(state.tag_times)
-        return Catalog.build(tags, pins.values(), times)
+        return MountCatalog.build(tags, pins.values(), times)
 
     # -- facts -------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The FUSE view as a pure model: paths → nodes over a :class:`Catalog` plus loaded facts.
+"""The FUSE view as a pure model: paths → nodes over a :class:`MountCatalog` plus loaded facts.
 
 No pyfuse3, no disk access: what the model does not know yet it asks for by raising
 :class:`Missing`. Time is injected so the expiry of volatile facts can be tested.
@@ -21,7 +21,7 @@ from gadgetstore.engine.images import ImageRow, image_row, listed_reference
 from gadgetstore.engine.reference import is_registry_component
 from gadgetstore.engine.resolve import digest_query
 
-from .catalog import README, STORE_DIR, TAGS, Catalog
+from .catalog import README, STORE_DIR, TAGS, MountCatalog
 from .facts import (
     ArchFiles,
     BlobListFact,
@@ -51,11 +51,15 @@ CATALOG_KINDS = frozenset({Kind.ROOT, Kind.NAMESPACE, Kind.PENDING})
 
 
 class NotFound(Exception):
-    """No such name (ENOENT)."""
+    """No such name.
+
+    Internal: the adapter answers the kernel ENOENT; it never leaves the mount."""
 
 
 class Missing(Exception):
-    """The model needs these facts loaded before it can answer."""
+    """The model needs these facts loaded before it can answer.
+
+    Internal control flow: the adapter loads the facts and asks again; it never leaves the mount."""
 
     def __init__(self, facts: Sequence[Fact]) -> None:
         super().__init__(f"{len(facts)} facts missing")
@@ -83,7 +87,7 @@ def _all_or_missing(makers: Sequence[tuple[str, Callable[[], Node]]]) -> list[tu
 
 
 class FsModel:
-    def __init__(self, catalog: Catalog, host_arch: str, clock: Callable[[], float] = time.monotonic, *,
+    def __init__(self, catalog: MountCatalog, host_arch: str, clock: Callable[[], float] = time.monotonic, *,
                  store_label: str = "", pull_on_access: bool = False) -> None:
         self.catalog = catalog
         self.host_arch = host_arch
@@ -134,7 +138,7 @@ class FsModel:
         except (Missing, GadgetStoreError):
             return None
 
-    def set_catalog(self, catalog: Catalog) -> None:
+    def set_catalog(self, catalog: MountCatalog) -> None:
         self.catalog = catalog
         self._generation += 1
 

@@ -15,7 +15,7 @@ from gadgetstore.engine.images import host_arch
 from gadgetstore.engine.store import Store
 
 from .adapter import GadgetFs
-from .catalog import Catalog
+from .catalog import MountCatalog
 from .loader import StoreReader
 from .model import FsModel
 from .pulls import Fetch, OnAccess
@@ -44,7 +44,7 @@ def mount_options(extra: Iterable[str]) -> set[str]:
 def build_fs(store: Store, fetch: Fetch | None = None) -> GadgetFs:
     """The file system over ``store``; with ``fetch``, images it lacks are pulled on access."""
     reader = StoreReader(store)
-    catalog = reader.snapshot() or Catalog()
+    catalog = reader.snapshot() or MountCatalog()
     model = FsModel(catalog, host_arch(), store_label=str(store.root), pull_on_access=fetch is not None)
     return GadgetFs(reader, model, on_access=OnAccess(fetch) if fetch is not None else None)
 

@@ -15,7 +15,7 @@ not generated and stay byte-exact, so ``sha256sum`` matches their digest.
   named after its section with each ``/`` turned into ``_``; a name already taken gets ``-2``, ``-3``….
 
 The JSON and the ``tags`` table are what the CLI prints, so their formatters are the CLI's own
-(:mod:`gadgetstore.cli.output`, :mod:`gadgetstore.cli.listing`: pure functions, no click).
+(:mod:`gadgetstore.engine.gojson`, :mod:`gadgetstore.engine.imagelist`: pure functions, no click).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 
-from gadgetstore.cli.listing import format_rows
 from gadgetstore.engine.analysis.entries import ExtraInfo
 from gadgetstore.engine.gojson import go_json, go_unmarshal
+from gadgetstore.engine.imagelist import format_rows
 from gadgetstore.engine.images import ImageRow
 from gadgetstore.engine.reference import OFFICIAL_PREFIX
 

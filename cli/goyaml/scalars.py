@@ -19,7 +19,10 @@ _RESOLVABLE = {"", STR, BOOL, INT, FLOAT, NULL, TIMESTAMP}
 
 
 class GoYamlError(ValueError):
-    """What go-yaml or sigs.k8s.io/yaml would fail with; the message is theirs, shortened."""
+    """What go-yaml or sigs.k8s.io/yaml would fail with; the message is theirs, shortened.
+
+    Internal: a codec error like ``json``'s ``ValueError``; ``image inspect``, the only user, wraps it in
+    its own :class:`~gadgetstore.cli.inspect_cmd.InspectError` with what it was doing."""
 
 
 _HINT = {**dict.fromkeys("+-", "S"), **dict.fromkeys("0123456789", "D"), **dict.fromkeys("yYnNtTfFoO~", "M"),

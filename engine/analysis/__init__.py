@@ -8,7 +8,7 @@ Layering, bottom up:
 - ``binreader``  bounds-checked integer reads and name decoding shared by all decoders
 - ``btf`` / ``btfext``  ``.BTF`` (all 19 kinds) and ``.BTF.ext`` (func/line info, CO-RE relocations)
 - ``elffile``  sections, symbols and REL entries through pyelftools, range-checked
-- ``helpers`` / ``insn``  BPF helper names; instruction decoding and cilium/ebpf text
+- ``helpernames`` / ``insn``  BPF helper names; instruction decoding and cilium/ebpf text
 - ``spec`` / ``collection`` / ``programs``  cilium/ebpf's ``LoadCollectionSpec`` rules (maps,
   variables, relocations, subprogram flattening)
 - ``listing`` / ``graphs``  the ``Source`` listings and the mermaid diagrams IG derives from a spec
@@ -18,3 +18,6 @@ Layering, bottom up:
   ebpf operator's tracers and iterators, then the fields ig's other operators add, on a model of
   ig's ``pkg/datasource``
 """
+
+# The modules other packages may use: the analysis of a layer, its entries and the data sources.
+__all__ = ["datasources", "entries", "extrainfo"]

@@ -8,7 +8,7 @@ register anywhere earlier in the program (IG never clears this tracking).
 from __future__ import annotations
 
 from gadgetstore.engine.analysis.binreader import encode_text
-from gadgetstore.engine.analysis.helpers import helper_name
+from gadgetstore.engine.analysis.helpernames import helper_name
 from gadgetstore.engine.analysis.spec import CollectionSpec
 
 HIDDEN_MAPS = frozenset({".rodata", ".bss"})

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from gadgetstore.engine.analysis.binreader import analysis_error
 from gadgetstore.engine.analysis.btfext import CoreRelocation
-from gadgetstore.engine.analysis.helpers import helper_name
+from gadgetstore.engine.analysis.helpernames import helper_name
 
 INSTRUCTION_SIZE = 8
 

@@ -119,7 +119,10 @@ JSON_SKIP = "json.skip"  # pkg/datasource/formatters/json/json.go SkipFieldAnnot
 
 
 class _Skip(Exception):
-    """A replacer refused a field; formatters.go logs it and goes on with the next one."""
+    """A replacer refused a field; formatters.go logs it and goes on with the next one.
+
+    Internal control flow: :func:`formatters_operator` catches it around each replacer; it never leaves
+    this module."""
 
 
 def formatters_operator(context: GadgetContext) -> None:

@@ -286,7 +286,9 @@ def _read_memories(body: Cursor, module: WasmModule) -> None:
 
 
 class _Unmodelled(Exception):
-    """A valid construct the reader does not evaluate; the section is left as unknown."""
+    """A valid construct the reader does not evaluate; the section is left as unknown.
+
+    Internal control flow: the section readers catch it; it never leaves this module."""
 
 
 def _read_globals(body: Cursor, module: WasmModule) -> None:

@@ -72,7 +72,9 @@ _UNMODELLED_PLAIN = frozenset({*range(0x5B, 0x67), *range(0x8B, 0xA7), *range(0x
 
 
 class _GiveUp(Exception):
-    """The call cannot be evaluated faithfully; the answer is ``None``."""
+    """The call cannot be evaluated faithfully; the answer is ``None``.
+
+    Internal control flow: :meth:`_Machine.run` turns it into ``None``; it never leaves this module."""
 
 
 def _signed(value: int, bits: int) -> int:

@@ -29,7 +29,7 @@ from ..store import Store
 from . import resume
 from .client import RegistryClient
 from .errors import BadRangeAnswer, TransportError
-from .http import Response
+from .http import ClientResponse
 from .inflight import request_label
 from .tasks import task_group
 
@@ -52,7 +52,7 @@ WriteAt = Callable[[int, bytes], None]
 
 
 async def _blob_request(client: RegistryClient, repo: str, desc: Descriptor, first: int | None = None,
-                        last: int | None = None) -> Response:
+                        last: int | None = None) -> ClientResponse:
     headers: list[tuple[str, str]] = []
     ok: tuple[int, ...] = (200,)
     if first is not None:
@@ -76,7 +76,7 @@ def _write_pieces(write_at: WriteAt, pos: int, pieces: list[bytes]) -> None:
         pos += len(piece)
 
 
-async def _sequential_into(write_at: WriteAt, resp: Response, start: int, end: int, label: str) -> int:
+async def _sequential_into(write_at: WriteAt, resp: ClientResponse, start: int, end: int, label: str) -> int:
     """Stream ``resp`` to offsets [start, end) with buffered ``write_at`` calls; returns the next offset."""
     pos = start
     buf: list[bytes] = []
@@ -290,7 +290,8 @@ class _Cursor:
         self.pos = pos
 
 
-async def _receive_into(sink: _Sink, resp: Response, cursor: _Cursor, end: int, label: str, pool: _Buffers) -> None:
+async def _receive_into(sink: _Sink, resp: ClientResponse, cursor: _Cursor, end: int, label: str,
+                        pool: _Buffers) -> None:
     """Receive ``resp``'s body straight into buffers of ``pool`` and hand each to ``sink`` when
     full, for offsets [cursor.pos, end). Bytes not yet handed over when the body fails are dropped
     (a retry continues from ``cursor.pos``)."""
@@ -445,14 +446,14 @@ class BlobFetcher:
             await _receive_into(sink, first, _Cursor(0), desc.size, f"blob {desc.digest}", pool)
 
     async def _parallel(self, repo: str, desc: Descriptor, sink: _Sink, chunks: list[tuple[int, int]],
-                        first: Response) -> None:
+                        first: ClientResponse) -> None:
         """``chunk_parallelism`` workers, each taking the next chunk in order with buffers of its
         own; ``first`` already answers ``chunks[0]`` (read at once, outside any wait)."""
         batch = max(1, min(CHUNK_BATCH, self.options.chunk_size))
         per_worker = -(-max(1, self.options.chunk_size) // batch) + 1
         todo = iter(chunks[1:])
 
-        async def worker(resp: Response | None) -> None:
+        async def worker(resp: ClientResponse | None) -> None:
             pool = _Buffers(batch, per_worker)
             if resp is not None:
                 await self._fetch_range(repo, desc, sink, *chunks[0], resp, pool)
@@ -465,7 +466,7 @@ class BlobFetcher:
                 nursery.start_soon(worker, None)
 
     async def _fetch_range(self, repo: str, desc: Descriptor, sink: _Sink, start: int, end: int,
-                           resp: Response | None, pool: _Buffers) -> None:
+                           resp: ClientResponse | None, pool: _Buffers) -> None:
         """Bytes [start, end) into ``sink``; a transient failure continues from what was handed over."""
         label = f"blob {desc.digest}"
         cursor = _Cursor(start)
@@ -488,7 +489,7 @@ class BlobFetcher:
                 await self.client.pause(wait, _retrying(self.client, repo, desc))
 
     @staticmethod
-    def _check_range(resp: Response, start: int, end: int, size: int) -> None:
+    def _check_range(resp: ClientResponse, start: int, end: int, size: int) -> None:
         """A 206 must cover exactly the bytes asked for; a 200 in the middle means Range broke."""
         if resp.status != 206:
             raise BadRangeAnswer(f"{resp.url}: registry stopped honouring Range requests")

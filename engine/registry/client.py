@@ -25,7 +25,7 @@ from .authfile import Credentials, credentials_for
 from .authflow import AuthFlow, RegistryAuth, Send, TokenAnswer, TokenRequest, Unauthorized
 from .endpoint import Endpoint
 from .errors import AuthError, NotFoundInRegistry, RateLimited, RegistryError, RegistryUnavailable, TransportError
-from .http import Headers, Origin, Pool, Response, join_url, one_line, origin_of
+from .http import ClientResponse, Headers, Origin, Pool, join_url, one_line, origin_of
 from .inflight import InFlight, request_label
 from .mirrors_config import RegistriesConfig
 from .publish import BlobPublisher
@@ -195,7 +195,7 @@ class RegistryClient:
 
     # -- sending ---------------------------------------------------------------------------------
 
-    async def _read_error_body(self, resp: Response) -> bytes:
+    async def _read_error_body(self, resp: ClientResponse) -> bytes:
         try:
             return await resp.read(MAX_ERROR_BYTES)
         except TransportError:
@@ -210,7 +210,7 @@ class RegistryClient:
     async def _send_with_retries(
         self, method: str, url: str, headers: Headers, body: bytes | None, authorization: str | None,
         follow: bool = True,
-    ) -> Response:
+    ) -> ClientResponse:
         """Failures the retry policy names are tried again after its wait; any other answer is returned."""
         attempts = self.retry.attempts()
         while True:
@@ -231,7 +231,7 @@ class RegistryClient:
     async def _send_following(
         self, method: str, url: str, headers: Headers, body: bytes | None, authorization: str | None,
         follow: bool,
-    ) -> Response:
+    ) -> ClientResponse:
         """``authorization`` goes only to the registry's own origin, hop by hop."""
         pool = self.session.pool
         for _ in range(MAX_REDIRECTS + 1):
@@ -268,7 +268,7 @@ class RegistryClient:
         body: bytes | None = None,
         what: str = "",
         follow: bool = True,
-    ) -> Response:
+    ) -> ClientResponse:
         """One request, authenticated as ``scopes`` need; statuses outside ``ok`` raise."""
         url = path_or_url if "://" in path_or_url else self.url(path_or_url)
         what = what or f"{method} {url}"
@@ -292,7 +292,7 @@ class RegistryClient:
             step = following
 
     async def request_body(self, method: str, path_or_url: str, *, scopes: tuple[str, ...], limit: int,
-                           headers: Headers = (), what: str = "") -> tuple[Response, bytes]:
+                           headers: Headers = (), what: str = "") -> tuple[ClientResponse, bytes]:
         """:meth:`request` and its whole (small) body, at most ``limit`` bytes: a connection error while
         the body comes, a stall included, is retried like one before the head."""
         attempts = self.retry.attempts()
@@ -307,7 +307,7 @@ class RegistryClient:
                         raise
             await self.pause(wait, f"{request_label(method, resp.url)} (retrying)")
 
-    async def error_for(self, resp: Response, what: str) -> RegistryError:
+    async def error_for(self, resp: ClientResponse, what: str) -> RegistryError:
         body = b"" if resp.method == "HEAD" else await self._read_error_body(resp)
         await resp.aclose()
         return status_error(what, resp.status, resp.reason, _error_detail(body), self.retry.retries)

@@ -1,8 +1,10 @@
-"""Errors of registry transfers, under the engine's one hierarchy.
+"""Errors of registry transfers, under the engine's one hierarchy (each exits 1).
 
     GadgetStoreError
     └── RegistryError             a registry answered something we cannot use
         ├── TransportError        connection refused/reset/timed out, TLS failure (retried)
+        │   ├── BodyTooLarge      (http) a body longer than the caller allowed (never retried)
+        │   └── PlainHTTPError    (http) a TLS handshake answered in plain HTTP (never retried)
         ├── InvalidHeader         a response header we read that is not visible ASCII or does not parse
         ├── BadRangeAnswer        a Range request answered with other bytes, or Range no longer honoured
         ├── AuthError             401/403, bad credentials, a refused token realm

@@ -6,7 +6,7 @@ registries: no auth, no redirects, no retries — :mod:`.client` performs those 
 :mod:`.authflow` and :mod:`.retry`).
 
 One :class:`Pool` keeps idle keep-alive connections per origin and bounds the connections in use
-per origin with a semaphore. A :class:`Response` owns its connection until its body is read to the
+per origin with a semaphore. A :class:`ClientResponse` owns its connection until its body is read to the
 end (then the connection goes back to the pool) or it is closed early (then the connection is
 dropped, since its unread body would poison the next exchange).
 
@@ -14,10 +14,10 @@ Bodies with a ``Content-Length`` on a keep-alive HTTP/1.1 connection are read st
 socket once h11 has handed over what it buffered with the head: h11 would copy every byte into
 and out of its receive buffer, which on two cores costs a large share of a big blob's pull. The
 exact length is still enforced (a short body is an error, nothing past it is read), and the
-connection then starts a fresh h11 state machine for its next exchange. :meth:`Response.readinto`
+connection then starts a fresh h11 state machine for its next exchange. :meth:`ClientResponse.readinto`
 goes one step further for such bodies on a plain TCP socket: ``recv_into`` the caller's (reused)
 buffer, so no fresh buffer is allocated and page-faulted per read; other bodies (chunked, TLS,
-close-delimited) are copied into it from the path :meth:`Response.iter_chunks` takes.
+close-delimited) are copied into it from the path :meth:`ClientResponse.iter_chunks` takes.
 
 Every read and write of an exchange is bounded twice: by the idle ``read_timeout`` and by the
 exchange's :class:`~.stall.RateMeter` (a transfer that trickles below the floor is stalled, however
@@ -81,7 +81,10 @@ class PlainHTTPError(TransportError):
 
 
 class TransferStalled(trio.TooSlowError):
-    """An exchange moved fewer bytes than its stall policy's floor over its window."""
+    """An exchange moved fewer bytes than its stall policy's floor over its window.
+
+    Internal: a ``trio.TooSlowError`` so the exchange fails as a timeout would; every exchange turns it
+    into a :class:`~gadgetstore.engine.registry.errors.TransportError` that names the stall."""
 
 
 @dataclass(frozen=True)
@@ -239,7 +242,7 @@ class Connection:
         if self.h11.our_state is h11.DONE and self.h11.their_state is h11.DONE:
             self.h11.start_next_cycle()
             return True
-        # a fresh state machine after a body read past h11 (see Response._iter_raw)
+        # a fresh state machine after a body read past h11 (see ClientResponse._iter_raw)
         return self.h11.our_state is h11.IDLE and self.h11.their_state is h11.IDLE
 
     async def receive_raw(self, max_bytes: int) -> bytes:
@@ -285,7 +288,7 @@ def _transport_error(err: BaseException, origin: Origin, what: str) -> Transport
 _NETWORK_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, h11.ProtocolError)
 
 
-class Response:
+class ClientResponse:
     """Status and headers of one exchange; the body is streamed on demand."""
 
     def __init__(
@@ -504,7 +507,7 @@ class Response:
                 self._done = False
         await self._release(keep=self._done)
 
-    async def __aenter__(self) -> Response:
+    async def __aenter__(self) -> ClientResponse:
         return self
 
     async def __aexit__(
@@ -540,7 +543,7 @@ class Pool:
         return [conn for conns in self._idle.values() for conn in conns]
 
     async def request(self, method: str, url: str, headers: Headers = (), body: bytes | None = None,
-                      head_grace: float = 0.0) -> Response:
+                      head_grace: float = 0.0) -> ClientResponse:
         """Send one request and return once the response head arrived. ``head_grace`` seconds are
         added to the stall check's first window (a server asked to hold the request that long)."""
         origin, target = split_url(url)
@@ -574,7 +577,7 @@ class Pool:
                     with trio.CancelScope(shield=True):
                         await conn.aclose()
                     raise
-                return Response(self, conn, slot, url, method, head, label)
+                return ClientResponse(self, conn, slot, url, method, head, label)
             raise AssertionError("unreachable")
         except BaseException:
             slot.release()

@@ -22,7 +22,9 @@ ACCEPT = ", ".join([mt.OCI_INDEX, mt.OCI_MANIFEST, mt.DOCKER_MANIFEST_LIST, mt.D
 
 
 @dataclass(frozen=True)
-class Document:
+class VerifiedManifest:
+    """A manifest or index whose bytes matched its digest (and size), with their parse."""
+
     desc: Descriptor
     data: bytes
     doc: dict[str, Any]
@@ -30,7 +32,7 @@ class Document:
 
 async def fetch_document(
     client: RegistryClient, repo: str, reference: str, expected: Descriptor | Digest | None, where: str
-) -> Document:
+) -> VerifiedManifest:
     """GET a manifest or index by tag or digest and verify it before anything uses it."""
     limit = mt.MAX_MANIFEST_BYTES
     if isinstance(expected, Descriptor):
@@ -60,4 +62,4 @@ async def fetch_document(
         raise IntegrityError(f"{where}: manifest is {len(data)} bytes, its descriptor says {expected.size}")
     doc, media_type = checked_document(data, where, content_type,
                                        expected.media_type if isinstance(expected, Descriptor) else "")
-    return Document(Descriptor(media_type, actual, len(data)), data, doc)
+    return VerifiedManifest(Descriptor(media_type, actual, len(data)), data, doc)

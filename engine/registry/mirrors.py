@@ -31,7 +31,7 @@ from .blobfetch import BlobFetcher
 from .client import RegistryClient, Session
 from .endpoint import Endpoint
 from .errors import NotFoundInRegistry
-from .manifests import Document, fetch_document
+from .manifests import VerifiedManifest, fetch_document
 from .mirrors_config import Mirror, Peers
 from .peers import SELF_ENV, find_self, rank
 
@@ -223,10 +223,10 @@ class Sources:
         return None
 
     async def document(self, upstream: RegistryClient, repo: str, reference: str,
-                       expected: Descriptor | Digest | None, where: str, tallies: Tallies) -> Document:
+                       expected: Descriptor | Digest | None, where: str, tallies: Tallies) -> VerifiedManifest:
         """A manifest or index; by tag only mirrors with ``resolve`` are asked."""
 
-        async def fetch(client: RegistryClient) -> tuple[Document, int]:
+        async def fetch(client: RegistryClient) -> tuple[VerifiedManifest, int]:
             doc = await fetch_document(client, repo, reference, expected, where)
             return doc, len(doc.data)
 

@@ -66,7 +66,7 @@ _PEER_KEYS = {"urls", "self", "wait", "registries"}
 _REGISTRY_KEYS = {"mirror", "cert_dir"}
 _TRANSFER_KEYS = {"stall_floor", "stall_window"}
 MAX_PEERS = 1024
-MAX_PEER_WAIT = 50.0  # below serve's cap (60 s) and the client's read timeout (60 s)
+MAX_CONFIGURED_PEER_WAIT = 50.0  # the largest [peers] wait: under serve's MAX_BLOB_HOLD and the read timeout
 DEFAULT_PEER_WAIT = 15.0
 
 
@@ -239,8 +239,9 @@ def _peers(raw: Any, where: str) -> Peers:
     if self_url is not None and self_url not in normalized:
         raise RegistriesConfigError(f"{where}: self {self_url!r} is not one of the urls")
     wait = raw.get("wait", DEFAULT_PEER_WAIT)
-    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= MAX_PEER_WAIT:
-        raise RegistriesConfigError(f"{where}: wait must be a number of seconds from 0 to {MAX_PEER_WAIT:.0f} "
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= MAX_CONFIGURED_PEER_WAIT:
+        raise RegistriesConfigError(f"{where}: wait must be a number of seconds from 0 to "
+                                    f"{MAX_CONFIGURED_PEER_WAIT:.0f} "
                                     f"(an owner holds a request at most 60 s, and the read timeout is 60 s)")
     registries = raw.get("registries")
     if registries is not None and (not isinstance(registries, list)

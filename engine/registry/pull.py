@@ -34,7 +34,7 @@ from ..reference import Reference, normalize
 from ..store import Store
 from .client import RegistryClient, Session, TransferOptions
 from .groupcommit import GroupCommit
-from .manifests import Document
+from .manifests import VerifiedManifest
 from .mirrors import Sources, Tallies
 from .signatures import (
     ReferrersApi,
@@ -116,7 +116,7 @@ class Puller:
         self._referrers_api = ReferrersApi()  # which registries have the Referrers API
         self._tagged = tagged or {}  # what the batch's tags named in the store when it began
         self._tag_snapshots = TagSnapshots(_repositories(images))  # signature tags: one listing per repo
-        self._pulled: list[tuple[RegistryClient, str, Document, _Stats]] = []  # what refetch walks again
+        self._pulled: list[tuple[RegistryClient, str, VerifiedManifest, _Stats]] = []  # what refetch walks again
 
     async def pull(self, image: str) -> PullResult:
         """Pull one image and tag it; raises on failure (nothing is tagged then)."""
@@ -153,7 +153,7 @@ class Puller:
         gone = {desc.digest for desc in missing}
         self._shared.fetched -= gone
 
-        async def refill(client: RegistryClient, repo: str, root: Document, stats: _Stats) -> None:
+        async def refill(client: RegistryClient, repo: str, root: VerifiedManifest, stats: _Stats) -> None:
             if root.desc.digest in gone:
                 await self._save_document(root, stats)
             await self._graph(client, repo, root, stats)
@@ -162,18 +162,18 @@ class Puller:
             for client, repo, root, stats in self._pulled:
                 nursery.start_soon(refill, client, repo, root, stats)
 
-    async def _root(self, client: RegistryClient, ref: Reference, stats: _Stats) -> Document:
+    async def _root(self, client: RegistryClient, ref: Reference, stats: _Stats) -> VerifiedManifest:
         if ref.digest is not None:
             return await self._document(client, ref.path, ref.digest, f"{ref}", stats)
         doc = await self._sources.document(client, ref.path, ref.tag_or_latest, None, f"{ref}", stats.sources)
         await self._save_document(doc, stats)
         return doc
 
-    async def _local_document(self, digest: Digest, desc: Descriptor | None) -> Document | None:
+    async def _local_document(self, digest: Digest, desc: Descriptor | None) -> VerifiedManifest | None:
         """A manifest we already have, read and re-verified off the event loop."""
         return await trio.to_thread.run_sync(self._read_local, digest, desc)
 
-    def _read_local(self, digest: Digest, desc: Descriptor | None) -> Document | None:
+    def _read_local(self, digest: Digest, desc: Descriptor | None) -> VerifiedManifest | None:
         if not self.store.blobs.has(digest):
             return None
         data = self.store.blobs.read(digest, max_size=mt.MAX_MANIFEST_BYTES)
@@ -181,7 +181,7 @@ class Puller:
             raise InvalidManifest(f"manifest {digest} is {len(data)} bytes, its descriptor says {desc.size}")
         declared = desc.media_type if desc else ""
         doc, media_type = checked_document(data, f"manifest {digest}", expected_type=declared)
-        return Document(Descriptor(media_type, digest, len(data)), data, doc)
+        return VerifiedManifest(Descriptor(media_type, digest, len(data)), data, doc)
 
     def _commit_tags(self, batch: list[tuple[str | None, Descriptor]]) -> None:
         """One journal record for the batch (all or nothing); no tag means an untagged image."""
@@ -194,14 +194,14 @@ class Puller:
                 elif txn.state.tags.get(ref) != wanted.to_json():  # a warm re-pull appends no record
                     txn.tag(ref, wanted)
 
-    async def _save_document(self, doc: Document, stats: _Stats) -> None:
+    async def _save_document(self, doc: VerifiedManifest, stats: _Stats) -> None:
         await self._publisher.put(doc.data, doc.desc.digest)
         stats.blobs += 1
         stats.bytes += len(doc.data)
         if self.on_bytes:
             self.on_bytes(len(doc.data))
 
-    async def _graph(self, client: RegistryClient, repo: str, root: Document, stats: _Stats) -> None:
+    async def _graph(self, client: RegistryClient, repo: str, root: VerifiedManifest, stats: _Stats) -> None:
         """Everything under ``root`` that the store lacks: the documents level by level, each once,
         within the image's :class:`GraphBudget`; then the plain blobs, all at once.
 
@@ -222,7 +222,7 @@ class Puller:
             else:
                 frontier, missing = [], [kid for kid in kids if is_document(kid)]
                 blobs.update((kid.digest, kid) for kid in kids if not is_document(kid))
-            fetched: dict[int, Document] = {}
+            fetched: dict[int, VerifiedManifest] = {}
             async with task_group() as nursery:
                 for i, desc in enumerate(missing):
                     nursery.start_soon(self._fetch_into, fetched, i, client, repo, desc, stats)
@@ -232,10 +232,10 @@ class Puller:
                 nursery.start_soon(self._blob, client, repo, desc, stats)
 
     def _expand(self, kids: list[Descriptor], blobs: dict[Digest, Descriptor]
-                ) -> tuple[list[Document], list[Descriptor]]:
+                ) -> tuple[list[VerifiedManifest], list[Descriptor]]:
         """Blocking: the documents among ``kids`` that the store has (read) and the ones to fetch;
         plain blobs still missing go into ``blobs``."""
-        local: list[Document] = []
+        local: list[VerifiedManifest] = []
         missing: list[Descriptor] = []
         for kid in kids:
             if is_document(kid):
@@ -248,12 +248,12 @@ class Puller:
                 blobs[kid.digest] = kid
         return local, missing
 
-    async def _fetch_into(self, out: dict[int, Document], i: int, client: RegistryClient, repo: str,
+    async def _fetch_into(self, out: dict[int, VerifiedManifest], i: int, client: RegistryClient, repo: str,
                           desc: Descriptor, stats: _Stats) -> None:
         out[i] = await self._document(client, repo, desc, f"manifest {desc.digest}", stats)
 
     async def _document(self, client: RegistryClient, repo: str, expected: Descriptor | Digest, where: str,
-                        stats: _Stats) -> Document:
+                        stats: _Stats) -> VerifiedManifest:
         """A manifest or index by digest, fetched at most once per batch: while another image fetches
         it, this one waits and then reads it from the store."""
         digest = expected.digest if isinstance(expected, Descriptor) else expected

@@ -24,7 +24,7 @@ from ..resolve import resolve
 from ..store import Store
 from .client import RegistryClient, Session, TransferOptions
 from .errors import RegistryError, TransportError
-from .http import Response, escaped, join_url
+from .http import ClientResponse, escaped, join_url
 from .inflight import request_label
 from .signatures import push_signatures
 from .tasks import task_group
@@ -169,7 +169,7 @@ class Pusher:
             raise RegistryError(f"blob {desc.digest} in the store is shorter than its descriptor says")
         return data
 
-    async def _location(self, resp: Response) -> str:
+    async def _location(self, resp: ClientResponse) -> str:
         """The upload URL to use next, absolute (``resp`` is done with); credentials follow it only if
         it stays on our origin."""
         await resp.discard()

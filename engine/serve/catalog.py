@@ -31,7 +31,7 @@ Reader = Callable[[Descriptor], bytes]
 
 
 @dataclass(frozen=True)
-class Document:
+class ServedManifest:
     """A manifest or index as served: verified bytes plus what the referrers API reports of it."""
 
     digest: Digest
@@ -51,7 +51,7 @@ class Document:
         return out
 
 
-def load_document(desc: Descriptor, data: bytes) -> Document:
+def load_document(desc: Descriptor, data: bytes) -> ServedManifest:
     """Parse verified bytes; the document's own mediaType wins over its parent's descriptor."""
     where = f"manifest {desc.digest}"
     doc = parse_document(data, where)
@@ -65,7 +65,7 @@ def load_document(desc: Descriptor, data: bytes) -> Document:
         artifact_type = artifact_type if isinstance(artifact_type, str) else None
     annotations = doc.get("annotations")
     subj = subject(doc, where)
-    return Document(
+    return ServedManifest(
         digest=desc.digest,
         media_type=media_type,
         data=data,
@@ -87,9 +87,11 @@ class Repository:
 
 
 @dataclass(frozen=True)
-class Catalog:
+class ServedCatalog:
+    """Everything ``serve`` answers from: its repositories, the manifests and indexes they reach, and names."""
+
     repositories: dict[str, Repository]
-    documents: dict[Digest, Document]
+    documents: dict[Digest, ServedManifest]
     names: NameTable
     problems: tuple[str, ...] = ()
 
@@ -98,18 +100,18 @@ class Catalog:
         return None if full is None else self.repositories.get(full)
 
 
-EMPTY_CATALOG = Catalog({}, {}, NameTable(()))
+EMPTY_CATALOG = ServedCatalog({}, {}, NameTable(()))
 
 
 @dataclass
 class _Builder:
     read: Reader
-    known: Mapping[Digest, Document]
-    documents: dict[Digest, Document] = field(default_factory=dict)
+    known: Mapping[Digest, ServedManifest]
+    documents: dict[Digest, ServedManifest] = field(default_factory=dict)
     unreadable: set[Digest] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
 
-    def document(self, desc: Descriptor) -> Document | None:
+    def document(self, desc: Descriptor) -> ServedManifest | None:
         digest = desc.digest
         if digest in self.documents:
             return self.documents[digest]
@@ -138,8 +140,8 @@ def build_catalog(
     tags: Mapping[str, Descriptor],
     pins: Iterable[Descriptor],
     read: Reader,
-    known: Mapping[Digest, Document] | None = None,
-) -> Catalog:
+    known: Mapping[Digest, ServedManifest] | None = None,
+) -> ServedCatalog:
     """Group tags into repositories and attach signatures and pinned referrers to the graphs they sign.
 
     ``read`` returns a document's verified bytes (or raises a store error); ``known`` are documents
@@ -177,7 +179,7 @@ def build_catalog(
         repositories[name] = Repository(
             name, repo_tags, contents, {s: tuple(ds) for s, ds in referrers.items()}
         )
-    return Catalog(
+    return ServedCatalog(
         repositories, dict(builder.documents), NameTable(grouped), tuple(builder.problems)
     )
 
@@ -218,7 +220,7 @@ def store_reader(store: Store) -> Reader:
     return read
 
 
-def catalog_of(store: Store, previous: Catalog = EMPTY_CATALOG) -> Catalog:
+def catalog_of(store: Store, previous: ServedCatalog = EMPTY_CATALOG) -> ServedCatalog:
     """Blocking: build the catalog of the store's current journal state (run it in a thread)."""
     tags = {ref: desc for ref in store.tags() if (desc := store.lookup(ref)) is not None}
     return build_catalog(tags, store.pins(), store_reader(store), previous.documents)

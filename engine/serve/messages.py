@@ -32,7 +32,7 @@ class BlobSlice:
 
 
 @dataclass(frozen=True)
-class Response:
+class ServerResponse:
     status: int
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
@@ -48,7 +48,7 @@ class Response:
                 return value
         return None
 
-    def with_headers(self, *extra: tuple[str, str]) -> Response:
+    def with_headers(self, *extra: tuple[str, str]) -> ServerResponse:
         return replace(self, headers=self.headers + extra)
 
     def wire_headers(self) -> list[tuple[str, str]]:
@@ -56,12 +56,12 @@ class Response:
         return [API_VERSION_HEADER, *self.headers, ("Content-Length", str(self.content_length))]
 
 
-def json_response(status: int, obj: object, content_type: str = JSON, *extra: tuple[str, str]) -> Response:
+def json_response(status: int, obj: object, content_type: str = JSON, *extra: tuple[str, str]) -> ServerResponse:
     body = json.dumps(obj, separators=(",", ":")).encode()
-    return Response(status, (("Content-Type", content_type), *extra), body)
+    return ServerResponse(status, (("Content-Type", content_type), *extra), body)
 
 
-def error(status: int, code: str, message: str, detail: object = None, *extra: tuple[str, str]) -> Response:
+def error(status: int, code: str, message: str, detail: object = None, *extra: tuple[str, str]) -> ServerResponse:
     """A distribution-spec error body: ``{"errors": [{"code", "message", "detail"?}]}``."""
     entry: dict[str, object] = {"code": code, "message": message}
     if detail is not None:

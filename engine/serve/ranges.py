@@ -26,7 +26,9 @@ class ByteRange:
 
 
 class Unsatisfiable(Exception):
-    """The 416 case."""
+    """The 416 case.
+
+    Internal: the routes answer it with a 416 response; it never leaves the server."""
 
 
 def parse_range(header: str | None, size: int) -> ByteRange | None:

@@ -1,6 +1,6 @@
 """The pull and content-discovery half of the OCI distribution API, as a pure function.
 
-``route(request, catalog)`` answers every request from the immutable :class:`Catalog`; blob bodies
+``route(request, catalog)`` answers every request from the immutable :class:`ServedCatalog`; blob bodies
 come back as a :class:`BlobSlice` for the server to stream. HEAD gets GET's headers (the server
 drops the body; Range is ignored on HEAD). Every method other than GET and HEAD is a 405
 ``UNSUPPORTED``: the store is only written by ``gadgetstore`` itself.
@@ -22,14 +22,14 @@ from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import InvalidDigest
 from gadgetstore.engine.reference import is_valid_tag
 
-from .catalog import Catalog, Repository
-from .messages import BlobSlice, Request, Response, error, json_response
+from .catalog import Repository, ServedCatalog
+from .messages import BlobSlice, Request, ServerResponse, error, json_response
 from .names import is_valid_name
 from .ranges import Unsatisfiable, parse_range
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 MAX_PAGE = 1000
-MAX_PEER_WAIT = 60.0
+MAX_BLOB_HOLD = 60.0  # seconds a blob request with ?wait= is held, at most, for the blob to arrive
 OCTET_STREAM = "application/octet-stream"
 
 
@@ -51,10 +51,10 @@ def peer_blob_request(request: Request) -> tuple[Digest, float] | None:
         wait = float(_first(parse_qs(split.query), "wait") or 0)
     except ValueError:
         wait = 0.0
-    return digest, min(MAX_PEER_WAIT, wait) if wait > 0 else 0.0
+    return digest, min(MAX_BLOB_HOLD, wait) if wait > 0 else 0.0
 
 
-def route(request: Request, catalog: Catalog) -> Response:
+def route(request: Request, catalog: ServedCatalog) -> ServerResponse:
     split = urlsplit(request.target)
     path = split.path
     query = parse_qs(split.query, keep_blank_values=True)
@@ -105,7 +105,7 @@ def _digest(text: str) -> Digest | None:
         return None
 
 
-def _manifest(catalog: Catalog, repo: Repository, ref: str) -> Response:
+def _manifest(catalog: ServedCatalog, repo: Repository, ref: str) -> ServerResponse:
     if ":" in ref:
         digest = _digest(ref)
         if digest is None:
@@ -118,14 +118,14 @@ def _manifest(catalog: Catalog, repo: Repository, ref: str) -> Response:
     if doc is None:
         return error(404, "MANIFEST_UNKNOWN", f"manifest {ref!r} is not in repository {repo.name!r}",
                      {"reference": ref})
-    return Response(200, (
+    return ServerResponse(200, (
         ("Content-Type", doc.media_type),
         ("Docker-Content-Digest", str(doc.digest)),
         ("ETag", f'"{doc.digest}"'),
     ), doc.data)
 
 
-def _blob(repo: Repository, ref: str, get: Request | None) -> Response:
+def _blob(repo: Repository, ref: str, get: Request | None) -> ServerResponse:
     """``get`` is None for HEAD, which ignores Range."""
     digest = _digest(ref)
     if digest is None:
@@ -136,7 +136,7 @@ def _blob(repo: Repository, ref: str, get: Request | None) -> Response:
     return blob_response(digest, desc.size, get)
 
 
-def blob_response(digest: Digest, size: int | None, get: Request | None) -> Response:
+def blob_response(digest: Digest, size: int | None, get: Request | None) -> ServerResponse:
     """A blob of ``size`` bytes (None: not here), whole or the Range that ``get`` asks for."""
     if size is None:
         return error(404, "BLOB_UNKNOWN", f"blob {digest} is not in this store", {"digest": str(digest)})
@@ -152,14 +152,14 @@ def blob_response(digest: Digest, size: int | None, get: Request | None) -> Resp
         return error(416, "RANGE_INVALID", f"range not satisfiable for a blob of {size} bytes", None,
                      ("Content-Range", f"bytes */{size}"))
     if wanted is None:
-        return Response(200, headers, blob=BlobSlice(digest, 0, size, size))
-    return Response(
+        return ServerResponse(200, headers, blob=BlobSlice(digest, 0, size, size))
+    return ServerResponse(
         206, (*headers, ("Content-Range", wanted.content_range(size))),
         blob=BlobSlice(digest, wanted.start, wanted.length, size),
     )
 
 
-def _referrers(catalog: Catalog, repo: Repository, ref: str, artifact_type: str | None) -> Response:
+def _referrers(catalog: ServedCatalog, repo: Repository, ref: str, artifact_type: str | None) -> ServerResponse:
     digest = _digest(ref)
     if digest is None:
         return error(400, "DIGEST_INVALID", f"invalid digest {ref!r}")
@@ -173,7 +173,9 @@ def _referrers(catalog: Catalog, repo: Repository, ref: str, artifact_type: str 
 
 
 class _BadPage(Exception):
-    pass
+    """A page size ``n`` that is not a decimal number.
+
+    Internal: the listing routes answer it with a 400 response; it never leaves this module."""
 
 
 def _page(items: list[str], query: dict[str, list[str]]) -> tuple[list[str], int | None]:
@@ -197,7 +199,7 @@ def _link(path: str, n: int, last: str, ns: str | None) -> tuple[str, str]:
     return ("Link", f'<{path}?n={n}&last={quote(last, safe="")}{extra}>; rel="next"')
 
 
-def _tags(name: str, repo: Repository, query: dict[str, list[str]]) -> Response:
+def _tags(name: str, repo: Repository, query: dict[str, list[str]]) -> ServerResponse:
     try:
         page, more = _page(sorted(repo.tags), query)
     except _BadPage as bad:
@@ -206,7 +208,7 @@ def _tags(name: str, repo: Repository, query: dict[str, list[str]]) -> Response:
     return json_response(200, {"name": name, "tags": page}, "application/json", *extra)
 
 
-def _catalog(catalog: Catalog, query: dict[str, list[str]]) -> Response:
+def _catalog(catalog: ServedCatalog, query: dict[str, list[str]]) -> ServerResponse:
     try:
         page, more = _page(catalog.names.served_names(), query)
     except _BadPage as bad:

@@ -37,7 +37,7 @@ from gadgetstore.engine.store import Store
 
 from .arrivals import Arrivals
 from .connections import ConnectionTable, Tracked, client_of
-from .messages import BlobSlice, Request, Response, error
+from .messages import BlobSlice, Request, ServerResponse, error
 from .routes import blob_response, peer_blob_request, route
 from .source import CatalogSource
 
@@ -95,7 +95,9 @@ def _cork(sock: trio.socket.SocketType, on: bool) -> None:
 
 
 class _Damaged(Exception):
-    """A blob file whose size differs from its descriptor: unknown before its head went out, else cut short."""
+    """A blob file whose size differs from its descriptor: unknown before its head went out, else cut short.
+
+    Internal: the connection answers 404 or closes, and logs it; it never leaves the server."""
 
 
 @dataclass
@@ -347,7 +349,7 @@ class _Connection:
         else:
             await self._send_response(response, head)
 
-    async def _route(self, request: Request) -> Response:
+    async def _route(self, request: Request) -> ServerResponse:
         peer = peer_blob_request(request) if self.config.peer_blobs else None
         if peer is None:
             return route(request, await self.server.source.current())
@@ -369,11 +371,11 @@ class _Connection:
                 if budget < 0:
                     return False
 
-    async def _send_response(self, response: Response, head: bool) -> None:
+    async def _send_response(self, response: ServerResponse, head: bool) -> None:
         body = [h11.Data(data=response.body)] if response.body and not head else []
         await self._send(_head_of(response), *body, h11.EndOfMessage())
 
-    async def _send_blob(self, response: Response, blob: BlobSlice, head: bool) -> None:
+    async def _send_blob(self, response: ServerResponse, blob: BlobSlice, head: bool) -> None:
         try:
             f = await trio.to_thread.run_sync(self.server.open_blob, blob, limiter=self.server.disk)
         except (GadgetStoreError, _Damaged, OSError) as err:
@@ -414,7 +416,7 @@ class _Connection:
                 self.sent.body += sent
 
 
-def _head_of(response: Response) -> h11.Response:
+def _head_of(response: ServerResponse) -> h11.Response:
     try:
         reason = HTTPStatus(response.status).phrase.encode()
     except ValueError:

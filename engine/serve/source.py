@@ -1,4 +1,4 @@
-"""Keeps the served :class:`Catalog` in step with the store, which other processes keep writing."""
+"""Keeps the served :class:`ServedCatalog` in step with the store, which other processes keep writing."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import trio
 
 from gadgetstore.engine.store import Store
 
-from .catalog import EMPTY_CATALOG, Catalog, catalog_of
+from .catalog import EMPTY_CATALOG, ServedCatalog, catalog_of
 
 log = logging.getLogger("gadgetstore.serve")
 
@@ -30,7 +30,7 @@ class CatalogSource:
         self._seen: int | None = None  # the store's generation the catalog was built from
         self._reported: set[str] = set()
 
-    async def current(self) -> Catalog:
+    async def current(self) -> ServedCatalog:
         if self._lock.locked() or trio.current_time() - self._checked < self.interval:
             return self.catalog
         async with self._lock:
@@ -38,7 +38,7 @@ class CatalogSource:
             self._checked = trio.current_time()
         return self.catalog
 
-    def _refresh(self) -> Catalog:
+    def _refresh(self) -> ServedCatalog:
         """Blocking; rebuilds only when the store's generation moved (see Store.generation)."""
         seen = self.store.generation()
         if seen == self._seen:

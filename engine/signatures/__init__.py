@@ -39,6 +39,7 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(f".{home}", __name__), name)
 
 
+# The names above, and the modules the registry code and the CLI use.
 __all__ = [
     "SIGNATURE_ARTIFACT_TYPES",
     "NotationOptions",
@@ -46,11 +47,20 @@ __all__ = [
     "SignatureArtifact",
     "SignatureError",
     "VerifyResult",
+    "constants",
     "default_public_keys",
+    "encoding",
+    "errors",
+    "keys",
     "load_certificates",
     "load_public_keys",
+    "locate",
+    "notation",
     "record_pulled_signature",
+    "sign",
     "signature_artifacts",
     "signature_refs",
+    "signing_keys",
+    "verify",
     "verify_image",
 ]

@@ -9,7 +9,7 @@ import yaml
 from click.testing import CliRunner
 
 from gadgetstore.cli.main import cli
-from gadgetstore.engine import inspect as inspect_mod
+from gadgetstore.engine import imageinspect
 from gadgetstore.engine.analysis import datasources as datasources_mod
 from gadgetstore.engine.archive import import_archive
 from gadgetstore.engine.build import commit_image, parse_tag
@@ -87,23 +87,23 @@ def test_inspect_errors_are_one_line(imported: Path, args: list[str], message: s
 def test_analysis_is_cached_by_layer_digest(imported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store.open(imported)
     manifest = host_manifest(store, store.resolve(DEMO_IMAGE), "amd64")
-    first = inspect_mod.image_extra_info(store, DEMO_SHORT_NAME, manifest)
+    first = imageinspect.image_extra_info(store, DEMO_SHORT_NAME, manifest)
     layer = manifest.layer("application/vnd.gadget.ebpf.program.v1+binary")
-    assert layer is not None and inspect_mod.cache_path(store, layer.digest).is_file()
+    assert layer is not None and imageinspect.cache_path(store, layer.digest).is_file()
 
     def must_not_run(_: bytes) -> dict[str, tuple[str, bytes]]:
         raise AssertionError("analysis should come from the cache")
 
-    monkeypatch.setitem(inspect_mod.ANALYZERS, "application/vnd.gadget.ebpf.program.v1+binary", must_not_run)
-    assert inspect_mod.image_extra_info(store, DEMO_SHORT_NAME, manifest) == first
+    monkeypatch.setitem(imageinspect.ANALYZERS, "application/vnd.gadget.ebpf.program.v1+binary", must_not_run)
+    assert imageinspect.image_extra_info(store, DEMO_SHORT_NAME, manifest) == first
 
 
 def test_gc_prunes_cache_of_removed_layers(imported: Path) -> None:
     store = Store.open(imported)
     manifest = host_manifest(store, store.resolve(DEMO_IMAGE), "amd64")
-    inspect_mod.image_extra_info(store, DEMO_SHORT_NAME, manifest)
-    inspect_mod.image_datasources(store, manifest)
-    assert inspect_mod.image_entries(store, DEMO_SHORT_NAME, manifest)["ebpf.maps"].rendering(pretty=True)
+    imageinspect.image_extra_info(store, DEMO_SHORT_NAME, manifest)
+    imageinspect.image_datasources(store, manifest)
+    assert imageinspect.image_entries(store, DEMO_SHORT_NAME, manifest)["ebpf.maps"].rendering(pretty=True)
     assert {path.suffix for path in store.analysis_dir.rglob("*.*")} == {".extra", ".json", ".jsonpretty"}
     store.remove_image(DEMO_IMAGE)
     store.gc()
@@ -216,7 +216,7 @@ def test_show_datasources_come_from_the_cache_by_manifest(imported: Path, monkey
     assert inspect(imported, "--show-datasources", "-o", "json") == (0, first, "")
     store = Store.open(imported)
     manifest = host_manifest(store, store.resolve(DEMO_IMAGE), None)
-    assert inspect_mod.cache_path(store, manifest.desc.digest, ".datasources.json").is_file()
+    assert imageinspect.cache_path(store, manifest.desc.digest, ".datasources.json").is_file()
 
 
 @pytest.mark.parametrize("damage", [b"", b"gadgetstore-extra-info 1\n[[\"ebpf.maps\",\"x\",99,0]]\n{}",
@@ -245,7 +245,7 @@ def test_extra_info_json_is_printed_as_go_remarshals_it(imported: Path, monkeypa
     def must_not_run(_: str) -> object:
         raise AssertionError("the rendering should come from the cache")
 
-    monkeypatch.setattr(inspect_mod, "go_unmarshal", must_not_run)
+    monkeypatch.setattr(imageinspect, "go_unmarshal", must_not_run)
     assert inspect(imported, "--extra-info", "ebpf.programs") == (0, programs, "")
     assert programs.startswith('[\n  {\n    "Section": ')
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gadgetstore.cli.listing import created_ago, format_rows
 from gadgetstore.cli.main import cli
 from gadgetstore.engine import paths
+from gadgetstore.engine.imagelist import created_ago, format_rows
 from gadgetstore.engine.images import ImageRow
 from gadgetstore.engine.store import Store
 from tests.support.cli import run_in_store as run
@@ -136,7 +136,7 @@ def test_columns_on_a_terminal_truncate_digest_and_humanize_time() -> None:
     header, row = text.splitlines()
     assert header.split() == ["REPOSITORY", "TAG", "DIGEST", "CREATED"]
     assert row.split()[:3] == ["trace_open", "latest", "87c3ecca8d84"]
-    assert row.endswith("5 minutes ago   "), "ig pads the last column too (tests/cli/test_listing.py)"
+    assert row.endswith("5 minutes ago   "), "ig pads the last column too (tests/engine/test_imagelist.py)"
 
 
 @pytest.mark.parametrize(

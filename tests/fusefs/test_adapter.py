@@ -17,7 +17,7 @@ import trio
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.store import Store
 from gadgetstore.fusefs.adapter import LONG_TIMEOUT, MISS_REFRESH_AGE, VOLATILE_TIMEOUT, GadgetFs
-from gadgetstore.fusefs.catalog import Catalog
+from gadgetstore.fusefs.catalog import MountCatalog
 from gadgetstore.fusefs.loader import StoreReader
 from gadgetstore.fusefs.model import FsModel
 from gadgetstore.fusefs.pulls import OnAccess, Outcome
@@ -53,7 +53,7 @@ def recorder() -> Recorder:
 
 def make_fs(store: Store, recorder: Recorder, on_access: OnAccess | None = None) -> GadgetFs:
     reader = StoreReader(store)
-    model = FsModel(reader.snapshot() or Catalog(), "amd64", pull_on_access=on_access is not None)
+    model = FsModel(reader.snapshot() or MountCatalog(), "amd64", pull_on_access=on_access is not None)
     return GadgetFs(reader, model, invalidate=recorder, invalidate_attributes=recorder.inodes, on_access=on_access)
 
 
@@ -245,7 +245,7 @@ async def test_poller_survives_a_failing_snapshot(
     real = fs.reader.snapshot
     calls = 0
 
-    def flaky() -> Catalog | None:
+    def flaky() -> MountCatalog | None:
         nonlocal calls
         calls += 1
         if calls <= 3:

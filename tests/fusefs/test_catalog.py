@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gadgetstore.engine import mediatypes as mt
 from gadgetstore.engine.digest import Digest
-from gadgetstore.fusefs.catalog import Catalog
+from gadgetstore.fusefs.catalog import MountCatalog
 
 
 def _desc(n: int) -> dict[str, object]:
@@ -12,7 +12,7 @@ def _desc(n: int) -> dict[str, object]:
 
 
 def test_full_and_short_names() -> None:
-    cat = Catalog.build({
+    cat = MountCatalog.build({
         "ghcr.io/inspektor-gadget/gadget/trace_tcp:latest": _desc(1),
         "localhost:5000/mygadget:v1": _desc(2),
     })
@@ -28,7 +28,7 @@ def test_full_and_short_names() -> None:
 
 
 def test_signature_tags_and_bad_entries_are_skipped() -> None:
-    cat = Catalog.build({
+    cat = MountCatalog.build({
         f"ghcr.io/x/y:sha256-{1:064x}.sig": _desc(1),
         "ghcr.io/x/y:ok": _desc(2),
         "ghcr.io/x/y:broken": {"digest": "nope"},
@@ -38,7 +38,7 @@ def test_signature_tags_and_bad_entries_are_skipped() -> None:
 
 
 def test_reserved_and_registry_like_short_names_are_not_offered() -> None:
-    cat = Catalog.build({
+    cat = MountCatalog.build({
         "ghcr.io/inspektor-gadget/gadget/tags:latest": _desc(1),
         "ghcr.io/inspektor-gadget/gadget/readme:latest": _desc(2),
         "ghcr.io/inspektor-gadget/gadget/example.com/x:latest": _desc(3),
@@ -47,19 +47,19 @@ def test_reserved_and_registry_like_short_names_are_not_offered() -> None:
 
 
 def test_an_image_hides_a_longer_path_below_it() -> None:
-    cat = Catalog.build({"example.com/a:b": _desc(1), "example.com/a/b:latest": _desc(2)})
+    cat = MountCatalog.build({"example.com/a:b": _desc(1), "example.com/a/b:latest": _desc(2)})
     assert ("example.com", "a", "b") in cat.images
     assert ("example.com", "a", "b", "latest") not in cat.images
     assert ("example.com", "a", "b") not in cat.dirs
 
 
 def test_full_reference_wins_over_short_name() -> None:
-    cat = Catalog.build({"foo:latest": _desc(1), "ghcr.io/inspektor-gadget/gadget/foo:latest": _desc(2)})
+    cat = MountCatalog.build({"foo:latest": _desc(1), "ghcr.io/inspektor-gadget/gadget/foo:latest": _desc(2)})
     assert cat.images[("foo", "latest")].root.digest == Digest.parse(f"sha256:{1:064x}")
 
 
 def test_roots_include_pins_and_typed_names() -> None:
-    cat = Catalog.build({"example.com/a:v1": _desc(1)}, [_desc(7)])
+    cat = MountCatalog.build({"example.com/a:v1": _desc(1)}, [_desc(7)])
     assert set(cat.roots) == {Digest.parse(f"sha256:{1:064x}"), Digest.parse(f"sha256:{7:064x}")}
     assert cat.typed_for(Digest.parse(f"sha256:{1:064x}")) == "example.com/a:v1"
     assert cat.typed_for(Digest.parse(f"sha256:{7:064x}")).startswith("by-digest@sha256:")

@@ -14,7 +14,7 @@ from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import InvalidManifest
 from gadgetstore.engine.images import ArchManifest
-from gadgetstore.fusefs.catalog import Catalog
+from gadgetstore.fusefs.catalog import MountCatalog
 from gadgetstore.fusefs.facts import (
     BlobListFact,
     BlobStat,
@@ -105,8 +105,8 @@ class Clock:
         return self.now
 
 
-def _catalog(times: dict[str, int] | None = None, **tags: Image) -> Catalog:
-    return Catalog.build({ref.replace("__", ":"): img.root.to_json() for ref, img in tags.items()}, (), times)
+def _catalog(times: dict[str, int] | None = None, **tags: Image) -> MountCatalog:
+    return MountCatalog.build({ref.replace("__", ":"): img.root.to_json() for ref, img in tags.items()}, (), times)
 
 
 @pytest.fixture
@@ -116,7 +116,8 @@ def gadget() -> Image:
 
 @pytest.fixture
 def model(gadget: Image) -> FsModel:
-    return FsModel(Catalog.build({"ghcr.io/inspektor-gadget/gadget/trace_tcp:latest": gadget.root.to_json()}), "amd64")
+    catalog = MountCatalog.build({"ghcr.io/inspektor-gadget/gadget/trace_tcp:latest": gadget.root.to_json()})
+    return FsModel(catalog, "amd64")
 
 
 def names(facts: Facts, model: FsModel, path: str) -> list[str]:
@@ -152,7 +153,7 @@ def test_the_tags_table_is_image_lists(gadget: Image) -> None:
     riscv_only = Image("r", arches=("riscv64",))
     tags = {"example.com/b:v1": gadget, "example.com/a:v2": gadget, "example.com/r:v1": riscv_only,
             "sha256-" + "a" * 64 + ".sig": gadget, "example.com/short": gadget}
-    model = FsModel(Catalog.build({ref: img.root.to_json() for ref, img in tags.items()}), "amd64")
+    model = FsModel(MountCatalog.build({ref: img.root.to_json() for ref, img in tags.items()}), "amd64")
     facts = Facts(gadget, riscv_only)
     table = facts.answer(model, lambda: model.resolve(["tags"])).data
     assert table == (f"REPOSITORY TAG DIGEST CREATED\nexample.com/a v2 {gadget.root.digest} 2024-01-02T03:04:05Z\n"
@@ -267,7 +268,7 @@ def test_by_digest_takes_a_unique_prefix_of_a_root(model: FsModel, gadget: Image
 
 def test_blobs_dir_and_volatile_expiry(gadget: Image) -> None:
     clock = Clock()
-    model = FsModel(Catalog(), "amd64", clock)
+    model = FsModel(MountCatalog(), "amd64", clock)
     facts = Facts()
     facts.blobs = {"ab" * 32: BlobStat(5, 7)}
     assert names(facts, model, ".store/blobs/sha256") == ["ab" * 32]
@@ -326,7 +327,7 @@ def test_by_digest_forgets_the_manifests_of_removed_images(model: FsModel, gadge
     facts = Facts(gadget)
     arm = gadget.manifests[1].desc.digest.hex
     facts.answer(model, lambda: model.resolve([".store", "by-digest", "sha256", arm]))
-    model.set_catalog(Catalog())
+    model.set_catalog(MountCatalog())
     with pytest.raises(NotFound):
         facts.answer(model, lambda: model.resolve([".store", "by-digest", "sha256", arm]))
     assert names(facts, model, ".store/by-digest/sha256") == []
@@ -378,7 +379,7 @@ def test_a_new_commit_retimes_the_directories_above_it(gadget: Image) -> None:
 
 
 def test_pending_directories_list_nothing_and_find_what_was_pulled(gadget: Image) -> None:
-    model = FsModel(Catalog(), "amd64", pull_on_access=True)
+    model = FsModel(MountCatalog(), "amd64", pull_on_access=True)
     pending = model.pending(("example.com", "a"))
     with pytest.raises(NotFound):
         model.children(pending)

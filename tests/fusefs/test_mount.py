@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from gadgetstore.engine.descriptor import Descriptor
+from gadgetstore.engine.imageinspect import image_extra_info
 from gadgetstore.engine.images import arch_manifests, host_arch
-from gadgetstore.engine.inspect import image_extra_info
 from gadgetstore.engine.store import Store
 from gadgetstore.fusefs.facts import ArchFiles
 from gadgetstore.fusefs.textfiles import extra_info_files

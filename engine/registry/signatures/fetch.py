@@ -27,7 +27,7 @@ from ...signatures.locate import artifact_type_of
 from ...store import Store
 from ..client import RegistryClient
 from ..errors import NotFoundInRegistry
-from ..manifests import Document
+from ..manifests import VerifiedManifest
 from ..mirrors import Sources, Tallies
 from ..tagsnapshot import TagSnapshots
 from ..tasks import task_group
@@ -82,7 +82,7 @@ class SignatureFetch:
     async def _legacy(self) -> None:
         tag = legacy_signature_tag(self.subject.digest)
 
-        async def step(client: RegistryClient) -> Document | None:
+        async def step(client: RegistryClient) -> VerifiedManifest | None:
             return await self._at.tagged_document(client, tag)
 
         doc = await self._at.lookup(step, None)
@@ -138,7 +138,7 @@ class SignatureFetch:
         self.found.append(FetchedSignature(Descriptor(doc.desc.media_type, doc.desc.digest, doc.desc.size,
                                                       {"artifactType": kind}), None))
 
-    async def _save(self, doc: Document) -> None:
+    async def _save(self, doc: VerifiedManifest) -> None:
         """A signature manifest's config and layers, then the manifest: small, flat, verified."""
         where = f"signature manifest {doc.desc.digest}"
         if not doc.desc.is_manifest:

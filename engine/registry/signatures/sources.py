@@ -23,7 +23,7 @@ from ...store import Store
 from ..blobfetch import BlobFetcher
 from ..client import RegistryClient
 from ..errors import NotFoundInRegistry
-from ..manifests import Document, fetch_document
+from ..manifests import VerifiedManifest, fetch_document
 from ..mirrors import Sources, Tallies
 from ..tagsnapshot import TagSnapshots
 
@@ -78,14 +78,14 @@ class SignatureSources:
                 self._has_subject[client.domain] = known
             return known
 
-    async def tagged_document(self, client: RegistryClient, tag: str) -> Document:
+    async def tagged_document(self, client: RegistryClient, tag: str) -> VerifiedManifest:
         """The manifest ``tag`` names at ``client``; NotFoundInRegistry without a request when the
         batch's listing of the repository shows no such tag."""
         if self.tag_snapshots is not None and await self.tag_snapshots.lacks(client, self.repo, tag):
             raise NotFoundInRegistry(f"{client.domain}: {self.repo}:{tag} is not among the repository's tags")
         return await fetch_document(client, self.repo, tag, None, f"{self.repo}:{tag}")
 
-    async def document(self, listed: Descriptor, where: str) -> Document:
+    async def document(self, listed: Descriptor, where: str) -> VerifiedManifest:
         """The manifest ``listed`` names, by digest, from the first source that has it."""
         if self.sources is None:
             return await fetch_document(self.client, self.repo, str(listed.digest), listed, where)

@@ -13,7 +13,7 @@ from gadgetstore.engine.analysis.btf import parse_btf
 from gadgetstore.engine.analysis.collection import load_collection
 from gadgetstore.engine.analysis.elffile import ElfObject
 from gadgetstore.engine.analysis.extrainfo import analyze_ebpf
-from gadgetstore.engine.analysis.helpers import HELPER_NAMES
+from gadgetstore.engine.analysis.helpernames import HELPER_NAMES
 
 GADGETS = ["core_read", "externs", "hash_array", "image_inspect", "legacy_printk", "lsm_subprog", "percpu_ringbuf",
            "perf_lru"]

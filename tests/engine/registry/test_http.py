@@ -11,7 +11,7 @@ import trio
 
 from gadgetstore.engine.registry.auth import parse_challenges
 from gadgetstore.engine.registry.errors import TransportError
-from gadgetstore.engine.registry.http import RAW_RECEIVE_SIZE, BodyTooLarge, Pool, Response, split_url
+from gadgetstore.engine.registry.http import RAW_RECEIVE_SIZE, BodyTooLarge, ClientResponse, Pool, split_url
 from tests.support.fakes import FakeServer, Reply
 
 
@@ -116,7 +116,7 @@ def test_split_url_and_challenges() -> None:
     assert basic.scheme == "basic" and bearer.params["service"] == "s"
 
 
-# --- Response.readinto against a scripted server: where the body bytes sit when they arrive ---
+# --- ClientResponse.readinto against a scripted server: where the body bytes sit when they arrive ---
 
 Script = list[bytes | float]  # bytes to send, or seconds to pause; b"" closes the connection
 
@@ -165,7 +165,7 @@ def _chunked(*parts: bytes) -> bytes:
     return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
 
 
-async def _read_into(resp: Response, room: int) -> tuple[bytes, list[int]]:
+async def _read_into(resp: ClientResponse, room: int) -> tuple[bytes, list[int]]:
     """The whole body through readinto with ``room`` bytes offered each time; the sizes returned."""
     buf = bytearray(room)
     out = bytearray()

@@ -22,10 +22,17 @@ from gadgetstore.engine.registry.blobfetch import BlobFetcher
 from gadgetstore.engine.registry.client import RegistryClient, Session, TransferOptions
 from gadgetstore.engine.registry.errors import NotFoundInRegistry
 from gadgetstore.engine.registry.mirrors import MAX_PEER_FETCHES, Sources, Tallies
-from gadgetstore.engine.registry.mirrors_config import Peers, RegistriesConfig, RegistriesConfigError, parse
+from gadgetstore.engine.registry.mirrors_config import (
+    MAX_CONFIGURED_PEER_WAIT,
+    Peers,
+    RegistriesConfig,
+    RegistriesConfigError,
+    parse,
+)
 from gadgetstore.engine.registry.peers import SELF_ENV, find_self, rank
 from gadgetstore.engine.registry.pull import image_slots, pull_images
 from gadgetstore.engine.serve import ServeConfig
+from gadgetstore.engine.serve.routes import MAX_BLOB_HOLD
 from gadgetstore.engine.store import Store
 from tests.engine.registry import test_mirrors
 from tests.engine.registry.test_mirrors import ITEMS, Pushed, counts, not_found, push_behind_a_login
@@ -100,6 +107,13 @@ def test_peers_config() -> None:
 def test_bad_peers_are_refused(text: str, message: str) -> None:
     with pytest.raises(RegistriesConfigError, match=message):
         parse(text)
+
+
+def test_a_configured_wait_ends_before_the_owner_or_the_read_timeout_gives_up() -> None:
+    """A peer asked to hold a request for the longest configurable wait answers before it stops holding
+    and before the asking client's read timeout."""
+    assert MAX_CONFIGURED_PEER_WAIT < MAX_BLOB_HOLD
+    assert TransferOptions().read_timeout > MAX_CONFIGURED_PEER_WAIT
 
 
 def test_all_images_at_once_with_peers() -> None:

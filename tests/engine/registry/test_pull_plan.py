@@ -13,7 +13,7 @@ from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.reference import normalize
 from gadgetstore.engine.registry.client import TransferOptions
-from gadgetstore.engine.registry.manifests import Document
+from gadgetstore.engine.registry.manifests import VerifiedManifest
 from gadgetstore.engine.registry.pull import Puller, pull_images
 from gadgetstore.engine.registry.push import push_image
 from gadgetstore.engine.store import Store
@@ -36,7 +36,7 @@ def lookups(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     real = Puller._expand
 
     def expand(self: Puller, kids: list[Descriptor], blobs: dict[Digest, Descriptor]
-               ) -> tuple[list[Document], list[Descriptor]]:
+               ) -> tuple[list[VerifiedManifest], list[Descriptor]]:
         seen.append(len(kids))
         return real(self, kids, blobs)
 

@@ -14,8 +14,8 @@ from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import GadgetStoreError
 from gadgetstore.engine.serve.app import parse_listen
-from gadgetstore.engine.serve.catalog import Catalog, build_catalog, catalog_of
-from gadgetstore.engine.serve.messages import Request, Response
+from gadgetstore.engine.serve.catalog import ServedCatalog, build_catalog, catalog_of
+from gadgetstore.engine.serve.messages import Request, ServerResponse
 from gadgetstore.engine.serve.names import NameTable, is_valid_name
 from gadgetstore.engine.serve.ranges import ByteRange, Unsatisfiable, parse_range
 from gadgetstore.engine.serve.routes import route
@@ -24,15 +24,15 @@ from tests.engine.serve.support import FULL_REPO, REPO, Fixture
 
 
 @pytest.fixture(scope="module")
-def catalog(fixture_store: Fixture) -> Catalog:
+def catalog(fixture_store: Fixture) -> ServedCatalog:
     return catalog_of(Store.open(fixture_store.root))
 
 
-def get(catalog: Catalog, target: str, method: str = "GET", **headers: str) -> Response:
+def get(catalog: ServedCatalog, target: str, method: str = "GET", **headers: str) -> ServerResponse:
     return route(Request(method, target, {k.lower().replace("_", "-"): v for k, v in headers.items()}), catalog)
 
 
-def body(response: Response) -> Any:
+def body(response: ServerResponse) -> Any:
     return json.loads(response.body)
 
 
@@ -142,7 +142,7 @@ def test_parse_listen() -> None:
 # -- routes ------------------------------------------------------------------------------------
 
 
-def test_manifest_by_tag_has_its_own_media_type_and_digest(catalog: Catalog, fixture_store: Fixture) -> None:
+def test_manifest_by_tag_has_its_own_media_type_and_digest(catalog: ServedCatalog, fixture_store: Fixture) -> None:
     for name in (REPO, FULL_REPO):
         response = get(catalog, f"/v2/{name}/manifests/latest")
         assert response.status == 200
@@ -151,7 +151,7 @@ def test_manifest_by_tag_has_its_own_media_type_and_digest(catalog: Catalog, fix
         assert Digest.of_bytes(response.body) == fixture_store.index
 
 
-def test_manifest_without_media_type_field_takes_its_descriptors(catalog: Catalog) -> None:
+def test_manifest_without_media_type_field_takes_its_descriptors(catalog: ServedCatalog) -> None:
     desc = catalog.repositories["ghcr.io/other/thing"].tags["1.0"]
     index = json.loads(catalog.documents[desc.digest].data)
     child = index["manifests"][0]["digest"]
@@ -161,13 +161,13 @@ def test_manifest_without_media_type_field_takes_its_descriptors(catalog: Catalo
     assert response.header("Content-Type") == mt.OCI_MANIFEST
 
 
-def test_layer_digest_is_not_a_manifest(catalog: Catalog, fixture_store: Fixture) -> None:
+def test_layer_digest_is_not_a_manifest(catalog: ServedCatalog, fixture_store: Fixture) -> None:
     response = get(catalog, f"/v2/{REPO}/manifests/{fixture_store.amd64_layer}")
     assert response.status == 404
     assert body(response)["errors"][0]["code"] == "MANIFEST_UNKNOWN"
 
 
-def test_blob_ranges_are_slices_for_the_server(catalog: Catalog, fixture_store: Fixture) -> None:
+def test_blob_ranges_are_slices_for_the_server(catalog: ServedCatalog, fixture_store: Fixture) -> None:
     path, size = f"/v2/{REPO}/blobs/{fixture_store.amd64_layer}", fixture_store.amd64_layer_size
     whole = get(catalog, path)
     assert whole.status == 200 and whole.blob is not None
@@ -187,21 +187,21 @@ def test_blob_ranges_are_slices_for_the_server(catalog: Catalog, fixture_store: 
     f"/v2/{REPO}/manifests/sha256:..%2F..%2Fetc%2Fpasswd", f"/v2/{REPO}/referrers/md5:{'0' * 32}",
     f"/v2/{REPO}/blobs/sha256%3A{'0' * 63}",
 ])
-def test_invalid_digests(catalog: Catalog, target: str) -> None:
+def test_invalid_digests(catalog: ServedCatalog, target: str) -> None:
     response = get(catalog, target)
     assert response.status == 400
     assert body(response)["errors"][0]["code"] == "DIGEST_INVALID"
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
-def test_writes_are_unsupported(catalog: Catalog, method: str) -> None:
+def test_writes_are_unsupported(catalog: ServedCatalog, method: str) -> None:
     response = get(catalog, f"/v2/{REPO}/blobs/uploads/", method)
     assert response.status == 405
     assert response.header("Allow") == "GET, HEAD"
     assert body(response)["errors"][0]["code"] == "UNSUPPORTED"
 
 
-def test_unknown_endpoints_and_names(catalog: Catalog) -> None:
+def test_unknown_endpoints_and_names(catalog: ServedCatalog) -> None:
     assert get(catalog, "/").status == 404
     assert get(catalog, f"/v2/{REPO}/nothing/here").status == 404
     response = get(catalog, "/v2/Upper/manifests/latest")
@@ -210,13 +210,13 @@ def test_unknown_endpoints_and_names(catalog: Catalog) -> None:
     assert (response.status, body(response)["errors"][0]["code"]) == (404, "NAME_UNKNOWN")
 
 
-def test_ns_parameter_selects_the_domain(catalog: Catalog, fixture_store: Fixture) -> None:
+def test_ns_parameter_selects_the_domain(catalog: ServedCatalog, fixture_store: Fixture) -> None:
     assert get(catalog, f"/v2/{REPO}/manifests/other").status == 404
     response = get(catalog, f"/v2/{REPO}/manifests/other?ns=example.com")
     assert response.header("Docker-Content-Digest") == str(fixture_store.example_index)
 
 
-def test_tags_pagination_link_keeps_ns(catalog: Catalog, fixture_store: Fixture) -> None:
+def test_tags_pagination_link_keeps_ns(catalog: ServedCatalog, fixture_store: Fixture) -> None:
     response = get(catalog, f"/v2/{REPO}/tags/list?n=2&ns=ghcr.io")
     sig_tag = f"sha256-{fixture_store.index.hex}.sig"
     assert body(response)["tags"] == ["latest", sig_tag]
@@ -226,7 +226,7 @@ def test_tags_pagination_link_keeps_ns(catalog: Catalog, fixture_store: Fixture)
     assert get(catalog, f"/v2/{REPO}/tags/list?n=%C2%B2").status == 400  # "²": isdigit, but int() raises
 
 
-def test_catalog_lists_served_names(catalog: Catalog) -> None:
+def test_catalog_lists_served_names(catalog: ServedCatalog) -> None:
     names = body(get(catalog, "/v2/_catalog"))["repositories"]
     assert REPO in names and FULL_REPO in names and "other/thing" in names
     page = get(catalog, "/v2/_catalog?n=1")

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gadgetstore.cli.listing import format_json, format_rows
-from gadgetstore.cli.textcolumns import Column, go_quote_inner, recalculate_widths
+from gadgetstore.engine.imagelist import format_json, format_rows
 from gadgetstore.engine.images import ImageRow
+from gadgetstore.engine.textcolumns import Column, go_quote_inner, recalculate_widths
 
 NOW = datetime(2026, 12, 3, tzinfo=UTC)
 DIGEST = "sha256:793046c55399dec2908a34df342fcd6c5312d23d2661f107349904a3cd6cad30"

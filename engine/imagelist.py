@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from gadgetstore.engine.gojson import go_json
-from gadgetstore.engine.humanize import human_duration
-from gadgetstore.engine.images import ImageRow
-
+from .gojson import go_json
+from .humanize import human_duration
+from .images import ImageRow
 from .textcolumns import Column, terminal_width, write_table
 
 DIGEST_WIDTH = 12
