@@ -56,11 +56,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gadgetstore.engine import mediatypes as mt  # noqa: E402
 from gadgetstore.engine.descriptor import Descriptor  # noqa: E402
 from gadgetstore.engine.digest import Digest  # noqa: E402
+from gadgetstore.engine.ingest.resume import data_extents  # noqa: E402
 from gadgetstore.engine.reference import normalize  # noqa: E402
 from gadgetstore.engine.registry.client import TransferOptions  # noqa: E402
 from gadgetstore.engine.registry.pull import pull_images  # noqa: E402
 from gadgetstore.engine.registry.push import push_image  # noqa: E402
-from gadgetstore.engine.registry.resume import data_extents  # noqa: E402
 from gadgetstore.engine.store import Store  # noqa: E402
 
 if TYPE_CHECKING:

@@ -513,7 +513,7 @@ class IngestWriter:
         """Flush, fsync and verify; the file stays in ``ingest/`` until :meth:`publish`.
 
         ``sync=False`` leaves the fsync to the caller, who makes many sealed files durable at once
-        (:class:`~.registry.publish.BlobPublisher`) before publishing any of them."""
+        (:class:`~.ingest.batched.BatchedPublisher`) before publishing any of them."""
         assert self._file is not None, "writer is closed"
         self._file.flush()
         crash_point("ingest.written")

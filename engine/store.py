@@ -29,6 +29,8 @@ write nothing into a store of either kind: inspect's analyses are cached outside
 :class:`Store` is the façade every command uses; each of its jobs has a module of its own:
 
 - opening and the layout on disk: here;
+- bytes becoming blobs, from every producer (pull, import, build, sign): :mod:`.ingest`
+  (``store.ingest``);
 - the tags and how they change (transactions): :mod:`.tagindex`, kept by :mod:`.journalindex` or
   :mod:`.layoutindex` (``store.index``), with index.json read and written by :mod:`.indexjson`;
 - reading tags, documents and graphs: :mod:`.storeread`;
@@ -58,6 +60,7 @@ from .errors import StoreError
 from .fsutil import atomic_write, ensure_real_dir
 from .garbage import GcReport
 from .indexjson import EMPTY_INDEX
+from .ingest import Ingest
 from .journal import Journal
 from .journalindex import JournalIndex
 from .layoutindex import LayoutIndex
@@ -143,6 +146,12 @@ class Store:
                 os.close(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
         if not layout.exists():
             atomic_write(layout, OCI_LAYOUT_BYTES)
+
+    @functools.cached_property
+    def ingest(self) -> Ingest:
+        """The one way bytes become blobs of this store (see :mod:`.ingest`), shared by every
+        transfer that writes into it."""
+        return Ingest(self)
 
     @property
     def journal(self) -> Journal:

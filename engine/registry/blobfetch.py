@@ -1,16 +1,17 @@
 """Downloading one blob into the store, verified at commit.
 
 Small blobs are read into memory (growing only with received bytes, capped at the declared size)
-and verified in one thread call. Larger ones stream into an ingest file. Both are made durable and
-published in batches with the pull's other small blobs (:mod:`.publish`). Above the range
-threshold, the blob is split into even Range chunks fetched ``chunk_parallelism`` at a time, each
-worker taking the next chunk in order; if the registry answers the first Range with a plain 200,
-the whole body is streamed instead. Bodies are received straight into page-aligned batch buffers
-(:class:`_Buffers`, reused); each batch is written to the sparse ingest file as it fills, with
-``O_DIRECT`` (no copy into the page cache, no writeback later), and hashed in offset order from the
-same buffer as soon as the batches before it are in, so nothing is read back. A buffer goes back
-once its write and its hash are done. Nothing becomes visible before the digest of the whole file
-matches.
+and verified in one thread call. Larger ones stream into an ingest file. Both are handed to the
+store's ingest, which makes them durable in batches with the other small blobs
+(:mod:`..ingest.batched`). Above the range threshold, the blob is split into even Range chunks
+fetched ``chunk_parallelism`` at a time, each worker taking the next chunk in order; if the
+registry answers the first Range with a plain 200, the whole body is streamed instead. Bodies are
+received straight into page-aligned batch buffers (:class:`_Buffers`, reused); each batch is
+written to the sparse ingest file as it fills, with ``O_DIRECT`` (no copy into the page cache, no
+writeback later), and hashed in offset order from the same buffer as soon as the batches before it
+are in, so nothing is read back. A buffer goes back once its write and its hash are done. The
+ranged blob's file, and what a killed download left of it, are the ingest's
+(:mod:`..ingest.ranged`). Nothing becomes visible before the digest of the whole file matches.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from ..blobstore import IngestWriter
 from ..descriptor import Descriptor
 from ..errors import IntegrityError
 from ..store import Store
-from . import resume
 from .client import RegistryClient
 from .errors import BadRangeAnswer, TransportError
 from .http import ClientResponse
@@ -333,7 +333,7 @@ class BlobFetcher:
         self.store = store
         self.client = client
         self.options = client.options
-        self.publisher = client.session.publisher(store)  # small blobs: durable in batches
+        self.ingest = store.ingest  # small blobs: durable in batches
         self.resumed_bytes = 0
 
     async def fetch(self, repo: str, desc: Descriptor) -> int:
@@ -367,18 +367,18 @@ class BlobFetcher:
             raise IntegrityError(f"blob {desc.digest}: got {filled} bytes, expected {desc.size}")
         view.release()
         del buf[filled:]
-        await self.publisher.put(buf, desc.digest)
+        await self.ingest.put_batched(buf, desc.digest)
         return filled
 
     async def _streamed(self, repo: str, desc: Descriptor) -> int:
-        writer = await trio.to_thread.run_sync(self.store.blobs.writer, desc.digest, desc.size)
+        writer = await trio.to_thread.run_sync(self.ingest.writer, desc.digest, desc.size)
         try:
             async with await _blob_request(self.client, repo, desc) as resp:
                 end = await _sequential_into(
                     lambda _offset, data: writer.write(data), resp, 0, desc.size, f"blob {desc.digest}"
                 )
             await trio.to_thread.run_sync(writer.seal, False)
-            await self.publisher.publish(writer)
+            await self.ingest.publish(writer)
             return end
         finally:
             with trio.CancelScope(shield=True):  # a cancelled download must not leave its file behind
@@ -387,20 +387,15 @@ class BlobFetcher:
     async def _ranged(self, repo: str, desc: Descriptor) -> int:
         size, step = desc.size, max(1, self.options.chunk_size)
         chunks = [(off, min(size, off + step)) for off in range(0, size, step)]
-        writer = await trio.to_thread.run_sync(self.store.blobs.writer, desc.digest, size, True)
-        lock_fd = await trio.to_thread.run_sync(resume.lock_writer, writer)
-        partial: resume.Partial | None = None
+        ranged = await trio.to_thread.run_sync(self.ingest.ranged, desc)
         keep = False
         try:
-            await trio.to_thread.run_sync(resume.mark_ranged, writer)
-            partial = await trio.to_thread.run_sync(resume.find_partial, self.store, desc)
-            if partial is not None:
-                chunks = await trio.to_thread.run_sync(resume.adopt, partial, writer, chunks)
-                self.resumed_bytes += partial.bytes
-            hashed = await trio.to_thread.run_sync(lambda: writer.hashed)  # what adoption hashed already
-            sink = _Sink(writer, lock_fd, hashed)
+            chunks = await trio.to_thread.run_sync(ranged.adopt_partial, chunks)
+            self.resumed_bytes += ranged.resumed_bytes
+            hashed = await trio.to_thread.run_sync(lambda: ranged.writer.hashed)  # what adoption hashed already
+            sink = _Sink(ranged.writer, ranged.lock_fd, hashed)
             received = await self._download(repo, desc, sink, chunks) if chunks else 0
-            await trio.to_thread.run_sync(writer.commit)
+            await trio.to_thread.run_sync(ranged.commit)
             return received
         except (IntegrityError, BadRangeAnswer):
             raise  # wrong bytes, or Range answers we cannot trust: nothing worth keeping
@@ -409,19 +404,7 @@ class BlobFetcher:
             raise
         finally:
             with trio.CancelScope(shield=True):  # also when cancelled: close the files, drop the lock
-                await trio.to_thread.run_sync(self._cleanup, writer, lock_fd, partial, keep)
-
-    @staticmethod
-    def _cleanup(writer: IngestWriter, lock_fd: int, partial: resume.Partial | None, keep: bool) -> None:
-        """Drop the download's files and lock; with ``keep``, its partial file stays (marked) for a resume."""
-        if partial is not None:
-            resume.release(partial, adopted=True)
-        if keep and not writer.sealed and os.path.getsize(writer.temp_path) > 0:
-            writer.detach()
-        else:
-            resume.unmark_ranged(writer)
-            writer.abort()
-        os.close(lock_fd)
+                await trio.to_thread.run_sync(ranged.close, keep)
 
     async def _download(self, repo: str, desc: Descriptor, sink: _Sink, chunks: list[tuple[int, int]]) -> int:
         """Fetch ``chunks`` into ``sink``; returns the bytes received once all are written and hashed."""

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 import trio
 
@@ -28,12 +27,8 @@ from .errors import AuthError, NotFoundInRegistry, RateLimited, RegistryError, R
 from .http import ClientResponse, Headers, Origin, Pool, join_url, one_line, origin_of
 from .inflight import InFlight, request_label
 from .mirrors_config import RegistriesConfig
-from .publish import BlobPublisher
 from .retry import RetryPolicy, parse_retry_after
 from .stall import StallPolicy
-
-if TYPE_CHECKING:
-    from ..store import Store
 
 MAX_TOKEN_BYTES = 1024 * 1024
 MAX_ERROR_BYTES = 64 * 1024
@@ -339,14 +334,6 @@ class Session:
         self._client_locks: dict[Endpoint, trio.Lock] = {}
         self.origin_ssl: dict[Origin, ssl.SSLContext] = {}  # e.g. a mirror's own CA, never the upstream's client cert
         self.blob_limiter = trio.CapacityLimiter(self.options.max_concurrent_blobs)
-        self._publishers: dict[Path, BlobPublisher] = {}
-
-    def publisher(self, store: Store) -> BlobPublisher:
-        """The batch's group publisher for ``store``'s small blobs (one per store, shared by all pulls)."""
-        found = self._publishers.get(store.root)
-        if found is None:
-            found = self._publishers[store.root] = BlobPublisher(store)
-        return found
 
     def _ssl_context(self, origin: Origin) -> ssl.SSLContext:
         """Mirrors have their own; registries get their certificate directory's (client certificate

@@ -33,7 +33,6 @@ from ..layoutindex import BlobsMissing
 from ..reference import Reference, normalize
 from ..store import Store
 from .client import RegistryClient, Session, TransferOptions
-from .groupcommit import GroupCommit
 from .manifests import VerifiedManifest
 from .mirrors import Sources, Tallies
 from .signatures import (
@@ -108,10 +107,9 @@ class Puller:
         self.policy = policy
         self.options = session.options
         self._shared = _Shared(stored=stored)
-        # Tags that become ready while a journal append runs go into the next one together; each
-        # tag still lands only after all of its image's blobs are in.
-        self._tags: GroupCommit[tuple[str | None, Descriptor]] = GroupCommit(self._commit_tags)
-        self._publisher = session.publisher(store)
+        # Blobs and tags go to the store's ingest, in batches with whatever else arrives meanwhile;
+        # an image's tag is handed over only once all of its blobs are in.
+        self._ingest = store.ingest
         self._sources = Sources(session)  # mirrors first, as the session's registries config says
         self._referrers_api = ReferrersApi()  # which registries have the Referrers API
         self._tagged = tagged or {}  # what the batch's tags named in the store when it began
@@ -126,10 +124,10 @@ class Puller:
         root = await self._root(client, ref, stats)
         tag = str(ref)
         if self._tagged.get(tag) == root.desc.digest:
-            stored = await stored_signatures(self.store, tag, root.desc, self.policy, self._tags.lock)
+            stored = await stored_signatures(self.store, tag, root.desc, self.policy, self._ingest.tag_lock)
             if stored is not None:  # settled when this digest was pulled: no lookup
                 await self._graph(client, ref.path, root, stats)  # nothing missing: no request
-                await self._tags.submit((tag, root.desc))
+                await self._ingest.tag_image(tag, root.desc)
                 self._pulled.append((client, ref.path, root, stats))
                 return PullResult(image, tag, root.desc, stats.blobs, stats.bytes, sources=stats.sources,
                                   signatures=stored)
@@ -141,9 +139,9 @@ class Puller:
             nursery.start_soon(signatures.run)
         # recorded (and verified) before the tag, under the batch's lease: see .signatures
         outcome = await settle_signatures(self.store, tag, root.desc, signatures, self.policy,
-                                          self._tags.lock)  # one journal user at a time in this batch
+                                          self._ingest.tag_lock)  # one journal user at a time in this batch
         # a pull by digest names no tag: the image is kept untagged (``name@sha256:…`` is no tag)
-        await self._tags.submit((tag if ref.digest is None else None, root.desc))
+        await self._ingest.tag_image(tag if ref.digest is None else None, root.desc)
         self._pulled.append((client, ref.path, root, stats))
         return PullResult(image, tag, root.desc, stats.blobs, stats.bytes, sources=stats.sources,
                           signatures=outcome.count, warnings=outcome.warnings)
@@ -183,19 +181,8 @@ class Puller:
         doc, media_type = checked_document(data, f"manifest {digest}", expected_type=declared)
         return VerifiedManifest(Descriptor(media_type, digest, len(data)), data, doc)
 
-    def _commit_tags(self, batch: list[tuple[str | None, Descriptor]]) -> None:
-        """One journal record for the batch (all or nothing); no tag means an untagged image."""
-        with self.store.transaction("the pulled images were tagged") as txn:
-            for ref, desc in batch:
-                wanted = desc.bare()
-                if ref is None:
-                    if txn.state.pins.get(str(wanted.digest)) != wanted.to_json():
-                        txn.pin(wanted)
-                elif txn.state.tags.get(ref) != wanted.to_json():  # a warm re-pull appends no record
-                    txn.tag(ref, wanted)
-
     async def _save_document(self, doc: VerifiedManifest, stats: _Stats) -> None:
-        await self._publisher.put(doc.data, doc.desc.digest)
+        await self._ingest.put_batched(doc.data, doc.desc.digest)
         stats.blobs += 1
         stats.bytes += len(doc.data)
         if self.on_bytes:

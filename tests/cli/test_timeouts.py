@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import trio
 
+from gadgetstore.engine.ingest import resume
 from gadgetstore.engine.reference import normalize
-from gadgetstore.engine.registry import resume
 from gadgetstore.engine.registry.client import TransferOptions
 from gadgetstore.engine.registry.push import push_image
 from gadgetstore.engine.store import Store

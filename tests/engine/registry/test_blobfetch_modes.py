@@ -18,7 +18,8 @@ import trio
 from gadgetstore.engine import blobstore
 from gadgetstore.engine.blobstore import IngestWriter
 from gadgetstore.engine.digest import Digest
-from gadgetstore.engine.registry import blobfetch, resume
+from gadgetstore.engine.ingest import resume
+from gadgetstore.engine.registry import blobfetch
 from gadgetstore.engine.registry.client import TransferOptions
 from gadgetstore.engine.registry.pull import pull_image
 from gadgetstore.engine.registry.push import push_image

@@ -1,4 +1,4 @@
-"""Small blobs of a pull made durable together: one ``syncfs`` instead of two fsyncs per blob.
+"""Blobs made durable together: one ``syncfs`` instead of two fsyncs per blob.
 
 A pull of many gadget images brings hundreds of small blobs and manifests. Each used to cost an
 fsync of its file before the rename and one of ``blobs/<alg>`` after it; on the machines measured
@@ -9,25 +9,21 @@ taken by the next, in one worker-thread call: each is written and verified witho
 blob directory. One thread hand-off per batch rather than two per blob: on two cores the hand-offs
 and their wake-ups were the largest part of a bulk pull's own CPU. The order per blob is the one
 :meth:`IngestWriter.commit` keeps (bytes durable before the name appears, the name durable before
-anything refers to it), and the pull tags an image only after all of its blobs are published.
-Big ranged blobs keep their own path (``O_DIRECT`` and an fsync of their own).
+anything refers to it), and an image is tagged only after all of its blobs are published.
+Big ranged blobs keep their own path (``O_DIRECT`` and an fsync of their own: :mod:`.ranged`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import trio
 
-from ..blobstore import IngestWriter
+from ..blobstore import BlobStore, IngestWriter
 from ..digest import Digest
 from ..fsutil import fsync_dir, fsync_path, sync_filesystem
 from .groupcommit import GroupCommit
-
-if TYPE_CHECKING:
-    from ..store import Store
 
 
 @dataclass
@@ -39,11 +35,11 @@ class _Item:
     writer: IngestWriter | None = None
 
 
-class BlobPublisher:
+class BatchedPublisher:
     """Publish blobs of one store in group commits."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, blobs: BlobStore) -> None:
+        self.blobs = blobs
         self._group: GroupCommit[_Item] = GroupCommit(self._publish_batch)
 
     async def publish(self, writer: IngestWriter) -> None:
@@ -56,15 +52,15 @@ class BlobPublisher:
             raise
 
     async def put(self, data: bytes | bytearray, digest: Digest) -> None:
-        """:meth:`BlobStore.put` for the pull: written, verified and published in the next batch
-        (nothing is left behind when its bytes are wrong or the batch fails)."""
+        """:meth:`BlobStore.put` in the next batch: written, verified and published (nothing is left
+        behind when its bytes are wrong or the batch fails)."""
         await self._group.submit(_Item(data, digest))
 
     def _stage(self, data: bytes | bytearray, digest: Digest) -> IngestWriter | None:
         """Write and verify ``data`` (no fsync); None when the store has the blob already."""
-        if self.store.blobs.has(digest):
+        if self.blobs.has(digest):
             return None
-        writer = self.store.blobs.writer(digest, len(data))
+        writer = self.blobs.writer(digest, len(data))
         try:
             writer.write(data)
             writer.seal(sync=False)
@@ -105,7 +101,7 @@ class BlobPublisher:
                     except Exception as err:
                         outcomes[i] = err
                         continue
-                    dirs.add(self.store.blobs.path(writer.digest).parent)
+                    dirs.add(self.blobs.path(writer.digest).parent)
             finally:
                 for path in sorted(dirs):
                     fsync_dir(path)
@@ -115,6 +111,6 @@ class BlobPublisher:
         return outcomes
 
     def _sync(self, writers: list[IngestWriter]) -> None:
-        if not sync_filesystem(self.store.blobs.ingest_dir):
+        if not sync_filesystem(self.blobs.ingest_dir):
             for writer in writers:
                 fsync_path(writer.temp_path)

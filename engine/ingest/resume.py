@@ -21,9 +21,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..blobstore import INGEST_PREFIX, IngestWriter
+from ..blobstore import INGEST_PREFIX, BlobStore, IngestWriter
 from ..descriptor import Descriptor
-from ..store import Store
 
 BLOCK = 4096
 COPY_SIZE = 1024 * 1024
@@ -68,12 +67,12 @@ def data_extents(fd: int, size: int, trim_partial_blocks: bool = True) -> list[t
     return extents
 
 
-def find_partial(store: Store, desc: Descriptor) -> Partial | None:
+def find_partial(blobs: BlobStore, desc: Descriptor) -> Partial | None:
     """The partial ingest file of ``desc`` with the most data that no live writer holds."""
     prefix = f"{INGEST_PREFIX}{desc.digest.algorithm}-{desc.digest.hex}-"
     best: Partial | None = None
     with contextlib.suppress(FileNotFoundError):
-        for entry in os.scandir(store.blobs.ingest_dir):
+        for entry in os.scandir(blobs.ingest_dir):
             if not entry.name.startswith(prefix) or entry.name.endswith(".ranged"):
                 continue
             if not _was_ranged(entry):

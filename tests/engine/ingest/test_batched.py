@@ -1,4 +1,4 @@
-"""BlobPublisher: a pull's small blobs are made durable in batches. Per blob the order must stay
+"""BatchedPublisher: small blobs (a pull's) are made durable in batches. Per blob the order must stay
 the one a single commit keeps: bytes durable before the name appears, the name durable before
 any tag refers to it; and a batch that fails leaves nothing visible and nothing behind."""
 
@@ -15,9 +15,8 @@ import trio
 from gadgetstore.engine import blobstore, journal
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import DigestMismatch
-from gadgetstore.engine.registry import publish
+from gadgetstore.engine.ingest import batched
 from gadgetstore.engine.registry.client import TransferOptions
-from gadgetstore.engine.registry.publish import BlobPublisher
 from gadgetstore.engine.registry.pull import pull_image
 from gadgetstore.engine.registry.push import push_image
 from gadgetstore.engine.store import Store
@@ -36,7 +35,7 @@ def store(tmp_path: Path) -> Store:
 def steps(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The durable steps in order: syncfs, per-file fsync, rename, directory fsync, journal append."""
     log: list[str] = []
-    real_sync, real_fsync_dir = publish.sync_filesystem, publish.fsync_dir
+    real_sync, real_fsync_dir = batched.sync_filesystem, batched.fsync_dir
     real_rename, real_fsync, real_append = os.rename, os.fsync, journal.Journal.append
 
     def sync_filesystem(path: Path) -> bool:
@@ -60,8 +59,8 @@ def steps(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         log.append("journal")
         real_append(self, ops)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(publish, "sync_filesystem", sync_filesystem)
-    monkeypatch.setattr(publish, "fsync_dir", fsync_dir)
+    monkeypatch.setattr(batched, "sync_filesystem", sync_filesystem)
+    monkeypatch.setattr(batched, "fsync_dir", fsync_dir)
     monkeypatch.setattr(blobstore.os, "rename", rename)
     monkeypatch.setattr(blobstore.os, "fsync", fsync)
     monkeypatch.setattr(journal.Journal, "append", append)
@@ -69,7 +68,7 @@ def steps(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 async def _put_all(store: Store, blobs: list[bytes]) -> None:
-    publisher = BlobPublisher(store)
+    publisher = store.ingest.batches  # the store's own: what every producer's batches go through
     async with trio.open_nursery() as nursery:
         for data in blobs:
             nursery.start_soon(publisher.put, data, Digest.of_bytes(data))
@@ -88,7 +87,7 @@ async def test_a_batch_is_synced_once_then_renamed_then_its_directory_synced(sto
 
 async def test_without_syncfs_each_file_is_synced_before_any_rename(store: Store, steps: list[str],
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(publish, "sync_filesystem", lambda path: steps.append("syncfs-missing") or False)
+    monkeypatch.setattr(batched, "sync_filesystem", lambda path: steps.append("syncfs-missing") or False)
     await _put_all(store, BLOBS)
     assert re.fullmatch(r"(syncfs-missing(,fsync_file)+(,rename)+,fsync_dir:sha256,?)+",
                         ",".join(steps) + ","), steps
@@ -101,7 +100,7 @@ async def test_a_failed_sync_publishes_nothing_and_leaves_nothing(store: Store,
     def broken(path: Path) -> bool:
         raise OSError(errno.EIO, "syncfs failed")
 
-    monkeypatch.setattr(publish, "sync_filesystem", broken)
+    monkeypatch.setattr(batched, "sync_filesystem", broken)
     with pytest.raises(ExceptionGroup) as info:
         await _put_all(store, BLOBS[:3])
     assert all(isinstance(err, OSError) for err in info.value.exceptions)
@@ -111,7 +110,7 @@ async def test_a_failed_sync_publishes_nothing_and_leaves_nothing(store: Store,
 
 async def test_wrong_bytes_are_refused_before_they_are_staged(store: Store) -> None:
     with pytest.raises(DigestMismatch):
-        await BlobPublisher(store).put(BLOBS[0], Digest.of_bytes(BLOBS[1]))
+        await store.ingest.put_batched(BLOBS[0], Digest.of_bytes(BLOBS[1]))
     assert store.blobs.ingest_files() == []
     assert not store.blobs.has(Digest.of_bytes(BLOBS[1]))
 
@@ -145,7 +144,7 @@ async def test_a_failed_rename_fails_only_its_blob(store: Store, steps: list[str
 
     monkeypatch.setattr(blobstore.IngestWriter, "publish", publish_or_fail)
     results: dict[Digest, str] = {}
-    publisher = BlobPublisher(store)
+    publisher = store.ingest.batches
 
     async def put(data: bytes) -> None:
         try:
@@ -178,7 +177,7 @@ async def test_a_failed_rename_fails_only_its_blob(store: Store, steps: list[str
 
 
 async def test_bytes_that_fail_to_verify_fail_only_their_own_put(store: Store) -> None:
-    publisher = BlobPublisher(store)
+    publisher = store.ingest.batches
     wrong = Digest.of_bytes(b"not these bytes")
     results: dict[str, str] = {}
 

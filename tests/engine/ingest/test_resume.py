@@ -9,7 +9,7 @@ from pathlib import Path
 
 import trio
 
-from gadgetstore.engine.registry import resume
+from gadgetstore.engine.ingest import resume
 from gadgetstore.engine.registry.client import TransferOptions
 from gadgetstore.engine.registry.pull import pull_image
 from gadgetstore.engine.registry.push import push_image
@@ -127,7 +127,7 @@ def test_another_writers_ingest_file_is_never_adopted(tmp_path: Path) -> None:
     """An import's sealed (not yet published) blob has no ``.ranged`` marker: resume leaves it alone."""
     from gadgetstore.engine.descriptor import Descriptor
     from gadgetstore.engine.digest import Digest
-    from gadgetstore.engine.registry.resume import find_partial
+    from gadgetstore.engine.ingest.resume import find_partial
 
     store = Store.open(tmp_path / "s")
     data = b"sealed by an import" * 1000
@@ -135,7 +135,7 @@ def test_another_writers_ingest_file_is_never_adopted(tmp_path: Path) -> None:
     writer = store.blobs.writer(digest, len(data))
     writer.write(data)
     writer.seal()
-    assert find_partial(store, Descriptor("application/octet-stream", digest, len(data))) is None
+    assert find_partial(store.blobs, Descriptor("application/octet-stream", digest, len(data))) is None
     assert writer.temp_path.exists()
     assert writer.publish() is True
 

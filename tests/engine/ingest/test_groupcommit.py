@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from gadgetstore.engine.registry.groupcommit import GroupCommit
+from gadgetstore.engine.ingest.groupcommit import GroupCommit
 
 
 class _Recorder:
