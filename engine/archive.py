@@ -1,9 +1,10 @@
 """``image export`` and ``image import``: OCI-layout tarballs, plain or zstd-compressed.
 
 Export is deterministic (sorted members, zero mtimes, fixed modes and owners). Import never
-extracts to the file system: every member is streamed through the verifying ingest into
-``ingest/``, and nothing is published or tagged until the whole archive has been read and every
-referenced blob is present with the right digest, so a bad archive leaves the store unchanged.
+extracts to the file system: every member is streamed through the store's verifying ingest
+(:mod:`.ingest`) into ``ingest/``, and nothing is published or tagged until the whole archive has
+been read and every referenced blob is present with the right digest, so a bad archive leaves the
+store unchanged.
 """
 
 from __future__ import annotations
@@ -376,7 +377,7 @@ class _Stager:
                 verify_stream(_chunks(f), digest, member.size)
                 self.staged.already_stored.add(digest)
             else:
-                writer = self.store.blobs.writer(digest, member.size)
+                writer = self.store.ingest.writer(digest, member.size)
                 try:
                     for chunk in _chunks(f):
                         writer.write(chunk)
@@ -521,7 +522,7 @@ def import_archive(store: Store, source: Path) -> list[str]:
             reached = _check_graph(store, staged, named)
             for digest, writer in staged.sealed.items():
                 if digest in reached:
-                    writer.publish(sync_dir=False)  # the transaction syncs blobs/ once, before the tags
+                    store.ingest.publish_sealed(writer)  # the transaction syncs blobs/ once, before the tags
             with store.transaction("the imported images were tagged") as txn:
                 for ref, desc in sorted(tags.items()):
                     txn.tag(ref, desc)

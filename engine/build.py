@@ -322,7 +322,7 @@ def commit_image(store: Store, plan: ImagePlan, reference: Reference | None) -> 
     """Blobs children-first under the lease; then the tag, or a pin so gc keeps an untagged build."""
     with store.lease():
         for digest, data in plan.blobs.items():
-            store.blobs.put(data, expected=digest)
+            store.ingest.put(data, digest)
         with store.transaction() as txn:
             if reference is not None:
                 txn.tag(str(reference), plan.root)

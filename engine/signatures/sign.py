@@ -58,9 +58,9 @@ def signature_config(payload_digest: Digest) -> bytes:
 
 def simple_signing_manifest(store: Store, payload: bytes, signature: bytes, config_media_type: str,
                             subject: Descriptor | None = None) -> bytes:
-    payload_digest = store.blobs.put(payload)
+    payload_digest = store.ingest.put(payload)
     config = signature_config(payload_digest)
-    config_digest = store.blobs.put(config)
+    config_digest = store.ingest.put(config)
     manifest: dict[str, Any] = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST}
     if subject is not None:
         manifest["artifactType"] = c.COSIGN_SIG_ARTIFACT
@@ -76,8 +76,8 @@ def bundle_manifest(store: Store, key: SigningKey, root: Descriptor, created: da
     statement = build_statement(root.digest)
     signature = sign_bytes(key, pae(c.IN_TOTO_PAYLOAD_TYPE, statement))
     bundle = build_bundle(statement, signature, public_key_of(key).der)
-    bundle_digest = store.blobs.put(bundle)
-    store.blobs.put(c.EMPTY_JSON)
+    bundle_digest = store.ingest.put(bundle)
+    store.ingest.put(c.EMPTY_JSON)
     return canonical_json({
         "schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
         "config": _ggcr_desc(mt.OCI_EMPTY, c.EMPTY_JSON_DIGEST, len(c.EMPTY_JSON)),
@@ -112,7 +112,7 @@ def sign_image(store: Store, ref: str, key: SigningKey, fmt: str = "legacy",
                                            c.OCI_CONFIG if legacy else c.COSIGN_SIG_ARTIFACT,
                                            None if legacy else root)
             artifact_type = c.COSIGN_SIG_ARTIFACT
-        digest = store.blobs.put(data)
+        digest = store.ingest.put(data)
         if fmt == "legacy":
             desc = Descriptor(mt.OCI_MANIFEST, digest, len(data))
             tag = legacy_signature_tag(root.digest)

@@ -154,4 +154,4 @@ class SignatureFetch:
             if not await trio.to_thread.run_sync(self.store.blobs.has, kid.digest):
                 async with self.limiter:
                     await self._at.blob(self.store, kid)
-        await trio.to_thread.run_sync(self.store.blobs.put, doc.data, doc.desc.digest)
+        await self.store.ingest.put_batched(doc.data, doc.desc.digest)

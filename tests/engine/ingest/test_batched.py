@@ -19,6 +19,9 @@ from gadgetstore.engine.ingest import batched
 from gadgetstore.engine.registry.client import TransferOptions
 from gadgetstore.engine.registry.pull import pull_image
 from gadgetstore.engine.registry.push import push_image
+from gadgetstore.engine.signatures.locate import signature_artifacts
+from gadgetstore.engine.signatures.sign import sign_image
+from gadgetstore.engine.signatures.signing_keys import generate_private_key
 from gadgetstore.engine.store import Store
 from tests.support.images import make_gadget_image, pseudo_random, verify_store
 from tests.support.registry import RegistryServer, unique_repo
@@ -197,3 +200,27 @@ async def test_bytes_that_fail_to_verify_fail_only_their_own_put(store: Store) -
     assert all(store.blobs.has(Digest.of_bytes(data)) for data in BLOBS)
     assert not store.blobs.has(wrong)
     assert store.blobs.ingest_files() == []
+
+
+async def test_a_pulled_signature_is_made_durable_in_the_batches_before_it_is_recorded(
+        anon_registry: RegistryServer, tmp_path: Path, steps: list[str]) -> None:
+    """The signature manifest of a signed image goes through the store's batches like the image's
+    own blobs: no blob of the pull pays its own fsync, and every name is durable before the first
+    record (the signature's, then the image's tag)."""
+    src = Store.open(tmp_path / "src")
+    image = anon_registry.ref(unique_repo("publish-signed"), "v1")
+    make_gadget_image(src, image)
+    sign_image(src, image, generate_private_key("ecdsa-p256"), "legacy")
+    options = TransferOptions(insecure_registries=frozenset({anon_registry.host}))
+    await push_image(src, image, options)
+    steps.clear()
+    dst = Store.open(tmp_path / "dst")
+    result = await pull_image(dst, image, options)
+    assert result.signatures == 1
+    assert result.descriptor is not None and len(signature_artifacts(dst, result.descriptor.digest)) == 1
+    first_record = steps.index("journal")
+    assert steps.count("journal") == 2  # the signature's tag, then the image's
+    assert "fsync_file" not in steps  # the signature manifest too went through the batches
+    last_rename = max(i for i, s in enumerate(steps) if s == "rename")
+    assert last_rename < first_record and "fsync_dir:sha256" in steps[last_rename:first_record]
+    verify_store(tmp_path / "dst")
