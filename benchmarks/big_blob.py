@@ -126,17 +126,17 @@ def build_image(store: Store, host: str, size: int) -> tuple[str, Digest]:
             left -= n
         layer = writer.commit()
     config = b"name: big\ndescription: one large layer\n"
-    cdesc = {"mediaType": mt.GADGET_CONFIG, "digest": str(store.blobs.put(config)), "size": len(config)}
+    cdesc = {"mediaType": mt.GADGET_CONFIG, "digest": str(store.ingest.put(config)), "size": len(config)}
     ldesc = {"mediaType": mt.GADGET_EBPF, "digest": str(layer), "size": size}
     manifest = json.dumps({"schemaVersion": 2, "artifactType": mt.GADGET_ARTIFACT, "config": cdesc,
                            "layers": [ldesc]}, separators=(",", ":")).encode()
-    entry = {"mediaType": mt.OCI_MANIFEST, "digest": str(store.blobs.put(manifest)), "size": len(manifest),
+    entry = {"mediaType": mt.OCI_MANIFEST, "digest": str(store.ingest.put(manifest)), "size": len(manifest),
              "platform": {"architecture": "amd64", "os": "linux"}}
     index = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [entry]},
                        separators=(",", ":")).encode()
     image = f"{host}/bench/big:v1"
     with store.transaction() as txn:
-        txn.tag(str(normalize(image)), Descriptor(mt.OCI_INDEX, store.blobs.put(index), len(index)))
+        txn.tag(str(normalize(image)), Descriptor(mt.OCI_INDEX, store.ingest.put(index), len(index)))
     return image, layer
 
 

@@ -78,7 +78,7 @@ def build_corpus(store: Store, host: str, n: int, seed: int, repos: int = 40) ->
     for i in range(n):
         image = f"{host}/bench/gadget{i % repos if repos else i}:v{i}"
         config = (f"name: gadget{i}\ndescription: benchmark gadget {i}\n" + "x" * 1900).encode()
-        cdesc = {"mediaType": mt.GADGET_CONFIG, "digest": str(store.blobs.put(config)), "size": len(config)}
+        cdesc = {"mediaType": mt.GADGET_CONFIG, "digest": str(store.ingest.put(config)), "size": len(config)}
         entries = []
         layers: dict[str, bytes] = {}
         for arch in ("amd64", "arm64"):
@@ -86,15 +86,15 @@ def build_corpus(store: Store, host: str, n: int, seed: int, repos: int = 40) ->
             data = previous[arch] if reuse else pseudo_random(layer_size(rng), f"{seed}/{i}/{arch}")
             layers[arch] = data
             total += len(data) if not reuse else 0
-            ldesc = {"mediaType": mt.GADGET_EBPF, "digest": str(store.blobs.put(data)), "size": len(data)}
+            ldesc = {"mediaType": mt.GADGET_EBPF, "digest": str(store.ingest.put(data)), "size": len(data)}
             manifest = json.dumps({"schemaVersion": 2, "artifactType": mt.GADGET_ARTIFACT, "config": cdesc,
                                    "layers": [ldesc]}, separators=(",", ":")).encode()
-            entries.append({"mediaType": mt.OCI_MANIFEST, "digest": str(store.blobs.put(manifest)),
+            entries.append({"mediaType": mt.OCI_MANIFEST, "digest": str(store.ingest.put(manifest)),
                             "size": len(manifest), "platform": {"architecture": arch, "os": "linux"}})
         previous = layers
         index = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": entries},
                            separators=(",", ":")).encode()
-        root = Descriptor(mt.OCI_INDEX, store.blobs.put(index), len(index))
+        root = Descriptor(mt.OCI_INDEX, store.ingest.put(index), len(index))
         with store.transaction() as txn:
             txn.tag(str(normalize(image)), root)
         images.append(image)

@@ -56,7 +56,7 @@ def build_store(root: Path, images: int) -> Descriptor:
     refs = {f"localhost:5000/bench/g{i:04d}:v1": make_gadget(store, f"g{i}") for i in range(images)}
     tag(store, refs)
     payload = os.urandom(READ_SIZE)
-    digest = store.blobs.put(payload)
+    digest = store.ingest.put(payload)
     return Descriptor(mt.GADGET_BTFGEN, digest, len(payload))
 
 

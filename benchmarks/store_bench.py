@@ -40,7 +40,7 @@ def median_time(fn: Callable[[], object], repeat: int, setup: Callable[[], objec
 
 def put_json(store: Store, obj: dict, media_type: str) -> Descriptor:  # type: ignore[type-arg]
     data = canonical_json(obj)
-    return Descriptor(media_type, store.blobs.put(data), len(data))
+    return Descriptor(media_type, store.ingest.put(data), len(data))
 
 
 def make_gadget_images(store: Store, count: int) -> tuple[int, int]:
@@ -57,8 +57,8 @@ def make_gadget_images(store: Store, count: int) -> tuple[int, int]:
         for arch in ("amd64", "arm64"):
             layer = shared_layers[i % 5] if i % 5 == 0 else hashlib.sha256(f"{i}{arch}".encode()).digest() * 4000
             layer_desc = {"mediaType": "application/vnd.gadget.ebpf.program.v1+binary",
-                          "digest": str(store.blobs.put(layer)), "size": len(layer)}
-            cfg = {"mediaType": "application/vnd.gadget.config.v1+yaml", "digest": str(store.blobs.put(config)),
+                          "digest": str(store.ingest.put(layer)), "size": len(layer)}
+            cfg = {"mediaType": "application/vnd.gadget.config.v1+yaml", "digest": str(store.ingest.put(config)),
                    "size": len(config)}
             manifest = put_json(store, {"schemaVersion": 2, "artifactType": "application/vnd.gadget.v1+binary",
                                         "config": cfg, "layers": [layer_desc]}, MANIFEST)
@@ -89,7 +89,7 @@ def main() -> None:
     try:
         # 1. Open with 10,000 tags (compacted journal) and with 10,000 uncompacted appends.
         big = Store.open(work / "tags")
-        digest = big.blobs.put(b"x")
+        digest = big.ingest.put(b"x")
         with big.transaction() as txn:
             for i in range(10_000):
                 txn.tag(f"registry.example.com/gadgets/g{i}:v1", Descriptor(INDEX, digest, 1))
@@ -102,7 +102,7 @@ def main() -> None:
         def ingest() -> None:
             s = Store.open(work / "ingest")
             for b in blobs:
-                s.blobs.put(b)
+                s.ingest.put(b)
         t = median_time(ingest, args.repeat, setup=lambda: shutil.rmtree(work / "ingest", ignore_errors=True))
         rows.append(("ingest 1,000 blobs of 2 KiB", f"{t * 1000:.0f} ms ({t:.2f} ms/blob incl. two fsyncs)"))
 
