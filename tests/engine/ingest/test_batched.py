@@ -16,6 +16,7 @@ from gadgetstore.engine import blobstore, journal
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import DigestMismatch
 from gadgetstore.engine.ingest import batched
+from gadgetstore.engine.reference import normalize
 from gadgetstore.engine.registry.client import TransferOptions
 from gadgetstore.engine.registry.pull import pull_image
 from gadgetstore.engine.registry.push import push_image
@@ -223,4 +224,38 @@ async def test_a_pulled_signature_is_made_durable_in_the_batches_before_it_is_re
     assert "fsync_file" not in steps  # the signature manifest too went through the batches
     last_rename = max(i for i, s in enumerate(steps) if s == "rename")
     assert last_rename < first_record and "fsync_dir:sha256" in steps[last_rename:first_record]
+    verify_store(tmp_path / "dst")
+
+
+async def test_pulls_with_sessions_of_their_own_share_the_stores_batches(anon_registry: RegistryServer,
+                                                                         tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ingest belongs to the store, not to an HTTP session: while the store's batches are held,
+    two pulls into it (each with a session of its own) both wait on them with their first blob."""
+    src = Store.open(tmp_path / "src")
+    options = TransferOptions(insecure_registries=frozenset({anon_registry.host}))
+    images = [anon_registry.ref(unique_repo(f"publish-shared{i}"), "v1") for i in range(2)]
+    roots = set()
+    for i, image in enumerate(images):
+        roots.add(make_gadget_image(src, image, seed=f"shared{i}").digest)
+        await push_image(src, image, options)
+    dst = Store.open(tmp_path / "dst")
+    publisher = dst.ingest.batches
+    held: list[Digest] = []
+    both_waiting, real_put = trio.Event(), publisher.put
+
+    async def put(data: bytes | bytearray, digest: Digest) -> None:
+        held.append(digest)
+        if len(held) == 2:
+            both_waiting.set()
+        await real_put(data, digest)
+
+    monkeypatch.setattr(publisher, "put", put)
+    with trio.fail_after(60):  # a guard only: the pulls are ordered by the events
+        async with trio.open_nursery() as nursery, publisher._group.lock:
+            for image in images:
+                nursery.start_soon(pull_image, dst, image, options)
+            await both_waiting.wait()
+            assert set(held) == roots  # each pull's root manifest, in the one store's queue
+    assert all(dst.lookup(str(normalize(image))) is not None for image in images)
     verify_store(tmp_path / "dst")
