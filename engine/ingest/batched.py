@@ -1,13 +1,13 @@
 """Blobs made durable together: one ``syncfs`` instead of two fsyncs per blob.
 
-A pull of many gadget images brings hundreds of small blobs and manifests. Each used to cost an
-fsync of its file before the rename and one of ``blobs/<alg>`` after it; on the machines measured
-that was about a quarter of the pull's CPU. Here the blobs that arrive while one batch runs are
+A pull of many gadget images brings hundreds of small blobs and manifests; an fsync of each file
+before its rename and one of ``blobs/<alg>`` after it would cost two system calls and two thread
+hand-offs per blob (figures: ``benchmarks/RESULTS.md``). Here the blobs that arrive while one batch runs are
 taken by the next, in one worker-thread call: each is written and verified without an fsync
 (:meth:`IngestWriter.seal` with ``sync=False``), then one ``syncfs`` of the store's file system
 (or, where there is no ``syncfs``, an fsync of each file), then the renames, then one fsync per
-blob directory. One thread hand-off per batch rather than two per blob: on two cores the hand-offs
-and their wake-ups were the largest part of a bulk pull's own CPU. The order per blob is the one
+blob directory. One thread hand-off per batch rather than two per blob, because on few cores the
+hand-offs and their wake-ups weigh more than the writes. The order per blob is the one
 :meth:`IngestWriter.commit` keeps (bytes durable before the name appears, the name durable before
 anything refers to it), and an image is tagged only after all of its blobs are published.
 Big ranged blobs keep their own path (``O_DIRECT`` and an fsync of their own: :mod:`.ranged`).

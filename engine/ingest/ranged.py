@@ -29,7 +29,6 @@ class RangedIngest:
             self.writer.abort()
             raise
         self._partial: resume.Partial | None = None
-        self.resumed_bytes = 0
 
     def adopt_partial(self, chunks: list[tuple[int, int]]) -> list[tuple[int, int]]:
         """Mark this file as resumable and take in what a killed download of the blob left; returns
@@ -38,7 +37,6 @@ class RangedIngest:
         self._partial = resume.find_partial(self._blobs, self._desc)
         if self._partial is None:
             return chunks
-        self.resumed_bytes = self._partial.bytes
         return resume.adopt(self._partial, self.writer, chunks)
 
     def commit(self) -> None:

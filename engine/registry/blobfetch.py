@@ -46,7 +46,7 @@ WRITE_BUFFER = 1024 * 1024
 STREAM_BATCH = 8 * 1024 * 1024
 STREAM_BUFFERS = 4
 CHUNK_BATCH = 2 * 1024 * 1024
-SYNC_EVERY = 32 * 1024 * 1024  # buffered ranged writes: start writeback after this many new bytes (measured best)
+SYNC_EVERY = 32 * 1024 * 1024  # buffered ranged writes: start writeback after this many new bytes
 _CONTENT_RANGE_RE = re.compile(r"bytes ([0-9]+)-([0-9]+)/([0-9]+|\*)")
 WriteAt = Callable[[int, bytes], None]
 
@@ -100,7 +100,7 @@ async def _sequential_into(write_at: WriteAt, resp: ClientResponse, start: int, 
 class _Buffers:
     """At most ``count`` reusable buffers of ``size`` bytes, allocated when first needed.
 
-    Reuse is the point: a fresh buffer per read costs a page fault per 4 KiB, about a third of
+    Reuse is the point: a fresh buffer per read costs a page fault per 4 KiB, a large part of
     the cost of receiving the bytes. Buffers are anonymous mappings, so they start on a page and
     the ingest writer can send them to disk with ``O_DIRECT``. When all are in use, :meth:`take`
     first asks ``spill`` to free one whose bytes are on disk already (its hash will read them back),
@@ -334,7 +334,6 @@ class BlobFetcher:
         self.client = client
         self.options = client.options
         self.ingest = store.ingest  # small blobs: durable in batches
-        self.resumed_bytes = 0
 
     async def fetch(self, repo: str, desc: Descriptor) -> int:
         """Download and commit ``desc``; returns the bytes received."""
@@ -391,7 +390,6 @@ class BlobFetcher:
         keep = False
         try:
             chunks = await trio.to_thread.run_sync(ranged.adopt_partial, chunks)
-            self.resumed_bytes += ranged.resumed_bytes
             hashed = await trio.to_thread.run_sync(lambda: ranged.writer.hashed)  # what adoption hashed already
             sink = _Sink(ranged.writer, ranged.lock_fd, hashed)
             received = await self._download(repo, desc, sink, chunks) if chunks else 0
