@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 
 from .digest import Digest
-from .errors import GadgetStoreError
+from .errors import GadgetStoreError, StoreError
 from .fsutil import atomic_write, ensure_real_dir
 from .paths import cache_home
 
@@ -63,13 +63,14 @@ def read_entry(path: Path) -> bytes | None:
 def save_entry(path: Path, data: bytes) -> None:
     """Write the entry at ``path`` (an :func:`entry_path`); best effort: a cache that cannot be
     written is skipped, and the analysis is computed again next time. A directory of the cache
-    that is a symlink is refused (:class:`~.errors.StoreError`), not followed."""
+    that is a symlink or not a directory is not written through: skipped as well, since the
+    command asked for an analysis, not for a cache."""
     try:
         os.makedirs(path.parents[3], 0o755, exist_ok=True)  # where the cache directory goes
         for directory in (path.parents[2], path.parents[1], path.parent):  # the cache, its version, alg
             ensure_real_dir(directory)
         atomic_write(path, data, 0o644, durable=False)
-    except OSError:
+    except (OSError, StoreError):
         pass
 
 

@@ -126,6 +126,20 @@ def test_reading_commands_write_nothing_into_gadgetstores_own_store(imported: Pa
     assert {".extra", ".json"} <= cached, "the analyses are cached outside the store"
 
 
+def test_a_cache_directory_that_is_a_symlink_is_skipped_not_an_error(imported: Path, tmp_path: Path) -> None:
+    """The cache is only a cache: one the command cannot use costs a recomputation, and nothing is
+    written through the symlink."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Store.open(imported).analysis_dir.parent.mkdir(parents=True)
+    Store.open(imported).analysis_dir.symlink_to(elsewhere)
+    for _ in range(2):  # the second run finds no cache either
+        code, out, err = inspect(imported, "--extra-info", "ebpf.maps")
+        assert code == 0, err
+        assert json.loads(out)
+    assert not list(elsewhere.iterdir())
+
+
 def test_gc_removes_the_analysis_directory_a_store_no_longer_uses(imported: Path) -> None:
     legacy = imported / "analysis" / "v2" / "sha256"
     legacy.mkdir(parents=True)
