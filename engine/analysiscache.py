@@ -78,16 +78,36 @@ def prune(cache: Path, deleted: set[Digest]) -> int:
     """Remove the entries of the blobs in ``deleted`` (and files that name no blob); returns how
     many were removed."""
     removed = 0
-    for entry in sorted(cache.glob("*/*/*")):
+    for entry in _entries(cache):
         try:
             digest = Digest.parse(f"{entry.parent.name}:{entry.name.split('.', 1)[0]}")
         except GadgetStoreError:
             digest = None
-        if (digest is None or digest in deleted) and entry.is_file():
+        if digest is None or digest in deleted:
             with contextlib.suppress(FileNotFoundError):
                 entry.unlink()
                 removed += 1
     return removed
+
+
+def _entries(cache: Path) -> list[Path]:
+    """The files at ``<cache>/<version>/<alg>/``, reached through real directories only: gc deletes
+    nothing outside the cache, where :func:`save_entry` writes nothing either."""
+    found: list[Path] = []
+    for version in _real_subdirectories(cache):
+        for algorithm in _real_subdirectories(version):
+            with contextlib.suppress(OSError), os.scandir(algorithm) as it:
+                found += [Path(entry.path) for entry in it if entry.is_file(follow_symlinks=False)]
+    return sorted(found)
+
+
+def _real_subdirectories(directory: Path) -> list[Path]:
+    """The directories in ``directory``, none through a symlink (``directory`` itself included)."""
+    if os.path.islink(directory):
+        return []
+    with contextlib.suppress(OSError), os.scandir(directory) as it:
+        return [Path(entry.path) for entry in it if entry.is_dir(follow_symlinks=False)]
+    return []
 
 
 def remove_legacy(store_root: Path) -> int:

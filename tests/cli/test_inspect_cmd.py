@@ -140,6 +140,23 @@ def test_a_cache_directory_that_is_a_symlink_is_skipped_not_an_error(imported: P
     assert not list(elsewhere.iterdir())
 
 
+@pytest.mark.parametrize("linked", ["analysis", "analysis/v3"])
+def test_gc_deletes_nothing_through_a_symlink_in_the_cache(imported: Path, tmp_path: Path, linked: str) -> None:
+    """gc drops cache files that name no blob: never files outside the cache a symlink leads to."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "v3" / "sha256").mkdir(parents=True)
+    kept = [elsewhere / "v3" / "sha256" / "notes.txt", elsewhere / "sha256" / "notes.txt"]
+    for path in kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"mine")
+    store = Store.open(imported)
+    link = store.analysis_dir.parent / linked
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(elsewhere)
+    assert store.gc().removed_cache_entries == 0
+    assert all(path.read_bytes() == b"mine" for path in kept)
+
+
 def test_gc_removes_the_analysis_directory_a_store_no_longer_uses(imported: Path) -> None:
     legacy = imported / "analysis" / "v2" / "sha256"
     legacy.mkdir(parents=True)
