@@ -60,7 +60,17 @@ def go_descriptor(obj: dict[str, Any]) -> bytes:
     with Go's HTML escaping; fields the struct does not have are dropped, as ig drops them.
     Raises :class:`InvalidManifest` for a value Go could not have decoded.
     """
-    return canonical_json(_go_fields(obj, _DESCRIPTOR_FIELDS, _go_descriptor_value))
+    return canonical_json(go_descriptor_fields(obj))
+
+
+def go_descriptor_fields(obj: object) -> dict[str, Any]:
+    """The fields of :func:`go_descriptor`, in order, before encoding (``None``, JSON's null, is Go's
+    zero descriptor; a missing field is its zero value)."""
+    if obj is None:
+        obj = {}
+    if not isinstance(obj, dict):
+        raise InvalidManifest("descriptor must be an object")
+    return _go_fields(obj, _DESCRIPTOR_FIELDS, _go_descriptor_value)
 
 
 def _go_fields(obj: dict[str, Any], fields: tuple[tuple[str, bool], ...],
@@ -76,6 +86,8 @@ def _go_fields(obj: dict[str, Any], fields: tuple[tuple[str, bool], ...],
 
 def _go_descriptor_value(name: str, value: Any) -> Any:
     if name == "size":
+        if value is None:
+            return 0
         if not isinstance(value, int) or isinstance(value, bool):
             raise InvalidManifest("descriptor size must be an integer")
         return value
