@@ -88,7 +88,8 @@ def fsck(store: Store) -> FsckReport:
 
 
 def _check_journal_and_index(store: Store, report: FsckReport) -> None:
-    with store.locks.exclusive():
+    # Shared: no writer changes the journal or index.json meanwhile, and no lock file is created.
+    with store.locks.shared():
         store.journal.refresh()
         if store.journal.damage:
             report.problems.append(f"index journal: {store.journal.damage}")

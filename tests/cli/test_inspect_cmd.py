@@ -126,6 +126,15 @@ def test_reading_commands_write_nothing_into_gadgetstores_own_store(imported: Pa
     assert {".extra", ".json"} <= cached, "the analyses are cached outside the store"
 
 
+def test_fsck_creates_no_lock_file_in_a_store_that_has_none(imported: Path) -> None:
+    """A reading command writes nothing, also where the index lock file went missing."""
+    (imported / "index.json.lock").unlink()
+    before = tree(imported)
+    result = CliRunner().invoke(cli, ["--store", str(imported), "fsck"])
+    assert result.exit_code == 0, result.stderr
+    assert tree(imported) == before
+
+
 def test_a_cache_directory_that_is_a_symlink_is_skipped_not_an_error(imported: Path, tmp_path: Path) -> None:
     """The cache is only a cache: one the command cannot use costs a recomputation, and nothing is
     written through the symlink."""
