@@ -49,7 +49,7 @@ from .blobstore import BlobNotFound, BlobStore
 from .descriptor import Descriptor, children, is_document, walk_graph
 from .digest import Digest
 from .errors import GadgetStoreError
-from .fsutil import atomic_write, fsync_dir
+from .fsutil import atomic_write, ensure_real_dir, fsync_dir
 from .store import Store
 
 QUARANTINE = "quarantine"
@@ -327,8 +327,9 @@ def _quarantine(store_root: Path, path: Path, name: str) -> Path:
     durably: both directories are fsync'd, so a crash cannot bring it back under blobs/ (where gc
     would delete it) after the repair said it was kept."""
     quarantine = store_root / QUARANTINE
-    if not quarantine.is_dir():
-        quarantine.mkdir(mode=0o700, exist_ok=True)
+    new = not os.path.lexists(quarantine)
+    ensure_real_dir(quarantine, 0o700)  # a symlink would move the store's damage somewhere else
+    if new:
         fsync_dir(store_root)
     target = _free_name(quarantine / name)
     os.rename(path, target)

@@ -252,6 +252,20 @@ def test_fsck_repair_keeps_its_backup_and_quarantine_durably(store_root: Path, m
     assert {str(store_root), str(store_root / "quarantine"), str(store_root / "blobs" / "sha256")} <= set(synced)
 
 
+@pytest.mark.leaves_damaged_store
+def test_fsck_repair_moves_nothing_through_a_quarantine_symlink(store: Store, store_root: Path,
+                                                                tmp_path: Path) -> None:
+    make_image(store, "x.io/a:1", [LAYER_ONE])
+    damaged = replace_blob(store, LAYER_ONE, lambda p: p.write_bytes(b"layer 0ne"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (store_root / "quarantine").symlink_to(elsewhere)
+    with pytest.raises(StoreError, match="quarantine is not a directory"):
+        repair_root(store_root)
+    assert not list(elsewhere.iterdir())
+    assert store.blobs.path(damaged).read_bytes() == b"layer 0ne"
+
+
 def test_fsck_repair_drops_a_pin_whose_blob_is_missing(store: Store, store_root: Path) -> None:
     image = make_image(store, "x.io/a:1", [LAYER_ONE])
     pin = sign(store, image, ref_style=False)
