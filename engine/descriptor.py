@@ -85,6 +85,8 @@ def parse_document(data: bytes, where: str) -> dict[str, Any]:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as err:
         raise InvalidManifest(f"{where}: not valid JSON ({err})") from None
+    except RecursionError:  # a few KB of brackets reach the parser's nesting limit
+        raise InvalidManifest(f"{where}: not valid JSON (nested too deeply)") from None
     if not isinstance(doc, dict):
         raise InvalidManifest(f"{where}: not a JSON object")
     if "manifests" in doc and ("layers" in doc or "config" in doc):

@@ -45,3 +45,11 @@ def test_the_type_comes_from_the_body_then_the_header_then_the_descriptor() -> N
     assert check(bare, "", mt.DOCKER_MANIFEST) == mt.DOCKER_MANIFEST  # import: the descriptor stands for the header
     assert check(bare) == mt.OCI_MANIFEST
     assert check({k: v for k, v in INDEX.items() if k != "mediaType"}) == mt.OCI_INDEX
+
+
+def test_a_document_nested_deeper_than_the_parser_goes_is_refused_in_one_line() -> None:
+    """Half a megabyte of brackets, well within the size limit: an InvalidManifest, never a
+    RecursionError that pull and import would show as a traceback."""
+    data = b'{"schemaVersion":2,"annotations":' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    with pytest.raises(InvalidManifest, match="m: not valid JSON \\(nested too deeply\\)"):
+        checked_document(data, "m")
