@@ -55,6 +55,34 @@ def go_json_string(text: str) -> str:
     return _go_string(text)
 
 
+def go_decoded(value: Any) -> Any:
+    """``value``, as :func:`json.loads` made it, with every lone surrogate (a JSON escape such as
+    ``"\\ud800"`` that pairs with nothing) replaced by U+FFFD, as Go's decoder replaces it.
+    Containers are changed in place; a key that becomes another one's replaces it, as in Go."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key in list(item):
+                inner = item[key]
+                if isinstance(inner, str):
+                    item[key] = inner = _LONE_SURROGATE.sub("\ufffd", inner)
+                elif isinstance(inner, (dict, list)):
+                    stack.append(inner)
+                if _LONE_SURROGATE.search(key):
+                    del item[key]
+                    item[_LONE_SURROGATE.sub("\ufffd", key)] = inner
+        elif isinstance(item, list):
+            for i, inner in enumerate(item):
+                if isinstance(inner, str):
+                    item[i] = _LONE_SURROGATE.sub("\ufffd", inner)
+                elif isinstance(inner, (dict, list)):
+                    stack.append(inner)
+    return value
+
+
 def go_unmarshal(text: str) -> Any:
     """``json.Unmarshal`` into ``interface{}``: objects become Go maps, which marshal with sorted keys,
     and every number a float64 (``5`` prints as ``5`` again, ``2**64-1`` as ``18446744073709552000``)."""
