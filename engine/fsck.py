@@ -99,7 +99,7 @@ def _check_journal_and_index(store: Store, report: FsckReport) -> None:
         except FileNotFoundError:
             report.problems.append("index.json is missing")
             return
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
             report.problems.append("index.json is not valid JSON")
             return
         if actual != expected and _is_an_earlier_index(store, actual):

@@ -170,6 +170,8 @@ class IndexDocument:
             value = json.loads(text)
         except (UnicodeDecodeError, ValueError) as err:
             raise StoreError(f"{where} is not a valid OCI image index (not JSON: {err})") from None
+        except RecursionError:  # nested deeper than the parser goes: damage, as any other
+            raise StoreError(f"{where} is not a valid OCI image index (not JSON: nested too deeply)") from None
         if not isinstance(value, dict):
             raise StoreError(f"{where} is not a valid OCI image index (not a JSON object)")
         items = value.get("manifests")
@@ -367,7 +369,7 @@ class JournalMirror:
                 raise TypeError
         except FileNotFoundError:
             return []
-        except (ValueError, AttributeError, TypeError):
+        except (ValueError, AttributeError, TypeError, RecursionError):
             raise StoreError(f"{self.index_path} is not a valid OCI image index") from None
         ops: list[jf.Op] = []
         for i, entry in enumerate(entries):

@@ -207,6 +207,11 @@ DAMAGE: dict[str, tuple[Callable[[Store], object], str, str]] = {
                                 "unexpected entry blobs/sha512", "moved blobs/sha512 (not a blob)"),
     "index_json_missing": (lambda s: os.unlink(s.root / "index.json"), "index.json is missing", ""),
     "index_json_garbage": (lambda s: (s.root / "index.json").write_text("{"), "not valid JSON", ""),
+    "index_json_nested": (lambda s: (s.root / "index.json").write_text("[" * 100_000 + "]" * 100_000),
+                          "not valid JSON", ""),  # deeper than the JSON parser goes
+    "root_nested": (lambda s: tag_pointing_at(s, "x.io/deep:1", Descriptor(
+                        MANIFEST, s.blobs.put(b"[" * 100_000 + b"]" * 100_000), 200_000)),
+                    "not valid JSON", "removed tag x.io/deep:1"),
     "index_json_edited": (lambda s: drop_from_index_json(s.root, "x.io/a:1"), "out of step", ""),
     "journal_damaged": (lambda s: append_bytes(s.root / "index.journal", b"deadbeef {broken\n"),
                         "index journal", "rebuilt the index journal"),
