@@ -436,7 +436,7 @@ class JournalMirror:
     def read_sync_record(self) -> dict[str, Any]:
         try:
             record = json.loads(self.sync_path.read_bytes())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return {}
         return record if isinstance(record, dict) else {}
 

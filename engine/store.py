@@ -132,7 +132,7 @@ class Store:
         if layout.exists():
             try:
                 version = json.loads(layout.read_bytes()).get("imageLayoutVersion")
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):
                 version = None
             if version != mt.OCI_LAYOUT_VERSION:
                 raise StoreError(f"{layout} is not an OCI image layout version {mt.OCI_LAYOUT_VERSION}")
