@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 from . import mediatypes as mt
 from .digest import Digest
 from .errors import GadgetStoreError, GraphTooLarge, InvalidManifest
-from .gojson import go_decoded, go_escape
+from .gojson import go_escape, go_loads
 
 
 @dataclass(frozen=True)
@@ -78,22 +77,15 @@ class Descriptor:
         return self.media_type in mt.MANIFEST_TYPES
 
 
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
 def parse_document(data: bytes, where: str) -> dict[str, Any]:
     """Parse a manifest or index, refusing oversized and ambiguous documents (CVE-2021-41190); its
-    strings are what ig reads (:func:`.gojson.go_decoded`)."""
+    strings are what ig reads (:func:`.gojson.go_loads`)."""
     if len(data) > mt.MAX_MANIFEST_BYTES:
         raise InvalidManifest(f"{where}: document is larger than {mt.MAX_MANIFEST_BYTES} bytes")
     try:
-        doc = json.loads(data)
+        doc = go_loads(data)
     except (ValueError, UnicodeDecodeError) as err:
         raise InvalidManifest(f"{where}: not valid JSON ({err})") from None
-    except RecursionError:  # a few KB of brackets reach the parser's nesting limit
-        raise InvalidManifest(f"{where}: not valid JSON (nested too deeply)") from None
-    if _SURROGATE_ESCAPE.search(data):  # UTF-8 text holds no surrogate: only an escape makes one
-        doc = go_decoded(doc)
     if not isinstance(doc, dict):
         raise InvalidManifest(f"{where}: not a JSON object")
     if "manifests" in doc and ("layers" in doc or "config" in doc):

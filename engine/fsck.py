@@ -37,7 +37,6 @@ note: unfinished ingest files                   gadgetstore's own removed; oras'
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import time
@@ -50,6 +49,7 @@ from .descriptor import Descriptor, children, is_document, walk_graph
 from .digest import Digest
 from .errors import GadgetStoreError
 from .fsutil import atomic_write, ensure_real_dir, fsync_dir
+from .gojson import go_loads
 from .store import Store
 
 QUARANTINE = "quarantine"
@@ -95,11 +95,11 @@ def _check_journal_and_index(store: Store, report: FsckReport) -> None:
             report.problems.append(f"index journal: {store.journal.damage}")
         expected = store.journal.state.oci_index(store.journal.length)
         try:
-            actual = json.loads(store.index_path.read_bytes())
+            actual = go_loads(store.index_path.read_bytes())
         except FileNotFoundError:
             report.problems.append("index.json is missing")
             return
-        except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
+        except ValueError:
             report.problems.append("index.json is not valid JSON")
             return
         if actual != expected and _is_an_earlier_index(store, actual):

@@ -23,6 +23,9 @@ _GO_ESCAPES = tuple(_ESCAPES.items())
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _NEEDS_ESCAPE = re.compile("[<>&\u2028\u2029\ud800-\udfff]")
+# UTF-8 text holds no surrogate: only an escape makes one (a pair too, which json.loads joins)
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_TEXT = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def go_escape(text: str) -> str:
@@ -55,10 +58,23 @@ def go_json_string(text: str) -> str:
     return _go_string(text)
 
 
-def go_decoded(value: Any) -> Any:
-    """``value``, as :func:`json.loads` made it, with every lone surrogate (a JSON escape such as
-    ``"\\ud800"`` that pairs with nothing) replaced by U+FFFD, as Go's decoder replaces it.
-    Containers are changed in place; a key that becomes another one's replaces it, as in Go."""
+def go_loads(data: bytes | str) -> Any:
+    """``json.loads`` of ``data`` as Go's decoder reads it, for JSON from anywhere (a registry, an
+    archive, a file another tool wrote): a lone surrogate escape (``"\\ud800"``) is U+FFFD, and a
+    value nested deeper than the parser goes raises :class:`ValueError` as any other bad JSON does
+    (Go's decoder stops at a depth too), never :class:`RecursionError`."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    escaped = (_SURROGATE_ESCAPE_BYTES.search(data) if isinstance(data, bytes)
+               else _SURROGATE_ESCAPE_TEXT.search(data))
+    return _go_decoded(value) if escaped else value
+
+
+def _go_decoded(value: Any) -> Any:
+    """``value`` with every lone surrogate replaced by U+FFFD, containers in place; a key that
+    becomes another one's replaces it, as in Go."""
     if isinstance(value, str):
         return _LONE_SURROGATE.sub("\ufffd", value)
     stack = [value]

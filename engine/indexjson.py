@@ -33,6 +33,7 @@ from .descriptor import Descriptor, canonical_json
 from .errors import GadgetStoreError, InvalidManifest, StoreError
 from .faults import crash_point
 from .fsutil import atomic_write
+from .gojson import go_loads
 
 EMPTY_INDEX = canonical_json({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []})
 """What oras writes for a new layout (``loadIndexFile``), 88 bytes without a newline."""
@@ -167,11 +168,9 @@ class IndexDocument:
         """Read ``data`` as oras would; raises :class:`StoreError` where oras would fail."""
         try:
             text = data.decode()
-            value = json.loads(text)
+            value = go_loads(text)
         except (UnicodeDecodeError, ValueError) as err:
             raise StoreError(f"{where} is not a valid OCI image index (not JSON: {err})") from None
-        except RecursionError:  # nested deeper than the parser goes: damage, as any other
-            raise StoreError(f"{where} is not a valid OCI image index (not JSON: nested too deeply)") from None
         if not isinstance(value, dict):
             raise StoreError(f"{where} is not a valid OCI image index (not a JSON object)")
         items = value.get("manifests")
@@ -363,13 +362,13 @@ class JournalMirror:
     def ops_from_index_json(self) -> list[jf.Op]:
         """Tags (entries with ``ref.name``) and pins (other platform-less entries) of index.json."""
         try:
-            index = json.loads(self.index_path.read_bytes())
+            index = go_loads(self.index_path.read_bytes())
             entries = index.get("manifests") or []
             if not isinstance(entries, list):
                 raise TypeError
         except FileNotFoundError:
             return []
-        except (ValueError, AttributeError, TypeError, RecursionError):
+        except (ValueError, AttributeError, TypeError):
             raise StoreError(f"{self.index_path} is not a valid OCI image index") from None
         ops: list[jf.Op] = []
         for i, entry in enumerate(entries):
@@ -435,8 +434,8 @@ class JournalMirror:
 
     def read_sync_record(self) -> dict[str, Any]:
         try:
-            record = json.loads(self.sync_path.read_bytes())
-        except (OSError, ValueError, RecursionError):
+            record = go_loads(self.sync_path.read_bytes())
+        except (OSError, ValueError):
             return {}
         return record if isinstance(record, dict) else {}
 

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from gadgetstore.engine.descriptor import canonical_json
-from gadgetstore.engine.gojson import go_json
+from gadgetstore.engine.gojson import go_json, go_loads
 from gadgetstore.engine.gonumbers import format_float, json_float
 from gadgetstore.engine.images import go_manifest_json
 
@@ -58,3 +58,13 @@ def test_a_lone_surrogate_from_json_text_is_u_fffd_as_go_decodes_it(value: dict[
         text.encode()
     layer = {"mediaType": "l", "digest": "sha256:bb", "size": 3, "annotations": {"k": LONE}}
     assert "a\ufffdb\ufffdc".encode() in go_manifest_json({"schemaVersion": 2, "config": {}, "layers": [layer]})
+
+
+@pytest.mark.parametrize("text", ['{"a":["x\\ud800"]}', b'{"a":["x\\ud800"]}'])
+def test_go_loads_reads_json_as_go_does_from_text_or_bytes(text: str | bytes) -> None:
+    """The one reader of JSON from elsewhere: U+FFFD for a lone surrogate, ValueError (what every
+    caller catches for bad JSON) for nesting deeper than the parser goes."""
+    assert go_loads(text) == {"a": ["x\ufffd"]}
+    deep = "[" * 100_000
+    with pytest.raises(ValueError, match="nested too deeply"):
+        go_loads(deep.encode() if isinstance(text, bytes) else deep)
