@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 
 from .digest import Digest
-from .errors import GadgetStoreError
+from .errors import GadgetStoreError, StoreError
 from .fsutil import atomic_write, ensure_real_dir
 from .paths import cache_home
 
@@ -63,13 +63,14 @@ def read_entry(path: Path) -> bytes | None:
 def save_entry(path: Path, data: bytes) -> None:
     """Write the entry at ``path`` (an :func:`entry_path`); best effort: a cache that cannot be
     written is skipped, and the analysis is computed again next time. A directory of the cache
-    that is a symlink is refused (:class:`~.errors.StoreError`), not followed."""
+    that is a symlink or not a directory is not written through: skipped as well, since the
+    command asked for an analysis, not for a cache."""
     try:
         os.makedirs(path.parents[3], 0o755, exist_ok=True)  # where the cache directory goes
         for directory in (path.parents[2], path.parents[1], path.parent):  # the cache, its version, alg
             ensure_real_dir(directory)
         atomic_write(path, data, 0o644, durable=False)
-    except OSError:
+    except (OSError, StoreError):
         pass
 
 
@@ -77,16 +78,36 @@ def prune(cache: Path, deleted: set[Digest]) -> int:
     """Remove the entries of the blobs in ``deleted`` (and files that name no blob); returns how
     many were removed."""
     removed = 0
-    for entry in sorted(cache.glob("*/*/*")):
+    for entry in _entries(cache):
         try:
             digest = Digest.parse(f"{entry.parent.name}:{entry.name.split('.', 1)[0]}")
         except GadgetStoreError:
             digest = None
-        if (digest is None or digest in deleted) and entry.is_file():
+        if digest is None or digest in deleted:
             with contextlib.suppress(FileNotFoundError):
                 entry.unlink()
                 removed += 1
     return removed
+
+
+def _entries(cache: Path) -> list[Path]:
+    """The files at ``<cache>/<version>/<alg>/``, reached through real directories only: gc deletes
+    nothing outside the cache, where :func:`save_entry` writes nothing either."""
+    found: list[Path] = []
+    for version in _real_subdirectories(cache):
+        for algorithm in _real_subdirectories(version):
+            with contextlib.suppress(OSError), os.scandir(algorithm) as it:
+                found += [Path(entry.path) for entry in it if entry.is_file(follow_symlinks=False)]
+    return sorted(found)
+
+
+def _real_subdirectories(directory: Path) -> list[Path]:
+    """The directories in ``directory``, none through a symlink (``directory`` itself included)."""
+    if os.path.islink(directory):
+        return []
+    with contextlib.suppress(OSError), os.scandir(directory) as it:
+        return [Path(entry.path) for entry in it if entry.is_dir(follow_symlinks=False)]
+    return []
 
 
 def remove_legacy(store_root: Path) -> int:

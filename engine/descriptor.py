@@ -10,7 +10,7 @@ from typing import Any
 from . import mediatypes as mt
 from .digest import Digest
 from .errors import GadgetStoreError, GraphTooLarge, InvalidManifest
-from .gojson import go_escape
+from .gojson import go_escape, go_loads
 
 
 @dataclass(frozen=True)
@@ -78,11 +78,12 @@ class Descriptor:
 
 
 def parse_document(data: bytes, where: str) -> dict[str, Any]:
-    """Parse a manifest or index, refusing oversized and ambiguous documents (CVE-2021-41190)."""
+    """Parse a manifest or index, refusing oversized and ambiguous documents (CVE-2021-41190); its
+    strings are what ig reads (:func:`.gojson.go_loads`)."""
     if len(data) > mt.MAX_MANIFEST_BYTES:
         raise InvalidManifest(f"{where}: document is larger than {mt.MAX_MANIFEST_BYTES} bytes")
     try:
-        doc = json.loads(data)
+        doc = go_loads(data)
     except (ValueError, UnicodeDecodeError) as err:
         raise InvalidManifest(f"{where}: not valid JSON ({err})") from None
     if not isinstance(doc, dict):

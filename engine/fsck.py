@@ -37,7 +37,6 @@ note: unfinished ingest files                   gadgetstore's own removed; oras'
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import time
@@ -49,7 +48,8 @@ from .blobstore import BlobNotFound, BlobStore
 from .descriptor import Descriptor, children, is_document, walk_graph
 from .digest import Digest
 from .errors import GadgetStoreError
-from .fsutil import atomic_write, fsync_dir
+from .fsutil import atomic_write, ensure_real_dir, fsync_dir
+from .gojson import go_loads
 from .store import Store
 
 QUARANTINE = "quarantine"
@@ -88,13 +88,14 @@ def fsck(store: Store) -> FsckReport:
 
 
 def _check_journal_and_index(store: Store, report: FsckReport) -> None:
-    with store.locks.exclusive():
+    # Shared: no writer changes the journal or index.json meanwhile, and no lock file is created.
+    with store.locks.shared():
         store.journal.refresh()
         if store.journal.damage:
             report.problems.append(f"index journal: {store.journal.damage}")
         expected = store.journal.state.oci_index(store.journal.length)
         try:
-            actual = json.loads(store.index_path.read_bytes())
+            actual = go_loads(store.index_path.read_bytes())
         except FileNotFoundError:
             report.problems.append("index.json is missing")
             return
@@ -326,8 +327,9 @@ def _quarantine(store_root: Path, path: Path, name: str) -> Path:
     durably: both directories are fsync'd, so a crash cannot bring it back under blobs/ (where gc
     would delete it) after the repair said it was kept."""
     quarantine = store_root / QUARANTINE
-    if not quarantine.is_dir():
-        quarantine.mkdir(mode=0o700, exist_ok=True)
+    new = not os.path.lexists(quarantine)
+    ensure_real_dir(quarantine, 0o700)  # a symlink would move the store's damage somewhere else
+    if new:
         fsync_dir(store_root)
     target = _free_name(quarantine / name)
     os.rename(path, target)

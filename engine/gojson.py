@@ -2,7 +2,9 @@
 
 Compact output has no spaces; indented output is ``MarshalIndent(v, "", "  ")``; ``<``, ``>``, ``&``,
 U+2028 and U+2029 are escaped (Go's HTML-safe default); other non-ASCII characters stay as they are;
-a lone surrogate (a byte that was not UTF-8, kept by ``surrogateescape``) is written as U+FFFD; floats
+a byte that was not UTF-8 (kept by ``surrogateescape`` as U+DC80-U+DCFF) is written as the escape
+of U+FFFD, as Go writes an invalid byte, and any other lone surrogate (JSON text may escape one) as
+U+FFFD itself, the character Go's decoder puts in its place; floats
 are formatted as Go formats a float64 (``1e-07``, ``100``), ints as they are. Map keys are written in
 the order given: Go sorts a map's keys and a struct keeps its field order, so ordering is the caller's
 job (:func:`go_unmarshal` gives Go's map order).
@@ -19,14 +21,21 @@ from .gonumbers import json_float
 _ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 _GO_ESCAPES = tuple(_ESCAPES.items())
 _SURROGATE = re.compile("[\udc80-\udcff]")
-_NEEDS_ESCAPE = re.compile("[<>&\u2028\u2029\udc80-\udcff]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_NEEDS_ESCAPE = re.compile("[<>&\u2028\u2029\ud800-\udfff]")
+# UTF-8 text holds no surrogate: only an escape makes one (a pair too, which json.loads joins)
+_SURROGATE_ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_TEXT = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def go_escape(text: str) -> str:
-    """Go's HTML-safe escapes; a character that does not occur costs one fast scan, not a copy."""
+    """Go's HTML-safe escapes, and U+FFFD for a lone surrogate (which UTF-8 cannot encode); a
+    character that does not occur costs one fast scan, not a copy."""
     for raw, escaped in _GO_ESCAPES:
         if raw in text:
             text = text.replace(raw, escaped)
+    if _LONE_SURROGATE.search(text):
+        text = _LONE_SURROGATE.sub("\ufffd", text)
     return text
 
 
@@ -47,6 +56,47 @@ def go_json(obj: Any, pretty: bool = False) -> str:
 def go_json_string(text: str) -> str:
     """One JSON string literal (the same in compact and indented output)."""
     return _go_string(text)
+
+
+def go_loads(data: bytes | str) -> Any:
+    """``json.loads`` of ``data`` as Go's decoder reads it, for JSON from anywhere (a registry, an
+    archive, a file another tool wrote): a lone surrogate escape (``"\\ud800"``) is U+FFFD, and a
+    value nested deeper than the parser goes raises :class:`ValueError` as any other bad JSON does
+    (Go's decoder stops at a depth too), never :class:`RecursionError`."""
+    try:
+        value = json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    escaped = (_SURROGATE_ESCAPE_BYTES.search(data) if isinstance(data, bytes)
+               else _SURROGATE_ESCAPE_TEXT.search(data))
+    return _go_decoded(value) if escaped else value
+
+
+def _go_decoded(value: Any) -> Any:
+    """``value`` with every lone surrogate replaced by U+FFFD, containers in place; a key that
+    becomes another one's replaces it, as in Go."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key in list(item):
+                inner = item[key]
+                if isinstance(inner, str):
+                    item[key] = inner = _LONE_SURROGATE.sub("\ufffd", inner)
+                elif isinstance(inner, (dict, list)):
+                    stack.append(inner)
+                if _LONE_SURROGATE.search(key):
+                    del item[key]
+                    item[_LONE_SURROGATE.sub("\ufffd", key)] = inner
+        elif isinstance(item, list):
+            for i, inner in enumerate(item):
+                if isinstance(inner, str):
+                    item[i] = _LONE_SURROGATE.sub("\ufffd", inner)
+                elif isinstance(inner, (dict, list)):
+                    stack.append(inner)
+    return value
 
 
 def go_unmarshal(text: str) -> Any:
@@ -82,7 +132,14 @@ def _plain(obj: Any) -> bool:
 
 def _go_string(text: str) -> str:
     encoded = json.dumps(text, ensure_ascii=False)
-    return _NEEDS_ESCAPE.sub(lambda m: _ESCAPES.get(m[0], "\\ufffd"), encoded)
+    return _NEEDS_ESCAPE.sub(_escape, encoded)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match[0]
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    return "\\ufffd" if _SURROGATE.fullmatch(char) else "\ufffd"
 
 
 def _encode(obj: Any, out: list[str], newline: str, pretty: bool) -> None:

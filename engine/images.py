@@ -13,6 +13,7 @@ from .blobstore import BlobNotFound
 from .descriptor import Descriptor
 from .errors import GadgetStoreError, ImageNotFound, InvalidManifest
 from .gojson import go_json
+from .indexjson import go_descriptor_fields
 from .resolve import StoreImages, is_digest_only
 from .store import Store
 
@@ -141,25 +142,6 @@ def _tagged_rows(store: Store) -> tuple[list[ImageRow], list[str]]:
     return rows, warnings
 
 
-def _go_descriptor(desc: Any) -> dict[str, Any]:
-    """ocispec.Descriptor as json.Marshal writes it: its field order, empty fields left out."""
-    desc = desc if isinstance(desc, dict) else {}
-    out: dict[str, Any] = {"mediaType": desc.get("mediaType", ""), "digest": desc.get("digest", ""),
-                           "size": desc.get("size", 0)}
-    for key in ("urls", "annotations", "data", "platform", "artifactType"):
-        value = desc.get(key)
-        if not value:
-            continue
-        if key == "annotations" and isinstance(value, dict):
-            value = dict(sorted(value.items()))
-        elif key == "platform" and isinstance(value, dict):
-            platform = {"architecture": value.get("architecture", ""), "os": value.get("os", "")}
-            platform.update({k: value[k] for k in ("os.version", "os.features", "variant") if value.get(k)})
-            value = platform
-        out[key] = value
-    return out
-
-
 def go_manifest_json(doc: dict[str, Any]) -> bytes:
     """``oci.manifest`` as ig makes it (pkg/operators/oci-handler/extrainfo.go: ``json.Marshal`` of
     the ocispec.Manifest it read): the struct's field order, unknown fields dropped, annotations
@@ -168,11 +150,11 @@ def go_manifest_json(doc: dict[str, Any]) -> bytes:
     for key in ("mediaType", "artifactType"):
         if doc.get(key):
             out[key] = doc[key]
-    out["config"] = _go_descriptor(doc.get("config"))
+    out["config"] = go_descriptor_fields(doc.get("config"))
     layers = doc.get("layers")
-    out["layers"] = [_go_descriptor(layer) for layer in layers] if isinstance(layers, list) else None
+    out["layers"] = [go_descriptor_fields(layer) for layer in layers] if isinstance(layers, list) else None
     if doc.get("subject"):
-        out["subject"] = _go_descriptor(doc["subject"])
+        out["subject"] = go_descriptor_fields(doc["subject"])
     if isinstance(doc.get("annotations"), dict) and doc["annotations"]:
         out["annotations"] = dict(sorted(doc["annotations"].items()))
     return go_json(out).encode("utf-8")

@@ -33,6 +33,7 @@ from .descriptor import Descriptor, canonical_json
 from .errors import GadgetStoreError, InvalidManifest, StoreError
 from .faults import crash_point
 from .fsutil import atomic_write
+from .gojson import go_loads
 
 EMPTY_INDEX = canonical_json({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []})
 """What oras writes for a new layout (``loadIndexFile``), 88 bytes without a newline."""
@@ -60,7 +61,17 @@ def go_descriptor(obj: dict[str, Any]) -> bytes:
     with Go's HTML escaping; fields the struct does not have are dropped, as ig drops them.
     Raises :class:`InvalidManifest` for a value Go could not have decoded.
     """
-    return canonical_json(_go_fields(obj, _DESCRIPTOR_FIELDS, _go_descriptor_value))
+    return canonical_json(go_descriptor_fields(obj))
+
+
+def go_descriptor_fields(obj: object) -> dict[str, Any]:
+    """The fields of :func:`go_descriptor`, in order, before encoding (``None``, JSON's null, is Go's
+    zero descriptor; a missing field is its zero value)."""
+    if obj is None:
+        obj = {}
+    if not isinstance(obj, dict):
+        raise InvalidManifest("descriptor must be an object")
+    return _go_fields(obj, _DESCRIPTOR_FIELDS, _go_descriptor_value)
 
 
 def _go_fields(obj: dict[str, Any], fields: tuple[tuple[str, bool], ...],
@@ -76,6 +87,8 @@ def _go_fields(obj: dict[str, Any], fields: tuple[tuple[str, bool], ...],
 
 def _go_descriptor_value(name: str, value: Any) -> Any:
     if name == "size":
+        if value is None:
+            return 0
         if not isinstance(value, int) or isinstance(value, bool):
             raise InvalidManifest("descriptor size must be an integer")
         return value
@@ -155,7 +168,7 @@ class IndexDocument:
         """Read ``data`` as oras would; raises :class:`StoreError` where oras would fail."""
         try:
             text = data.decode()
-            value = json.loads(text)
+            value = go_loads(text)
         except (UnicodeDecodeError, ValueError) as err:
             raise StoreError(f"{where} is not a valid OCI image index (not JSON: {err})") from None
         if not isinstance(value, dict):
@@ -349,7 +362,7 @@ class JournalMirror:
     def ops_from_index_json(self) -> list[jf.Op]:
         """Tags (entries with ``ref.name``) and pins (other platform-less entries) of index.json."""
         try:
-            index = json.loads(self.index_path.read_bytes())
+            index = go_loads(self.index_path.read_bytes())
             entries = index.get("manifests") or []
             if not isinstance(entries, list):
                 raise TypeError
@@ -421,7 +434,7 @@ class JournalMirror:
 
     def read_sync_record(self) -> dict[str, Any]:
         try:
-            record = json.loads(self.sync_path.read_bytes())
+            record = go_loads(self.sync_path.read_bytes())
         except (OSError, ValueError):
             return {}
         return record if isinstance(record, dict) else {}

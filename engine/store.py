@@ -59,6 +59,7 @@ from .digest import Digest
 from .errors import StoreError
 from .fsutil import atomic_write, ensure_real_dir
 from .garbage import GcReport
+from .gojson import go_loads
 from .indexjson import EMPTY_INDEX
 from .ingest import Ingest
 from .journal import Journal
@@ -131,7 +132,7 @@ class Store:
             raise StoreError(f"{self.root} is not a directory (symlinks are refused)")
         if layout.exists():
             try:
-                version = json.loads(layout.read_bytes()).get("imageLayoutVersion")
+                version = go_loads(layout.read_bytes()).get("imageLayoutVersion")
             except (ValueError, AttributeError):
                 version = None
             if version != mt.OCI_LAYOUT_VERSION:

@@ -170,9 +170,9 @@ def _nothing() -> None:
 def open_output(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
     """A binary stream whose bytes end up at ``path`` when the block completes (see the module doc).
 
-    ``mode`` applies to a regular file written anew (also when replacing one); a device or FIFO
-    keeps its own. Writing into a pipe or standard output streams: nothing is held back beyond
-    one buffer.
+    ``mode``, less the umask as ``open(2)`` takes it away, applies to a regular file written anew
+    (also when replacing one); a device or FIFO keeps its own. Writing into a pipe or standard
+    output streams: nothing is held back beyond one buffer.
     """
     if is_stdio(path):
         sys.stdout.flush()
@@ -207,10 +207,23 @@ def open_output(path: Path, mode: int = 0o644) -> Iterator[BinaryIO]:
             yield out
         return
     with _naming(shown):
-        replacement = Replacement(Path(os.path.realpath(path)), mode)
+        replacement = Replacement(Path(os.path.realpath(path)), mode & ~_umask())
     with _writing(lambda data: os.write(replacement.fd, data), shown, replacement.commit,
                   replacement.abort) as out:
         yield out
+
+
+def _umask() -> int:
+    """The process's umask, which a file created with ``open(2)`` would get and a temporary file
+    renamed into place does not: read from ``/proc/self/status`` (Linux 4.7 and later), else set
+    and put back at once."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    current = os.umask(0o077)
+    os.umask(current)
+    return current
 
 
 def write_output(path: Path, data: bytes, mode: int = 0o644) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gadgetstore.engine import mediatypes as mt
-from gadgetstore.engine.descriptor import Descriptor, parse_document
+from gadgetstore.engine.descriptor import Descriptor, checked_document
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import DigestMismatch, GadgetStoreError, IntegrityError, StoreError
 from gadgetstore.engine.fsutil import open_regular
@@ -110,14 +110,10 @@ class StoreReader:
         if st is None or st.st_size > mt.MAX_MANIFEST_BYTES:
             return None
         try:
-            doc = parse_document(self.store.blobs.read(digest, max_size=mt.MAX_MANIFEST_BYTES), str(digest))
+            _, media_type = checked_document(self.store.blobs.read(digest, max_size=mt.MAX_MANIFEST_BYTES),
+                                             f"manifest {digest}")
         except GadgetStoreError:
-            return None
-        media_type = doc.get("mediaType")
-        if not isinstance(media_type, str) or not media_type:
-            media_type = mt.OCI_INDEX if "manifests" in doc else mt.OCI_MANIFEST
-        if media_type not in mt.INDEX_TYPES | mt.MANIFEST_TYPES:
-            return None
+            return None  # not a manifest or index that a pull or an import would take
         return Descriptor(media_type, digest, st.st_size)
 
     def _list_blobs(self, algorithm: str) -> Mapping[str, BlobStat]:

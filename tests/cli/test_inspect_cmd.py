@@ -126,6 +126,46 @@ def test_reading_commands_write_nothing_into_gadgetstores_own_store(imported: Pa
     assert {".extra", ".json"} <= cached, "the analyses are cached outside the store"
 
 
+def test_fsck_creates_no_lock_file_in_a_store_that_has_none(imported: Path) -> None:
+    """A reading command writes nothing, also where the index lock file went missing."""
+    (imported / "index.json.lock").unlink()
+    before = tree(imported)
+    result = CliRunner().invoke(cli, ["--store", str(imported), "fsck"])
+    assert result.exit_code == 0, result.stderr
+    assert tree(imported) == before
+
+
+def test_a_cache_directory_that_is_a_symlink_is_skipped_not_an_error(imported: Path, tmp_path: Path) -> None:
+    """The cache is only a cache: one the command cannot use costs a recomputation, and nothing is
+    written through the symlink."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    Store.open(imported).analysis_dir.parent.mkdir(parents=True)
+    Store.open(imported).analysis_dir.symlink_to(elsewhere)
+    for _ in range(2):  # the second run finds no cache either
+        code, out, err = inspect(imported, "--extra-info", "ebpf.maps")
+        assert code == 0, err
+        assert json.loads(out)
+    assert not list(elsewhere.iterdir())
+
+
+@pytest.mark.parametrize("linked", ["analysis", "analysis/v3"])
+def test_gc_deletes_nothing_through_a_symlink_in_the_cache(imported: Path, tmp_path: Path, linked: str) -> None:
+    """gc drops cache files that name no blob: never files outside the cache a symlink leads to."""
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "v3" / "sha256").mkdir(parents=True)
+    kept = [elsewhere / "v3" / "sha256" / "notes.txt", elsewhere / "sha256" / "notes.txt"]
+    for path in kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"mine")
+    store = Store.open(imported)
+    link = store.analysis_dir.parent / linked
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(elsewhere)
+    assert store.gc().removed_cache_entries == 0
+    assert all(path.read_bytes() == b"mine" for path in kept)
+
+
 def test_gc_removes_the_analysis_directory_a_store_no_longer_uses(imported: Path) -> None:
     legacy = imported / "analysis" / "v2" / "sha256"
     legacy.mkdir(parents=True)

@@ -6,10 +6,14 @@ built with ig's toolchain, go1.26).
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from gadgetstore.engine.gojson import go_json
+from gadgetstore.engine.descriptor import canonical_json
+from gadgetstore.engine.gojson import go_json, go_loads
 from gadgetstore.engine.gonumbers import format_float, json_float
+from gadgetstore.engine.images import go_manifest_json
 
 
 @pytest.mark.parametrize(("value", "as_json", "as_g", "as_g32"), [
@@ -39,3 +43,28 @@ def test_go_json_escapes_html_and_keeps_given_key_order() -> None:
     assert go_json(value, pretty=True) == (
         '{\n  "b": "\\u003ca\\u0026b\\u003e\\u2028",\n  "a": [\n    1,\n    2.5,\n    {},\n    []\n  ],\n'
         '  "c": {\n    "x": null\n  }\n}')
+
+
+LONE = json.loads('"a\\ud800b\\udfffc"')
+"""What json.loads makes of JSON text escaping lone surrogates, which UTF-8 cannot encode."""
+
+
+@pytest.mark.parametrize("value", [{"k": LONE}, {"k": LONE, "f": 0.5}, {LONE: [LONE]}])
+def test_a_lone_surrogate_from_json_text_is_u_fffd_as_go_decodes_it(value: dict[str, object]) -> None:
+    """encoding/json's unquote turns a lone surrogate escape into U+FFFD, which Marshal writes as it is;
+    a manifest or descriptor holding one is written, never a UnicodeEncodeError (plain and float paths)."""
+    for text in (go_json(value), go_json(value, pretty=True), canonical_json(value).decode()):
+        assert "a\ufffdb\ufffdc" in text and "\\u" not in text
+        text.encode()
+    layer = {"mediaType": "l", "digest": "sha256:bb", "size": 3, "annotations": {"k": LONE}}
+    assert "a\ufffdb\ufffdc".encode() in go_manifest_json({"schemaVersion": 2, "config": {}, "layers": [layer]})
+
+
+@pytest.mark.parametrize("text", ['{"a":["x\\ud800"]}', b'{"a":["x\\ud800"]}'])
+def test_go_loads_reads_json_as_go_does_from_text_or_bytes(text: str | bytes) -> None:
+    """The one reader of JSON from elsewhere: U+FFFD for a lone surrogate, ValueError (what every
+    caller catches for bad JSON) for nesting deeper than the parser goes."""
+    assert go_loads(text) == {"a": ["x\ufffd"]}
+    deep = "[" * 100_000
+    with pytest.raises(ValueError, match="nested too deeply"):
+        go_loads(deep.encode() if isinstance(text, bytes) else deep)

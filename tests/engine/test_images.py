@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from gadgetstore.engine.errors import InvalidManifest
 from gadgetstore.engine.images import go_manifest_json
 
 
@@ -23,3 +26,14 @@ def test_oci_manifest_is_go_json_of_ocispec_manifest() -> None:
         b'"layers":[{"mediaType":"l","digest":"sha256:bb","size":3}],'
         b'"annotations":{"a":"\\u003cb\\u003e \\u0026 \\u003c/b\\u003e","z":"1"}}')
     assert json.loads(go_manifest_json({"schemaVersion": 2, "config": {}}))["layers"] is None
+
+
+@pytest.mark.parametrize("layer", [{"digest": "sha256:bb", "size": 3, "annotations": {"k": 1}},
+                                   {"digest": "sha256:bb", "size": "3"},
+                                   {"digest": "sha256:bb", "size": 3, "platform": {"os.features": "x"}},
+                                   "sha256:bb"])
+def test_oci_manifest_refuses_what_go_cannot_decode_into_an_ocispec_manifest(layer: object) -> None:
+    """ig's json.Unmarshal into ocispec.Manifest fails on a field of the wrong type, so ig shows no
+    oci.manifest for it; the same encoder as index.json's entries, which refuses it too."""
+    with pytest.raises(InvalidManifest, match="descriptor"):
+        go_manifest_json({"schemaVersion": 2, "config": {}, "layers": [layer]})

@@ -207,6 +207,11 @@ DAMAGE: dict[str, tuple[Callable[[Store], object], str, str]] = {
                                 "unexpected entry blobs/sha512", "moved blobs/sha512 (not a blob)"),
     "index_json_missing": (lambda s: os.unlink(s.root / "index.json"), "index.json is missing", ""),
     "index_json_garbage": (lambda s: (s.root / "index.json").write_text("{"), "not valid JSON", ""),
+    "index_json_nested": (lambda s: (s.root / "index.json").write_text("[" * 100_000 + "]" * 100_000),
+                          "not valid JSON", ""),  # deeper than the JSON parser goes
+    "root_nested": (lambda s: tag_pointing_at(s, "x.io/deep:1", Descriptor(
+                        MANIFEST, s.blobs.put(b"[" * 100_000 + b"]" * 100_000), 200_000)),
+                    "not valid JSON", "removed tag x.io/deep:1"),
     "index_json_edited": (lambda s: drop_from_index_json(s.root, "x.io/a:1"), "out of step", ""),
     "journal_damaged": (lambda s: append_bytes(s.root / "index.journal", b"deadbeef {broken\n"),
                         "index journal", "rebuilt the index journal"),
@@ -250,6 +255,20 @@ def test_fsck_repair_keeps_its_backup_and_quarantine_durably(store_root: Path, m
     assert backup_synced < synced.index(str(store_root), backup_synced) < journal_replaced
     assert (store_root / "quarantine" / f"sha256-{Digest.of_bytes(LAYER_ONE).hex}").read_bytes() == b"layer 0ne"
     assert {str(store_root), str(store_root / "quarantine"), str(store_root / "blobs" / "sha256")} <= set(synced)
+
+
+@pytest.mark.leaves_damaged_store
+def test_fsck_repair_moves_nothing_through_a_quarantine_symlink(store: Store, store_root: Path,
+                                                                tmp_path: Path) -> None:
+    make_image(store, "x.io/a:1", [LAYER_ONE])
+    damaged = replace_blob(store, LAYER_ONE, lambda p: p.write_bytes(b"layer 0ne"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (store_root / "quarantine").symlink_to(elsewhere)
+    with pytest.raises(StoreError, match="quarantine is not a directory"):
+        repair_root(store_root)
+    assert not list(elsewhere.iterdir())
+    assert store.blobs.path(damaged).read_bytes() == b"layer 0ne"
 
 
 def test_fsck_repair_drops_a_pin_whose_blob_is_missing(store: Store, store_root: Path) -> None:

@@ -418,10 +418,18 @@ def test_store_adopts_an_existing_oci_layout(tmp_path: Path) -> None:
 
 
 @pytest.mark.leaves_damaged_store
-def test_not_a_store_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "oci-layout").write_text('{"imageLayoutVersion":"9"}')
+@pytest.mark.parametrize("layout", ['{"imageLayoutVersion":"9"}', "[" * 100_000 + "]" * 100_000])
+def test_not_a_store_is_refused(tmp_path: Path, layout: str) -> None:
+    (tmp_path / "oci-layout").write_text(layout)
     with pytest.raises(StoreError, match="not an OCI image layout"):
         Store.open(tmp_path)
+
+
+def test_a_sync_record_nested_too_deeply_counts_as_none(store: Store, store_root: Path) -> None:
+    """index.json is then rewritten from the journal, as after any other damage to the record."""
+    (store_root / "index.json.sync").write_text("[" * 100_000 + "]" * 100_000)
+    Store.open(store_root)
+    assert json.loads((store_root / "index.json.sync").read_bytes())["journal_length"] == store.journal.length
 
 
 def test_opening_ten_thousand_tags_replays_one_record_and_writes_nothing(store: Store, store_root: Path) -> None:

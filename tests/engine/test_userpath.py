@@ -61,6 +61,22 @@ def test_a_reader_closing_the_fifo_is_one_error_naming_it(work: Path) -> None:
     assert str(info.value) == f"cannot write {work / 'pipe'}: Broken pipe"
 
 
+@pytest.mark.parametrize(("umask", "mode", "expected"), [(0o077, 0o644, 0o600), (0o022, 0o644, 0o644),
+                                                         (0o002, 0o600, 0o600)])
+def test_a_new_file_gets_its_mode_less_the_umask(work: Path, umask: int, mode: int, expected: int) -> None:
+    """As ig's export (os.Create) and tar make it: a user with umask 077 gets a private file."""
+    previous = os.umask(umask)
+    try:
+        write_output(work / "new", b"data", mode)
+        (work / "replaced").write_bytes(b"old")
+        os.chmod(work / "replaced", 0o666)
+        write_output(work / "replaced", b"data", mode)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(work / "new").st_mode) == expected
+    assert stat.S_IMODE(os.stat(work / "replaced").st_mode) == expected
+
+
 def test_a_symlink_stays_and_its_target_is_replaced_whole(work: Path) -> None:
     (work / "real").mkdir()
     target = work / "real" / "out"

@@ -239,6 +239,18 @@ async def test_by_digest_manifest_keeps_its_architecture(fs: GadgetFs, store: St
     )
 
 
+@pytest.mark.parametrize("blob", [b'{"schemaVersion":2,"manifests":{}}', b'{"layers":[],"config":{}}',
+                                  b'{"schemaVersion":2,"mediaType":"application/json","manifests":[]}'])
+async def test_by_digest_shows_no_blob_that_only_looks_like_a_document(fs: GadgetFs, store: Store,
+                                                                       blob: bytes) -> None:
+    """Any digest may be looked up under by-digest; a blob is an image there only when it is a
+    manifest or index a pull or an import would take (the same check), not when it has their keys."""
+    hexpart = store.blobs.put(blob).hex
+    with pytest.raises(pyfuse3.FUSEError) as err:
+        await walk(fs, f".store/by-digest/sha256/{hexpart}")
+    assert err.value.errno == errno.ENOENT
+
+
 async def test_poller_survives_a_failing_snapshot(
     fs: GadgetFs, store: Store, recorder: Recorder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
