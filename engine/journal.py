@@ -45,8 +45,7 @@ class Journal:
                     self.generation = next(self._generations)
                 elif st.st_size > self.length:
                     f.seek(self.length)
-                    replay = jf.decode(f.read(), expect_header=False)
-                    replay.valid_length += self.length
+                    replay = jf.decode(f.read(), offset=self.length)
                     jf.replay_state(replay, self.state)
                     self.transactions_since_snapshot += len(replay.transactions)
                     if replay.transactions:

@@ -145,10 +145,11 @@ class Replay:
     """True when the damage is only an unfinished final line: an append cut short, safe to cut."""
 
 
-def decode(data: bytes, expect_header: bool = True) -> Replay:
-    """Decode whole, checksummed lines; positions are relative to ``data``."""
+def decode(data: bytes, offset: int = 0) -> Replay:
+    """Decode whole, checksummed lines of a journal read from byte ``offset`` on (from its start, the
+    header first); positions, in :attr:`Replay.valid_length` and in the damage, are the file's."""
     pos = 0
-    if expect_header:
+    if offset == 0:
         if not data.startswith(HEADER):
             if HEADER.startswith(data):
                 return Replay([], 0, "journal header is incomplete" if data else None, torn=bool(data))
@@ -157,14 +158,15 @@ def decode(data: bytes, expect_header: bool = True) -> Replay:
     transactions: list[list[Op]] = []
     while pos < len(data):
         end = data.find(b"\n", pos)
+        at = offset + pos
         if end < 0:
-            return Replay(transactions, pos, f"torn record at byte {pos} (no end of line)", torn=True)
+            return Replay(transactions, at, f"torn record at byte {at} (no end of line)", torn=True)
         try:
             transactions.append(_decode_line(data[pos:end]))
         except BadOperation as err:
-            return Replay(transactions, pos, f"corrupt record at byte {pos} ({err})")
+            return Replay(transactions, at, f"corrupt record at byte {at} ({err})")
         pos = end + 1
-    return Replay(transactions, pos)
+    return Replay(transactions, offset + pos)
 
 
 def salvage(data: bytes) -> tuple[list[list[Op]], int]:
