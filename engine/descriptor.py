@@ -24,6 +24,14 @@ class Descriptor:
 
     @classmethod
     def from_json(cls, obj: object, where: str = "descriptor") -> Descriptor:
+        desc = cls.checked_json(obj, where)
+        extra = {k: v for k, v in desc.items() if k not in ("mediaType", "digest", "size")}
+        return cls(desc.get("mediaType", ""), Digest.parse(desc["digest"]), desc["size"], extra)
+
+    @staticmethod
+    def checked_json(obj: object, where: str = "descriptor") -> dict[str, Any]:
+        """``obj`` when :meth:`from_json` takes it, else its :class:`InvalidManifest`, without making a
+        Descriptor (a journal's replay checks every descriptor it keeps as JSON)."""
         if not isinstance(obj, dict):
             raise InvalidManifest(f"{where}: not a JSON object")
         media_type = obj.get("mediaType", "")
@@ -33,11 +41,10 @@ class Descriptor:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise InvalidManifest(f"{where}: size must be a non-negative integer")
         try:
-            digest = Digest.parse(obj.get("digest", ""))
+            Digest.check(obj.get("digest", ""))
         except GadgetStoreError as err:
             raise InvalidManifest(f"{where}: {err}") from None
-        extra = {k: v for k, v in obj.items() if k not in ("mediaType", "digest", "size")}
-        return cls(media_type, digest, size, extra)
+        return obj
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mediaType": self.media_type, "digest": str(self.digest), "size": self.size}

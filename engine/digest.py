@@ -21,18 +21,12 @@ class Digest:
 
     @classmethod
     def parse(cls, text: str) -> Digest:
-        match = _DIGEST_RE.fullmatch(text) if isinstance(text, str) else None
-        if match is None:
-            raise InvalidDigest(f"invalid digest {text!r}: expected 'sha256:' followed by lowercase hex")
-        algorithm, hexpart = match.groups()
-        expected = _HEX_LENGTH.get(algorithm)
-        if expected is None:
-            raise InvalidDigest(f"invalid digest {text!r}: unsupported algorithm {algorithm!r}")
-        if len(hexpart) != expected:
-            raise InvalidDigest(
-                f"invalid digest {text!r}: {algorithm} needs {expected} hex characters, got {len(hexpart)}"
-            )
-        return cls(algorithm, hexpart)
+        return cls(*_parts(text))
+
+    @staticmethod
+    def check(text: object) -> None:
+        """Raise what :meth:`parse` would, without making a Digest (a journal's replay checks thousands)."""
+        _parts(text)
 
     @classmethod
     def of_bytes(cls, data: bytes, algorithm: str = "sha256") -> Digest:
@@ -48,3 +42,19 @@ class Digest:
 
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.hex}"
+
+
+def _parts(text: object) -> tuple[str, str]:
+    """(algorithm, hex) of a valid digest; :class:`InvalidDigest` saying what is wrong otherwise."""
+    match = _DIGEST_RE.fullmatch(text) if isinstance(text, str) else None
+    if match is None:
+        raise InvalidDigest(f"invalid digest {text!r}: expected 'sha256:' followed by lowercase hex")
+    algorithm, hexpart = match.groups()
+    expected = _HEX_LENGTH.get(algorithm)
+    if expected is None:
+        raise InvalidDigest(f"invalid digest {text!r}: unsupported algorithm {algorithm!r}")
+    if len(hexpart) != expected:
+        raise InvalidDigest(
+            f"invalid digest {text!r}: {algorithm} needs {expected} hex characters, got {len(hexpart)}"
+        )
+    return algorithm, hexpart

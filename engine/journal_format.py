@@ -29,12 +29,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import mediatypes as mt
+from .descriptor import Descriptor
+from .errors import InvalidManifest
 
 HEADER = b"gadgetstore-journal 1\n"
 JOURNAL_LENGTH_ANNOTATION = "io.gadgetstore.journal.length"
 
 DescriptorJson = dict[str, Any]
-"""A descriptor as the journal and index.json hold it (checked by :meth:`Descriptor.from_json` where used)."""
+"""A descriptor as the journal and index.json hold it (one :meth:`Descriptor.from_json` takes)."""
 
 # Operations are values, never changed once made (:func:`stamped` makes copies). They are not
 # frozen dataclasses only because replay makes one per tag, and frozen ones are slower to make.
@@ -119,9 +121,15 @@ def op_from_json(obj: object) -> Op:
 
 
 def _descriptor(desc: object, kind: str) -> DescriptorJson:
+    """``desc`` when it is a descriptor :meth:`Descriptor.from_json` takes: a tag or pin that every
+    reader of the state would refuse (a digest that is none) is damage of the record, found here
+    where ``fsck --repair`` can drop it, not in each command that reads the tag."""
     if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str):
         raise BadOperation(f"{kind} without a descriptor")
-    return desc
+    try:
+        return Descriptor.checked_json(desc, f"{kind} with a bad descriptor")
+    except InvalidManifest as err:
+        raise BadOperation(str(err)) from None
 
 
 def stamped(ops: list[Op], time_ns: int) -> list[Op]:
