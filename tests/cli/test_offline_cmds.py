@@ -16,7 +16,9 @@ from gadgetstore.engine.imagelist import created_ago, format_rows
 from gadgetstore.engine.images import ImageRow
 from gadgetstore.engine.store import Store
 from tests.support.cli import run_in_store as run
+from tests.support.igstore import tree
 from tests.support.images import DEMO_IMAGE, DEMO_SHORT_NAME, ArchivedImage, make_gadget_image
+from tests.support.journals import NOT_RECORDS, append_checksummed
 from tests.support.special_files import FifoReader, char_device, is_dev_null
 
 
@@ -194,6 +196,33 @@ def test_damaged_journal_through_the_cli(tmp_path: Path, gadget_tar: Path) -> No
     assert code == 1 and "damaged: index journal" in out
     code, out, _ = run(store, "fsck", "--repair")
     assert code == 0 and "repaired: rebuilt the index journal" in out and "no problems found" in out
+    code, out, _ = run(store, "image", "list")
+    assert code == 0 and DEMO_SHORT_NAME in out
+
+
+CLI_RECORDS = ["unknown op", "untag without its ref", "op not an object", "ops not a list", "tag of a bad digest",
+               "nested 100,000 deep"]
+
+
+@pytest.mark.parametrize("case", CLI_RECORDS)
+def test_a_checksummed_record_that_is_no_record_through_the_cli(tmp_path: Path, gadget_tar: Path, case: str) -> None:
+    """A whole record the format does not define: the reading commands say so in one line and change
+    nothing (no tail cut, no index.json rewritten); fsck --repair drops that record alone."""
+    payload, why = NOT_RECORDS[case]
+    store = tmp_path / "s"
+    run(store, "image", "import", str(gadget_tar))
+    journal = store / "index.journal"
+    damage = f"corrupt record at byte {append_checksummed(journal, payload)} ({why})"
+    before = tree(store)
+    code, out, err = run(store, "image", "list")
+    assert (code, out) == (1, "")
+    assert err == f"Error: index journal {journal} is damaged ({damage}); run 'gadgetstore fsck --repair'\n"
+    code, out, err = run(store, "fsck")
+    assert (code, err) == (1, "") and [line for line in out.splitlines() if line.startswith("damaged: ")] == [
+        f"damaged: index journal: {damage}"]
+    assert tree(store) == before
+    code, out, _ = run(store, "fsck", "--repair")
+    assert code == 0 and "dropped 1" in out and out.endswith("no problems found\n")
     code, out, _ = run(store, "image", "list")
     assert code == 0 and DEMO_SHORT_NAME in out
 

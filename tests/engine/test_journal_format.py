@@ -1,9 +1,9 @@
-import zlib
-
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gadgetstore.engine import journal_format as jf
+from tests.support.journals import NOT_RECORDS, checksummed
 
 DESC = {"mediaType": "application/vnd.oci.image.index.v1+json", "digest": "sha256:" + "a" * 64, "size": 3}
 
@@ -91,8 +91,38 @@ def test_stamping_leaves_other_operations_and_given_times_alone() -> None:
 
 def test_a_checksummed_record_of_unknown_operations_is_corrupt_not_torn() -> None:
     good = journal([jf.Tag("r1", DESC)])
-    body = b'{"ops":[{"op":"tag","ref":"r2"}]}'
-    replay = jf.decode(good + b"%08x %s\n" % (zlib.crc32(body), body))
+    record = checksummed(b'{"ops":[{"op":"tag","ref":"r2"}]}')
+    replay = jf.decode(good + record)
     assert replay.damage == f"corrupt record at byte {len(good)} (tag without a descriptor)" and not replay.torn
     assert replay.valid_length == len(good) and list(jf.replay_state(replay).tags) == ["r1"]
-    assert jf.salvage(good + b"%08x %s\n" % (zlib.crc32(body), body)) == ([[jf.Tag("r1", DESC)]], 1)
+    assert jf.salvage(good + record) == ([[jf.Tag("r1", DESC)]], 1)
+
+
+@pytest.mark.parametrize(("payload", "why"), NOT_RECORDS.values(), ids=NOT_RECORDS.keys())
+def test_a_checksummed_record_the_format_does_not_define_is_damage(payload: bytes, why: str) -> None:
+    """Replay stops before it with the reason, as for a failed checksum (not a torn tail, and no
+    KeyError, TypeError or RecursionError out of decode); the repair's salvage drops it alone."""
+    good = journal([jf.Tag("r1", DESC)])
+    data = good + checksummed(payload) + jf.encode_transaction([jf.Tag("r3", DESC)])
+    replay = jf.decode(data)
+    assert replay.damage == f"corrupt record at byte {len(good)} ({why})" and not replay.torn
+    assert replay.valid_length == len(good) and list(jf.replay_state(replay).tags) == ["r1"]
+    assert jf.salvage(data) == ([[jf.Tag("r1", DESC)], [jf.Tag("r3", DESC)]], 1)
+
+
+def test_an_operation_that_is_not_one_is_a_typed_error() -> None:
+    """What decode turns into damage: BadOperation, never the KeyError or TypeError of a lookup."""
+    for obj in [None, "tag", ["op", "tag"], {"op": None}, {"op": "tag", "ref": "r", "desc": {**DESC, "digest": 1}},
+                {"op": "pin", "desc": {**DESC, "digest": "sha256:zz"}}]:
+        with pytest.raises(jf.BadOperation):
+            jf.op_from_json(obj)
+
+
+def test_a_journal_read_on_from_an_offset_reports_the_files_positions() -> None:
+    """A refresh reads only what was appended: its damage and valid length are still the file's bytes."""
+    good = journal([jf.Tag("r1", DESC)])
+    tail = jf.encode_transaction([jf.Tag("r2", DESC)]) + checksummed(b'{"ops":[7]}')
+    replay = jf.decode(tail, offset=len(good))
+    at = len(good) + len(jf.encode_transaction([jf.Tag("r2", DESC)]))
+    assert (replay.valid_length, replay.damage) == (at, f"corrupt record at byte {at} (an operation is not an object)")
+    assert jf.decode(b"garbage\n", offset=0).damage == "journal header is missing or damaged"

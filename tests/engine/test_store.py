@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import ImageNotFound, StoreError
 from gadgetstore.engine.fsck import fsck
 from gadgetstore.engine.store import Store
+from tests.support.journals import NOT_RECORDS, append_checksummed
 
 WORKER = Path(__file__).with_name("store_worker.py")
 
@@ -289,32 +289,22 @@ def test_repair_salvages_every_intact_record(store: Store, store_root: Path) -> 
     assert fsck(reopened).clean
 
 
-BAD_OPERATIONS = [
-    {"ops": [{"op": "tag", "ref": "x.io/b:1"}]},  # no descriptor
-    {"ops": [{"op": "untag"}]},
-    {"ops": [{"op": "pin", "desc": {"size": 1}}]},  # a descriptor without a digest
-    {"ops": [{"op": "unpin", "digest": 7}]},
-    {"ops": [{"op": "frob"}]},
-    {"ops": ["tag"]},
-    {"ops": {"op": "tag"}},
-]
-
-
-@pytest.mark.parametrize("payload", BAD_OPERATIONS, ids=lambda payload: json.dumps(payload)[:40])
+@pytest.mark.parametrize(("payload", "why"), NOT_RECORDS.values(), ids=NOT_RECORDS.keys())
 def test_a_checksummed_record_with_a_bad_operation_is_damage(store: Store, store_root: Path,
-                                                             payload: dict[str, object]) -> None:
+                                                             payload: bytes, why: str) -> None:
     """Not a traceback: refused in one line pointing at fsck --repair, which drops that record alone."""
     from gadgetstore.engine.fsck import repair
 
     desc = blob_desc(store, "one")
     with store.transaction() as txn:
         txn.tag("x.io/a:1", desc)
-    body = json.dumps(payload, separators=(",", ":")).encode()
-    with open(store_root / "index.journal", "ab") as f:
-        f.write(b"%08x %s\n" % (zlib.crc32(body), body))
-    with pytest.raises(StoreError, match=r"^index journal .* is damaged \(corrupt record at byte \d+ .*\); "
-                                         r"run 'gadgetstore fsck --repair'$"):
+    journal = store_root / "index.journal"
+    start = append_checksummed(journal, payload)
+    damage = f"corrupt record at byte {start} ({why})"
+    with pytest.raises(StoreError) as refused:
         Store.open(store_root)
+    assert str(refused.value) == f"index journal {journal} is damaged ({damage}); run 'gadgetstore fsck --repair'"
+    assert fsck(Store.open(store_root, readonly=True, allow_damage=True)).problems == [f"index journal: {damage}"]
     assert any("dropped 1" in a for a in repair(Store.open(store_root, allow_damage=True)))
     assert Store.open(store_root).tags() == ["x.io/a:1"]
 
