@@ -4,6 +4,7 @@ is waiting exactly there when its deadline passes."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from gadgetstore.engine.registry.client import TransferOptions
 from gadgetstore.engine.registry.push import push_image
 from gadgetstore.engine.store import Store
 from tests.support.cli import run_cli, run_in_store
-from tests.support.fakes import FaultProxy
+from tests.support.fakes import FakeServer, FaultProxy, Reply, Request
 from tests.support.images import graph_digests, make_gadget_image
 from tests.support.registry import TEST_PASSWORD, TEST_USER, RegistryServer, unique_repo
 from tests.support.stalling import SlowServer
@@ -125,3 +126,27 @@ def test_a_bad_duration_is_a_usage_error(value: str) -> None:
     code, _out, err = run_cli("image", "pull", "--timeout", value, "trace_open")
     assert code == 2
     assert "Invalid value for '--timeout'" in err and repr(value) in err
+
+
+def test_pull_cut_while_a_retry_waits_names_the_wait(tmp_path: Path) -> None:
+    """The registry asks for 30 s before the next try: the deadline cuts that wait, and names it."""
+
+    def busy(req: Request) -> Reply:
+        if req.path == "/v2/":
+            return Reply(200)
+        return Reply(503, {"Retry-After": "30"})
+
+    server = FakeServer(busy)
+    try:
+        started = time.monotonic()
+        code, _out, err = run_in_store(tmp_path / "dst", "image", "pull", f"{server.host}/demo:v1",
+                                       "--insecure-registries", server.host, "--timeout", "2s")
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    assert code == 124
+    assert err.splitlines()[-1] == (f"Error: timed out after 2s; still in flight: "
+                                    f"manifest {server.host}/demo:v1 (retrying after 503)")
+    assert elapsed < 10, "the deadline, not the registry's Retry-After, ends the command"
+    assert [req.path for req in server.requests if req.path != "/v2/"] == ["/v2/demo/manifests/v1"]
+    assert Store.open(tmp_path / "dst").tags() == []
