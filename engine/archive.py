@@ -10,7 +10,6 @@ store unchanged.
 from __future__ import annotations
 
 import io
-import json
 import os
 import posixpath
 import tarfile
@@ -27,6 +26,7 @@ from .blobstore import READ_CHUNK, IngestWriter, verify_stream
 from .descriptor import Descriptor, GraphBudget, canonical_json, checked_document, children, is_document, walk_graph
 from .digest import Digest
 from .errors import GadgetStoreError, IntegrityError, InvalidArchive
+from .gojson import go_loads
 from .importlimits import ImportBudget, Verdict
 from .resolve import resolve
 from .store import OCI_LAYOUT_BYTES, Store
@@ -249,7 +249,7 @@ def _chunks(f: IO[bytes]) -> Iterator[bytes]:
 
 def _index_entries(data: bytes) -> list[Descriptor]:
     try:
-        index = json.loads(data)
+        index = go_loads(data)
         entries = index["manifests"]
         if not isinstance(entries, list):
             raise TypeError
@@ -473,7 +473,7 @@ def _plan_import(store: Store, staged: _Staged) -> tuple[dict[str, Descriptor], 
     if staged.layout is None:
         raise InvalidArchive("archive has no oci-layout file; is it an OCI image layout?")
     try:
-        version = json.loads(staged.layout).get("imageLayoutVersion")
+        version = go_loads(staged.layout).get("imageLayoutVersion")
     except (ValueError, AttributeError):
         version = None
     if version != mt.OCI_LAYOUT_VERSION:

@@ -63,13 +63,21 @@ def go_loads(data: bytes | str) -> Any:
     archive, a file another tool wrote): a lone surrogate escape (``"\\ud800"``) is U+FFFD, and a
     value nested deeper than the parser goes raises :class:`ValueError` as any other bad JSON does
     (Go's decoder stops at a depth too), never :class:`RecursionError`."""
-    try:
-        value = json.loads(data)
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
+    value = plain_loads(data)
     escaped = (_SURROGATE_ESCAPE_BYTES.search(data) if isinstance(data, bytes)
                else _SURROGATE_ESCAPE_TEXT.search(data))
     return _go_decoded(value) if escaped else value
+
+
+def plain_loads(data: bytes | str) -> Any:
+    """``json.loads`` of ``data``, strings exactly as Python reads them, for JSON this program wrote
+    (inspect's analysis cache) that must read back as written, a lone surrogate included; as in
+    :func:`go_loads`, a value nested deeper than the parser goes (a damaged or forged file) raises
+    :class:`ValueError`."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def _go_decoded(value: Any) -> Any:
@@ -101,9 +109,13 @@ def _go_decoded(value: Any) -> Any:
 
 def go_unmarshal(text: str) -> Any:
     """``json.Unmarshal`` into ``interface{}``: objects become Go maps, which marshal with sorted keys,
-    and every number a float64 (``5`` prints as ``5`` again, ``2**64-1`` as ``18446744073709552000``)."""
-    return json.loads(text, object_pairs_hook=lambda pairs: dict(sorted(pairs)), parse_int=float,
-                      parse_constant=_no_constant)
+    and every number a float64 (``5`` prints as ``5`` again, ``2**64-1`` as ``18446744073709552000``).
+    A value nested deeper than the parser goes raises :class:`ValueError`, as other bad JSON does."""
+    try:
+        return json.loads(text, object_pairs_hook=lambda pairs: dict(sorted(pairs)), parse_int=float,
+                          parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def _no_constant(name: str) -> Any:

@@ -27,7 +27,7 @@ from . import mediatypes as mt
 from .descriptor import Descriptor
 from .digest import Digest
 from .errors import AnalysisError
-from .gojson import go_json, go_json_string, go_unmarshal
+from .gojson import go_json, go_json_string, go_unmarshal, plain_loads
 from .images import ArchManifest, ExtraInfo, oci_extra_info
 from .store import Store
 
@@ -137,7 +137,7 @@ def decode_extra_info(data: Buffer, renderings: Path | None = None) -> dict[str,
         return None
     end = data.find(b"\n", len(_MAGIC))
     try:
-        header = json.loads(bytes(data[len(_MAGIC):end])) if end >= 0 else None
+        header = plain_loads(bytes(data[len(_MAGIC):end])) if end >= 0 else None
     except ValueError:
         return None
     if not isinstance(header, list):
@@ -197,7 +197,7 @@ def image_datasources(store: Store, manifest: ArchManifest) -> list[dict[str, An
     raw = analysiscache.read_entry(path)
     if raw is not None:
         try:
-            cached = json.loads(raw)
+            cached = plain_loads(raw)
         except ValueError:
             cached = None
         if isinstance(cached, list):

@@ -20,13 +20,12 @@ The JSON and the ``tags`` table are what the CLI prints, so their formatters are
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from datetime import datetime
 
 from gadgetstore.engine.analysis.entries import ExtraInfo
-from gadgetstore.engine.gojson import go_json, go_unmarshal
+from gadgetstore.engine.gojson import go_json, go_unmarshal, plain_loads
 from gadgetstore.engine.imagelist import format_rows
 from gadgetstore.engine.images import ImageRow
 from gadgetstore.engine.reference import OFFICIAL_PREFIX
@@ -67,7 +66,7 @@ def readable(content_type: str, content: bytes) -> bytes:
 def program_files(programs_json: bytes) -> dict[str, bytes]:
     """``<name>.txt`` → the program's listing, for every program of an ``ebpf.programs`` value."""
     try:
-        programs = json.loads(programs_json.decode("utf-8", errors="replace"))
+        programs = plain_loads(programs_json.decode("utf-8", errors="replace"))
     except ValueError:
         return {}
     out: dict[str, bytes] = {}

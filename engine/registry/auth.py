@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from urllib.parse import urlsplit
 
+from ..gojson import go_loads
 from .authfile import Credentials
 from .errors import AuthError
 
@@ -104,7 +104,7 @@ class Token:
 def parse_token_response(data: bytes, now_epoch: float, where: str) -> Token:
     """``token``/``access_token``, ``expires_in`` (default 60 s) and ``issued_at`` of a token reply."""
     try:
-        obj = json.loads(data)
+        obj = go_loads(data)
     except (ValueError, UnicodeDecodeError):
         raise AuthError(f"{where}: token response is not JSON") from None
     if not isinstance(obj, dict):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GadgetStoreError
+from ..gojson import go_loads
 from ..paths import SYSTEM_ROOT, data_home
 from ..userpath import is_stdio, write_output
 from . import credhelper
@@ -93,7 +94,7 @@ def load(path: Path, missing_ok: bool = True) -> dict[str, Any]:
     if not data.strip():
         return {}
     try:
-        config = json.loads(data)
+        config = go_loads(data)
     except ValueError:
         raise AuthFileError(f"auth file {path} is not valid JSON") from None
     if not isinstance(config, dict):

@@ -10,7 +10,6 @@ gets no credentials.
 
 from __future__ import annotations
 
-import json
 import ssl
 import time
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from types import TracebackType
 
 import trio
 
+from ..gojson import go_loads
 from .authfile import Credentials, credentials_for
 from .authflow import AuthFlow, RegistryAuth, Send, TokenAnswer, TokenRequest, Unauthorized
 from .endpoint import Endpoint
@@ -114,7 +114,7 @@ def make_ssl_context(ca_file: Path | None, cert_dir: Path | None, client_cert: b
 def _error_detail(body: bytes) -> str:
     """The distribution-spec ``errors`` list as one short line."""
     try:
-        obj = json.loads(body)
+        obj = go_loads(body)
         errors = obj.get("errors") if isinstance(obj, dict) else None
         if isinstance(errors, list) and errors:
             parts = []

@@ -22,6 +22,7 @@ from select import PIPE_BUF
 from typing import IO, Any
 
 from ..errors import GadgetStoreError
+from ..gojson import go_loads
 
 log = logging.getLogger("gadgetstore.registry.credhelper")
 
@@ -61,7 +62,7 @@ def get(name: str, server_url: str) -> HelperCredentials | None:
             return None
         raise _failure(name, "get", code, out, err)
     try:
-        reply = json.loads(out)
+        reply = go_loads(out)
     except ValueError:
         raise CredentialHelperError(f"credential helper docker-credential-{name} get returned invalid JSON") from None
     username = reply.get("Username") if isinstance(reply, dict) else None

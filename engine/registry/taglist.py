@@ -7,8 +7,7 @@ cannot keep us listing forever.
 
 from __future__ import annotations
 
-import json
-
+from ..gojson import go_loads
 from ..reference import Reference, is_valid_tag
 from .client import RegistryClient, Session
 from .errors import RegistryError
@@ -22,7 +21,7 @@ MAX_PAGE_BYTES = 4 * 1024 * 1024
 
 def _page_tags(data: bytes, where: str) -> list[str]:
     try:
-        obj = json.loads(data)
+        obj = go_loads(data)
     except (ValueError, UnicodeDecodeError):
         raise RegistryError(f"{where}: tag list is not JSON") from None
     tags = obj.get("tags") if isinstance(obj, dict) else None

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from typing import Any
 
+from ..gojson import go_loads
 from .errors import MalformedSignature
 
 _STD_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
@@ -46,8 +46,8 @@ def json_object(data: bytes, what: str) -> dict[str, Any]:
     if len(data) > MAX_SIGNATURE_DOCUMENT:
         raise MalformedSignature(f"{what} is larger than {MAX_SIGNATURE_DOCUMENT} bytes")
     try:
-        obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        obj = go_loads(data)
+    except (ValueError, UnicodeDecodeError):
         raise MalformedSignature(f"{what} is not valid JSON") from None
     if not isinstance(obj, dict):
         raise MalformedSignature(f"{what} is not a JSON object")

@@ -16,7 +16,6 @@ envelopes, escaped commas in DNs.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ..descriptor import Descriptor
+from ..gojson import go_loads
 from .errors import CertificateError, PayloadDigestMismatch, SignatureExpired, TrustPolicyError
 from .jws import EXPIRY, JwsEnvelope, parse_jws, verify_jws_signature
 from .keys import split_pem_list
@@ -71,7 +71,7 @@ def load_certificates(values: list[str] | tuple[str, ...]) -> list[x509.Certific
 
 def select_policy(document: str, repository: str) -> TrustPolicy:
     try:
-        doc = json.loads(document)
+        doc = go_loads(document)
     except ValueError:
         raise TrustPolicyError("notation policy document is not valid JSON") from None
     if not isinstance(doc, dict) or doc.get("version") != "1.0":

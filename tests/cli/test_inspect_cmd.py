@@ -98,6 +98,25 @@ def test_analysis_is_cached_by_layer_digest(imported: Path, monkeypatch: pytest.
     assert imageinspect.image_extra_info(store, DEMO_SHORT_NAME, manifest) == first
 
 
+def test_cache_files_nested_too_deeply_are_recomputed(imported: Path) -> None:
+    """A damaged cache costs a recomputation: JSON 200,000 ``[`` deep in an extra-info header or a
+    datasources entry reads as not ours, as other bad JSON does."""
+    args = [["--extra-info", "ebpf.maps"], ["--show-datasources"], ["--extra-info", "ebpf.programs"]]
+    fresh = [inspect(imported, *a) for a in args]
+    assert all(code == 0 for code, _, _ in fresh)
+    store = Store.open(imported)
+    manifest = host_manifest(store, store.resolve(DEMO_IMAGE), "amd64")
+    layer = manifest.layer("application/vnd.gadget.ebpf.program.v1+binary")
+    assert layer is not None
+    nested = b"[" * 200_000 + b"]" * 200_000
+    extra, datasources = imageinspect.cache_path(store, layer.digest), \
+        imageinspect.cache_path(store, manifest.desc.digest, ".datasources.json")
+    assert extra.is_file() and datasources.is_file()
+    extra.write_bytes(b"gadgetstore-extra-info 1\n" + nested + b"\n")
+    datasources.write_bytes(nested)
+    assert [inspect(imported, *a) for a in args] == fresh
+
+
 def test_gc_prunes_cache_of_removed_layers(imported: Path) -> None:
     store = Store.open(imported)
     manifest = host_manifest(store, store.resolve(DEMO_IMAGE), "amd64")

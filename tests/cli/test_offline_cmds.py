@@ -1,8 +1,10 @@
+import io
 import json
 import os
 import stat
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,6 +99,22 @@ def test_bad_archive_error_is_one_line(tmp_path: Path) -> None:
     bad.write_bytes(b"not a tar at all" * 100)
     code, _, err = run(tmp_path / "s", "image", "import", str(bad))
     assert code == 1 and err.startswith("Error: archive is truncated or not a tar file") and err.count("\n") == 1
+
+
+def test_archive_whose_index_json_is_nested_too_deeply_is_one_line(tmp_path: Path, gadget_image: ArchivedImage) -> None:
+    """200,000 ``[`` (400 kB, far inside the size caps) is bad JSON like any other, not a traceback."""
+    store = tmp_path / "s"
+    assert run(store, "image", "import", str(gadget_image.path))[0] == 0
+    before = {p: p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()}
+    nested = tmp_path / "nested.tar"
+    with tarfile.open(gadget_image.path) as src, tarfile.open(nested, "w") as dst:
+        for info in src:
+            data = b"[" * 200_000 + b"]" * 200_000 if info.name == "index.json" else src.extractfile(info).read()  # type: ignore[union-attr]
+            info.size = len(data)
+            dst.addfile(info, io.BytesIO(data))
+    code, out, err = run(store, "image", "import", str(nested))
+    assert (code, out, err) == (1, "", "Error: archive index.json is not an OCI image index\n")
+    assert {p: p.read_bytes() for p in sorted(store.rglob("*")) if p.is_file()} == before
 
 
 @pytest.mark.leaves_damaged_store

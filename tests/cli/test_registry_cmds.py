@@ -136,6 +136,21 @@ def test_pull_prints_normalised_name(tmp_path: Path) -> None:
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("nested", ["authfile", "policy"])
+def test_a_nested_auth_file_or_store_policy_fails_the_pull_in_one_line(tmp_path: Path, nested: str) -> None:
+    """JSON 200,000 ``[`` deep is read as not valid JSON, before any connection (port 9 is never reached)."""
+    store, auth = tmp_path / "s", tmp_path / "auth.json"
+    Store.open(store)
+    target = auth if nested == "authfile" else store / "policy.json"
+    target.write_bytes(b"[" * 200_000 + b"]" * 200_000)
+    code, _, err = run("--store", str(store), "image", "pull", "127.0.0.1:9/gadget:v1", "--authfile", str(auth))
+    expected = {"authfile": "Pulling 127.0.0.1:9/gadget:v1...\nError: pulling 127.0.0.1:9/gadget:v1: "
+                            f"auth file {auth} is not valid JSON\n",
+                "policy": f"Error: store policy {target} is not valid JSON (nested too deeply)\n"}
+    assert (code, err) == (1, expected[nested])
+    assert Store.open(store).tags() == []
+
+
 @pytest.mark.parametrize("name", ["127.0.0.1:9/gadget:vé", "127.0.0.1:9/gadget:v\u0663", "127.0.0.1:9/gädget:v1",
                                   "127.0.0.1:9/gadget:v1\n"])
 @pytest.mark.parametrize("verb", ["pull", "push"])

@@ -96,6 +96,8 @@ def test_verify_failures_are_one_line_errors(store: Path, digest: str, tmp_path:
     (["image", "sign", "trace_demo", "--key", "/nonexistent.key"],
      "Error: private key /nonexistent.key does not exist"),
     (["image", "sign", "missing", "--key", "/nonexistent.key"], "Error: private key"),
+    (["image", "verify", "trace_demo", "--public-keys", "", "--notation-policy-document", "[" * 100_000],
+     "Error: notation policy document is not valid JSON"),
 ])
 def test_usage_errors(store: Path, args: list[str], message: str) -> None:
     code, _, err = run(store, *args)

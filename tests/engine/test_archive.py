@@ -167,6 +167,7 @@ def child_typed(media_type: str) -> list[tarfile.TarInfo | tuple[str, bytes]]:
 
 
 SIG_TAG = f"sha256-{sha(MANIFEST)}.sig"
+NESTED = b"[" * 200_000 + b"]" * 200_000  # deeper than Python's parser goes, far inside the size caps
 HOSTILE: dict[str, tuple[list[tarfile.TarInfo | tuple[str, bytes]], str]] = {
     "dotdot": ([*GOOD, ("../escape", b"x")], "traversal"),
     "dotdot_inside": ([*GOOD, ("blobs/../../escape", b"x")], "traversal"),
@@ -184,6 +185,8 @@ HOSTILE: dict[str, tuple[list[tarfile.TarInfo | tuple[str, bytes]], str]] = {
     "bad_layout": ([("oci-layout", b'{"imageLayoutVersion":"2"}'), *GOOD[1:]], "imageLayoutVersion"),
     "no_index": ([GOOD[0], *GOOD[2:]], "index.json"),
     "index_not_json": ([GOOD[0], ("index.json", b"{"), *GOOD[2:]], "not an OCI image index"),
+    "index_nested": ([GOOD[0], ("index.json", NESTED), *GOOD[2:]], "not an OCI image index"),
+    "layout_nested": ([("oci-layout", NESTED), *GOOD[1:]], "imageLayoutVersion"),
     "size_lies": ([GOOD[0], index_json(tagged(MANIFEST, size=len(MANIFEST) + 63)), *GOOD[2:]],
                   f"has {len(MANIFEST)} bytes, its descriptor says {len(MANIFEST) + 63}"),
     "huge_pax_header": ([*HEAD, huge_pax_header(BLOB)], "extended header"),

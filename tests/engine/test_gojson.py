@@ -11,7 +11,7 @@ import json
 import pytest
 
 from gadgetstore.engine.descriptor import canonical_json
-from gadgetstore.engine.gojson import go_json, go_loads
+from gadgetstore.engine.gojson import go_json, go_loads, go_unmarshal, plain_loads
 from gadgetstore.engine.gonumbers import format_float, json_float
 from gadgetstore.engine.images import go_manifest_json
 
@@ -68,3 +68,21 @@ def test_go_loads_reads_json_as_go_does_from_text_or_bytes(text: str | bytes) ->
     deep = "[" * 100_000
     with pytest.raises(ValueError, match="nested too deeply"):
         go_loads(deep.encode() if isinstance(text, bytes) else deep)
+
+
+@pytest.mark.parametrize("text", ['{"a":["x\\ud800"]}', b'{"a":["x\\ud800"]}'])
+def test_plain_loads_keeps_what_python_reads_and_refuses_deep_nesting(text: str | bytes) -> None:
+    """For JSON this program wrote (inspect's analysis cache): read back as written, lone surrogate
+    included, and a forged file nested too deeply is a ValueError like other bad JSON."""
+    assert plain_loads(text) == {"a": ["x\ud800"]}
+    deep = "[" * 100_000
+    with pytest.raises(ValueError, match="nested too deeply"):
+        plain_loads(deep.encode() if isinstance(text, bytes) else deep)
+
+
+def test_go_unmarshal_refuses_deep_nesting_as_bad_json() -> None:
+    """--extra-info and the mounted view read JSON content with it; their bad-JSON branch handles
+    ValueError, so too deep a nesting must be one."""
+    assert go_unmarshal('{"b":[1],"a":null}') == {"a": None, "b": [1.0]}
+    with pytest.raises(ValueError, match="nested too deeply"):
+        go_unmarshal("[" * 100_000 + "]" * 100_000)

@@ -47,6 +47,9 @@ def test_program_listings_are_the_source_with_a_final_newline() -> None:
 
 def test_json_that_does_not_parse_is_shown_as_it_is() -> None:
     assert readable("application/json", b"{broken") == b"{broken\n"
+    nested = b"[" * 200_000 + b"]" * 200_000  # deeper than the parser goes
+    assert readable("application/json", nested) == nested + b"\n"
+    assert program_files(nested) == {}
     pretty = readable("application/json", json.dumps({"b": [1, 2], "a": None}).encode())
     # as inspect.go prints it: read into Go maps (keys sorted), numbers as float64
     assert pretty == b'{\n  "a": null,\n  "b": [\n    1,\n    2\n  ]\n}\n'

@@ -6,12 +6,12 @@ air-gapped store can never gain an unverified image by a forgotten flag.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ...errors import GadgetStoreError
+from ...gojson import go_loads
 
 if TYPE_CHECKING:  # keys load cryptography: only when a signature is checked
     from ...signatures.keys import PublicKey
@@ -46,7 +46,7 @@ def load_policy(store_root: Path) -> VerifyPolicy | None:
     except OSError as err:
         raise PolicyError(f"cannot read store policy {path}: {err.strerror or err}") from None
     try:
-        doc = json.loads(raw)
+        doc = go_loads(raw)
     except (ValueError, UnicodeDecodeError) as err:
         raise PolicyError(f"store policy {path} is not valid JSON ({err})") from None
     if not isinstance(doc, dict) or set(doc) - {"verify", "publicKeys"}:

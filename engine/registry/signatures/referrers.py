@@ -8,7 +8,6 @@ into. Only referrers of :data:`~...signatures.constants.SIGNATURE_ARTIFACT_TYPES
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ from ... import mediatypes as mt
 from ...descriptor import Descriptor, canonical_json
 from ...digest import Digest
 from ...errors import InvalidManifest
+from ...gojson import go_loads
 from ...signatures.constants import SIGNATURE_ARTIFACT_TYPES
 from ...signatures.locate import artifact_type_of
 from ..client import RegistryClient
@@ -69,7 +69,7 @@ async def api_listing(client: RegistryClient, repo: str, digest: Digest) -> list
             data = await resp.read(mt.MAX_MANIFEST_BYTES)
             links = resp.header_all("link")
         try:
-            doc = json.loads(data)
+            doc = go_loads(data)
         except (ValueError, UnicodeDecodeError):
             return None  # a 200 that is not JSON: some front end, not the API
         if not isinstance(doc, dict):

@@ -38,6 +38,9 @@ mode = os.environ.get("FAKE_HELPER_MODE", "")
 if mode == "garbage":
     print("Username: " + os.environ.get("FAKE_HELPER_SECRET", "") + " <-- not json")
     sys.exit(0)
+if mode == "nested":
+    sys.stdout.write("[" * 200000 + "]" * 200000)
+    sys.exit(0)
 if mode == "huge":
     sys.stdout.write("x" * (3 * 1024 * 1024))
     sys.exit(0)
@@ -151,6 +154,7 @@ def test_not_found_means_no_credentials_even_with_auths(helpers: Helpers, tmp_pa
 
 @pytest.mark.parametrize(("mode", "message"), [
     ("garbage", "returned invalid JSON"),
+    ("nested", "returned invalid JSON"),
     ("huge", "printed more than"),
     ("crash", r"get failed \(exit 3\): keychain is locked"),
 ])
