@@ -180,7 +180,7 @@ class RegistryClient:
             if step is not None:
                 return step
             resp = await self._send_with_retries(request.method, request.url, request.headers, request.body, None,
-                                                 follow=False)
+                                                 follow=False, idempotent=True)
             async with resp:
                 if resp.status == 200:
                     answer = TokenAnswer(200, await resp.read(MAX_TOKEN_BYTES))
@@ -204,10 +204,11 @@ class RegistryClient:
 
     async def _send_with_retries(
         self, method: str, url: str, headers: Headers, body: bytes | None, authorization: str | None,
-        follow: bool = True,
+        follow: bool = True, idempotent: bool = False,
     ) -> ClientResponse:
-        """Failures the retry policy names are tried again after its wait; any other answer is returned."""
-        attempts = self.retry.attempts()
+        """Failures the retry policy names are tried again after its wait, when it sends such a
+        request twice (:meth:`.RetryPolicy.for_request`); any other answer is returned."""
+        attempts = self.retry.for_request(method, idempotent).attempts()
         while True:
             try:
                 resp = await self._send_following(method, url, headers, body, authorization, follow)
@@ -263,8 +264,11 @@ class RegistryClient:
         body: bytes | None = None,
         what: str = "",
         follow: bool = True,
+        idempotent: bool = False,
     ) -> ClientResponse:
-        """One request, authenticated as ``scopes`` need; statuses outside ``ok`` raise."""
+        """One request, authenticated as ``scopes`` need; statuses outside ``ok`` raise.
+        ``idempotent``: sending it twice is harmless though its method is not GET or HEAD (a manifest
+        PUT), so it is retried as they are (see :mod:`.retry`)."""
         url = path_or_url if "://" in path_or_url else self.url(path_or_url)
         what = what or f"{method} {url}"
         flow = AuthFlow(self.auth, scopes, trio.current_time)
@@ -274,7 +278,7 @@ class RegistryClient:
                 step = await self._token(flow, step)
                 continue
             sent_at = trio.current_time()
-            resp = await self._send_with_retries(method, url, headers, body, step.authorization, follow)
+            resp = await self._send_with_retries(method, url, headers, body, step.authorization, follow, idempotent)
             if resp.status in ok:
                 return resp
             if resp.status != 401 or origin_of(resp.url) != self.origin:
@@ -290,7 +294,7 @@ class RegistryClient:
                            headers: Headers = (), what: str = "") -> tuple[ClientResponse, bytes]:
         """:meth:`request` and its whole (small) body, at most ``limit`` bytes: a connection error while
         the body comes, a stall included, is retried like one before the head."""
-        attempts = self.retry.attempts()
+        attempts = self.retry.for_request(method).attempts()
         while True:
             resp = await self.request(method, path_or_url, scopes=scopes, headers=headers, what=what)
             async with resp:
