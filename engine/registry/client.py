@@ -325,6 +325,7 @@ class Session:
         self._ssl_by_dir: dict[Path | None, ssl.SSLContext] = {}  # registries' contexts, per certificate directory
         self._registry_ssl: dict[Origin, ssl.SSLContext] = {}
         self._ssl_other_origins: ssl.SSLContext | None = None
+        self._ssl_other_origins_lock = trio.Lock()
         self.in_flight = self.options.in_flight or InFlight()
         self.pool = Pool(
             self._ssl_context,
@@ -339,7 +340,7 @@ class Session:
         self.origin_ssl: dict[Origin, ssl.SSLContext] = {}  # e.g. a mirror's own CA, never the upstream's client cert
         self.blob_limiter = trio.CapacityLimiter(self.options.max_concurrent_blobs)
 
-    def _ssl_context(self, origin: Origin) -> ssl.SSLContext:
+    async def _ssl_context(self, origin: Origin) -> ssl.SSLContext:
         """Mirrors have their own; registries get their certificate directory's (client certificate
         included); any other origin (a token realm, a redirect to blob storage) trusts the same CAs
         but gets no client certificate."""
@@ -347,9 +348,16 @@ class Session:
             return self.origin_ssl[origin]
         if origin in self._registry_ssl:
             return self._registry_ssl[origin]
-        if self._ssl_other_origins is None:
-            self._ssl_other_origins = self._make_other_origins_context()
-        return self._ssl_other_origins
+        return await self._other_origins_context()
+
+    async def _other_origins_context(self) -> ssl.SSLContext:
+        """The context of origins no endpoint names, built once, in a worker thread (it reads CA
+        files), when the first of them is reached: a session of insecure registries or mirrors
+        alone may never need it."""
+        async with self._ssl_other_origins_lock:
+            if self._ssl_other_origins is None:
+                self._ssl_other_origins = await trio.to_thread.run_sync(self._make_other_origins_context)
+            return self._ssl_other_origins
 
     def _make_other_origins_context(self) -> ssl.SSLContext:
         """The CAs of ``--cert-dir``, else of every ``cert_dir`` in the registries config that exists
@@ -404,8 +412,6 @@ class Session:
                 make_ssl_context, self.options.ca_file, cert_dir
             )
         self._registry_ssl[origin] = ctx
-        if self._ssl_other_origins is None:
-            self._ssl_other_origins = await trio.to_thread.run_sync(self._make_other_origins_context)
 
     async def aclose(self) -> None:
         await self.pool.aclose()

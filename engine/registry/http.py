@@ -517,11 +517,15 @@ class ClientResponse:
 
 
 class Pool:
-    """Keep-alive connections per origin, at most ``max_per_origin`` of them busy at once."""
+    """Keep-alive connections per origin, at most ``max_per_origin`` of them busy at once.
+
+    ``ssl_context`` gives the context an https origin is verified with; it is awaited, since
+    building one reads CA files (blocking I/O belongs in a worker thread).
+    """
 
     def __init__(
         self,
-        ssl_context: Callable[[Origin], ssl.SSLContext],
+        ssl_context: Callable[[Origin], Awaitable[ssl.SSLContext]],
         max_per_origin: int = 8,
         connect_timeout: float = 15.0,
         read_timeout: float = 60.0,
@@ -605,14 +609,13 @@ class Pool:
             return idle.pop(), True
         answer: _FirstBytes | None = None
         stream: trio.abc.Stream | None = None
+        context = await self._ssl_context(origin) if origin.scheme == "https" else None  # may read CA files
         try:
             with trio.fail_after(self.connect_timeout):
                 stream = await trio.open_tcp_stream(origin.host, origin.port)
-                if origin.scheme == "https":
+                if context is not None:
                     answer = _FirstBytes(stream)
-                    tls = trio.SSLStream(
-                        answer, self._ssl_context(origin), server_hostname=origin.host, https_compatible=True
-                    )
+                    tls = trio.SSLStream(answer, context, server_hostname=origin.host, https_compatible=True)
                     await tls.do_handshake()
                     stream = tls
         except BaseException as err:
