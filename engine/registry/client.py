@@ -87,6 +87,7 @@ class TransferOptions:
 
 
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+TrustKey = tuple[Path | None, Path | None, bool]  # make_ssl_context's ca_file, cert_dir, client_cert
 
 
 def make_ssl_context(ca_file: Path | None, cert_dir: Path | None, client_cert: bool = True,
@@ -161,6 +162,7 @@ class RegistryClient:
         self.auth = RegistryAuth(self.domain, self.origin.scheme, self.origin.host, stored_only=self.endpoint.insecure,
                                  trusted_realm_hosts=self.options.trusted_realm_hosts)
         self._token_locks: dict[tuple[str, ...], trio.Lock] = {}
+        self.tls: ssl.SSLContext | None = None  # its own origin's, set by Session.client_at (None: the pool's)
 
     def url(self, path: str) -> str:
         return self.endpoint.url(path)
@@ -235,7 +237,8 @@ class RegistryClient:
             own = origin_of(url) == self.origin
             if authorization is not None and own:
                 hop_headers.append(("Authorization", authorization))
-            resp = await pool.request(method, url, hop_headers, body, head_grace=self.endpoint.grace() if own else 0.0)
+            resp = await pool.request(method, url, hop_headers, body, head_grace=self.endpoint.grace() if own else 0.0,
+                                      tls=self.tls if own else None)
             if not follow or resp.status not in REDIRECT_STATUSES:
                 return resp
             location = resp.header("location")
@@ -322,13 +325,13 @@ class Session:
 
     def __init__(self, options: TransferOptions | None = None) -> None:
         self.options = options or TransferOptions()
-        self._ssl_by_dir: dict[Path | None, ssl.SSLContext] = {}  # registries' contexts, per certificate directory
-        self._registry_ssl: dict[Origin, ssl.SSLContext] = {}
+        self._contexts: dict[TrustKey, ssl.SSLContext] = {}  # endpoints' contexts, per trust settings
+        self._contexts_lock = trio.Lock()
         self._ssl_other_origins: ssl.SSLContext | None = None
         self._ssl_other_origins_lock = trio.Lock()
         self.in_flight = self.options.in_flight or InFlight()
         self.pool = Pool(
-            self._ssl_context,
+            self._other_origins_context,
             max_per_origin=self.options.max_connections_per_origin,
             connect_timeout=self.options.connect_timeout,
             read_timeout=self.options.read_timeout,
@@ -337,23 +340,12 @@ class Session:
         )
         self._clients: dict[Endpoint, RegistryClient] = {}
         self._client_locks: dict[Endpoint, trio.Lock] = {}
-        self.origin_ssl: dict[Origin, ssl.SSLContext] = {}  # e.g. a mirror's own CA, never the upstream's client cert
         self.blob_limiter = trio.CapacityLimiter(self.options.max_concurrent_blobs)
 
-    async def _ssl_context(self, origin: Origin) -> ssl.SSLContext:
-        """Mirrors have their own; registries get their certificate directory's (client certificate
-        included); any other origin (a token realm, a redirect to blob storage) trusts the same CAs
-        but gets no client certificate."""
-        if origin in self.origin_ssl:
-            return self.origin_ssl[origin]
-        if origin in self._registry_ssl:
-            return self._registry_ssl[origin]
-        return await self._other_origins_context()
-
-    async def _other_origins_context(self) -> ssl.SSLContext:
-        """The context of origins no endpoint names, built once, in a worker thread (it reads CA
-        files), when the first of them is reached: a session of insecure registries or mirrors
-        alone may never need it."""
+    async def _other_origins_context(self, origin: Origin | None = None) -> ssl.SSLContext:
+        """The context of any origin that is not the endpoint's own (a token realm, a redirect to
+        blob storage): the registries' CAs, no client certificate. Built once, in a worker thread (it
+        reads CA files), when the first such origin is reached: a session may never need it."""
         async with self._ssl_other_origins_lock:
             if self._ssl_other_origins is None:
                 self._ssl_other_origins = await trio.to_thread.run_sync(self._make_other_origins_context)
@@ -387,7 +379,7 @@ class Session:
             if client is not None:
                 return client
             client = RegistryClient(endpoint, self)
-            await self._trust(endpoint)
+            client.tls = await self._trust(endpoint)
             if endpoint.registry is not None:
                 # An insecure registry gets only what was stored for it by name (a deliberate
                 # ``login --insecure-registries``), as Docker sends it; never another origin's.
@@ -395,23 +387,22 @@ class Session:
                     await trio.to_thread.run_sync(credentials_for, endpoint.registry, self.options.authfile)
             return self._clients.setdefault(endpoint, client)
 
-    async def _trust(self, endpoint: Endpoint) -> None:
-        """The TLS context of ``endpoint``'s origin: a registry's certificate directory (its client
-        certificate included), or a mirror's own CA and never the upstream's client certificate."""
-        origin = endpoint.origin
+    async def _trust(self, endpoint: Endpoint) -> ssl.SSLContext | None:
+        """The TLS context ``endpoint``'s origin is verified with (None: plain HTTP): a registry's
+        certificate directory (its client certificate included), or a mirror's own CA and never
+        the upstream's client certificate. Keyed by those settings, not by the origin: two
+        endpoints on one origin may trust differently."""
+        if endpoint.origin.scheme != "https":
+            return None
         if endpoint.registry is None:
-            if origin.scheme == "https" and origin not in self.origin_ssl:
-                self.origin_ssl[origin] = await trio.to_thread.run_sync(make_ssl_context, endpoint.ca_file, None)
-            return
-        if endpoint.insecure:
-            return
-        cert_dir = self.options.cert_dir_for(endpoint.registry)
-        ctx = self._ssl_by_dir.get(cert_dir)
-        if ctx is None:
-            ctx = self._ssl_by_dir[cert_dir] = await trio.to_thread.run_sync(
-                make_ssl_context, self.options.ca_file, cert_dir
-            )
-        self._registry_ssl[origin] = ctx
+            key: TrustKey = (endpoint.ca_file, None, False)
+        else:
+            key = (self.options.ca_file, self.options.cert_dir_for(endpoint.registry), True)
+        async with self._contexts_lock:
+            ctx = self._contexts.get(key)
+            if ctx is None:
+                ctx = self._contexts[key] = await trio.to_thread.run_sync(make_ssl_context, *key)
+        return ctx
 
     async def aclose(self) -> None:
         await self.pool.aclose()
