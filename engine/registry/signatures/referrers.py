@@ -21,7 +21,7 @@ from ...errors import InvalidManifest
 from ...signatures.constants import SIGNATURE_ARTIFACT_TYPES
 from ...signatures.locate import artifact_type_of
 from ..client import RegistryClient
-from ..paging import follow_next, next_link
+from ..paging import Pages, next_link
 
 MAX_REFERRER_PAGES = 8
 _API_MISSING = (400, 404, 405)  # the Referrers API is absent: fall back to the referrers tag
@@ -58,8 +58,8 @@ async def api_listing(client: RegistryClient, repo: str, digest: Digest) -> list
     out: list[Descriptor] = []
     path = f"/v2/{repo}/referrers/{digest}"
     url = client.url(path)
-    read = {url}
-    for _ in range(MAX_REFERRER_PAGES):
+    pages = Pages(url, client.origin, f"referrers of {path}", "referrers", MAX_REFERRER_PAGES)
+    while True:
         resp = await client.request("GET", url, scopes=(f"repository:{repo}:pull",), ok=(200, *_API_MISSING),
                                     headers=[("Accept", mt.OCI_INDEX)], what=f"referrers of {path}")
         async with resp:
@@ -78,8 +78,7 @@ async def api_listing(client: RegistryClient, repo: str, digest: Digest) -> list
         following = next_link(links, url)
         if following is None:
             return out
-        url = follow_next(following, client.origin, read, f"referrers of {path}")
-    return out
+        url = pages.follow(following)
 
 
 def index_entries(items: object, where: str) -> list[Descriptor]:
