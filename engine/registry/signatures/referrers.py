@@ -53,8 +53,13 @@ class ReferrersApi:
         return answer
 
 
-async def api_listing(client: RegistryClient, repo: str, digest: Digest) -> list[Descriptor] | None:
-    """The Referrers API listing of ``digest`` (all pages), or None when the registry does not have the API."""
+async def api_listing(client: RegistryClient, repo: str, digest: Digest, warn: Callable[[str], None]
+                      ) -> list[Descriptor] | None:
+    """The Referrers API listing of ``digest`` (all pages), or None when the registry does not have the API.
+
+    A next page on another origin is not followed: what the pages before it listed is kept, and
+    ``warn`` is told (their signatures are still verified as any are; the rest stay unknown).
+    """
     out: list[Descriptor] = []
     path = f"/v2/{repo}/referrers/{digest}"
     url = client.url(path)
@@ -77,6 +82,10 @@ async def api_listing(client: RegistryClient, repo: str, digest: Digest) -> list
         out.extend(index_entries(doc.get("manifests"), "referrers listing"))
         following = next_link(links, url)
         if following is None:
+            return out
+        refusal = pages.elsewhere(following)
+        if refusal is not None:
+            warn(f"{refusal}; kept the {len(out)} referrer(s) its first {pages.read} page(s) listed")
             return out
         url = pages.follow(following)
 
