@@ -206,14 +206,15 @@ class RegistryClient:
 
     async def _send_with_retries(
         self, method: str, url: str, headers: Headers, body: bytes | None, authorization: str | None,
-        follow: bool = True, idempotent: bool = False,
+        follow: bool = True, idempotent: bool = False, grace: float = 0.0,
     ) -> ClientResponse:
         """Failures the retry policy names are tried again after its wait, when it sends such a
-        request twice (:meth:`.RetryPolicy.for_request`); any other answer is returned."""
+        request twice (:meth:`.RetryPolicy.for_request`); any other answer is returned. ``grace``:
+        seconds the endpoint was asked to hold the request (:meth:`.Endpoint.target`)."""
         attempts = self.retry.for_request(method, idempotent).attempts()
         while True:
             try:
-                resp = await self._send_following(method, url, headers, body, authorization, follow)
+                resp = await self._send_following(method, url, headers, body, authorization, follow, grace)
             except TransportError as err:
                 wait = attempts.after_error(err)
                 if wait is None:
@@ -228,7 +229,7 @@ class RegistryClient:
 
     async def _send_following(
         self, method: str, url: str, headers: Headers, body: bytes | None, authorization: str | None,
-        follow: bool,
+        follow: bool, grace: float,
     ) -> ClientResponse:
         """``authorization`` goes only to the registry's own origin, hop by hop."""
         pool = self.session.pool
@@ -237,7 +238,7 @@ class RegistryClient:
             own = origin_of(url) == self.origin
             if authorization is not None and own:
                 hop_headers.append(("Authorization", authorization))
-            resp = await pool.request(method, url, hop_headers, body, head_grace=self.endpoint.grace() if own else 0.0,
+            resp = await pool.request(method, url, hop_headers, body, head_grace=grace if own else 0.0,
                                       tls=self.tls if own else None)
             if not follow or resp.status not in REDIRECT_STATUSES:
                 return resp
@@ -272,7 +273,7 @@ class RegistryClient:
         """One request, authenticated as ``scopes`` need; statuses outside ``ok`` raise.
         ``idempotent``: sending it twice is harmless though its method is not GET or HEAD (a manifest
         PUT), so it is retried as they are (see :mod:`.retry`)."""
-        url = path_or_url if "://" in path_or_url else self.url(path_or_url)
+        url, grace = (path_or_url, 0.0) if "://" in path_or_url else self.endpoint.target(path_or_url)
         what = what or f"{method} {url}"
         flow = AuthFlow(self.auth, scopes, trio.current_time)
         step: Send | TokenRequest = flow.start()
@@ -281,7 +282,8 @@ class RegistryClient:
                 step = await self._token(flow, step)
                 continue
             sent_at = trio.current_time()
-            resp = await self._send_with_retries(method, url, headers, body, step.authorization, follow, idempotent)
+            resp = await self._send_with_retries(method, url, headers, body, step.authorization, follow, idempotent,
+                                                 grace)
             if resp.status in ok:
                 return resp
             if resp.status != 401 or origin_of(resp.url) != self.origin:
