@@ -87,6 +87,7 @@ class TransferOptions:
 
 
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+TrustKey = tuple[Path | None, Path | None, bool]  # make_ssl_context's ca_file, cert_dir, client_cert
 
 
 def make_ssl_context(ca_file: Path | None, cert_dir: Path | None, client_cert: bool = True,
@@ -161,6 +162,7 @@ class RegistryClient:
         self.auth = RegistryAuth(self.domain, self.origin.scheme, self.origin.host, stored_only=self.endpoint.insecure,
                                  trusted_realm_hosts=self.options.trusted_realm_hosts)
         self._token_locks: dict[tuple[str, ...], trio.Lock] = {}
+        self.tls: ssl.SSLContext | None = None  # its own origin's, set by Session.client_at (None: the pool's)
 
     def url(self, path: str) -> str:
         return self.endpoint.url(path)
@@ -180,7 +182,7 @@ class RegistryClient:
             if step is not None:
                 return step
             resp = await self._send_with_retries(request.method, request.url, request.headers, request.body, None,
-                                                 follow=False)
+                                                 follow=False, idempotent=True)
             async with resp:
                 if resp.status == 200:
                     answer = TokenAnswer(200, await resp.read(MAX_TOKEN_BYTES))
@@ -204,13 +206,15 @@ class RegistryClient:
 
     async def _send_with_retries(
         self, method: str, url: str, headers: Headers, body: bytes | None, authorization: str | None,
-        follow: bool = True,
+        follow: bool = True, idempotent: bool = False, grace: float = 0.0,
     ) -> ClientResponse:
-        """Failures the retry policy names are tried again after its wait; any other answer is returned."""
-        attempts = self.retry.attempts()
+        """Failures the retry policy names are tried again after its wait, when it sends such a
+        request twice (:meth:`.RetryPolicy.for_request`); any other answer is returned. ``grace``:
+        seconds the endpoint was asked to hold the request (:meth:`.Endpoint.target`)."""
+        attempts = self.retry.for_request(method, idempotent).attempts()
         while True:
             try:
-                resp = await self._send_following(method, url, headers, body, authorization, follow)
+                resp = await self._send_following(method, url, headers, body, authorization, follow, grace)
             except TransportError as err:
                 wait = attempts.after_error(err)
                 if wait is None:
@@ -225,7 +229,7 @@ class RegistryClient:
 
     async def _send_following(
         self, method: str, url: str, headers: Headers, body: bytes | None, authorization: str | None,
-        follow: bool,
+        follow: bool, grace: float,
     ) -> ClientResponse:
         """``authorization`` goes only to the registry's own origin, hop by hop."""
         pool = self.session.pool
@@ -234,7 +238,8 @@ class RegistryClient:
             own = origin_of(url) == self.origin
             if authorization is not None and own:
                 hop_headers.append(("Authorization", authorization))
-            resp = await pool.request(method, url, hop_headers, body, head_grace=self.endpoint.grace() if own else 0.0)
+            resp = await pool.request(method, url, hop_headers, body, head_grace=grace if own else 0.0,
+                                      tls=self.tls if own else None)
             if not follow or resp.status not in REDIRECT_STATUSES:
                 return resp
             location = resp.header("location")
@@ -263,9 +268,12 @@ class RegistryClient:
         body: bytes | None = None,
         what: str = "",
         follow: bool = True,
+        idempotent: bool = False,
     ) -> ClientResponse:
-        """One request, authenticated as ``scopes`` need; statuses outside ``ok`` raise."""
-        url = path_or_url if "://" in path_or_url else self.url(path_or_url)
+        """One request, authenticated as ``scopes`` need; statuses outside ``ok`` raise.
+        ``idempotent``: sending it twice is harmless though its method is not GET or HEAD (a manifest
+        PUT), so it is retried as they are (see :mod:`.retry`)."""
+        url, grace = (path_or_url, 0.0) if "://" in path_or_url else self.endpoint.target(path_or_url)
         what = what or f"{method} {url}"
         flow = AuthFlow(self.auth, scopes, trio.current_time)
         step: Send | TokenRequest = flow.start()
@@ -274,7 +282,8 @@ class RegistryClient:
                 step = await self._token(flow, step)
                 continue
             sent_at = trio.current_time()
-            resp = await self._send_with_retries(method, url, headers, body, step.authorization, follow)
+            resp = await self._send_with_retries(method, url, headers, body, step.authorization, follow, idempotent,
+                                                 grace)
             if resp.status in ok:
                 return resp
             if resp.status != 401 or origin_of(resp.url) != self.origin:
@@ -290,7 +299,7 @@ class RegistryClient:
                            headers: Headers = (), what: str = "") -> tuple[ClientResponse, bytes]:
         """:meth:`request` and its whole (small) body, at most ``limit`` bytes: a connection error while
         the body comes, a stall included, is retried like one before the head."""
-        attempts = self.retry.attempts()
+        attempts = self.retry.for_request(method).attempts()
         while True:
             resp = await self.request(method, path_or_url, scopes=scopes, headers=headers, what=what)
             async with resp:
@@ -318,12 +327,13 @@ class Session:
 
     def __init__(self, options: TransferOptions | None = None) -> None:
         self.options = options or TransferOptions()
-        self._ssl_by_dir: dict[Path | None, ssl.SSLContext] = {}  # registries' contexts, per certificate directory
-        self._registry_ssl: dict[Origin, ssl.SSLContext] = {}
+        self._contexts: dict[TrustKey, ssl.SSLContext] = {}  # endpoints' contexts, per trust settings
+        self._contexts_lock = trio.Lock()
         self._ssl_other_origins: ssl.SSLContext | None = None
+        self._ssl_other_origins_lock = trio.Lock()
         self.in_flight = self.options.in_flight or InFlight()
         self.pool = Pool(
-            self._ssl_context,
+            self._other_origins_context,
             max_per_origin=self.options.max_connections_per_origin,
             connect_timeout=self.options.connect_timeout,
             read_timeout=self.options.read_timeout,
@@ -332,20 +342,16 @@ class Session:
         )
         self._clients: dict[Endpoint, RegistryClient] = {}
         self._client_locks: dict[Endpoint, trio.Lock] = {}
-        self.origin_ssl: dict[Origin, ssl.SSLContext] = {}  # e.g. a mirror's own CA, never the upstream's client cert
         self.blob_limiter = trio.CapacityLimiter(self.options.max_concurrent_blobs)
 
-    def _ssl_context(self, origin: Origin) -> ssl.SSLContext:
-        """Mirrors have their own; registries get their certificate directory's (client certificate
-        included); any other origin (a token realm, a redirect to blob storage) trusts the same CAs
-        but gets no client certificate."""
-        if origin in self.origin_ssl:
-            return self.origin_ssl[origin]
-        if origin in self._registry_ssl:
-            return self._registry_ssl[origin]
-        if self._ssl_other_origins is None:
-            self._ssl_other_origins = self._make_other_origins_context()
-        return self._ssl_other_origins
+    async def _other_origins_context(self, origin: Origin | None = None) -> ssl.SSLContext:
+        """The context of any origin that is not the endpoint's own (a token realm, a redirect to
+        blob storage): the registries' CAs, no client certificate. Built once, in a worker thread (it
+        reads CA files), when the first such origin is reached: a session may never need it."""
+        async with self._ssl_other_origins_lock:
+            if self._ssl_other_origins is None:
+                self._ssl_other_origins = await trio.to_thread.run_sync(self._make_other_origins_context)
+            return self._ssl_other_origins
 
     def _make_other_origins_context(self) -> ssl.SSLContext:
         """The CAs of ``--cert-dir``, else of every ``cert_dir`` in the registries config that exists
@@ -375,7 +381,7 @@ class Session:
             if client is not None:
                 return client
             client = RegistryClient(endpoint, self)
-            await self._trust(endpoint)
+            client.tls = await self._trust(endpoint)
             if endpoint.registry is not None:
                 # An insecure registry gets only what was stored for it by name (a deliberate
                 # ``login --insecure-registries``), as Docker sends it; never another origin's.
@@ -383,25 +389,22 @@ class Session:
                     await trio.to_thread.run_sync(credentials_for, endpoint.registry, self.options.authfile)
             return self._clients.setdefault(endpoint, client)
 
-    async def _trust(self, endpoint: Endpoint) -> None:
-        """The TLS context of ``endpoint``'s origin: a registry's certificate directory (its client
-        certificate included), or a mirror's own CA and never the upstream's client certificate."""
-        origin = endpoint.origin
+    async def _trust(self, endpoint: Endpoint) -> ssl.SSLContext | None:
+        """The TLS context ``endpoint``'s origin is verified with (None: plain HTTP): a registry's
+        certificate directory (its client certificate included), or a mirror's own CA and never
+        the upstream's client certificate. Keyed by those settings, not by the origin: two
+        endpoints on one origin may trust differently."""
+        if endpoint.origin.scheme != "https":
+            return None
         if endpoint.registry is None:
-            if origin.scheme == "https" and origin not in self.origin_ssl:
-                self.origin_ssl[origin] = await trio.to_thread.run_sync(make_ssl_context, endpoint.ca_file, None)
-            return
-        if endpoint.insecure:
-            return
-        cert_dir = self.options.cert_dir_for(endpoint.registry)
-        ctx = self._ssl_by_dir.get(cert_dir)
-        if ctx is None:
-            ctx = self._ssl_by_dir[cert_dir] = await trio.to_thread.run_sync(
-                make_ssl_context, self.options.ca_file, cert_dir
-            )
-        self._registry_ssl[origin] = ctx
-        if self._ssl_other_origins is None:
-            self._ssl_other_origins = await trio.to_thread.run_sync(self._make_other_origins_context)
+            key: TrustKey = (endpoint.ca_file, None, False)
+        else:
+            key = (self.options.ca_file, self.options.cert_dir_for(endpoint.registry), True)
+        async with self._contexts_lock:
+            ctx = self._contexts.get(key)
+            if ctx is None:
+                ctx = self._contexts[key] = await trio.to_thread.run_sync(make_ssl_context, *key)
+        return ctx
 
     async def aclose(self) -> None:
         await self.pool.aclose()

@@ -67,16 +67,22 @@ class Endpoint:
 
     def url(self, path: str) -> str:
         """The URL of a ``/v2/...`` path (and query) here."""
+        return self.target(path)[0]
+
+    def target(self, path: str) -> tuple[str, float]:
+        """The URL of a ``/v2/...`` path (and query) here, and the seconds it may hold that request
+        before answering, on purpose: the ``wait=`` the URL asks for, read once, so the stall
+        check's grace (:class:`~.stall.RateMeter`) is the wait the peer was asked for, whatever the
+        batch decides about the peer meanwhile."""
         if not self.namespace:
-            return self.base_url + path
+            return self.base_url + path, 0.0
         if self.path_prefix and path.startswith("/v2/") and len(path) > 4:
             path = f"/v2/{self.path_prefix}/{path[4:]}"
         url = f"{self.base_url}{path}{'&' if '?' in path else '?'}ns={quote(self.namespace, safe='')}"
-        return url if self.hold is None else f"{url}&wait={self.hold():g}"
-
-    def grace(self) -> float:
-        """Seconds it may hold a request before answering, on purpose (see :class:`~.stall.RateMeter`)."""
-        return self.hold() if self.hold is not None else 0.0
+        if self.hold is None:
+            return url, 0.0
+        wait = self.hold()
+        return f"{url}&wait={wait:g}", wait
 
 
 def registry_host(domain: str) -> str:

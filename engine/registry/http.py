@@ -192,8 +192,9 @@ class Connection:
     """One socket (TLS or not) with its h11 state machine."""
 
     def __init__(self, origin: Origin, stream: trio.abc.Stream, read_timeout: float,
-                 stall: StallPolicy | None = None) -> None:
+                 stall: StallPolicy | None = None, tls: ssl.SSLContext | None = None) -> None:
         self.origin = origin
+        self.tls = tls  # what the server was verified with (None: plain HTTP)
         self.stream = stream
         self.read_timeout = read_timeout
         self.stall = stall or StallPolicy()
@@ -517,11 +518,16 @@ class ClientResponse:
 
 
 class Pool:
-    """Keep-alive connections per origin, at most ``max_per_origin`` of them busy at once."""
+    """Keep-alive connections per origin, at most ``max_per_origin`` of them busy at once.
+
+    ``ssl_context`` gives the context an https origin is verified with when a request names none;
+    it is awaited, since building one reads CA files (blocking I/O belongs in a worker thread). A
+    kept-alive connection is reused only by requests that verify its origin with the same context.
+    """
 
     def __init__(
         self,
-        ssl_context: Callable[[Origin], ssl.SSLContext],
+        ssl_context: Callable[[Origin], Awaitable[ssl.SSLContext]],
         max_per_origin: int = 8,
         connect_timeout: float = 15.0,
         read_timeout: float = 60.0,
@@ -534,7 +540,7 @@ class Pool:
         self.read_timeout = read_timeout
         self.stall = stall or StallPolicy()
         self.in_flight = in_flight or InFlight()
-        self._idle: dict[Origin, list[Connection]] = {}
+        self._idle: dict[tuple[Origin, ssl.SSLContext | None], list[Connection]] = {}
         self._slots: dict[Origin, trio.Semaphore] = {}
         self.connections_opened = 0
 
@@ -543,10 +549,15 @@ class Pool:
         return [conn for conns in self._idle.values() for conn in conns]
 
     async def request(self, method: str, url: str, headers: Headers = (), body: bytes | None = None,
-                      head_grace: float = 0.0) -> ClientResponse:
+                      head_grace: float = 0.0, tls: ssl.SSLContext | None = None) -> ClientResponse:
         """Send one request and return once the response head arrived. ``head_grace`` seconds are
-        added to the stall check's first window (a server asked to hold the request that long)."""
+        added to the stall check's first window (a server asked to hold the request that long);
+        ``tls`` verifies an https origin (None: the pool's ``ssl_context`` for it)."""
         origin, target = split_url(url)
+        if origin.scheme != "https":
+            tls = None
+        elif tls is None:
+            tls = await self._ssl_context(origin)
         label = request_label(method, url)
         self.in_flight.enter(label)
         try:
@@ -560,7 +571,7 @@ class Pool:
             if body is not None or method in ("POST", "PUT", "PATCH"):
                 wire_headers.append(("Content-Length", str(len(body or b""))))
             for attempt in range(2):
-                conn, reused = await self._checkout(origin)
+                conn, reused = await self._checkout(origin, tls)
                 conn.start_exchange(head_grace)
                 try:
                     head = await self._exchange(conn, method, target, wire_headers, body)
@@ -599,8 +610,8 @@ class Pool:
                 return event
             raise h11.RemoteProtocolError(f"unexpected {type(event).__name__} instead of a response")
 
-    async def _checkout(self, origin: Origin) -> tuple[Connection, bool]:
-        idle = self._idle.get(origin)
+    async def _checkout(self, origin: Origin, tls: ssl.SSLContext | None) -> tuple[Connection, bool]:
+        idle = self._idle.get((origin, tls))
         if idle:
             return idle.pop(), True
         answer: _FirstBytes | None = None
@@ -608,13 +619,11 @@ class Pool:
         try:
             with trio.fail_after(self.connect_timeout):
                 stream = await trio.open_tcp_stream(origin.host, origin.port)
-                if origin.scheme == "https":
+                if tls is not None:
                     answer = _FirstBytes(stream)
-                    tls = trio.SSLStream(
-                        answer, self._ssl_context(origin), server_hostname=origin.host, https_compatible=True
-                    )
-                    await tls.do_handshake()
-                    stream = tls
+                    secure = trio.SSLStream(answer, tls, server_hostname=origin.host, https_compatible=True)
+                    await secure.do_handshake()
+                    stream = secure
         except BaseException as err:
             if stream is not None:  # a failed handshake leaves the TCP stream open
                 with trio.CancelScope(shield=True):
@@ -626,10 +635,10 @@ class Pool:
             raise _transport_error(err, origin, "connecting") from err
         assert stream is not None
         self.connections_opened += 1
-        return Connection(origin, stream, self.read_timeout, self.stall), False
+        return Connection(origin, stream, self.read_timeout, self.stall, tls), False
 
     def _checkin(self, conn: Connection) -> None:
-        self._idle.setdefault(conn.origin, []).append(conn)
+        self._idle.setdefault((conn.origin, conn.tls), []).append(conn)
 
     async def aclose(self) -> None:
         idle, self._idle = self._idle, {}

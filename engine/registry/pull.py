@@ -374,7 +374,7 @@ async def pull_images(
                     if report_now:
                         report_now(results[i])
 
-            async with trio.open_nursery() as nursery:
+            async with task_group() as nursery:
                 for i in range(len(images)):
                     nursery.start_soon(one, i)
             if store.shared:

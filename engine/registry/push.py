@@ -2,8 +2,10 @@
 
 Each blob is HEAD-checked first; a missing one is mounted from another repository of the same
 registry when one is known to hold it, else uploaded — in one PUT when small, as PATCH chunks when
-large. Manifests go up bottom-up so the registry never sees a parent before its children, and
-the root is PUT under the tag only when everything below it is in place.
+large. An upload's requests are never sent twice (the registry may have taken one whose answer was
+lost, or answered 5xx after taking it): a failed upload starts over, as the retry policy allows
+(:mod:`.retry`). Manifests go up bottom-up so the registry never sees a parent before its
+children, and the root is PUT under the tag only when everything below it is in place.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from ..reference import normalize
 from ..resolve import resolve
 from ..store import Store
 from .client import RegistryClient, Session, TransferOptions
-from .errors import RegistryError, TransportError
+from .errors import RegistryError
 from .http import ClientResponse, escaped, join_url
 from .inflight import request_label
 from .signatures import push_signatures
@@ -115,8 +117,8 @@ class Pusher:
             try:
                 await self._upload(desc)
                 return
-            except TransportError as err:
-                wait = attempts.after_error(err)
+            except RegistryError as err:  # its requests are not sent again: the upload starts over
+                wait = attempts.after_error(err, restart=True)
                 if wait is None:
                     raise
             upload = request_label("POST", self.client.url(f"/v2/{self.repo}/blobs/uploads/"))
@@ -182,6 +184,7 @@ class Pusher:
         resp = await self.client.request(
             "PUT", f"/v2/{self.repo}/manifests/{reference}", scopes=self.scopes, ok=(201,), body=node.data,
             headers=[("Content-Type", node.desc.media_type)], what=f"pushing manifest {node.desc.digest}",
+            idempotent=True,
         )
         announced = resp.header("docker-content-digest")
         await resp.discard()

@@ -1,7 +1,7 @@
 """When a registry operation is tried again, and after how long (pure: the caller sleeps).
 
 One policy for every loop that retries: a request (its head, and a small body read whole), a blob
-fetched again as a whole, one Range chunk continued from where it broke, a blob upload. Each loop
+fetched again as a whole, one Range chunk continued from where it broke, a blob upload started over. Each loop
 asks its :class:`Attempts` for the next wait and gives up when there is none.
 
 - **Which failures.** A :class:`~.errors.TransportError` marked retriable: a refused or reset
@@ -10,6 +10,13 @@ asks its :class:`Attempts` for the next wait and gives up when there is none.
   and broken Range answers only where the whole item is fetched again. Never a TLS or certificate
   error, a header that is not visible ASCII, a body over its cap, or any other status: the next
   try would get the same.
+- **Which requests.** A request is sent again by the client only when sending it twice leaves the
+  registry as sending it once: GET and HEAD (:data:`IDEMPOTENT_METHODS`), and a request its caller
+  declares idempotent: a manifest PUT (HTTP's PUT is idempotent, and the registry stores the same
+  content-addressed bytes under the same reference again) and a token request (it changes nothing at
+  the registry). An upload's POST, PATCH and closing PUT are not: the registry may have taken the
+  first one (a timeout, a 5xx after the chunk was written), and the same chunk again is refused, so
+  the pusher starts the whole upload over instead (``restart``).
 - **How many.** ``retries`` after the first try, counted per operation.
 - **How long.** Exponential backoff from ``backoff_base`` doubling up to ``backoff_max``, scaled by
   a random factor in [0.5, 1) so that the many blobs of a bulk pull that failed together do not
@@ -29,10 +36,11 @@ from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 
 from ..errors import IntegrityError
-from .errors import BadRangeAnswer, TransportError
+from .errors import BadRangeAnswer, RateLimited, RegistryUnavailable, TransportError
 
 MAX_RETRY_AFTER = 60.0  # seconds: a registry asking for longer is waited for this long
 RETRY_STATUSES = frozenset({429})  # and every 5xx
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD"})  # sent again by the client; see the module docstring
 
 
 @dataclass(frozen=True)
@@ -46,17 +54,26 @@ class RetryPolicy:
     def without_retries(self) -> RetryPolicy:
         return replace(self, retries=0)
 
+    def for_request(self, method: str, idempotent: bool = False) -> RetryPolicy:
+        """The policy of one request: this one when sending it twice is harmless (``method`` is GET
+        or HEAD, or the caller says it is ``idempotent``), else none: its operation starts over."""
+        return self if idempotent or method in IDEMPOTENT_METHODS else self.without_retries()
+
     @staticmethod
     def retries_status(status: int) -> bool:
         """Whether an answer with ``status`` is worth asking again: too many requests, or a server error."""
         return status in RETRY_STATUSES or status >= 500
 
     @staticmethod
-    def retries_error(err: BaseException, refetch: bool = False) -> bool:
+    def retries_error(err: BaseException, refetch: bool = False, restart: bool = False) -> bool:
         """Whether ``err`` is worth another try; ``refetch``: the whole item is fetched again, so
-        wrong bytes (a digest or size mismatch) and a broken Range answer are too."""
+        wrong bytes (a digest or size mismatch) and a broken Range answer are too; ``restart``: an
+        operation of requests that are not sent again (an upload) starts over, so an answer its
+        request ended in that a request would be asked again after (429, 5xx) is too."""
         if isinstance(err, TransportError):
             return err.retriable
+        if restart and isinstance(err, RateLimited | RegistryUnavailable):
+            return True
         return refetch and isinstance(err, IntegrityError | BadRangeAnswer)
 
     def backoff(self, retry: int, jitter: float) -> float:
@@ -85,9 +102,9 @@ class Attempts:
         self.made += 1
         return wait
 
-    def after_error(self, err: BaseException, refetch: bool = False) -> float | None:
+    def after_error(self, err: BaseException, refetch: bool = False, restart: bool = False) -> float | None:
         """The wait before trying again after ``err``; None: give up and raise it."""
-        return self.next_wait() if self.policy.retries_error(err, refetch) else None
+        return self.next_wait() if self.policy.retries_error(err, refetch, restart) else None
 
     def after_status(self, status: int, retry_after: float | None) -> float | None:
         """The wait before asking again after an answer with ``status``; None: that answer stands."""

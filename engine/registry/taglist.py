@@ -11,7 +11,7 @@ from ..gojson import go_loads
 from ..reference import Reference, is_valid_tag
 from .client import RegistryClient, Session
 from .errors import RegistryError
-from .paging import follow_next, next_link
+from .paging import Pages, next_link
 
 PAGE_SIZE = 1000
 MAX_PAGES = 100
@@ -47,8 +47,8 @@ async def list_repository_tags(client: RegistryClient, repo: str, where: str, *,
     was shorter than asked for (a registry that cuts a page without a next link looks whole otherwise)."""
     url = client.url(f"/v2/{repo}/tags/list?n={page_size}")
     tags: dict[str, None] = {}
-    read = {url}
-    for _ in range(max_pages):
+    pages = Pages(url, client.origin, where, "tags", max_pages)
+    while True:
         page, following = await fetch_tag_page(client, repo, url, where)
         for tag in page:
             tags[tag] = None
@@ -56,8 +56,7 @@ async def list_repository_tags(client: RegistryClient, repo: str, where: str, *,
             raise RegistryError(f"{where}: more than {max_tags} tags")
         if following is None:
             return list(tags), len(page) < page_size
-        url = follow_next(following, client.origin, read, where)
-    raise RegistryError(f"{where}: more than {max_pages} pages of tags")
+        url = pages.follow(following)
 
 
 async def list_tags(session: Session, ref: Reference, *, page_size: int = PAGE_SIZE,

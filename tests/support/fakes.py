@@ -105,7 +105,8 @@ class Fault:
     ``delay`` (sleep ``seconds`` first), ``ignore-range`` (forward without the Range header),
     ``add-headers`` (forward, and add ``headers`` to the answer), ``hold`` (answer nothing until the
     proxy is released or closed), ``stall`` (send the head and ``at`` body bytes, then hold),
-    ``gate`` (wait until the proxy is released, then forward as usual).
+    ``gate`` (wait until the proxy is released, then forward as usual), ``taken`` (forward, so the
+    registry acts on the request, then answer ``status`` instead of its answer).
     """
 
     pattern: str
@@ -166,6 +167,11 @@ class FaultProxy(_ThreadedServer):
             conn.request(h.command, h.path, body=body or None, headers=headers)
             resp = conn.getresponse()
             data = resp.read()
+            if fault is not None and fault.kind == "taken":
+                h.send_response(fault.status)
+                h.send_header("Content-Length", "0")
+                h.end_headers()
+                return
             h.send_response(resp.status)
             for key, value in resp.getheaders():
                 if key.lower() not in ("content-length", "connection", "transfer-encoding"):

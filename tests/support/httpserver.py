@@ -9,6 +9,7 @@ is still printed.
 
 from __future__ import annotations
 
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,3 +35,8 @@ def serve(handler: type[BaseHTTPRequestHandler], host: str = "127.0.0.1", port: 
 def stop(server: QuietHTTPServer) -> None:
     server.shutdown()
     server.server_close()
+
+
+async def plain_http_only(origin: object) -> ssl.SSLContext:
+    """A pool's TLS contexts where a test speaks plain HTTP only: asking for one is a test bug."""
+    raise AssertionError(f"{origin}: this test speaks plain HTTP only")

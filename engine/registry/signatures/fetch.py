@@ -110,7 +110,7 @@ class SignatureFetch:
         A mirror's answer is not remembered for the batch: its 404 may only mean that it lacks this
         repository, while it serves the API for the next image.
         """
-        ask = partial(api_listing, client, self.repo, self.subject.digest)
+        ask = partial(api_listing, client, self.repo, self.subject.digest, self.warnings.append)
         if client.endpoint.is_mirror:
             listing = await ask()
         else:

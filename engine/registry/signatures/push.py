@@ -76,6 +76,7 @@ async def _put_manifest(client: RegistryClient, repo: str, desc: Descriptor, dat
     resp = await client.request(
         "PUT", f"/v2/{repo}/manifests/{reference}", scopes=(f"repository:{repo}:pull,push",), ok=(201,),
         body=data, headers=[("Content-Type", desc.media_type)], what=f"pushing signature {desc.digest}",
+        idempotent=True,
     )
     linked = resp.header("oci-subject") is not None
     await resp.discard()

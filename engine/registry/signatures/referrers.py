@@ -21,7 +21,7 @@ from ...gojson import go_loads
 from ...signatures.constants import SIGNATURE_ARTIFACT_TYPES
 from ...signatures.locate import artifact_type_of
 from ..client import RegistryClient
-from ..paging import follow_next, next_link
+from ..paging import Pages, next_link
 
 MAX_REFERRER_PAGES = 8
 _API_MISSING = (400, 404, 405)  # the Referrers API is absent: fall back to the referrers tag
@@ -53,13 +53,18 @@ class ReferrersApi:
         return answer
 
 
-async def api_listing(client: RegistryClient, repo: str, digest: Digest) -> list[Descriptor] | None:
-    """The Referrers API listing of ``digest`` (all pages), or None when the registry does not have the API."""
+async def api_listing(client: RegistryClient, repo: str, digest: Digest, warn: Callable[[str], None]
+                      ) -> list[Descriptor] | None:
+    """The Referrers API listing of ``digest`` (all pages), or None when the registry does not have the API.
+
+    A next page on another origin is not followed: what the pages before it listed is kept, and
+    ``warn`` is told (their signatures are still verified as any are; the rest stay unknown).
+    """
     out: list[Descriptor] = []
     path = f"/v2/{repo}/referrers/{digest}"
     url = client.url(path)
-    read = {url}
-    for _ in range(MAX_REFERRER_PAGES):
+    pages = Pages(url, client.origin, f"referrers of {path}", "referrers", MAX_REFERRER_PAGES)
+    while True:
         resp = await client.request("GET", url, scopes=(f"repository:{repo}:pull",), ok=(200, *_API_MISSING),
                                     headers=[("Accept", mt.OCI_INDEX)], what=f"referrers of {path}")
         async with resp:
@@ -78,8 +83,11 @@ async def api_listing(client: RegistryClient, repo: str, digest: Digest) -> list
         following = next_link(links, url)
         if following is None:
             return out
-        url = follow_next(following, client.origin, read, f"referrers of {path}")
-    return out
+        refusal = pages.elsewhere(following)
+        if refusal is not None:
+            warn(f"{refusal}; kept the {len(out)} referrer(s) its first {pages.read} page(s) listed")
+            return out
+        url = pages.follow(following)
 
 
 def index_entries(items: object, where: str) -> list[Descriptor]:

@@ -113,3 +113,49 @@ async def test_server_errors_give_up_with_message(anon_registry: RegistryServer,
         await pull_image(dst, f"{proxy.host}/{repo}:v1", options(proxy.host, retries=2))
     assert dst.tags() == []
     verify_store(tmp_path / "dst")
+
+
+async def _push_through(anon_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path,
+                        **kw: object) -> tuple[str, Store]:
+    """A gadget image with a layer uploaded in 100 kB PATCH chunks, pushed through the proxy."""
+    src = Store.open(tmp_path / "src")
+    repo = unique_repo("faults")
+    make_gadget_image(src, f"{proxy.host}/{repo}:v1", layer_size=300_000)
+    await push_image(src, f"{proxy.host}/{repo}:v1", options(proxy.host, upload_chunk_size=100_000, **kw))
+    return repo, src
+
+
+async def test_an_upload_chunk_the_registry_took_but_answered_503_restarts_the_upload(
+        anon_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path) -> None:
+    """A PATCH is never sent again as it was (the registry may have taken it: the same range again
+    gets 416); the pusher starts the upload over, and the pushed image pulls back whole."""
+    fault = proxy.add(r"PATCH /v2/.*/blobs/uploads/", "taken", status=503)
+    repo, src = await _push_through(anon_registry, proxy, tmp_path)
+    assert fault.hits == 1
+    patches = [path for method, path, _ in proxy.requests if method == "PATCH"]
+    assert len(patches) == len(set(patches))  # no chunk sent twice to one upload URL
+    image = anon_registry.ref(repo, "v1")
+    await pull_image(Store.open(tmp_path / "dst"), image, options(anon_registry.host))
+    _check(tmp_path, src, f"{proxy.host}/{repo}:v1", image)
+
+
+async def test_a_manifest_put_answered_503_is_sent_again(anon_registry: RegistryServer, proxy: FaultProxy,
+                                                         tmp_path: Path) -> None:
+    """A manifest PUT is idempotent (the same bytes under the same reference): the request is retried."""
+    proxy.add(r"PUT /v2/.*/manifests/v1", "status", status=503)
+    repo, src = await _push_through(anon_registry, proxy, tmp_path)
+    puts = [path for method, path, _ in proxy.requests if method == "PUT" and path.endswith("/manifests/v1")]
+    assert len(puts) == 2
+    image = anon_registry.ref(repo, "v1")
+    await pull_image(Store.open(tmp_path / "dst"), image, options(anon_registry.host))
+    _check(tmp_path, src, f"{proxy.host}/{repo}:v1", image)
+
+
+async def test_an_upload_that_keeps_failing_gives_up_after_the_retries(
+        anon_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path) -> None:
+    proxy.add(r"PATCH /v2/.*/blobs/uploads/", "status", status=500, times=1000)
+    with pytest.raises(RegistryUnavailable, match=r"^uploading sha256:[0-9a-f]{64}: registry error 500 "
+                                                  r"Internal Server Error, gave up after 2 retries$"):
+        await _push_through(anon_registry, proxy, tmp_path, retries=2)
+    patches = [path for method, path, _ in proxy.requests if method == "PATCH"]
+    assert len(patches) == len(set(patches)) == 2 * 3  # two layers, each upload started 3 times, never a chunk again

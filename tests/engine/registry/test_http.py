@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ssl
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -12,6 +11,7 @@ import trio
 from gadgetstore.engine.registry.auth import parse_challenges
 from gadgetstore.engine.registry.errors import TransportError
 from gadgetstore.engine.registry.http import RAW_RECEIVE_SIZE, BodyTooLarge, ClientResponse, Pool, split_url
+from tests.support import httpserver
 from tests.support.fakes import FakeServer, Reply
 
 
@@ -25,7 +25,7 @@ def echo() -> Iterator[FakeServer]:
 @contextlib.asynccontextmanager
 async def _pool(limit: int = 2) -> AsyncIterator[Pool]:
     """A client pool for one test, closed at its end whatever happens."""
-    pool = Pool(lambda origin: ssl.create_default_context(), max_per_origin=limit, read_timeout=5)
+    pool = Pool(httpserver.plain_http_only, max_per_origin=limit, read_timeout=5)
     try:
         yield pool
     finally:
@@ -89,7 +89,7 @@ async def test_large_body_read_past_h11_keeps_the_connection() -> None:
 async def test_short_body_is_a_transport_error() -> None:
     """A body shorter than its Content-Length (the server then stalls) fails; nothing waits forever."""
     server = FakeServer(lambda req: Reply(200, {"Content-Length": "1000"}, b"only this"))
-    pool = Pool(lambda origin: ssl.create_default_context(), max_per_origin=2, read_timeout=0.5)
+    pool = Pool(httpserver.plain_http_only, max_per_origin=2, read_timeout=0.5)
     try:
         resp = await pool.request("GET", f"http://{server.host}/short")
         with pytest.raises(TransportError):
@@ -238,7 +238,7 @@ async def test_readinto_connection_dropped_mid_body(cut: int) -> None:
 
 async def test_readinto_stalled_body_times_out() -> None:
     server = ScriptedServer([[_head(len(BODY)) + BODY[:100], 5.0]])
-    pool = Pool(lambda origin: ssl.create_default_context(), max_per_origin=2, read_timeout=0.2)
+    pool = Pool(httpserver.plain_http_only, max_per_origin=2, read_timeout=0.2)
     try:
         async with trio.open_nursery() as nursery:
             await server.serve(nursery)
@@ -301,7 +301,7 @@ async def test_a_timeout_on_a_reused_connection_is_not_sent_again() -> None:
     request; a server that took the request and did not answer in time may have acted on it, so
     the timeout is the request's error (whether to send it again is the retry policy's call)."""
     server = ScriptedServer([[_head(2) + b"ok"], [30.0]])
-    pool = Pool(lambda origin: ssl.create_default_context(), max_per_origin=2, read_timeout=0.3)
+    pool = Pool(httpserver.plain_http_only, max_per_origin=2, read_timeout=0.3)
     try:
         async with trio.open_nursery() as nursery:
             await server.serve(nursery)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import ssl
-
 import pytest
 import trio
 
 from gadgetstore.engine.registry.http import Pool
 from gadgetstore.engine.registry.inflight import InFlight, request_label
+from tests.support import httpserver
 from tests.support.fakes import FakeServer, Reply
 from tests.support.stalling import SlowServer
 
@@ -54,7 +53,7 @@ def test_description_is_one_line_oldest_first_with_the_rest_counted() -> None:
 
 async def test_the_pool_lists_a_request_until_its_body_is_done() -> None:
     flight = InFlight()
-    pool = Pool(lambda origin: ssl.create_default_context(), read_timeout=5, in_flight=flight)
+    pool = Pool(httpserver.plain_http_only, read_timeout=5, in_flight=flight)
     echo = FakeServer(lambda req: Reply(200, body=b"x" * 1000))
     silent = SlowServer("silent")
     try:

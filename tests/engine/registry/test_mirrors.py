@@ -240,3 +240,23 @@ async def test_tls_mirror_trusts_its_own_ca_file_only(pushed: Pushed, htpasswd_r
     result = await pull(pushed, tmp_path / "b", with_ca)
     assert "TLS" not in caplog.text and "authentication required" in caplog.text
     assert result.sources[f"upstream {pushed.upstream.host}"].items == ITEMS
+
+
+@pytest.mark.parametrize("trusting_first", [False, True])
+async def test_two_mirrors_on_one_origin_each_trust_their_own_ca_file(
+        pushed: Pushed, htpasswd_registry: RegistryServer, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+        trusting_first: bool) -> None:
+    """Trust follows the mirror's settings, not its origin: the mirror with the CA reaches the
+    server (which wants a login: 401), the one without it fails TLS, in either order (neither
+    gets the other's context, nor a connection the other verified)."""
+    assert htpasswd_registry.ca is not None
+    url = f"https://{htpasswd_registry.host}"
+    trusting = Mirror(url, ca_file=htpasswd_registry.ca.ca_cert, path_prefix="trusting")
+    plain_trust = Mirror(url, path_prefix="system-cas")
+    mirrors = (trusting, plain_trust) if trusting_first else (plain_trust, trusting)
+    result = await pull(pushed, tmp_path / "dst", options(pushed.upstream, *mirrors))
+    messages = [r.getMessage() for r in caplog.records]
+    skipped = {m.split(" skipped")[0]: m for m in messages if " skipped " in m}
+    assert "authentication required" in skipped[f"mirror {url}/trusting"]
+    assert "TLS certificate not trusted" in skipped[f"mirror {url}/system-cas"]
+    assert result.sources[f"upstream {pushed.upstream.host}"].items == ITEMS

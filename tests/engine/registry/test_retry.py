@@ -15,7 +15,14 @@ from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.errors import DigestMismatch, IntegrityError
 from gadgetstore.engine.registry.blobfetch import BlobFetcher
 from gadgetstore.engine.registry.client import Session, TransferOptions
-from gadgetstore.engine.registry.errors import BadRangeAnswer, InvalidHeader, TransportError
+from gadgetstore.engine.registry.errors import (
+    BadRangeAnswer,
+    InvalidHeader,
+    NotFoundInRegistry,
+    RateLimited,
+    RegistryUnavailable,
+    TransportError,
+)
 from gadgetstore.engine.registry.http import BodyTooLarge, PlainHTTPError
 from gadgetstore.engine.registry.inflight import InFlight
 from gadgetstore.engine.registry.retry import MAX_RETRY_AFTER, RetryPolicy, parse_retry_after
@@ -66,6 +73,26 @@ def test_errors_worth_another_try(error: Exception, alone: bool, refetched: bool
     assert RetryPolicy.retries_error(error) is alone
     assert RetryPolicy.retries_error(error, refetch=True) is refetched
     assert (POLICY.attempts().after_error(error, refetch=True) is None) is not refetched
+
+
+@pytest.mark.parametrize(("method", "idempotent", "retries"), [
+    ("GET", False, 4), ("HEAD", False, 4), ("PUT", True, 4),  # a manifest PUT
+    ("POST", False, 0), ("PATCH", False, 0), ("PUT", False, 0),  # an upload's: it starts over instead
+])
+def test_only_requests_that_may_be_sent_twice_are_retried(method: str, idempotent: bool, retries: int) -> None:
+    assert POLICY.for_request(method, idempotent).retries == retries
+
+
+@pytest.mark.parametrize(("error", "restarted"), [
+    (RegistryUnavailable("registry error 503"), True),
+    (RateLimited("too many requests"), True),
+    (TransportError("connection reset"), True),
+    (NotFoundInRegistry("blob upload unknown"), False),
+    (TransportError("TLS certificate not trusted", retriable=False), False),
+])
+def test_an_upload_starts_over_after_what_a_request_is_retried_after(error: Exception, restarted: bool) -> None:
+    assert RetryPolicy.retries_error(error, restart=True) is restarted
+    assert RetryPolicy.retries_error(error) is (isinstance(error, TransportError) and restarted)
 
 
 def test_retry_after_in_seconds_or_as_a_date_is_capped() -> None:

@@ -158,3 +158,13 @@ async def test_byte_progress_adds_up_to_what_was_fetched(anon_registry: Registry
                                 on_bytes=seen.append)
     assert all(r.error is None for r in results)
     assert len(seen) > 2 and sum(seen) == sum(r.bytes_fetched for r in results) > 0
+
+
+async def test_a_failing_progress_callback_raises_its_own_error(tmp_path: Path) -> None:
+    """pull_images' tasks fail like plain exceptions (tasks.task_group), not wrapped in a group."""
+    def on_start(image: str) -> None:
+        raise BrokenPipeError(32, "Broken pipe")  # a progress display writing to a closed pipe
+
+    with pytest.raises(BrokenPipeError):
+        await pull_images(Store.open(tmp_path / "dst"), ["127.0.0.1:9/demo:v1"],
+                          TransferOptions(insecure_registries=frozenset({"127.0.0.1:9"})), on_start=on_start)

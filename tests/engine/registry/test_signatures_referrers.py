@@ -27,7 +27,8 @@ from gadgetstore.engine.registry.client import TransferOptions
 from gadgetstore.engine.registry.errors import RegistryError
 from gadgetstore.engine.registry.pull import pull_image
 from gadgetstore.engine.registry.push import push_image
-from gadgetstore.engine.registry.signatures import VerifyPolicy
+from gadgetstore.engine.registry.signatures import SignatureRefused, VerifyPolicy
+from gadgetstore.engine.registry.signatures.referrers import MAX_REFERRER_PAGES
 from gadgetstore.engine.signatures import constants as c
 from gadgetstore.engine.signatures import verify_image
 from gadgetstore.engine.signatures.sign import SIGN_FORMATS, sign_image
@@ -81,6 +82,7 @@ class FakeRegistry:
     blobs: dict[str, bytes] = field(default_factory=dict)
     broken: set[str] = field(default_factory=set)  # paths answered with 500
     extra_referrers: list[dict[str, Any]] = field(default_factory=list)  # listed besides the real ones
+    leading_referrers: list[dict[str, Any]] = field(default_factory=list)  # listed before the real ones
     requests: list[str] = field(default_factory=list)
     host: str = ""
     link_origin: str = ""  # put before the path of a next-page link (by default a relative link)
@@ -95,7 +97,7 @@ class FakeRegistry:
             if (doc.get("subject") or {}).get("digest") == digest:
                 kind = doc.get("artifactType") or doc.get("config", {}).get("mediaType")
                 out.append({"mediaType": media_type, "digest": ref, "size": len(data), "artifactType": kind})
-        return out + self.extra_referrers
+        return self.leading_referrers + out + self.extra_referrers
 
 
 def _handler(fake: FakeRegistry) -> type[BaseHTTPRequestHandler]:
@@ -252,7 +254,8 @@ async def test_failing_signature_lookup_warns_but_pulls(fake: FakeRegistry, tmp_
 
 async def test_a_referrers_page_linking_to_another_origin_is_not_followed(fake: FakeRegistry, tmp_path: Path,
                                                                          key: SigningKey) -> None:
-    """The Referrers API's next page is followed only on the registry's own origin, as a tag list's is."""
+    """The Referrers API's next page is followed only on the registry's own origin, as a tag list's is;
+    what the first page listed is kept."""
     src, image = signed(tmp_path, fake, key)
     await push_image(src, image, options(fake.host))
     other = FakeRegistry()
@@ -264,10 +267,32 @@ async def test_a_referrers_page_linking_to_another_origin_is_not_followed(fake: 
     finally:
         httpserver.stop(server)
     assert other.requests == []
-    assert result.error is None and result.signatures == 1  # the legacy tag; the referrers listing was refused
-    (warning,) = result.warnings
-    assert "could not fetch the signature referrers" in warning
-    assert f"refusing a next-page link to another origin ({fake.link_origin})" in warning
+    assert result.error is None and result.signatures == 2  # the legacy tag, and page 1's referrer
+    root = src.resolve(image)
+    assert result.warnings == [f"referrers of /v2/team/app/referrers/{root.digest}: refusing a next-page link to "
+                               f"another origin ({fake.link_origin}); kept the 1 referrer(s) its first 1 page(s) "
+                               f"listed"]
+    assert len(dst.pins()) == 1
+    verify_store(tmp_path / "dst")
+
+
+async def test_a_referrers_listing_longer_than_its_page_bound_is_an_error_not_a_cut(
+        fake: FakeRegistry, tmp_path: Path, key: SigningKey) -> None:
+    """The only signature is listed on page 9 of the Referrers API: past MAX_REFERRER_PAGES the
+    lookup fails in one line (the verdict says why), where a cut listing read as "no signature"."""
+    src, image = signed(tmp_path, fake, key, ("bundle",))
+    await push_image(src, image, options(fake.host))
+    fake.leading_referrers.extend({"mediaType": mt.OCI_MANIFEST, "digest": "sha256:" + f"{i}" * 64, "size": 5,
+                                   "artifactType": "application/vnd.example.sbom"} for i in range(MAX_REFERRER_PAGES))
+    dst = Store.open(tmp_path / "dst")
+    with pytest.raises(SignatureRefused) as info:
+        await pull_image(dst, image, options(fake.host), verify=VerifyPolicy((public_key_of(key),)))
+    root = src.resolve(image)
+    assert str(info.value).endswith(
+        f"(also: could not fetch the signature referrers of {root.digest}: referrers of "
+        f"/v2/team/app/referrers/{root.digest}: more than {MAX_REFERRER_PAGES} pages of referrers)")
+    assert sum("/referrers/" in r for r in fake.requests) == MAX_REFERRER_PAGES
+    assert dst.tags() == []
     verify_store(tmp_path / "dst")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from gadgetstore.engine.registry.mirrors_config import parse
 from gadgetstore.engine.registry.pull import pull_image
 from gadgetstore.engine.registry.stall import BUCKETS, RateMeter, StallPolicy
 from gadgetstore.engine.store import Store
+from tests.support import httpserver
 from tests.support.stalling import SlowServer
 
 FLOOR = 1024.0
@@ -143,7 +143,7 @@ def _slow(mode: str, body_size: int = 1 << 20, piece: int = 1, interval: float =
 
 @contextlib.asynccontextmanager
 async def _pool(stall: StallPolicy = SHORT) -> AsyncIterator[Pool]:
-    pool = Pool(lambda origin: ssl.create_default_context(), read_timeout=10, stall=stall)
+    pool = Pool(httpserver.plain_http_only, read_timeout=10, stall=stall)
     try:
         yield pool
     finally:
