@@ -53,10 +53,10 @@ class Journal:
                 else:
                     return
         except FileNotFoundError:
-            if self._inode is not None:
+            if self._inode is not None:  # the journal went away, and what it held with it
                 self.generation = next(self._generations)
-            self.state, self.length, self._inode, self.damage = jf.IndexState(), 0, None, None
-            return
+                self.state, self.length, self._inode, self.damage = jf.IndexState(), 0, None, None
+            return  # never one here: the state is what the opener took from index.json instead
         self._inode = st.st_ino
         self.length = replay.valid_length
         self.damage = replay.damage
