@@ -1,7 +1,7 @@
 """All extra-info keys of an architecture manifest, and its data sources, as ``image inspect`` shows them.
 
-Analysing a layer costs from tens of milliseconds to a second; its result depends only on the
-layer's bytes, so it is cached keyed by the layer digest, under
+Analysing a layer means decoding and listing every program in it, slow for a big one; its result
+depends only on the layer's bytes, so it is cached keyed by the layer digest, under
 ``analysis/<version>/<alg>/<hex>.extra``: a short JSON header (key, content type and lengths of
 each entry), then each entry's content as raw bytes followed by the JSON string ig prints for it
 among all keys. ``--extra-info KEY`` of a JSON entry prints the document re-marshalled as Go does;

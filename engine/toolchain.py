@@ -112,7 +112,7 @@ class Clang:
     major: int
     version_query: Future[str] = field(repr=False, compare=False)
     """First line of ``clang --version``; for a ``clang-<N>`` found in PATH it is asked while the
-    compiles run (starting clang costs tens of milliseconds), else before."""
+    compiles run, so that the build does not wait for one more clang to start, else before."""
 
     @property
     def version(self) -> str:
