@@ -11,8 +11,12 @@ of what they analyse (a layer, or an architecture manifest), at
 
 Blobs are immutable, so an entry never goes stale: gc drops the entries of the blobs it deletes
 (another store that still holds one computes it again), and :data:`ANALYSIS_VERSION` changes
-whenever what the analysis computes changes. Entries are written without fsync, and every failure
-to write one is ignored: a torn, lost or unwritable entry is a miss, never a wrong answer.
+whenever what the analysis computes changes. Entries are written without fsync (a cache must not
+slow the command that fills it), so after a crash one may be missing, short or zero-filled: each
+entry therefore checks itself. Its content is followed by a trailer (:data:`_TRAILER`: the content's
+length, its CRC-32 and a marker), and an entry whose trailer does not match its content is a miss,
+which the caller computes again and writes over it. Every failure to write an entry is ignored too:
+a torn, lost or unwritable entry costs a recomputation, never a wrong answer.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import contextlib
 import mmap
 import os
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 from .digest import Digest
@@ -44,32 +50,62 @@ def entry_path(cache: Path, digest: Digest, suffix: str) -> Path:
     return cache / ANALYSIS_VERSION / digest.algorithm / f"{digest.hex}{suffix}"
 
 
-def map_entry(path: Path) -> mmap.mmap | None:
-    """The entry mapped read-only (parts are copied out only when used); None if absent or empty."""
+_TRAILER = struct.Struct("<QI8s")
+"""After an entry's content: its length, its CRC-32 and :data:`_MARKER`. A checksum, not a digest:
+it guards against a crash's damage, and the warm path reads every byte of what it prints anyway."""
+_MARKER = b"gs-cache"
+
+
+def _content_length(data: bytes | mmap.mmap) -> int | None:
+    """The length of the content before the trailer, when the trailer matches it; else None."""
+    if len(data) < _TRAILER.size:
+        return None
+    length, crc, marker = _TRAILER.unpack_from(data, len(data) - _TRAILER.size)
+    if marker != _MARKER or length != len(data) - _TRAILER.size:
+        return None
+    return length if zlib.crc32(memoryview(data)[:length]) == crc else None
+
+
+def map_entry(path: Path) -> tuple[mmap.mmap, int] | None:
+    """The entry mapped read-only (parts are copied out only when used) and the length of its
+    content; None when it is absent or fails its check."""
     try:
         with open(path, "rb") as file:
-            return mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+            mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
     except (OSError, ValueError):  # ValueError: an empty file cannot be mapped
         return None
+    length = _content_length(mapped)
+    if length is None:
+        mapped.close()
+        return None
+    return mapped, length
 
 
-def read_entry(path: Path) -> bytes | None:
+def read_text_entry(path: Path) -> str | None:
+    """The entry's content as text; None when it is absent, fails its check or is not UTF-8."""
     try:
-        return path.read_bytes()
+        data = path.read_bytes()
     except OSError:
+        return None
+    length = _content_length(data)
+    if length is None:
+        return None
+    try:
+        return str(memoryview(data)[:length], "utf-8")
+    except UnicodeDecodeError:
         return None
 
 
 def save_entry(path: Path, data: bytes) -> None:
-    """Write the entry at ``path`` (an :func:`entry_path`); best effort: a cache that cannot be
-    written is skipped, and the analysis is computed again next time. A directory of the cache
-    that is a symlink or not a directory is not written through: skipped as well, since the
-    command asked for an analysis, not for a cache."""
+    """Write the entry at ``path`` (an :func:`entry_path`), its trailer after it; best effort: a
+    cache that cannot be written is skipped, and the analysis is computed again next time. A
+    directory of the cache that is a symlink or not a directory is not written through: skipped as
+    well, since the command asked for an analysis, not for a cache."""
     try:
         os.makedirs(path.parents[3], 0o755, exist_ok=True)  # where the cache directory goes
         for directory in (path.parents[2], path.parents[1], path.parent):  # the cache, its version, alg
             ensure_real_dir(directory)
-        atomic_write(path, data, 0o644, durable=False)
+        atomic_write(path, data + _TRAILER.pack(len(data), zlib.crc32(data), _MARKER), 0o644, durable=False)
     except (OSError, StoreError):
         pass
 

@@ -58,7 +58,7 @@ class _Runner:
                 self._stopped[other] = True
                 process = self._running.get(other)
                 if process is not None:
-                    _kill_group(process)
+                    kill_group(process)
 
     def run(self, index: int, steps: Sequence[Step]) -> BuildError | None:
         for step in steps:
@@ -89,7 +89,7 @@ class _Runner:
             try:
                 process.wait(timeout=step.timeout)
             except subprocess.TimeoutExpired:
-                _kill_group(process)
+                kill_group(process)
                 process.wait()
                 return self._fail(index, BuildError(f"{step.what}: timed out after {step.timeout:g} s"))
             finally:
@@ -97,7 +97,7 @@ class _Runner:
                     self._running.pop(index, None)
             if self._is_stopped(index) or process.returncode == 0:
                 return None
-            message = (_read(stderr) or _read(stdout)).rstrip() or "(no output)"
+            message = (read_output(stderr) or read_output(stdout)).rstrip() or "(no output)"
             return self._fail(index, BuildError(
                 f"{step.what} failed (exit status {process.returncode}):\n{message}{self._hint(message)}"
             ))
@@ -107,12 +107,14 @@ class _Runner:
         return error
 
 
-def _read(output: IO[bytes]) -> str:
+def read_output(output: IO[bytes]) -> str:
+    """What a command wrote into ``output`` (a temporary file), as text."""
     output.seek(0)
     return output.read().decode(errors="replace")
 
 
-def _kill_group(process: subprocess.Popen[bytes]) -> None:
+def kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Kill ``process`` (started with ``start_new_session``) and everything it started."""
     if process.returncode is not None:  # reaped: its id may already belong to someone else
         return
     try:

@@ -1,7 +1,7 @@
 """All extra-info keys of an architecture manifest, and its data sources, as ``image inspect`` shows them.
 
-Analysing a layer costs from tens of milliseconds to a second; its result depends only on the
-layer's bytes, so it is cached keyed by the layer digest, under
+Analysing a layer means decoding and listing every program in it, slow for a big one; its result
+depends only on the layer's bytes, so it is cached keyed by the layer digest, under
 ``analysis/<version>/<alg>/<hex>.extra``: a short JSON header (key, content type and lengths of
 each entry), then each entry's content as raw bytes followed by the JSON string ig prints for it
 among all keys. ``--extra-info KEY`` of a JSON entry prints the document re-marshalled as Go does;
@@ -11,7 +11,8 @@ cached by the architecture manifest's digest (``<hex>.datasources.json``). A war
 neither decodes nor encodes megabytes of program listings, and loads no ELF or BTF code: the
 analysers are imported on a cache miss only.
 
-Where the cache lives, how an entry is written, and when gc drops one is :mod:`.analysiscache`'s.
+Where the cache lives, how an entry is written and checked (a trailer after the bytes above), and
+when gc drops one is :mod:`.analysiscache`'s.
 """
 
 from __future__ import annotations
@@ -101,12 +102,9 @@ class Entry:
         path = self._renderings.with_name(f"{self._renderings.name}.{'jsonpretty' if pretty else 'json'}") \
             if self._renderings is not None else None
         if path is not None:
-            cached = analysiscache.read_entry(path)
+            cached = analysiscache.read_text_entry(path)
             if cached is not None:
-                try:
-                    return cached.decode()
-                except UnicodeDecodeError:
-                    pass
+                return cached
         try:
             value = go_unmarshal(self.content().decode("utf-8", errors="replace"))
         except ValueError:
@@ -131,11 +129,12 @@ def encode_extra_info(entries: dict[str, Entry]) -> bytes:
     return b"".join([_MAGIC, json.dumps(header).encode(), b"\n", *body])
 
 
-def decode_extra_info(data: Buffer, renderings: Path | None = None) -> dict[str, Entry] | None:
-    """The entries of a cache file, or None for anything that is not one we wrote whole."""
+def decode_extra_info(data: Buffer, length: int, renderings: Path | None = None) -> dict[str, Entry] | None:
+    """The entries of a cache file's content (its first ``length`` bytes), or None for anything
+    that is not one we wrote."""
     if bytes(data[:len(_MAGIC)]) != _MAGIC:
         return None
-    end = data.find(b"\n", len(_MAGIC))
+    end = data.find(b"\n", len(_MAGIC), length)
     try:
         header = plain_loads(bytes(data[len(_MAGIC):end])) if end >= 0 else None
     except ValueError:
@@ -154,7 +153,7 @@ def decode_extra_info(data: Buffer, renderings: Path | None = None) -> dict[str,
         position = literal[1]
         entries[key] = Entry(content_type, data, content, literal,
                              renderings.with_name(f"{renderings.name}.{key}") if renderings is not None else None)
-    return entries if position == len(data) else None
+    return entries if position == length else None
 
 
 def layer_entries(store: Store, layer: Descriptor) -> dict[str, Entry]:
@@ -164,7 +163,7 @@ def layer_entries(store: Store, layer: Descriptor) -> dict[str, Entry]:
         return {}
     path = cache_path(store, layer.digest)
     mapped = analysiscache.map_entry(path)
-    cached = decode_extra_info(mapped, path) if mapped is not None else None
+    cached = decode_extra_info(*mapped, path) if mapped is not None else None
     if cached is not None:
         return cached
     info = analyze(store.blobs.read(layer.digest, max_size=MAX_LAYER_BYTES))
@@ -194,7 +193,7 @@ def image_extra_info(store: Store, typed_image: str, manifest: ArchManifest) -> 
 def image_datasources(store: Store, manifest: ArchManifest) -> list[dict[str, Any]]:
     """``--show-datasources`` of one architecture manifest (``api.DataSource`` objects sorted by name)."""
     path = cache_path(store, manifest.desc.digest, _DATASOURCES_SUFFIX)
-    raw = analysiscache.read_entry(path)
+    raw = analysiscache.read_text_entry(path)
     if raw is not None:
         try:
             cached = plain_loads(raw)

@@ -306,12 +306,14 @@ def stat_key(path: Path) -> StatKey | None:
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
 
 
-def load_index(path: Path, locked: bool) -> tuple[IndexDocument, StatKey | None]:
+def load_index(path: Path, locked: bool, pause: Callable[[float], None] = time.sleep
+               ) -> tuple[IndexDocument, StatKey | None]:
     """The layout's index.json (an empty index when there is none), and the stat it was read at.
 
     ig rewrites index.json in place (truncate, then write) under its lock. ``locked`` says the
     caller holds that lock; otherwise a file that does not parse, or that changed while it was
-    read, is read again (for about a second) before it counts as damaged.
+    read, is read again (for about a second: ``pause`` waits between the reads) before it counts
+    as damaged.
     """
     attempts = 1 if locked else _READ_ATTEMPTS
     for attempt in range(attempts):
@@ -330,7 +332,7 @@ def load_index(path: Path, locked: bool) -> tuple[IndexDocument, StatKey | None]
         else:
             if locked or stat_key(path) == before:
                 return document, before
-        time.sleep(_READ_RETRY_DELAY)
+        pause(_READ_RETRY_DELAY)
     raise StoreError(f"{path} kept changing while it was read; try again")
 
 

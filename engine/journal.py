@@ -10,7 +10,7 @@ from pathlib import Path
 from . import journal_format as jf
 from .errors import StoreError
 from .faults import crash_point
-from .fsutil import atomic_write, fsync_dir
+from .fsutil import atomic_write
 
 
 class Journal:
@@ -53,10 +53,10 @@ class Journal:
                 else:
                     return
         except FileNotFoundError:
-            if self._inode is not None:
+            if self._inode is not None:  # the journal went away, and what it held with it
                 self.generation = next(self._generations)
-            self.state, self.length, self._inode, self.damage = jf.IndexState(), 0, None, None
-            return
+                self.state, self.length, self._inode, self.damage = jf.IndexState(), 0, None, None
+            return  # never one here: the state is what the opener took from index.json instead
         self._inode = st.st_ino
         self.length = replay.valid_length
         self.damage = replay.damage
@@ -154,9 +154,8 @@ class Journal:
         ops = self.state.snapshot_ops()
         if ops:
             data += jf.encode_transaction(ops)
-        atomic_write(self.path, data, 0o644)
+        atomic_write(self.path, data, 0o644)  # the rename made durable too (its directory synced)
         crash_point("journal.compacted")
-        fsync_dir(self.path.parent)
         st = os.stat(self.path)
         self._inode, self.length, self.damage, self.torn = st.st_ino, len(data), None, False
         self.transactions_since_snapshot = 1 if ops else 0

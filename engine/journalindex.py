@@ -147,8 +147,8 @@ class JournalIndex:
     def deferred(self) -> Iterator[None]:
         """Transactions inside leave index.json to the end: one write for a pull of many images.
 
-        Each index.json update is two atomic writes (index.json and its sync record, four fsyncs and
-        two new inodes); a 200-image pull made about 140 of them. The journal stays the truth and is
+        Each index.json update is two atomic writes (index.json and its sync record), each synced and
+        each a new inode, and a bulk pull made one per image it tagged. The journal stays the truth and is
         appended durably as before. Until the block ends, index.json (read by other OCI tools) lags
         the journal; a crash before then leaves it behind, and the next open for writing sees the
         sync record's journal length fall short and rewrites it (see :meth:`open`).

@@ -19,24 +19,27 @@ if TYPE_CHECKING:
     from .store import Store
 
 
-def drop_orphans(store: Store, txn: Transaction, removed_ref: str | None, removed_root: Descriptor) -> list[Descriptor]:
+def drop_orphans(store: Store, txn: Transaction, removed_ref: str | None,
+                 removed_roots: list[Descriptor]) -> list[Descriptor]:
     """Untag and unpin in ``txn`` the signatures whose subject nothing keeps alive once
-    ``removed_ref`` (a tag; None when an untagged image, the pin ``removed_root``, is removed) is
-    gone; returns them. In a shared layout also the untagged entries of the removed image's graph
-    that nothing else reaches (its per-arch manifests): ig's remove deletes those, and a referrer
-    left pointing into them would make ig's gc loop for ever."""
+    ``removed_ref`` (a tag; None when untagged images, the pins ``removed_roots``, are removed) is
+    gone; returns them. In a shared layout also the untagged entries of the removed images' graphs
+    that nothing else reaches (their per-arch manifests): ig's remove deletes those, and a referrer
+    left pointing into them would make ig's gc loop for ever. One walk of the store, however many
+    images go at once."""
     signature_refs = {r for r in store.state.tags if signature_tag_subject(r) is not None}
     referrers = pinned_referrer_digests(store)
-    graph = set(store.walk([removed_root], missing_ok=True)) if store.shared else set()
+    removed = {root.digest for root in removed_roots}
+    graph = set(store.walk(removed_roots, missing_ok=True)) if store.shared else set()
     if removed_ref is None:
-        graph.add(removed_root.digest)
+        graph |= removed
     gone = signature_refs if removed_ref is None else signature_refs | {removed_ref}
     image_roots = [d for d in store.roots(exclude_refs=gone) if d.digest not in referrers and d.digest not in graph]
     alive = set(store.walk(image_roots, missing_ok=True))
     dropped: list[Descriptor] = []
     for pin in store.pins():
         if (store.shared and pin.digest in graph and pin.digest not in alive and pin.digest not in referrers
-                and pin.digest != removed_root.digest):
+                and pin.digest not in removed):
             txn.unpin(pin.digest)
     for sig_ref in sorted(signature_refs):
         target = signature_tag_subject(sig_ref)

@@ -52,7 +52,7 @@ def remove_image(store: Store, ref: str, shown_as: str | None = None) -> bool:
                 )
                 txn.untag(ref)
                 if not shared:
-                    dropped = [desc, *drop_orphans(store, txn, ref, desc)]
+                    dropped = [desc, *drop_orphans(store, txn, ref, [desc])]
         except IndexJsonBehind:
             if shared:
                 raise
@@ -67,20 +67,26 @@ def remove_untagged(store: Store, digests: Iterable[Digest], grace: float | None
                     ) -> tuple[list[Digest], GcReport]:
     """Remove the untagged images among ``digests`` (see :func:`.storeread.untagged_images`): each
     one's entry, the entries below it and the signatures of it that nothing else needs; then their
-    blobs, in one collection. Returns the images removed (none changes nothing) and the report."""
-    removed_images: list[Digest] = []
-    dropped: list[Descriptor] = []
+    blobs, in one collection. Returns the images removed (none changes nothing) and the report.
+
+    One transaction for them all: which images are untagged, and what they leave orphaned, is
+    worked out once, under the index lock, so an image tagged meanwhile is not among them and the
+    cost is one walk of the store whatever their number."""
+    wanted = sorted(set(digests), key=str)
+    if not wanted:
+        return [], GcReport()
+    done = f"{wanted[0]} was removed" if len(wanted) == 1 else "untagged images were removed"
     with store.locks.collecting():
-        for digest in sorted(set(digests), key=str):
-            with store.transaction(f"{digest} was removed") as txn:
-                root = next((image for image in store.untagged_images() if image.digest == digest), None)
-                if root is not None:
-                    txn.unpin(digest)
-                    dropped += [root, *drop_orphans(store, txn, None, root)]
-                    removed_images.append(digest)
-        if not removed_images:
-            return [], GcReport()
+        with store.transaction(done) as txn:
+            untagged = {image.digest: image for image in store.untagged_images()}
+            roots = [untagged[digest] for digest in wanted if digest in untagged]
+            if not roots:
+                return [], GcReport()
+            for root in roots:
+                txn.unpin(root.digest)
+            dropped = [*roots, *drop_orphans(store, txn, None, roots)]
         removed = set(store.walk(dropped, missing_ok=True)) if store.shared else set()
+        removed_images = [root.digest for root in roots]
         done = "untagged images were removed" if len(removed_images) > 1 else f"{removed_images[0]} was removed"
         return removed_images, collect(store, done, grace, removed=removed)
 

@@ -10,11 +10,13 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .buildjobs import kill_group, read_output
 from .buildspec import BuildError
 
 VERSION_TIMEOUT = 30
@@ -70,19 +72,28 @@ def _resolve_command(name: str, option: str, search_path: str) -> str:
     return str(path.absolute())  # the compilers run in the gadget directory
 
 
-def tool_output(command: list[str], what: str, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> str:
-    """Standard output and error of a quick query such as ``--version``, whatever the exit status."""
+def tool_output(command: list[str], what: str, env: Mapping[str, str] | None = None, cwd: Path | None = None,
+                timeout: float = VERSION_TIMEOUT) -> str:
+    """Standard output and error of a quick query such as ``--version``, whatever the exit status.
+
+    The output goes to files, not pipes, so it is complete when the tool exits, whatever a process
+    it left behind still holds open; a tool that does not exit within ``timeout`` seconds is killed
+    with every process it started (its own session).
+    """
     full_env = None if env is None else {**os.environ, **env}
-    try:
-        result = subprocess.run(
-            command, stdin=subprocess.DEVNULL, capture_output=True, text=True, errors="replace",
-            timeout=VERSION_TIMEOUT, env=full_env, cwd=cwd, check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise BuildError(f"{what}: {' '.join(command)} did not answer within {VERSION_TIMEOUT} s") from None
-    except OSError as err:
-        raise BuildError(f"{what}: cannot run {command[0]}: {err.strerror or err}") from None
-    return result.stdout + result.stderr
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        try:
+            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                                       env=full_env, cwd=cwd, start_new_session=True)
+        except OSError as err:
+            raise BuildError(f"{what}: cannot run {command[0]}: {err.strerror or err}") from None
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(process)
+            process.wait()
+            raise BuildError(f"{what}: {' '.join(command)} did not answer within {timeout:g} s") from None
+        return read_output(stdout) + read_output(stderr)
 
 
 def _first_line(text: str) -> str:
@@ -101,7 +112,7 @@ class Clang:
     major: int
     version_query: Future[str] = field(repr=False, compare=False)
     """First line of ``clang --version``; for a ``clang-<N>`` found in PATH it is asked while the
-    compiles run (starting clang costs tens of milliseconds), else before."""
+    compiles run, so that the build does not wait for one more clang to start, else before."""
 
     @property
     def version(self) -> str:

@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 
 from gadgetstore.cli.main import cli
-from gadgetstore.engine import imageinspect
+from gadgetstore.engine import analysiscache, imageinspect
 from gadgetstore.engine.analysis import datasources as datasources_mod
 from gadgetstore.engine.archive import import_archive
 from gadgetstore.engine.build import commit_image, parse_tag
@@ -112,8 +113,8 @@ def test_cache_files_nested_too_deeply_are_recomputed(imported: Path) -> None:
     extra, datasources = imageinspect.cache_path(store, layer.digest), \
         imageinspect.cache_path(store, manifest.desc.digest, ".datasources.json")
     assert extra.is_file() and datasources.is_file()
-    extra.write_bytes(b"gadgetstore-extra-info 1\n" + nested + b"\n")
-    datasources.write_bytes(nested)
+    analysiscache.save_entry(extra, b"gadgetstore-extra-info 1\n" + nested + b"\n")  # whole, as written
+    analysiscache.save_entry(datasources, nested)
     assert [inspect(imported, *a) for a in args] == fresh
 
 
@@ -166,6 +167,41 @@ def test_a_cache_directory_that_is_a_symlink_is_skipped_not_an_error(imported: P
         assert code == 0, err
         assert json.loads(out)
     assert not list(elsewhere.iterdir())
+
+
+def _zero_filled(data: bytes) -> bytes:
+    return bytes(len(data))
+
+
+def _truncated(data: bytes) -> bytes:
+    return data[:len(data) // 2]
+
+
+def _tail_zero_filled(data: bytes) -> bytes:
+    half = len(data) // 2
+    return data[:half] + bytes(len(data) - half)
+
+
+@pytest.mark.parametrize("damage", [_zero_filled, _truncated, _tail_zero_filled])
+@pytest.mark.parametrize(("args", "suffix"), [
+    ([], ".extra"),
+    (["--extra-info", "ebpf.maps", "-o", "json"], ".extra.ebpf.maps.json"),
+    (["--extra-info", "ebpf.programs", "-o", "jsonpretty"], ".extra.ebpf.programs.jsonpretty"),
+    (["--show-datasources", "-o", "json"], ".datasources.json"),
+])
+def test_a_cache_entry_damaged_by_a_crash_is_a_miss_and_is_written_again(
+        imported: Path, args: list[str], suffix: str, damage: Callable[[bytes], bytes]) -> None:
+    """Entries are written without fsync, so after a crash one may be short or hold zeros where its
+    bytes were: inspect then computes the answer again (never prints the damage) and replaces it."""
+    code, fresh, err = inspect(imported, *args)
+    assert code == 0, err
+    [entry] = Store.open(imported).analysis_dir.rglob(f"*{suffix}")
+    whole = entry.read_bytes()
+    entry.write_bytes(damage(whole))
+    code, out, err = inspect(imported, *args)
+    assert code == 0, err
+    assert out == fresh
+    assert entry.read_bytes() == whole, "the damaged entry is written again"
 
 
 @pytest.mark.parametrize("linked", ["analysis", "analysis/v3"])

@@ -84,3 +84,9 @@ def test_a_transaction_syncs_the_blob_directory_before_its_record(store: Store, 
     with store.transaction() as txn:
         txn.tag("x.io/b:1", Descriptor("application/octet-stream", digest, 1))
     assert calls.index("fsync_dir:sha256") < calls.index("fsync:store/index.journal")
+
+
+def test_compacting_the_journal_syncs_its_directory_once_after_the_rename(store: Store, calls: list[str]) -> None:
+    calls.clear()
+    store.journal.compact()
+    assert calls[-2:] == ["replace:index.journal", "fsync_dir:store"] and calls.count("fsync_dir:store") == 1

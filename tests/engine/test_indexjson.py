@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from gadgetstore.engine import indexjson
 from gadgetstore.engine import journal_format as jf
 from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.errors import StoreError
@@ -161,14 +160,12 @@ def test_null_manifests_is_an_empty_index() -> None:
     assert IndexDocument.parse(b'{"schemaVersion":2,"manifests":null}').entries == []
 
 
-def test_a_reader_without_the_lock_reads_again_a_file_caught_mid_rewrite(tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_reader_without_the_lock_reads_again_a_file_caught_mid_rewrite(tmp_path: Path) -> None:
     """ig truncates index.json and writes it again in place: a lockless reader may see it half-written."""
     path = tmp_path / "index.json"
     whole = (CAPTURED / "index.json").read_bytes()
     path.write_bytes(whole[:100])
-    monkeypatch.setattr(indexjson.time, "sleep", lambda seconds: path.write_bytes(whole))
-    document, _ = load_index(path, locked=False)
+    document, _ = load_index(path, locked=False, pause=lambda seconds: path.write_bytes(whole))
     assert document.render() == whole
 
 

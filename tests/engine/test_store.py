@@ -407,6 +407,20 @@ def test_store_adopts_an_existing_oci_layout(tmp_path: Path) -> None:
     assert fsck(store).clean
 
 
+def test_a_readonly_view_of_an_own_store_without_its_journal_keeps_the_tags_of_index_json(tmp_path: Path) -> None:
+    """A crash while gadgetstore made its store over a layout leaves gc.lock but no journal: a read-only
+    open takes the tags from index.json, and reading again (as the mount and serve poll) keeps them,
+    until a writer has made the journal from them."""
+    root = make_foreign_layout(tmp_path)
+    (root / "gc.lock").touch()
+    reader = Store.open(root, readonly=True)
+    generation = reader.generation()
+    reader.refresh()
+    assert reader.tags() == ["x.io/adopted:1"] and reader.generation() == generation
+    Store.open(root)
+    assert reader.generation() != generation and reader.tags() == ["x.io/adopted:1"]
+
+
 @pytest.mark.leaves_damaged_store
 @pytest.mark.parametrize("layout", ['{"imageLayoutVersion":"9"}', "[" * 100_000 + "]" * 100_000])
 def test_not_a_store_is_refused(tmp_path: Path, layout: str) -> None:

@@ -3,13 +3,17 @@ and Go and cargo checked against what the module asks for; every refusal is one 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
+import shlex
+import signal
 from pathlib import Path
 
 import pytest
 
 from gadgetstore.engine.buildspec import BuildError
-from gadgetstore.engine.toolchain import find_cargo, find_clang, find_go, installed_clangs
+from gadgetstore.engine.toolchain import find_cargo, find_clang, find_go, installed_clangs, tool_output
 from tests.support.fake_tools import fake_clang, fake_go, fake_rust, fake_strip, write_script
 
 
@@ -186,3 +190,51 @@ def test_a_clang_whose_name_and_version_disagree_is_refused(tmp_path: Path) -> N
         clang.version  # noqa: B018
     assert one_line(error) == (f"{bin_dir}/clang-19 says it is clang 18, not 19 "
                                "(its --version: clang version 18.1.8)")
+
+
+def _wait_for_exit(pid: int, seconds: float) -> bool:
+    """True once process ``pid`` (not our child) has exited, False if it still runs after ``seconds``."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([pidfd], [], [], seconds)[0])
+    finally:
+        os.close(pidfd)
+
+
+def _kill_left_behind(pidfile: Path) -> None:
+    with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+def test_a_tool_that_answers_is_not_held_by_a_process_it_left_holding_its_output(tmp_path: Path) -> None:
+    """The version is read when the tool exits, not when the last holder of its output closes it."""
+    pidfile = tmp_path / "grandchild"
+    tool = write_script(tmp_path / "bin", "clang-19", f"""
+echo "clang version 19.1.7"
+sleep 60 &
+echo $! > {shlex.quote(str(pidfile))}
+""")
+    try:
+        assert tool_output([str(tool), "--version"], "clang", timeout=3) == "clang version 19.1.7\n"
+    finally:
+        _kill_left_behind(pidfile)
+
+
+def test_a_tool_that_does_not_answer_is_killed_with_what_it_started(tmp_path: Path) -> None:
+    """On the timeout the tool's whole process group goes, also a child holding its output open."""
+    pidfile = tmp_path / "grandchild"
+    tool = write_script(tmp_path / "bin", "clang-19", f"""
+sleep 60 &
+echo $! > {shlex.quote(str(pidfile))}
+wait
+""")
+    try:
+        with pytest.raises(BuildError) as error:
+            tool_output([str(tool), "--version"], "clang", timeout=1)
+        assert one_line(error) == f"clang: {tool} --version did not answer within 1 s"
+        assert _wait_for_exit(int(pidfile.read_text()), 3), "the tool's child outlived the timeout"
+    finally:
+        _kill_left_behind(pidfile)
