@@ -97,10 +97,10 @@ def resolve_or_pull(store: Store, image: str, pull: str, authfile: Path | None,
         from gadgetstore.engine.registry.mirrors_config import load as load_registries
         from gadgetstore.engine.registry.pull import pull_image
 
-        from .registry_cmds import _insecure, pull_policy
+        from .registry_cmds import insecure_hosts, pull_policy
 
         deadline = deadline or CommandDeadline(None)
-        options = TransferOptions(authfile=authfile, insecure_registries=_insecure(insecure_registries),
+        options = TransferOptions(authfile=authfile, insecure_registries=insecure_hosts(insecure_registries),
                                   registries=load_registries(), in_flight=deadline.in_flight)
         policy = pull_policy(store.root, False, ())  # the store's policy holds for every pull into it
         click.echo(f"Pulling {reference.normalize(image)}...", err=True)

@@ -94,9 +94,9 @@ def _pull_on_access(app: AppContext, authfile: Path | None, insecure_registries:
     from gadgetstore.engine.registry.mirrors_config import load as load_registries
 
     from .mount_pull import make_fetch
-    from .registry_cmds import _insecure, pull_policy
+    from .registry_cmds import insecure_hosts, pull_policy
 
-    options = TransferOptions(authfile=authfile, insecure_registries=_insecure(insecure_registries),
+    options = TransferOptions(authfile=authfile, insecure_registries=insecure_hosts(insecure_registries),
                               registries=load_registries(registries_config))
     return make_fetch(app.root, options, pull_policy(app.root, False, ()), timeout)
 

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 MAX_PASSWORD_STDIN = 100 * 1024
 
 
-def _insecure(values: tuple[str, ...]) -> frozenset[str]:
+def insecure_hosts(values: tuple[str, ...]) -> frozenset[str]:
+    """The hosts of every ``--insecure-registries`` given (each a comma-separated list)."""
     return frozenset(v.strip() for value in values for v in value.split(",") if v.strip())
 
 
@@ -111,7 +112,7 @@ def pull(app: AppContext, images: tuple[str, ...], authfile: Path | None, insecu
     store = app.store()
     policy = pull_policy(app.root, verify, public_keys)
     options = TransferOptions(
-        authfile=authfile, insecure_registries=_insecure(insecure_registries), cert_dir=cert_dir,
+        authfile=authfile, insecure_registries=insecure_hosts(insecure_registries), cert_dir=cert_dir,
         max_concurrent_blobs=max_concurrent_downloads,
         range_threshold=range_threshold, chunk_size=range_threshold, registries=registries, peer_self=peer_self,
         in_flight=deadline.in_flight,
@@ -184,8 +185,9 @@ def push(app: AppContext, image: str, authfile: Path | None, insecure_registries
     deadline = CommandDeadline(timeout)
     normalize(image)
     store = app.store()
-    options = TransferOptions(authfile=authfile, insecure_registries=_insecure(insecure_registries), cert_dir=cert_dir,
-                              registries=load_registries(registries_config), in_flight=deadline.in_flight)
+    options = TransferOptions(authfile=authfile, insecure_registries=insecure_hosts(insecure_registries),
+                              cert_dir=cert_dir, registries=load_registries(registries_config),
+                              in_flight=deadline.in_flight)
     click.echo(f"Pushing {normalize(image)}...", err=True)
     result = deadline.run(push_image, store, image, options)
     if result.signatures:
@@ -267,7 +269,7 @@ def login(registry: str, username: str | None, password: str | None, password_st
         raise click.UsageError("username and password are required")
     path = _write_path(authfile)
     creds = authfiles.Credentials(username, password)
-    plain = _insecure(insecure_registries) | ({name} if plain_http else set())
+    plain = insecure_hosts(insecure_registries) | ({name} if plain_http else set())
     options = TransferOptions(authfile=path, cert_dir=cert_dir, credentials={name: creds}, retries=1,
                               plain_http=plain, registries=load_registries(registries_config),
                               in_flight=deadline.in_flight)
