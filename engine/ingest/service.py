@@ -22,6 +22,7 @@ parts need trio and are made on first use, so opening a store does not load it.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from ..blobstore import IngestWriter
@@ -43,8 +44,6 @@ class Ingest:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._blobs = store.blobs
-        self._batches: BatchedPublisher | None = None
-        self._tags: ImageTags | None = None
 
     # -- blocking: one blob, or sealed files the next transaction makes durable --------------------
 
@@ -70,13 +69,11 @@ class Ingest:
 
     # -- async: batched with whatever else arrives meanwhile ---------------------------------------
 
-    @property
+    @functools.cached_property
     def batches(self) -> BatchedPublisher:
-        if self._batches is None:
-            from .batched import BatchedPublisher
+        from .batched import BatchedPublisher
 
-            self._batches = BatchedPublisher(self._blobs)
-        return self._batches
+        return BatchedPublisher(self._blobs)
 
     async def put_batched(self, data: bytes | bytearray, digest: Digest) -> None:
         """:meth:`put` in the next batch; returns once the blob is durable and visible."""
@@ -87,13 +84,11 @@ class Ingest:
         next batch; on failure it is removed."""
         await self.batches.publish(writer)
 
-    @property
+    @functools.cached_property
     def image_tags(self) -> ImageTags:
-        if self._tags is None:
-            from .tags import ImageTags
+        from .tags import ImageTags
 
-            self._tags = ImageTags(self._store)
-        return self._tags
+        return ImageTags(self._store)
 
     async def tag_image(self, tag: str | None, desc: Descriptor) -> None:
         """Tag an image whose blobs are all in (with ``tag`` None: pin it, untagged), in the next
