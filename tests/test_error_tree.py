@@ -54,10 +54,22 @@ def defined_exceptions() -> dict[str, type[BaseException]]:
     return found
 
 
+def drawn_parents(tree: str) -> dict[str, str | None]:
+    """Each class a tree drawn in a docstring names, and the class it is drawn under (None: a root)."""
+    parents: dict[str, str | None] = {}
+    open_branches: list[tuple[int, str]] = []  # (indent, name) of the classes above the current line
+    for prefix, name in re.findall(r"^ {4}([│├└─ ]*)([A-Z]\w+)", tree, re.MULTILINE):
+        while open_branches and open_branches[-1][0] >= len(prefix):
+            open_branches.pop()
+        parents[name] = open_branches[-1][1] if open_branches else None
+        open_branches.append((len(prefix), name))
+    return parents
+
+
 EXCEPTIONS = defined_exceptions()
-DOCUMENTED = {name for module in (errors, registry_errors, signature_errors)
-              for name in re.findall(r"^ {4}[│├└─ ]*([A-Z]\w+)", module.__doc__ or "", re.MULTILINE)}
-"""The classes the trees drawn in the docstrings of the three errors modules name."""
+DRAWN = [drawn_parents(module.__doc__ or "") for module in (errors, registry_errors, signature_errors)]
+"""The trees drawn in the docstrings of the three errors modules (a class may head one and sit in another)."""
+DOCUMENTED = {name for tree in DRAWN for name in tree}
 USER_ERRORS = {name: cls for name, cls in EXCEPTIONS.items() if issubclass(cls, GadgetStoreError)}
 
 
@@ -76,3 +88,17 @@ def test_a_user_error_has_an_exit_code_and_a_place_in_a_documented_tree(name: st
     cls = USER_ERRORS[name]
     assert isinstance(cls.exit_code, int) and cls.exit_code not in (0, 2) and cls.exit_code < 126  # 2: usage
     assert cls.__name__ in DOCUMENTED
+    drawn_under = {tree[cls.__name__] for tree in DRAWN if tree.get(cls.__name__) is not None}
+    assert drawn_under <= {cls.__bases__[0].__name__}, "drawn under another class than its base"
+
+
+def test_a_tree_is_read_with_its_branches() -> None:
+    tree = """
+    Root
+    ├── Ax
+    │   ├── Bx
+    │   │   └── Cx
+    │   └── Dx
+    └── Ex
+"""
+    assert drawn_parents(tree) == {"Root": None, "Ax": "Root", "Bx": "Ax", "Cx": "Bx", "Dx": "Ax", "Ex": "Root"}
