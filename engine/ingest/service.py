@@ -1,8 +1,8 @@
 """The one way bytes become blobs of a store: :class:`Ingest`, reached as ``store.ingest``.
 
 Every producer hands its bytes here: a pull and its peers and signatures (:mod:`..registry`, which
-only moves bytes), an import (:mod:`..archive`), a build (:mod:`..build`), a signature made here
-(:mod:`..signatures.sign`). Whatever the route, a blob is verified against its digest before its
+moves them over the wire), an import (:mod:`..archive`), a build (:mod:`..build`), a signature
+made here (:mod:`..signatures.sign`). Whatever the route, a blob is verified against its digest before its
 name appears, its bytes are durable before it is renamed into ``blobs/``, and its name is durable
 before anything (a tag) refers to it. The routes differ only in how the fsyncs are paid:
 
@@ -14,10 +14,12 @@ before anything (a tag) refers to it. The routes differ only in how the fsyncs a
 - a big download in Range chunks (:meth:`Ingest.ranged`; :mod:`.ranged`): ``O_DIRECT``, its own
   fsync, and a partial file a later pull resumes from (:mod:`.resume`).
 
-Tags are written by the store's transactions only; a pull's tags go through :meth:`Ingest.tag_image`
-(:mod:`.tags`), which groups them into one transaction. One :class:`Ingest` per store, however
-many transfers run: a bulk pull's images and the pulls of a mount share its batches. The batching
-parts need trio and are made on first use, so opening a store does not load it.
+Tags are written by the store's transactions only; a pull's image tags go through
+:meth:`Ingest.tag_image` (:mod:`.tags`), which groups them into one transaction (the signatures
+it brought are recorded before, one record each: :mod:`..registry.signatures.settle`). One
+:class:`Ingest` per store, however many transfers run: a bulk pull's images and the pulls of a
+mount share its batches. The batching parts need trio and are made on first use, so opening a
+store does not load it.
 """
 
 from __future__ import annotations
