@@ -27,15 +27,19 @@ class CommandTimedOut(GadgetStoreError):
 
 
 class Duration(click.ParamType):
-    """``90s``, ``5m``, ``1h30m``, ``500ms`` or a number of seconds, as seconds (a float)."""
+    """``90s``, ``5m``, ``1h30m``, ``500ms`` or a number of seconds, as seconds (a float); with
+    ``allow_zero``, zero (``0``, ``0s``, ``0m``…) too."""
 
     name = "duration"
+
+    def __init__(self, allow_zero: bool = False) -> None:
+        self.allow_zero = allow_zero
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         if isinstance(value, float):
             return value
         try:
-            return parse_duration(str(value))
+            return parse_duration(str(value), allow_zero=self.allow_zero)
         except ValueError as err:
             self.fail(str(err), param, ctx)
 

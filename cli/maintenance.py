@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import click
 
 from gadgetstore.engine.fsck import fsck, repair_root
-from gadgetstore.engine.humanize import parse_duration
 from gadgetstore.engine.removal import prune_untagged
 from gadgetstore.engine.store import Store
 
@@ -40,23 +38,11 @@ def fsck_cmd(app: AppContext, repair: bool) -> None:
         sys.exit(1)
 
 
-class Grace(Duration):
-    """A :class:`Duration`, or zero (``0``, ``0s``, ``0m``…) for none."""
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        if isinstance(value, float):
-            return value
-        try:
-            return parse_duration(str(value), allow_zero=True)
-        except ValueError as err:
-            self.fail(str(err), param, ctx)
-
-
 @click.command("gc")
 @click.option("--untagged", is_flag=True,
               help="Also delete untagged images (untagged builds, pulls by digest: 'image list --all' "
                    "shows them as <none>) and their signatures.")
-@click.option("--grace", type=Grace(), metavar="DURATION",
+@click.option("--grace", type=Duration(allow_zero=True), metavar="DURATION",
               help="Keep unreferenced blobs younger than DURATION (0 for none). Default: 1h in a store "
                    "shared with ig, whose pulls write blobs before naming them; 0 in gadgetstore's own.")
 @pass_app
