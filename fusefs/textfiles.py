@@ -14,7 +14,7 @@ not generated and stay byte-exact, so ``sha256sum`` matches their digest.
   which never holds a ``/`` (its section, ``tracepoint/syscalls/…``, does). A listing without one is
   named after its section with each ``/`` turned into ``_``; a name already taken gets ``-2``, ``-3``….
 
-The JSON and the ``tags`` table are what the CLI prints, so their formatters are the CLI's own
+The JSON and the ``tags`` table are what the CLI prints, made by the formatters the CLI uses
 (:mod:`gadgetstore.engine.gojson`, :mod:`gadgetstore.engine.imagelist`: pure functions, no click).
 """
 
