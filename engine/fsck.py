@@ -327,9 +327,7 @@ def _quarantine(store_root: Path, path: Path, name: str) -> Path:
     durably: both directories are fsync'd, so a crash cannot bring it back under blobs/ (where gc
     would delete it) after the repair said it was kept."""
     quarantine = store_root / QUARANTINE
-    new = not os.path.lexists(quarantine)
-    ensure_real_dir(quarantine, 0o700)  # a symlink would move the store's damage somewhere else
-    if new:
+    if ensure_real_dir(quarantine, 0o700):  # refused when a symlink: it would move the damage elsewhere
         fsync_dir(store_root)
     target = _free_name(quarantine / name)
     os.rename(path, target)

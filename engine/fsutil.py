@@ -128,15 +128,18 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, durable: bool = Tru
         raise
 
 
-def ensure_real_dir(path: Path, mode: int = 0o755) -> None:
-    """Create ``path`` if needed and refuse it when it is a symlink or not a directory."""
+def ensure_real_dir(path: Path, mode: int = 0o755) -> bool:
+    """Create ``path`` if needed and refuse it when it is a symlink or not a directory; True when it
+    was created here (its parent then holds a new name to make durable)."""
     try:
         os.mkdir(path, mode)
+        created = True
     except FileExistsError:
-        pass
+        created = False
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
         raise StoreError(f"{path} is not a directory (symlinks are refused)")
+    return created
 
 
 def open_regular(path: Path) -> int:
