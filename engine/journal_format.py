@@ -140,6 +140,11 @@ def stamped(ops: list[Op], time_ns: int) -> list[Op]:
 
 def encode_transaction(ops: Iterable[Op]) -> bytes:
     payload = json.dumps({"ops": [op.to_json() for op in ops]}, separators=(",", ":"), sort_keys=True).encode()
+    return encode_line(payload)
+
+
+def encode_line(payload: bytes) -> bytes:
+    """One journal line: ``payload`` after its checksum, whatever it holds."""
     return b"%08x %s\n" % (zlib.crc32(payload), payload)
 
 

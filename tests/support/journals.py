@@ -6,8 +6,9 @@ its reason, which is what these records are for.
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
+
+from gadgetstore.engine.journal_format import encode_line
 
 DIGEST = "sha256:" + "a" * 64
 """A well-formed digest for descriptors in records; no blob needs to exist for the format's checks."""
@@ -40,7 +41,7 @@ NOT_RECORDS: dict[str, tuple[bytes, str]] = {
 
 def checksummed(payload: bytes) -> bytes:
     """A whole journal line around ``payload`` whose checksum holds, whatever the payload says."""
-    return b"%08x %s\n" % (zlib.crc32(payload), payload)
+    return encode_line(payload)
 
 
 def append_checksummed(journal: Path, payload: bytes) -> int:
