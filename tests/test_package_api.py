@@ -1,5 +1,6 @@
 """Each package says what other packages may use (``__all__`` in its ``__init__.py``: modules and
-names), and no module reaches past that: nothing private, nothing unlisted, from another package.
+names), and no module reaches past that: nothing private, nothing unlisted, from another package;
+nor up the layers docs/architecture.md draws (engine, then fusefs, then cli).
 
 A package is a directory with an ``__init__.py``; a subpackage is another package than its parent.
 Tests are not checked: they may use any module they test.
@@ -127,3 +128,20 @@ def test_other_packages_use_only_what_a_package_lists() -> None:
         if module not in (declared_api(package) or []):
             unlisted.append(str(use))
     assert unlisted == []
+
+
+LAYER = {"gadgetstore.engine": 0, "gadgetstore.fusefs": 1, "gadgetstore.cli": 2}
+"""docs/architecture.md's picture: a package uses only those below it (the CLI the mount, both the engine)."""
+ABOVE_THE_STORE = ("gadgetstore.engine.registry", "gadgetstore.engine.serve", "gadgetstore.engine.signatures")
+"""Engine packages drawn above the store's own modules (``gadgetstore.engine``), which never use them."""
+
+
+def layer(module: str) -> int:
+    return LAYER[".".join(module.split(".")[:2])]
+
+
+def test_packages_use_only_what_is_drawn_below_them() -> None:
+    upward = [str(use) for use in USES if layer(use.source) > layer(use.importer)]
+    upward += [str(use) for use in USES if package_of(use.importer) == "gadgetstore.engine"
+               and use.source.startswith(ABOVE_THE_STORE)]
+    assert upward == []
