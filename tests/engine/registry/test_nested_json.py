@@ -87,8 +87,10 @@ async def test_a_nested_referrers_listing_is_no_api(servers: list[FakeServer]) -
     registry = serve(servers, {f"/v2/a/b/referrers/{digest}": Reply(200, JSON, NESTED)})
     async with Session(TransferOptions(insecure_registries=frozenset({registry.host}))) as session:
         client = await session.client(registry.host)
-        assert await api_listing(client, "a/b", digest) is None
+        warnings: list[str] = []
+        assert await api_listing(client, "a/b", digest, warnings.append) is None
     assert [r.path for r in registry.requests] == [f"/v2/a/b/referrers/{digest}"]
+    assert warnings == []
 
 
 def test_a_nested_auth_file_is_not_valid_json(tmp_path: Path) -> None:
