@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from .digest import Digest
 from .errors import DigestMismatch, GadgetStoreError, ImageNotFound, IntegrityError, StoreError
 from .faults import crash_point
-from .fsutil import ensure_real_dir, fsync_dir, open_regular
+from .fsutil import ensure_durable_dir, ensure_real_dir, fsync_dir, open_regular
 
 if TYPE_CHECKING:  # the thread pool is loaded by the first write that needs it
     from concurrent.futures import Future, ThreadPoolExecutor
@@ -57,15 +57,15 @@ class BlobStore:
         self._real_dirs: set[Path] = set()  # checked to be real directories by this process
 
     def create_dirs(self) -> None:
-        ensure_real_dir(self.blobs_dir)
-        ensure_real_dir(self.blobs_dir / "sha256")
-        ensure_real_dir(self.ingest_dir, self.ingest_mode)
+        ensure_durable_dir(self.blobs_dir)
+        ensure_durable_dir(self.blobs_dir / "sha256")
+        ensure_real_dir(self.ingest_dir, self.ingest_mode)  # temporary files only: its name need not last
 
     def ensure_dir(self, path: Path) -> None:
-        """:func:`ensure_real_dir` once per directory and process: a pull publishes hundreds of
+        """:func:`ensure_durable_dir` once per directory and process: a pull publishes hundreds of
         blobs into ``blobs/sha256``, which need not be created and checked for each."""
         if path not in self._real_dirs:
-            ensure_real_dir(path)
+            ensure_durable_dir(path)
             self._real_dirs.add(path)
 
     def path(self, digest: Digest) -> Path:

@@ -142,6 +142,15 @@ def ensure_real_dir(path: Path, mode: int = 0o755) -> bool:
     return created
 
 
+def ensure_durable_dir(path: Path, mode: int = 0o755) -> bool:
+    """:func:`ensure_real_dir`, and when the directory is new, its name made durable in its parent:
+    a blob renamed into a directory whose own entry a crash can lose is lost with it."""
+    created = ensure_real_dir(path, mode)
+    if created:
+        fsync_dir(path.parent)
+    return created
+
+
 def open_regular(path: Path) -> int:
     """Open for reading without following a symlink, and insist on a regular file (without
     waiting: opening a fifo for reading blocks until a writer comes, unless non-blocking)."""

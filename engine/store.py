@@ -57,7 +57,7 @@ from .blobstore import BlobStore
 from .descriptor import Descriptor
 from .digest import Digest
 from .errors import StoreError
-from .fsutil import atomic_write, ensure_real_dir
+from .fsutil import atomic_write, ensure_durable_dir, ensure_real_dir, fsync_dir
 from .garbage import GcReport
 from .gojson import go_loads
 from .indexjson import EMPTY_INDEX
@@ -126,6 +126,7 @@ class Store:
             if not create:
                 raise StoreError(f"no store at {self.root}")
             os.makedirs(self.root, 0o700, exist_ok=True)
+            fsync_dir(self.root.parent)  # the store's own name, before anything in it is relied on
         if create:
             ensure_real_dir(self.root, 0o700)
         elif not stat.S_ISDIR(os.lstat(self.root).st_mode):
@@ -272,8 +273,9 @@ def _create_ig_layout(root: Path) -> None:
         with contextlib.suppress(FileExistsError):
             os.mkdir(directory, 0o700)
     ensure_real_dir(root, 0o700)
+    fsync_dir(root.parent)
     with StoreLocks(root / "index.json.lock", lease_dir=root / "ingest").exclusive():
-        ensure_real_dir(root / "blobs")
+        ensure_durable_dir(root / "blobs")
         if not (root / "oci-layout").exists():
             atomic_write(root / "oci-layout", OCI_LAYOUT_BYTES, 0o644)
         if not (root / "index.json").exists():

@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 from gadgetstore.engine import blobstore, fsutil, journal
+from gadgetstore.engine import store as store_module
 from gadgetstore.engine.descriptor import Descriptor
+from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.store import Store
 from tests.support.images import ArchivedImage
 
@@ -43,6 +45,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(fsutil.os, "replace", replace)
     monkeypatch.setattr(blobstore, "fsync_dir", fsync_dir)
     monkeypatch.setattr(fsutil, "fsync_dir", fsync_dir)
+    monkeypatch.setattr(store_module, "fsync_dir", fsync_dir)
     return log
 
 
@@ -90,3 +93,23 @@ def test_compacting_the_journal_syncs_its_directory_once_after_the_rename(store:
     calls.clear()
     store.journal.compact()
     assert calls[-2:] == ["replace:index.journal", "fsync_dir:store"] and calls.count("fsync_dir:store") == 1
+
+
+
+def test_a_new_store_makes_its_directories_names_durable(tmp_path: Path, calls: list[str]) -> None:
+    """A blob renamed into ``blobs/sha256`` is only as durable as the names of the directories above it."""
+    Store.open(tmp_path / "new")
+    assert f"fsync_dir:{tmp_path.name}" in calls  # the store's own name
+    assert calls.count("fsync_dir:new") >= 1  # blobs/ (and oci-layout) in the store
+    assert "fsync_dir:blobs" in calls  # blobs/sha256 in blobs/
+
+
+def test_a_new_blob_directory_is_synced_into_its_parent_before_its_first_blob(
+        store: Store, calls: list[str]) -> None:
+    calls.clear()
+    data = b"x"
+    store.blobs.put(data, Digest.of_bytes(data, "sha512"))
+    assert calls.index("fsync_dir:blobs") < calls.index("rename:sha512")
+    calls.clear()
+    store.blobs.put(b"y", Digest.of_bytes(b"y", "sha512"))
+    assert "fsync_dir:blobs" not in calls  # an existing directory costs nothing more
