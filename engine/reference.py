@@ -42,7 +42,9 @@ _TAG_RE = re.compile(_TAG)
 _PATH_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
 _DIGEST_ALONE_RE = re.compile(r"(?:sha256|sha512):[0-9a-fA-F]+")
 LEGACY_SIGNATURE_SUFFIX = ".sig"
-_SIGNATURE_TAG_RE = re.compile(r"(sha256|sha512)-([0-9a-f]+)(\.sig|\.att|\.sbom)?")
+COSIGN_TAG_SUFFIXES = (LEGACY_SIGNATURE_SUFFIX, ".att", ".sbom")  # signatures, attestations, SBOMs
+_SIGNATURE_TAG_RE = re.compile(
+    rf"(sha256|sha512)-([0-9a-f]+)({'|'.join(re.escape(suffix) for suffix in COSIGN_TAG_SUFFIXES)})?")
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ BlobPusher = Callable[[Descriptor], Awaitable[None]]
 
 
 @dataclass(frozen=True)
-class _Artifact:
+class SignatureArtifact:
     """One signature to send: its manifest, its plain blobs, and how to name it."""
 
     desc: Descriptor
@@ -41,19 +41,19 @@ class _Artifact:
     listing: Descriptor | None = None  # for referrers: its entry in a referrers index
 
 
-def _flat_artifact(store: Store, desc: Descriptor, tag: str | None) -> _Artifact:
+def _flat_artifact(store: Store, desc: Descriptor, tag: str | None) -> SignatureArtifact:
     data = store.blobs.read(desc.digest, max_size=mt.MAX_MANIFEST_BYTES)
     doc = parse_document(data, f"signature {desc.digest}")
     kids = children(doc, f"signature {desc.digest}")
     if any(is_document(kid) for kid in kids):
         raise InvalidManifest(f"signature {desc.digest} nests manifests; only flat signatures are pushed")
     listing = listing_entry(desc.bare(), doc) if tag is None else None
-    return _Artifact(desc.bare(), data, tuple(kids), tag, listing)
+    return SignatureArtifact(desc.bare(), data, tuple(kids), tag, listing)
 
 
-def plan_signature_push(store: Store, digest: Digest) -> list[_Artifact]:
+def plan_signature_push(store: Store, digest: Digest) -> list[SignatureArtifact]:
     """Blocking: what to push for the image ``digest``; a referrers-tag index is unpacked into referrers."""
-    out: list[_Artifact] = []
+    out: list[SignatureArtifact] = []
     seen: set[Digest] = set()
     for artifact in signature_artifacts(store, digest):
         if artifact.tag == referrers_tag(digest):
