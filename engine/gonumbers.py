@@ -1,12 +1,24 @@
 """Numbers as Go prints them: ``strconv.FormatFloat`` (shortest, ``'f'``/``'e'``/``'g'``) and
 ``encoding/json``'s float encoding. ig's outputs go through both (JSON from encoding/json, YAML
-from go-yaml, which formats floats with ``'g'``)."""
+from go-yaml, which formats floats with ``'g'``). Also ``strconv.ParseBool``, which reads ig's
+boolean flags and settings."""
 
 from __future__ import annotations
 
 import math
 import struct
 from decimal import Decimal
+
+_PARSE_BOOL = {"1": True, "t": True, "T": True, "TRUE": True, "true": True, "True": True,
+               "0": False, "f": False, "F": False, "FALSE": False, "false": False, "False": False}
+
+
+def parse_bool(text: str) -> bool:
+    """``strconv.ParseBool``: its twelve spellings, and a ValueError for anything else."""
+    try:
+        return _PARSE_BOOL[text]
+    except KeyError:
+        raise ValueError(f"{text!r} is not a boolean (true, false, 1, 0, t, f, TRUE, False, ...)") from None
 
 
 def _shortest_digits(value: float, bits: int) -> tuple[str, int]:

@@ -18,6 +18,7 @@ from fractions import Fraction
 from gadgetstore.engine.analysis import dsmodel as ds
 from gadgetstore.engine.analysis.dsmodel import DataSource, Field, GadgetContext, set_field_visibility, target_name
 from gadgetstore.engine.errors import AnalysisError
+from gadgetstore.engine.gonumbers import parse_bool
 
 # -- ebpf operator's own formatters (pkg/operators/ebpf/formatters.go) --------------------------
 
@@ -532,7 +533,10 @@ def go_bool(value: object) -> bool:
         return value
     if isinstance(value, int):
         return value != 0
-    return isinstance(value, str) and value in ("1", "t", "T", "true", "TRUE", "True")
+    try:
+        return isinstance(value, str) and parse_bool(value)
+    except ValueError:
+        return False
 
 
 def _interval(value: object, default: int) -> int:

@@ -12,7 +12,7 @@ import pytest
 
 from gadgetstore.engine.descriptor import canonical_json
 from gadgetstore.engine.gojson import go_json, go_loads, go_unmarshal, plain_loads
-from gadgetstore.engine.gonumbers import format_float, json_float
+from gadgetstore.engine.gonumbers import format_float, json_float, parse_bool
 from gadgetstore.engine.images import go_manifest_json
 
 
@@ -34,6 +34,17 @@ def test_floats_are_formatted_as_strconv_formats_them(value: float, as_json: str
     assert json_float(value) == as_json
     assert format_float(value, "g") == as_g
     assert format_float(value, "g", 32) == as_g32
+
+
+def test_booleans_are_read_as_strconv_parse_bool_reads_them() -> None:
+    """strconv.ParseBool's twelve spellings (Go's strconv/atob.go); anything else is refused, not false."""
+    for text in ("1", "t", "T", "TRUE", "true", "True"):
+        assert parse_bool(text) is True
+    for text in ("0", "f", "F", "FALSE", "false", "False"):
+        assert parse_bool(text) is False
+    for text in ("", "yes", "tRUE", " true", "2", "no"):
+        with pytest.raises(ValueError, match="is not a boolean"):
+            parse_bool(text)
 
 
 def test_go_json_escapes_html_and_keeps_given_key_order() -> None:
