@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -35,6 +35,22 @@ MAX_PASSWORD_STDIN = 100 * 1024
 def insecure_hosts(values: tuple[str, ...]) -> frozenset[str]:
     """The hosts of every ``--insecure-registries`` given (each a comma-separated list)."""
     return frozenset(v.strip() for value in values for v in value.split(",") if v.strip())
+
+
+class GoBool(click.ParamType):
+    """A boolean as ig's flags read one (``strconv.ParseBool``): ``--tls-verify=false``, ``=0``, ``=T``..."""
+
+    name = "boolean"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> bool:
+        from gadgetstore.engine.gonumbers import parse_bool  # decimal: only when a value is given
+
+        if isinstance(value, bool):
+            return value
+        try:
+            return parse_bool(str(value))
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
 
 
 authfile_option = click.option(
@@ -225,14 +241,17 @@ async def _verify_login(registry: str, options: TransferOptions) -> None:
               help="Registries reached over plain HTTP (exact host:port); login still sends the credentials "
                    "to check them, but pull and push never send credentials to these.")
 @click.option("--plain-http", is_flag=True, help="Use HTTP instead of HTTPS for REGISTRY (as ig login --plain-http).")
+@click.option("--tls-verify", type=GoBool(), default=True, is_flag=False, flag_value=True, metavar="[=BOOL]",
+              help="Verify TLS certificates (default true; as ig login, --tls-verify=false skips it for this "
+                   "credential check only).")
 @cert_dir_option
 @registries_config_option
 @timeout_option
 @click.option("-v", "--verbose", is_flag=True, help="Print which auth file is used.")
 @user_errors
 def login(registry: str, username: str | None, password: str | None, password_stdin: bool, get_login: bool,
-          authfile: Path | None, insecure_registries: tuple[str, ...], plain_http: bool, cert_dir: Path | None,
-          registries_config: Path | None, timeout: float | None, verbose: bool) -> None:
+          authfile: Path | None, insecure_registries: tuple[str, ...], plain_http: bool, tls_verify: bool,
+          cert_dir: Path | None, registries_config: Path | None, timeout: float | None, verbose: bool) -> None:
     """Log in to REGISTRY, checking the credentials there before storing them."""
     from gadgetstore.engine.registry import authfile as authfiles
     from gadgetstore.engine.registry.client import TransferOptions
@@ -271,7 +290,7 @@ def login(registry: str, username: str | None, password: str | None, password_st
     creds = authfiles.Credentials(username, password)
     plain = insecure_hosts(insecure_registries) | ({name} if plain_http else set())
     options = TransferOptions(authfile=path, cert_dir=cert_dir, credentials={name: creds}, retries=1,
-                              plain_http=plain, registries=load_registries(registries_config),
+                              plain_http=plain, tls_verify=tls_verify, registries=load_registries(registries_config),
                               in_flight=deadline.in_flight)
     deadline.run(_verify_login, name, options)
     helper = authfiles.store_credentials(path, name, username, password)

@@ -47,6 +47,7 @@ class TransferOptions:
     ca_file: Path | None = None
     cert_dir: Path | None = None
     credentials: dict[str, Credentials] = field(default_factory=dict)
+    tls_verify: bool = True  # False: as ig login --tls-verify=false, no certificate or host name check
     trusted_realm_hosts: frozenset[str] = frozenset({"auth.docker.io"})
     max_connections_per_origin: int = 8
     max_concurrent_blobs: int = 16
@@ -87,15 +88,19 @@ class TransferOptions:
 
 
 _CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
-TrustKey = tuple[Path | None, Path | None, bool]  # make_ssl_context's ca_file, cert_dir, client_cert
+TrustKey = tuple[Path | None, Path | None, bool, bool]  # make_ssl_context's ca_file, cert_dir, client_cert, verify
 
 
-def make_ssl_context(ca_file: Path | None, cert_dir: Path | None, client_cert: bool = True,
+def make_ssl_context(ca_file: Path | None, cert_dir: Path | None, client_cert: bool = True, verify: bool = True,
                      ca_dirs: Sequence[Path] = ()) -> ssl.SSLContext:
     """System CAs plus ``ca_file``; a ``cert_dir`` adds ``*.crt`` CAs and (``client_cert``) a
     ``*.cert``/``*.key`` client pair, which only the registry itself may be shown; ``ca_dirs`` add
-    only their ``*.crt`` CAs."""
+    only their ``*.crt`` CAs. Without ``verify`` any certificate for any host name is accepted
+    (``login --tls-verify=false``), so such a context is kept apart from every verifying one."""
     ctx = ssl.create_default_context()
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
     if ca_file is not None:
         ctx.load_verify_locations(cafile=str(ca_file))
     for directory in [*ca_dirs, *([cert_dir] if cert_dir is not None else [])]:
@@ -346,8 +351,10 @@ class Session:
 
     async def _other_origins_context(self, origin: Origin | None = None) -> ssl.SSLContext:
         """The context of any origin that is not the endpoint's own (a token realm, a redirect to
-        blob storage): the registries' CAs, no client certificate. Built once, in a worker thread (it
-        reads CA files), when the first such origin is reached: a session may never need it."""
+        blob storage): the registries' CAs, no client certificate; unverified only in a session
+        whose options say so (login's check with --tls-verify=false, which as ig's skips it for
+        every request it makes). Built once, in a worker thread (it reads CA files), when the first
+        such origin is reached: a session may never need it."""
         async with self._ssl_other_origins_lock:
             if self._ssl_other_origins is None:
                 self._ssl_other_origins = await trio.to_thread.run_sync(self._make_other_origins_context)
@@ -361,7 +368,7 @@ class Session:
             dirs = [options.cert_dir]
         else:
             dirs = [d for d in options.registries.all_cert_dirs() if d.is_dir()] if options.registries else []
-        return make_ssl_context(options.ca_file, None, False, dirs)
+        return make_ssl_context(options.ca_file, None, False, options.tls_verify, dirs)
 
     async def client(self, domain: str) -> RegistryClient:
         """The client of the registry ``domain``."""
@@ -392,14 +399,15 @@ class Session:
     async def _trust(self, endpoint: Endpoint) -> ssl.SSLContext | None:
         """The TLS context ``endpoint``'s origin is verified with (None: plain HTTP): a registry's
         certificate directory (its client certificate included), or a mirror's own CA and never
-        the upstream's client certificate. Keyed by those settings, not by the origin: two
-        endpoints on one origin may trust differently."""
+        the upstream's client certificate; a mirror is always verified. Keyed by those settings
+        and whether to verify at all, not by the origin: two endpoints on one origin may trust
+        differently."""
         if endpoint.origin.scheme != "https":
             return None
         if endpoint.registry is None:
-            key: TrustKey = (endpoint.ca_file, None, False)
+            key: TrustKey = (endpoint.ca_file, None, False, True)
         else:
-            key = (self.options.ca_file, self.options.cert_dir_for(endpoint.registry), True)
+            key = (self.options.ca_file, self.options.cert_dir_for(endpoint.registry), True, self.options.tls_verify)
         async with self._contexts_lock:
             ctx = self._contexts.get(key)
             if ctx is None:

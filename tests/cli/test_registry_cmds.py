@@ -226,6 +226,40 @@ def test_login_plain_http_flag_as_ig(plain_htpasswd_registry: RegistryServer, tm
     assert authfile.lookup(json.loads(auth.read_text()), reg) == authfile.Credentials(TEST_USER, TEST_PASSWORD)
 
 
+def test_login_tls_verify_false_checks_without_the_ca_and_does_not_leak(htpasswd_registry: RegistryServer,
+                                                                        cert_dir: Path, tmp_path: Path) -> None:
+    """ig's login --tls-verify (cmd/common/auth/auth.go): =false checks the credentials without
+    verifying the certificate and stores them as usual; pull and push still verify."""
+    reg = htpasswd_registry.host
+    auth = tmp_path / "auth.json"
+    login = ("login", reg, "-u", TEST_USER, "--password-stdin", "--authfile", str(auth))
+    untrusted = f"Error: https://{reg}: TLS certificate not trusted: "
+    for verifying in ((), ("--tls-verify",), ("--tls-verify=true",), ("--tls-verify=1",), ("--tls-verify=T",)):
+        code, out, err = run(*login, *verifying, input=TEST_PASSWORD)
+        assert (code, out) == (1, ""), verifying
+        assert err.startswith(untrusted) and err.count("\n") == 1, (verifying, err)
+        assert not auth.exists()
+    code, _out, err = run(*login, "--tls-verify=maybe", input=TEST_PASSWORD)
+    assert code == 2 and err.splitlines()[-1] == ("Error: Invalid value for '--tls-verify': 'maybe' is not a "
+                                                  "boolean (true, false, 1, 0, t, f, TRUE, False, ...)")
+    assert not auth.exists()
+    for not_verifying in ("--tls-verify=false", "--tls-verify=0", "--tls-verify=F"):
+        assert run(*login, not_verifying, input=TEST_PASSWORD) == (0, "Login Succeeded\n", ""), not_verifying
+    assert stat.S_IMODE(auth.stat().st_mode) == 0o600
+    assert authfile.lookup(json.loads(auth.read_text()), reg) == authfile.Credentials(TEST_USER, TEST_PASSWORD)
+
+    image = htpasswd_registry.ref(unique_repo("tls-verify"), "v1")
+    make_gadget_image(Store.open(tmp_path / "src"), image)
+    assert run("--store", str(tmp_path / "src"), "image", "push", image, "--authfile", str(auth),
+               "--cert-dir", str(cert_dir))[0] == 0
+    code, _out, err = run("--store", str(tmp_path / "dst"), "image", "pull", image, "--authfile", str(auth))
+    assert code == 1 and f"Error: pulling {image}: {untrusted[len('Error: '):]}" in err
+    assert not Store.open(tmp_path / "dst").tags()
+    code, _out, err = run("--store", str(tmp_path / "dst"), "image", "pull", image, "--authfile", str(auth),
+                          "--cert-dir", str(cert_dir))
+    assert code == 0, err  # the credentials the unverified check stored are the registry's
+
+
 def test_cert_dir_per_registry_in_the_registries_config(htpasswd_registry: RegistryServer, cert_dir: Path,
                                                         tmp_path: Path) -> None:
     reg = htpasswd_registry.host

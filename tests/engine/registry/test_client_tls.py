@@ -11,6 +11,7 @@ import pytest
 
 from gadgetstore.engine.registry import client as client_module
 from gadgetstore.engine.registry.client import Session, TransferOptions
+from gadgetstore.engine.registry.endpoint import Endpoint
 from gadgetstore.engine.registry.errors import TransportError
 from tests.support.fakes import FakeServer, Reply, Request
 
@@ -55,3 +56,21 @@ async def test_an_insecure_registry_redirecting_to_https_builds_the_context_off_
         registry.close()
     assert built_on and threading.main_thread() not in built_on
 
+
+
+async def test_a_no_verify_context_is_kept_apart_from_every_verifying_one(
+        built_on: list[threading.Thread]) -> None:
+    """``login --tls-verify=false``: the registry's own context checks neither the certificate nor
+    the host name; a mirror on the same origin in that session, and the registry in any other
+    session, still verify. Every context is built off the event loop."""
+    async with Session(TransferOptions(tls_verify=False)) as session:
+        unverified = (await session.client("registry.example")).tls
+        mirror = Endpoint("mirror", "https://registry.example", retries=False, namespace="registry.example")
+        mirror_tls = (await session.client_at(mirror)).tls
+    async with Session(TransferOptions()) as session:
+        verified = (await session.client("registry.example")).tls
+    assert unverified is not None and mirror_tls is not None and verified is not None
+    assert (unverified.verify_mode, unverified.check_hostname) == (ssl.CERT_NONE, False)
+    for ctx in (mirror_tls, verified):
+        assert (ctx.verify_mode, ctx.check_hostname) == (ssl.CERT_REQUIRED, True)
+    assert len(built_on) == 3 and threading.main_thread() not in built_on
