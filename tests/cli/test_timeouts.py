@@ -5,7 +5,6 @@ is waiting exactly there when its deadline passes."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,13 +32,6 @@ def _range_bytes(proxy: FaultProxy) -> int:
             first, last = headers["Range"].removeprefix("bytes=").split("-")
             total += int(last) - int(first) + 1
     return total
-
-
-@pytest.fixture
-def proxy(anon_registry: RegistryServer) -> Iterator[FaultProxy]:
-    server = FaultProxy(anon_registry.host)
-    yield server
-    server.close()
 
 
 def _pushed(registry: RegistryServer, tmp_path: Path) -> tuple[str, Store]:

@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,15 +31,6 @@ from .mounting import mounted
 from .test_mount import eventually
 
 pytestmark = [pytest.mark.fuse, pytest.mark.registry]
-
-
-@pytest.fixture
-def proxy(anon_registry: RegistryServer) -> Iterator[FaultProxy]:
-    server = FaultProxy(anon_registry.host)
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def publish(registry: RegistryServer, tmp_path: Path, repo: str, tag: str = "v1") -> str:

@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.support import httpserver
+from tests.support.fakes import FaultProxy
 
 REGISTRY_BINARY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 TEST_USER = "tester"
@@ -377,6 +378,16 @@ def plain_htpasswd_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterato
 def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
     with start_token_registry(tmp_path_factory.mktemp("token-registry")) as server:
         yield server
+
+
+@pytest.fixture
+def proxy(anon_registry: RegistryServer) -> Iterator[FaultProxy]:
+    """A :class:`FaultProxy` in front of the anonymous registry, closed after the test."""
+    server = FaultProxy(anon_registry.host)
+    try:
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import fcntl
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +34,6 @@ CHUNK = 256 * 1024
 def _opts(host: str) -> TransferOptions:
     return TransferOptions(insecure_registries=frozenset({host}), range_threshold=1024 * 1024, chunk_size=CHUNK,
                            chunk_parallelism=3, backoff_base=0.01, backoff_max=0.05)
-
-
-@pytest.fixture
-def proxy(anon_registry: RegistryServer) -> Iterator[FaultProxy]:
-    server = FaultProxy(anon_registry.host)
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,13 +17,6 @@ from tests.support.images import graph_digests, make_gadget_image, verify_store
 from tests.support.registry import RegistryServer, unique_repo
 
 BIG = 2_500_000
-
-
-@pytest.fixture
-def proxy(anon_registry: RegistryServer) -> Iterator[FaultProxy]:
-    server = FaultProxy(anon_registry.host)
-    yield server
-    server.close()
 
 
 def options(*hosts: str, **kw: object) -> TransferOptions:

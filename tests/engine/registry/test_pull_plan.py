@@ -4,7 +4,6 @@ every blob it has and fetches none of them again (real docker-registry behind a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,6 @@ from gadgetstore.engine.store import Store
 from tests.support.fakes import FaultProxy
 from tests.support.images import make_gadget_image, pseudo_random, verify_store
 from tests.support.registry import RegistryServer, unique_repo
-
-
-@pytest.fixture
-def proxy(anon_registry: RegistryServer) -> Iterator[FaultProxy]:
-    server = FaultProxy(anon_registry.host)
-    yield server
-    server.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ unchanged image asks for nothing but its tag (real docker-registry behind a reco
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,13 +23,6 @@ from tests.support.registry import RegistryServer, unique_repo
 
 SIGNATURE_TAG_RE = re.compile(r"/manifests/sha256-[0-9a-f]{64}(\.sig)?$")
 FORMATS = ("legacy", None, "oci11", None)  # how each image of the batch is signed (None: not at all)
-
-
-@pytest.fixture
-def proxy(anon_registry: RegistryServer) -> Iterator[FaultProxy]:
-    server = FaultProxy(anon_registry.host)
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")
