@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,40 +11,22 @@ import pytest
 from gadgetstore.engine.store import Store
 from tests.support.images import ArchivedImage, build_demo_archive, read_archived_image
 from tests.support.storecheck import unsound_stores
-from tests.support.tempdirs import make_session_root, remove_tree
+from tests.support.tempdirs import enter_session_root, leave_session_root
 
 pytest_plugins = ["tests.support.registry"]  # real docker-registry fixtures for every directory
 
 PROJECT = Path(__file__).resolve().parents[1]
 SHARED = PROJECT.parent / "shared"
 TRACE_OPEN_TAR = SHARED / "fixtures" / "ig" / "trace_open.tar"
-SESSION_ROOT = pytest.StashKey[tuple[Path, str | None]]()
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """Put ``tmp_path`` and ``TMPDIR`` under one fresh directory, removed at the end (``--basetemp`` keeps its own)."""
-    if config.option.basetemp is not None:
-        return
-    root = make_session_root()
-    (root / "tmp").mkdir()
-    config.option.basetemp = str(root / "pytest")
-    config.stash[SESSION_ROOT] = (root, os.environ.get("TMPDIR"))
-    os.environ["TMPDIR"] = str(root / "tmp")  # subprocesses too
-    tempfile.tempdir = None  # recomputed from TMPDIR on next use
+    enter_session_root(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    saved = config.stash.get(SESSION_ROOT, None)
-    if saved is None:
-        return
-    root, tmpdir = saved
-    if tmpdir is None:
-        os.environ.pop("TMPDIR", None)
-    else:
-        os.environ["TMPDIR"] = tmpdir
-    tempfile.tempdir = None
-    remove_tree(root)
+    leave_session_root(config)
 
 
 @pytest.fixture(autouse=True)

@@ -11,12 +11,11 @@ table to).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from tests.support.tempdirs import make_session_root, remove_tree
+from tests.support.tempdirs import enter_session_root, leave_session_root
 from tests_ig.results import RESULTS, results_table
 
 IG_SOURCE = os.environ.get("IG_SOURCE", "")
@@ -28,26 +27,14 @@ collect_ignore = [*([] if IG_SOURCE else ["test_ig_gadgets.py", "test_datasource
                   *([] if IG_BINARY else ["test_store_sharing.py"])]
 
 
-SESSION_ROOT = pytest.StashKey[Path]()
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     """tmp_path and the builds' temporary files under one directory, removed at the end (as in tests/)."""
-    if config.option.basetemp is not None:
-        return
-    root = make_session_root()
-    (root / "tmp").mkdir()
-    config.option.basetemp = str(root / "pytest")
-    config.stash[SESSION_ROOT] = root
-    os.environ["TMPDIR"] = str(root / "tmp")
-    tempfile.tempdir = None
+    enter_session_root(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    root = config.stash.get(SESSION_ROOT, None)
-    if root is not None:
-        remove_tree(root)
+    leave_session_root(config)
 
 
 def pytest_report_header() -> str:

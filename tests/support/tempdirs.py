@@ -18,11 +18,42 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import pytest
+
 PREFIX = "gadgetstore-tests-"
+
+
+_SESSION_ROOT = pytest.StashKey[tuple[Path, str | None]]()
 
 
 def make_session_root() -> Path:
     return Path(tempfile.mkdtemp(prefix=PREFIX)).resolve()
+
+
+def enter_session_root(config: pytest.Config) -> None:
+    """Put ``tmp_path`` and ``TMPDIR`` under one fresh directory (``--basetemp`` keeps its own)."""
+    if config.option.basetemp is not None:
+        return
+    root = make_session_root()
+    (root / "tmp").mkdir()
+    config.option.basetemp = str(root / "pytest")
+    config.stash[_SESSION_ROOT] = (root, os.environ.get("TMPDIR"))
+    os.environ["TMPDIR"] = str(root / "tmp")  # subprocesses too
+    tempfile.tempdir = None  # recomputed from TMPDIR on next use
+
+
+def leave_session_root(config: pytest.Config) -> None:
+    """Give ``TMPDIR`` back and remove the session's directory."""
+    saved = config.stash.get(_SESSION_ROOT, None)
+    if saved is None:
+        return
+    root, tmpdir = saved
+    if tmpdir is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = tmpdir
+    tempfile.tempdir = None
+    remove_tree(root)
 
 
 def mounts_under(root: Path) -> list[tuple[Path, str]]:
