@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from . import mediatypes as mt
 from .digest import Digest
 from .errors import GadgetStoreError, GraphTooLarge, InvalidManifest
 from .gojson import go_escape, go_loads
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -24,27 +26,18 @@ class Descriptor:
 
     @classmethod
     def from_json(cls, obj: object, where: str = "descriptor") -> Descriptor:
-        desc = cls.checked_json(obj, where)
+        desc = _checked_fields(obj, where)
+        digest = _digest_of(desc, where, Digest.parse)
         extra = {k: v for k, v in desc.items() if k not in ("mediaType", "digest", "size")}
-        return cls(desc.get("mediaType", ""), Digest.parse(desc["digest"]), desc["size"], extra)
+        return cls(desc.get("mediaType", ""), digest, desc["size"], extra)
 
     @staticmethod
     def checked_json(obj: object, where: str = "descriptor") -> dict[str, Any]:
         """``obj`` when :meth:`from_json` takes it, else its :class:`InvalidManifest`, without making a
         Descriptor (a journal's replay checks every descriptor it keeps as JSON)."""
-        if not isinstance(obj, dict):
-            raise InvalidManifest(f"{where}: not a JSON object")
-        media_type = obj.get("mediaType", "")
-        size = obj.get("size")
-        if not isinstance(media_type, str):
-            raise InvalidManifest(f"{where}: mediaType is not a string")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise InvalidManifest(f"{where}: size must be a non-negative integer")
-        try:
-            Digest.check(obj.get("digest", ""))
-        except GadgetStoreError as err:
-            raise InvalidManifest(f"{where}: {err}") from None
-        return obj
+        desc = _checked_fields(obj, where)
+        _digest_of(desc, where, Digest.check)
+        return desc
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mediaType": self.media_type, "digest": str(self.digest), "size": self.size}
@@ -82,6 +75,28 @@ class Descriptor:
     @property
     def is_manifest(self) -> bool:
         return self.media_type in mt.MANIFEST_TYPES
+
+
+def _checked_fields(obj: object, where: str) -> dict[str, Any]:
+    """``obj`` when it is an object whose mediaType and size a descriptor takes (its digest is
+    :func:`_digest_of`'s)."""
+    if not isinstance(obj, dict):
+        raise InvalidManifest(f"{where}: not a JSON object")
+    size = obj.get("size")
+    if not isinstance(obj.get("mediaType", ""), str):
+        raise InvalidManifest(f"{where}: mediaType is not a string")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise InvalidManifest(f"{where}: size must be a non-negative integer")
+    return obj
+
+
+def _digest_of(desc: dict[str, Any], where: str, read: Callable[[str], _T]) -> _T:
+    """``read`` (:meth:`Digest.parse` or :meth:`Digest.check`) of the descriptor's digest, its
+    error an :class:`InvalidManifest` naming ``where``."""
+    try:
+        return read(desc.get("digest", ""))
+    except GadgetStoreError as err:
+        raise InvalidManifest(f"{where}: {err}") from None
 
 
 def parse_document(data: bytes, where: str) -> dict[str, Any]:
