@@ -57,7 +57,7 @@ from .blobstore import BlobStore
 from .descriptor import Descriptor
 from .digest import Digest
 from .errors import StoreError
-from .fsutil import atomic_write, ensure_durable_dir, ensure_real_dir, fsync_dir
+from .fsutil import atomic_write, ensure_durable_dir
 from .garbage import GcReport
 from .gojson import go_loads
 from .indexjson import EMPTY_INDEX
@@ -125,10 +125,9 @@ class Store:
         if not self.root.exists():
             if not create:
                 raise StoreError(f"no store at {self.root}")
-            os.makedirs(self.root, 0o700, exist_ok=True)
-            fsync_dir(self.root.parent)  # the store's own name, before anything in it is relied on
+            os.makedirs(self.root.parent, exist_ok=True)
         if create:
-            ensure_real_dir(self.root, 0o700)
+            ensure_durable_dir(self.root, 0o700)  # its name lasts before anything in it is relied on
         elif not stat.S_ISDIR(os.lstat(self.root).st_mode):
             raise StoreError(f"{self.root} is not a directory (symlinks are refused)")
         if layout.exists():
@@ -269,11 +268,10 @@ class Store:
 def _create_ig_layout(root: Path) -> None:
     """A new store where ig keeps its own, made as ig makes it: the directory 0700, then under the
     index lock ``blobs/``, ``oci-layout`` and an empty ``index.json`` (oras ``oci.New``)."""
-    for directory in [*reversed(root.parents), root]:  # MkdirAll(…, 0700): every directory it makes
+    for directory in reversed(root.parents):  # MkdirAll(…, 0700): every directory it makes
         with contextlib.suppress(FileExistsError):
             os.mkdir(directory, 0o700)
-    ensure_real_dir(root, 0o700)
-    fsync_dir(root.parent)
+    ensure_durable_dir(root, 0o700)
     with StoreLocks(root / "index.json.lock", lease_dir=root / "ingest").exclusive():
         ensure_durable_dir(root / "blobs")
         if not (root / "oci-layout").exists():

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from gadgetstore.engine import blobstore, fsutil, journal
-from gadgetstore.engine import store as store_module
 from gadgetstore.engine.descriptor import Descriptor
 from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.store import Store
@@ -45,7 +44,6 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     monkeypatch.setattr(fsutil.os, "replace", replace)
     monkeypatch.setattr(blobstore, "fsync_dir", fsync_dir)
     monkeypatch.setattr(fsutil, "fsync_dir", fsync_dir)
-    monkeypatch.setattr(store_module, "fsync_dir", fsync_dir)
     return log
 
 
