@@ -78,23 +78,18 @@ class _Runner:
                 if self._stopped[index]:
                     return None
                 try:
-                    process = subprocess.Popen(
-                        step.command, cwd=step.cwd, env={**os.environ, **step.env}, stdin=subprocess.DEVNULL,
-                        stdout=stdout, stderr=stderr, start_new_session=True,
-                    )
+                    process = start_in_session(step.command, stdout, stderr, {**os.environ, **step.env}, step.cwd)
                 except OSError as err:
                     return self._fail(index, BuildError(f"{step.what}: cannot run {step.command[0]}: "
                                                         f"{err.strerror or err}"))
                 self._running[index] = process
             try:
-                process.wait(timeout=step.timeout)
-            except subprocess.TimeoutExpired:
-                kill_group(process)
-                process.wait()
-                return self._fail(index, BuildError(f"{step.what}: timed out after {step.timeout:g} s"))
+                exited = wait_or_kill(process, step.timeout)
             finally:
                 with self._lock:
                     self._running.pop(index, None)
+            if not exited:
+                return self._fail(index, BuildError(f"{step.what}: timed out after {step.timeout:g} s"))
             if self._is_stopped(index) or process.returncode == 0:
                 return None
             message = (read_output(stderr) or read_output(stdout)).rstrip() or "(no output)"
@@ -105,6 +100,26 @@ class _Runner:
     def _fail(self, index: int, error: BuildError) -> BuildError:
         self.stop_after(index)
         return error
+
+
+def start_in_session(command: Sequence[str], stdout: IO[bytes], stderr: IO[bytes],
+                     env: Mapping[str, str] | None, cwd: Path | None) -> subprocess.Popen[bytes]:
+    """Start ``command`` in a session of its own (so :func:`kill_group` reaches all it starts), its
+    output into files: complete when it exits, whatever a process it left behind holds open."""
+    return subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                            start_new_session=True)
+
+
+def wait_or_kill(process: subprocess.Popen[bytes], timeout: float) -> bool:
+    """True when ``process`` exits within ``timeout`` seconds; else it is killed with its group,
+    reaped, and False."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(process)
+        process.wait()
+        return False
+    return True
 
 
 def read_output(output: IO[bytes]) -> str:

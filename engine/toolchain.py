@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .buildjobs import kill_group, read_output
+from .buildjobs import read_output, start_in_session, wait_or_kill
 from .buildspec import BuildError
 
 VERSION_TIMEOUT = 30
@@ -83,16 +82,11 @@ def tool_output(command: list[str], what: str, env: Mapping[str, str] | None = N
     full_env = None if env is None else {**os.environ, **env}
     with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
         try:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                                       env=full_env, cwd=cwd, start_new_session=True)
+            process = start_in_session(command, stdout, stderr, full_env, cwd)
         except OSError as err:
             raise BuildError(f"{what}: cannot run {command[0]}: {err.strerror or err}") from None
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_group(process)
-            process.wait()
-            raise BuildError(f"{what}: {' '.join(command)} did not answer within {timeout:g} s") from None
+        if not wait_or_kill(process, timeout):
+            raise BuildError(f"{what}: {' '.join(command)} did not answer within {timeout:g} s")
         return read_output(stdout) + read_output(stderr)
 
 
