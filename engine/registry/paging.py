@@ -40,8 +40,12 @@ class Pages:
         self.where = where
         self.kind = kind
         self.max_pages = max_pages
-        self.read = 1  # pages whose URL was given out, the first included
-        self._urls = {first}
+        self._urls = {first}  # of the pages given out, the first included
+
+    @property
+    def read(self) -> int:
+        """How many pages' URLs were given out, the first included."""
+        return len(self._urls)
 
     def elsewhere(self, following: str) -> str | None:
         """Why ``following`` is not followed when it leads off the registry's origin (a page must
@@ -61,5 +65,4 @@ class Pages:
         if following in self._urls:
             raise RegistryError(f"{self.where}: the next-page link repeats an earlier page")
         self._urls.add(following)
-        self.read += 1
         return following
