@@ -31,7 +31,7 @@ from typing import Any
 from . import mediatypes as mt
 from .descriptor import Descriptor
 from .errors import InvalidManifest
-from .gojson import go_loads
+from .gojson import plain_loads
 
 HEADER = b"gadgetstore-journal 1\n"
 JOURNAL_LENGTH_ANNOTATION = "io.gadgetstore.journal.length"
@@ -213,7 +213,7 @@ def _decode_line(line: bytes) -> list[Op]:
     if zlib.crc32(payload) != crc:
         raise BadOperation("checksum or syntax")
     try:
-        obj = go_loads(payload)
+        obj = plain_loads(payload)
     except ValueError as err:
         raise BadOperation(f"not valid JSON ({err})") from None
     ops = obj.get("ops") if isinstance(obj, dict) else None

@@ -126,3 +126,12 @@ def test_a_journal_read_on_from_an_offset_reports_the_files_positions() -> None:
     at = len(good) + len(jf.encode_transaction([jf.Tag("r2", DESC)]))
     assert (replay.valid_length, replay.damage) == (at, f"corrupt record at byte {at} (an operation is not an object)")
     assert jf.decode(b"garbage\n", offset=0).damage == "journal header is missing or damaged"
+
+
+def test_a_record_reads_back_as_written_a_lone_surrogate_included() -> None:
+    """The journal is this program's own JSON: a string it wrote (an annotation made of a command
+    line's undecodable bytes) replays unchanged, not as U+FFFD, as in the process that wrote it."""
+    desc = {**DESC, "annotations": {"note": "a\udcffb"}}
+    replay = jf.decode(journal([jf.Tag("r1", desc)]))
+    assert replay.damage is None
+    assert jf.replay_state(replay).tags["r1"]["annotations"] == {"note": "a\udcffb"}
