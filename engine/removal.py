@@ -75,9 +75,8 @@ def remove_untagged(store: Store, digests: Iterable[Digest], grace: float | None
     wanted = sorted(set(digests), key=str)
     if not wanted:
         return [], GcReport()
-    done = f"{wanted[0]} was removed" if len(wanted) == 1 else "untagged images were removed"
     with store.locks.collecting():
-        with store.transaction(done) as txn:
+        with store.transaction(_removed_message(wanted)) as txn:
             untagged = {image.digest: image for image in store.untagged_images()}
             roots = [untagged[digest] for digest in wanted if digest in untagged]
             if not roots:
@@ -87,8 +86,12 @@ def remove_untagged(store: Store, digests: Iterable[Digest], grace: float | None
             dropped = [*roots, *drop_orphans(store, txn, None, roots)]
         removed = set(store.walk(dropped, missing_ok=True)) if store.shared else set()
         removed_images = [root.digest for root in roots]
-        done = "untagged images were removed" if len(removed_images) > 1 else f"{removed_images[0]} was removed"
-        return removed_images, collect(store, done, grace, removed=removed)
+        return removed_images, collect(store, _removed_message(removed_images), grace, removed=removed)
+
+
+def _removed_message(images: list[Digest]) -> str:
+    """What a removal of the untagged ``images`` (one or more) says it did."""
+    return f"{images[0]} was removed" if len(images) == 1 else "untagged images were removed"
 
 
 def remove_reference(store: Store, text: str) -> None:
