@@ -21,6 +21,7 @@ from ...gojson import go_loads
 from ...signatures.constants import SIGNATURE_ARTIFACT_TYPES
 from ...signatures.locate import artifact_type_of
 from ..client import RegistryClient
+from ..errors import RegistryError
 from ..paging import Pages, next_link
 
 MAX_REFERRER_PAGES = 8
@@ -58,7 +59,9 @@ async def api_listing(client: RegistryClient, repo: str, digest: Digest, warn: C
     """The Referrers API listing of ``digest`` (all pages), or None when the registry does not have the API.
 
     A next page on another origin is not followed: what the pages before it listed is kept, and
-    ``warn`` is told (their signatures are still verified as any are; the rest stay unknown).
+    ``warn`` is told (their signatures are still verified as any are; the rest stay unknown). The
+    first page alone decides whether the API is there; a later page that is no listing is an error,
+    not a listing cut short (a signature on it would read as absent).
     """
     out: list[Descriptor] = []
     path = f"/v2/{repo}/referrers/{digest}"
@@ -70,15 +73,15 @@ async def api_listing(client: RegistryClient, repo: str, digest: Digest, warn: C
         async with resp:
             if resp.status != 200:
                 await resp.discard()
-                return out or None
+                return _no_api(pages, f"answered {resp.status}")
             data = await resp.read(mt.MAX_MANIFEST_BYTES)
             links = resp.header_all("link")
         try:
             doc = go_loads(data)
         except (ValueError, UnicodeDecodeError):
-            return None  # a 200 that is not JSON: some front end, not the API
+            doc = None  # a 200 that is not JSON: some front end, not the API
         if not isinstance(doc, dict):
-            return None
+            return _no_api(pages, "is not a JSON object")
         out.extend(index_entries(doc.get("manifests"), "referrers listing"))
         following = next_link(links, url)
         if following is None:
@@ -88,6 +91,13 @@ async def api_listing(client: RegistryClient, repo: str, digest: Digest, warn: C
             warn(f"{refusal}; kept the {len(out)} referrer(s) its first {pages.read} page(s) listed")
             return out
         url = pages.follow(following)
+
+
+def _no_api(pages: Pages, why: str) -> list[Descriptor] | None:
+    """None (no Referrers API) when the first page says so; a later page saying so cuts the listing."""
+    if pages.read > 1:
+        raise RegistryError(f"{pages.where}: page {pages.read} {why}")
+    return None
 
 
 def index_entries(items: object, where: str) -> list[Descriptor]:

@@ -22,13 +22,14 @@ import trio
 from gadgetstore.engine import mediatypes as mt
 from gadgetstore.engine import reference
 from gadgetstore.engine.descriptor import Descriptor, canonical_json
+from gadgetstore.engine.digest import Digest
 from gadgetstore.engine.reference import normalize
-from gadgetstore.engine.registry.client import TransferOptions
+from gadgetstore.engine.registry.client import Session, TransferOptions
 from gadgetstore.engine.registry.errors import RegistryError
 from gadgetstore.engine.registry.pull import pull_image
 from gadgetstore.engine.registry.push import push_image
 from gadgetstore.engine.registry.signatures import SignatureRefused, VerifyPolicy
-from gadgetstore.engine.registry.signatures.referrers import MAX_REFERRER_PAGES
+from gadgetstore.engine.registry.signatures.referrers import MAX_REFERRER_PAGES, api_listing
 from gadgetstore.engine.signatures import constants as c
 from gadgetstore.engine.signatures import verify_image
 from gadgetstore.engine.signatures.sign import SIGN_FORMATS, sign_image
@@ -36,6 +37,7 @@ from gadgetstore.engine.signatures.signing_keys import SigningKey, generate_priv
 from gadgetstore.engine.store import Store
 from tests.engine.serve.support import start_server
 from tests.support import httpserver
+from tests.support.fakes import FakeServer, Reply, Request
 from tests.support.images import make_gadget_image, verify_store
 
 
@@ -294,6 +296,35 @@ async def test_a_referrers_listing_longer_than_its_page_bound_is_an_error_not_a_
     assert sum("/referrers/" in r for r in fake.requests) == MAX_REFERRER_PAGES
     assert dst.tags() == []
     verify_store(tmp_path / "dst")
+
+
+@pytest.mark.parametrize(("second", "why"), [
+    (Reply(404), "answered 404"),
+    (Reply(200, {"Content-Type": "text/html"}, b"<html>maintenance</html>"), "is not a JSON object"),
+], ids=["404", "not json"])
+async def test_a_later_referrers_page_that_is_no_listing_fails_the_lookup(second: Reply, why: str) -> None:
+    """Only the first page says whether the Referrers API is there: a later page answering 404 or
+    something that is no listing fails the lookup, where it returned the pages before it as if whole."""
+    digest = Digest.of_bytes(b"image")
+    first = canonical_json({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [
+        {"mediaType": mt.OCI_MANIFEST, "digest": str(Digest.of_bytes(b"sbom")), "size": 4,
+         "artifactType": "application/vnd.example.sbom"}]})
+    path = f"/v2/a/b/referrers/{digest}"
+
+    def handler(req: Request) -> Reply:
+        if req.path == path:
+            return Reply(200, {"Content-Type": mt.OCI_INDEX, "Link": f'<{path}?page=2>; rel="next"'}, first)
+        return second
+
+    server = FakeServer(handler)
+    try:
+        async with Session(TransferOptions(insecure_registries=frozenset({server.host}))) as session:
+            client = await session.client(server.host)
+            with pytest.raises(RegistryError) as info:
+                await api_listing(client, "a/b", digest, pytest.fail)
+    finally:
+        server.close()
+    assert str(info.value) == f"referrers of {path}: page 2 {why}"
 
 
 async def test_a_signature_blob_that_fails_to_push_fails_the_push_with_its_own_error(
