@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import mmap
 import os
+import queue
 import re
+import threading
 from collections.abc import Callable
 
 import trio
@@ -155,124 +157,161 @@ class _Batch:
 class _Sink:
     """Every write and the running hash of one ranged blob.
 
-    Batches are written in the order they arrive, one thread call at a time (concurrent ``pwrite``
-    calls to one file only spin on its inode lock), and hashed in offset order in another thread,
-    each as soon as the batches before it are in: a batch that lands ahead of the hash waits in
-    its buffer. Only when a receiver runs out of buffers behind a slow chunk is one of its written
-    batches spilled: its buffer is reused and its bytes are read back from the file for the hash,
-    so the other chunks keep coming. Receiving, writing and hashing overlap (the two threads
-    release the GIL).
+    Two threads of its own run for the whole download. One writes batches in the order they arrive
+    (concurrent ``pwrite`` calls to one file only spin on its inode lock); the other hashes them in
+    offset order, each as soon as the batches before it are in, so a batch that lands ahead of the
+    hash waits in its buffer. Each thread takes its next batch the moment it is done with the last,
+    without a hop through the Trio loop in between, and tells the Trio thread when a batch is done,
+    which returns its buffer. Only when a receiver runs out of buffers behind a slow chunk is one of
+    its written batches spilled: its buffer is reused and its bytes are read back from the file for
+    the hash, so the other chunks keep coming. Receiving, writing and hashing overlap (the two
+    threads release the GIL).
     """
 
     def __init__(self, writer: IngestWriter, sync_fd: int, hashed: int) -> None:
         self._writer = writer
         self._sync_fd = sync_fd
-        self._send, self._receive = trio.open_memory_channel[_Batch](1)
+        self._writes: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()  # None: no more
+        # The hash thread's inputs, shared with the Trio thread under this lock:
+        self._state = threading.Condition()
         self._unhashed: dict[int, _Batch] = {}  # received, waiting for the hash to reach them
         self._spilled: dict[int, int] = {}  # start -> end of batches to hash from the file
         self._hashing_to: int | None = None  # the end of the batch being hashed now
         self._next_hash: int | None = hashed  # where the hashed prefix ends (after a resume's adoption); None: given up
-        self._arrived = trio.Event()  # set when a batch may have become hashable, or at close
         self._closed = False
+        # The two threads hold their slots for the whole download: a limiter of their own, so that
+        # many big blobs at once never take every thread the rest of the pull needs.
+        self._threads = trio.CapacityLimiter(2)
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._nursery: trio.Nursery | None = None
         self._synced_upto = 0  # the writer's buffered_bytes when the last background sync started
         self._syncing = False
         self.written = 0
 
-    async def put(self, pos: int, data: memoryview, buf: mmap.mmap, pool: _Buffers) -> None:
+    def put(self, pos: int, data: memoryview, buf: mmap.mmap, pool: _Buffers) -> None:
         """Queue ``data`` (a view of ``buf``) for offset ``pos``; ``buf`` goes back to ``pool`` once
-        it is written and hashed."""
+        it is written and hashed. Never waits: what is in flight is bounded by the pools' buffers."""
         batch = _Batch(pos, data, buf, pool)
-        if self._next_hash is None:
-            batch.pending = 1  # the commit hashes the file
-        else:
-            self._unhashed[pos] = batch
-        try:
-            await self._send.send(batch)
-        except BaseException:
-            self._unhashed.pop(pos, None)  # never handed over: the buffer stays the caller's
-            raise
-        if pos == self._next_hash:
-            self._arrived.set()
+        with self._state:
+            if self._next_hash is None:
+                batch.pending = 1  # the commit hashes the file
+            else:
+                self._unhashed[pos] = batch
+                self._state.notify()
+        self._writes.put(batch)
 
     def close(self) -> None:
         """No more batches: :meth:`run` returns once the queued ones are written and hashed."""
-        self._closed = True
-        self._arrived.set()
-        self._send.close()
+        with self._state:
+            self._closed = True
+            self._state.notify()
+        self._writes.put(None)
 
     async def run(self, nursery: trio.Nursery) -> None:
         """Write and hash batches until :meth:`close`. Every ``SYNC_EVERY`` bytes written through
         the page cache start an fdatasync in the background, so the commit's fsync is left with only
         the last few batches (``O_DIRECT`` writes leave nothing to write back)."""
+        self._token = trio.lowlevel.current_trio_token()
+        self._nursery = nursery
         async with task_group() as tasks:
-            tasks.start_soon(self._hash_in_order)
-            async with self._receive:
-                async for batch in self._receive:
-                    await trio.to_thread.run_sync(self._writer.write_unhashed, batch.pos, batch.data)
-                    batch.written = True
-                    batch.done_one()
-                    self.written += len(batch.data)
-                    buffered = self._writer.buffered_bytes
-                    if buffered - self._synced_upto >= SYNC_EVERY and not self._syncing:
-                        self._synced_upto, self._syncing = buffered, True
-                        nursery.start_soon(self._sync)
+            tasks.start_soon(self._in_thread, self._write_all)
+            tasks.start_soon(self._in_thread, self._hash_in_order)
 
-    async def _hash_in_order(self) -> None:
-        """Hash each batch once the prefix reaches it; what is left at the end (after a failure) is
-        hashed from the file by the commit."""
-        while self._next_hash is not None:
-            start = self._next_hash
-            batch = self._unhashed.pop(start, None)
-            spilled_end = self._spilled.pop(start, None) if batch is None else None
+    async def _in_thread(self, loop: Callable[[], None]) -> None:
+        try:
+            await trio.to_thread.run_sync(loop, limiter=self._threads)
+        except BaseException:
+            self.close()  # the other thread must not wait for batches that will not come
+            raise
+
+    def _write_all(self) -> None:
+        """The write thread: each batch as it was queued, until :meth:`close`."""
+        assert self._token is not None
+        while (batch := self._writes.get()) is not None:
+            self._writer.write_unhashed(batch.pos, batch.data)
+            self._token.run_sync_soon(self._written, batch)
+
+    def _written(self, batch: _Batch) -> None:
+        """In the Trio thread, once ``batch`` is in the file."""
+        batch.written = True
+        batch.done_one()
+        self.written += len(batch.data)
+        buffered = self._writer.buffered_bytes
+        if buffered - self._synced_upto >= SYNC_EVERY and not self._syncing:
+            assert self._nursery is not None
+            self._synced_upto, self._syncing = buffered, True
+            self._nursery.start_soon(self._sync)
+
+    def _next_to_hash(self) -> tuple[int, _Batch | None, int] | None:
+        """The hash thread's next job, waiting for it: (start, the batch or None, end to read back
+        from the file); None once the hash was given up, or nothing more will come."""
+        with self._state:
+            while self._next_hash is not None:
+                start = self._next_hash
+                batch = self._unhashed.pop(start, None)
+                if batch is not None:
+                    self._hashing_to = batch.pos + len(batch.data)
+                    return start, batch, self._hashing_to
+                spilled_end = self._spilled.pop(start, None)
+                if spilled_end is not None:
+                    self._hashing_to = spilled_end
+                    return start, None, spilled_end
+                if self._closed:
+                    return None
+                self._state.wait()
+            return None
+
+    def _hash_in_order(self) -> None:
+        """The hash thread: each batch once the prefix reaches it; what is left at the end (after a
+        failure) is hashed from the file by the commit."""
+        assert self._token is not None
+        while (job := self._next_to_hash()) is not None:
+            start, batch, end = job
             if batch is not None:
-                self._hashing_to = batch.pos + len(batch.data)
-                reached = await trio.to_thread.run_sync(self._writer.hash_next, batch.pos, batch.data)
-                batch.done_one()
-            elif spilled_end is not None:
-                self._hashing_to = spilled_end
-                reached = await trio.to_thread.run_sync(self._writer.hash_from_file, start, spilled_end)
-            elif self._closed:
-                return
+                reached = self._writer.hash_next(batch.pos, batch.data)
+                self._token.run_sync_soon(batch.done_one)
             else:
-                self._arrived = trio.Event()
-                await self._arrived.wait()
-                continue
-            self._hashing_to = None
-            if reached <= start:  # the writer gave its running hash up: no batch is waited for
-                self._next_hash = None
+                reached = self._writer.hash_from_file(start, end)
+            with self._state:
+                self._hashing_to = None
+                if reached > start:
+                    self._next_hash = reached
+                    continue
+                self._next_hash = None  # the writer gave its running hash up: no batch is waited for
                 for waiting in self._unhashed.values():
-                    waiting.done_one()
+                    self._token.run_sync_soon(waiting.done_one)
                 self._unhashed.clear()
                 self._spilled.clear()
-            else:
-                self._next_hash = reached
 
     def spill(self, pool: _Buffers) -> bool:
         """Free the buffer of the written batch of ``pool`` that the hash will reach last, of those
         behind a gap (bytes not received yet); False when there is none (the caller waits for a
         write or a hash: batches without a gap before them are hashed without waiting for the network)."""
-        if self._next_hash is None:
-            return False
-        gap = self._hashing_to or self._next_hash  # where the first bytes not received yet start
-        while True:
-            batch = self._unhashed.get(gap)
-            end = batch.pos + len(batch.data) if batch is not None else self._spilled.get(gap)
-            if end is None:
-                break
-            gap = end
-        candidates = [b for b in self._unhashed.values() if b.pool is pool and b.written and b.pos >= gap]
-        if not candidates:
-            return False
-        batch = max(candidates, key=lambda b: b.pos)
-        del self._unhashed[batch.pos]
-        self._spilled[batch.pos] = batch.pos + len(batch.data)
+        with self._state:
+            if self._next_hash is None:
+                return False
+            gap = self._hashing_to or self._next_hash  # where the first bytes not received yet start
+            while True:
+                batch = self._unhashed.get(gap)
+                end = batch.pos + len(batch.data) if batch is not None else self._spilled.get(gap)
+                if end is None:
+                    break
+                gap = end
+            candidates = [b for b in self._unhashed.values() if b.pool is pool and b.written and b.pos >= gap]
+            if not candidates:
+                return False
+            batch = max(candidates, key=lambda b: b.pos)
+            del self._unhashed[batch.pos]
+            self._spilled[batch.pos] = batch.pos + len(batch.data)
         batch.done_one()
         return True
 
     async def restart_hash(self) -> None:
         """The whole body comes again from offset 0 (a plain 200): hash it all from there."""
         await trio.to_thread.run_sync(self._writer.restart_hash)
-        self._next_hash = 0
+        with self._state:
+            self._next_hash = 0
+            self._state.notify()
 
     async def _sync(self) -> None:
         try:
@@ -317,7 +356,7 @@ async def _receive_into(sink: _Sink, resp: ClientResponse, cursor: _Cursor, end:
             if not filled:
                 pool.give_back(buf)
                 return
-            await sink.put(cursor.pos, view[:filled], buf, pool)
+            sink.put(cursor.pos, view[:filled], buf, pool)
         except BaseException:
             pool.give_back(buf)  # not handed over (put hands over only when it returns)
             raise

@@ -4,6 +4,7 @@ never published."""
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import time
@@ -17,6 +18,7 @@ import trio
 from gadgetstore.engine import blobstore
 from gadgetstore.engine.blobstore import IngestWriter
 from gadgetstore.engine.digest import Digest
+from gadgetstore.engine.errors import StoreError
 from gadgetstore.engine.ingest import resume
 from gadgetstore.engine.registry import blobfetch
 from gadgetstore.engine.registry.client import TransferOptions
@@ -282,4 +284,54 @@ async def test_every_chunk_bypasses_the_page_cache(anon_registry: RegistryServer
     await pull_image(Store.open(tmp_path / "dst"), f"{proxy.host}/{repo}:v1", _opts(proxy.host))
     assert disk_writes["direct"] == SIZE - SIZE % blobstore.DIRECT_ALIGN
     assert disk_writes["fdatasync"] == 0
+    verify_store(tmp_path / "dst")
+
+
+def _fail_layer_call(monkeypatch: pytest.MonkeyPatch, method: str, at: int, err: OSError) -> None:
+    """The ``at``-th call of IngestWriter ``method`` for the layer raises ``err``."""
+    real = getattr(IngestWriter, method)
+    calls = 0
+
+    def failing(self: IngestWriter, offset: int, data: memoryview) -> int:
+        nonlocal calls
+        if self.expected_size == SIZE:
+            calls += 1
+            if calls == at:
+                raise err
+        return real(self, offset, data)
+
+    monkeypatch.setattr(IngestWriter, method, failing)
+
+
+@pytest.mark.parametrize(("method", "err"), [
+    ("write_unhashed", OSError(errno.ENOSPC, "No space left on device")),
+    ("hash_next", OSError(errno.EIO, "Input/output error")),
+])
+async def test_a_write_or_hash_that_fails_mid_blob_fails_the_pull_at_once(
+        anon_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        method: str, err: OSError) -> None:
+    """The write and the hash each run in a thread of their own for the whole blob: when one of them
+    fails, the other and every receiver stop too, and the pull ends with that error; nothing is
+    published."""
+    repo, _, layer = await _pushed(anon_registry, tmp_path)
+    _fail_layer_call(monkeypatch, method, 4, err)
+    dst = Store.open(tmp_path / "dst")
+    with trio.fail_after(30), pytest.raises(StoreError, match=f"^{err.strerror}$"):
+        await pull_image(dst, f"{proxy.host}/{repo}:v1", _opts(proxy.host))
+    assert not dst.blobs.has(layer)
+    assert len(_layer_gets(proxy, layer)) < len(_even_chunks())  # the receivers stopped with it
+
+
+async def test_big_blobs_do_not_take_the_threads_the_rest_of_the_pull_needs(
+        anon_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path) -> None:
+    """Each ranged blob holds two threads for as long as it downloads; with one thread left for
+    everything else, two such blobs at once and the small blobs beside them still finish."""
+    src = Store.open(tmp_path / "src")
+    repo = unique_repo("blobfetch")
+    image = anon_registry.ref(repo, "v1")
+    make_gadget_image(src, image, layer_size=SIZE, archs=("amd64", "arm64"))
+    await push_image(src, image, _opts(anon_registry.host))
+    trio.to_thread.current_default_thread_limiter().total_tokens = 1
+    with trio.fail_after(30):
+        await pull_image(Store.open(tmp_path / "dst"), f"{proxy.host}/{repo}:v1", _opts(proxy.host))
     verify_store(tmp_path / "dst")
