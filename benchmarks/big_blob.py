@@ -14,6 +14,7 @@ with its access log on. Each round runs every tool once into an empty destinatio
                for reference, its RSS before the pull
   curl         one ``curl -o`` stream of the blob URL: the wire floor (no verification, no fsync)
   curl-null    the same stream into /dev/null: the wire alone, no file at all (a stricter reference)
+  curl-sync    the same stream into a file, then ``sync`` of that file: curl at gadgetstore's durability
   skopeo       ``skopeo copy --all --preserve-digests`` into an OCI layout
   oras-py      oras-py: the index, then the manifest by digest (oras-py pulls no index by itself)
 A hash floor (``hashlib.sha256`` over the blob from the page cache, 1 MiB reads) is printed too, and
@@ -237,11 +238,13 @@ def main() -> None:
     parser.add_argument("--chunk-size", type=int, default=TransferOptions().chunk_size)
     parser.add_argument("--parallelism", type=int, default=TransferOptions().chunk_parallelism)
     parser.add_argument("--kill-at", type=float, default=0.5, help="fraction of the blob on disk at the kill")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["curl", "curl-null", "skopeo", "oras", "resume"])
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["curl", "curl-null", "curl-sync", "skopeo", "oras", "resume"])
     parser.add_argument("--child", nargs=3, metavar=("DEST", "HOST", "IMAGE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child_pull(*args.child, args.chunk_size, args.parallelism)
+        dest, host, image = args.child
+        child_pull(dest, host, image, args.chunk_size, args.parallelism)
         return
     from bulk_pull import ACCESS_LOG_CONFIG, AccessLog, measure
 
@@ -281,6 +284,10 @@ def main() -> None:
             if "curl-null" not in args.skip:
                 tools["curl-null"] = timed(lambda d: subprocess.run(["curl", "-sf", "-o", "/dev/null", blob_url],
                                                                     check=True))
+            if "curl-sync" not in args.skip:
+                tools["curl-sync"] = timed(lambda d: subprocess.run(
+                    ["sh", "-c", 'curl -sf -o "$1" "$2" && sync "$1"', "curl-sync", str(d / "blob"), blob_url],
+                    check=True))
             if "skopeo" not in args.skip:
                 tools["skopeo"] = timed(lambda d: subprocess.run(
                     ["skopeo", "copy", "-q", "--all", "--preserve-digests", "--src-tls-verify=false",
@@ -325,9 +332,10 @@ def main() -> None:
         if "curl" in med:
             per = " ".join(f"{a / b:.2f}" for a, b in zip(times["gadgetstore"], times["curl"], strict=False))
             print(f"{'gadgetstore / curl':<28}{ours / med['curl']:>8.2f}  {per}   target <= 1.0")
-            if "curl-null" in med:
-                per = " ".join(f"{a / b:.2f}" for a, b in zip(times["gadgetstore"], times["curl-null"], strict=False))
-                print(f"{'gadgetstore / curl-null':<28}{ours / med['curl-null']:>8.2f}  {per}")
+            for reference in ("curl-null", "curl-sync"):
+                if reference in med:
+                    per = " ".join(f"{a / b:.2f}" for a, b in zip(times["gadgetstore"], times[reference], strict=False))
+                    print(f"{'gadgetstore / ' + reference:<28}{ours / med[reference]:>8.2f}  {per}")
             floor = max(med["curl"], hash_s)
             print(f"{'gadgetstore / max(curl,sha)':<28}{ours / floor:>8.2f}")
             for peer, issue in (("skopeo", 4.4), ("oras-py", 4.8)):
