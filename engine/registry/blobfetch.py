@@ -181,27 +181,33 @@ class _Sink:
         self._closed = False
         # The two threads hold their slots for the whole download: a limiter of their own, so that
         # many big blobs at once never take every thread the rest of the pull needs.
-        self._threads = trio.CapacityLimiter(2)
+        self._thread_slots = trio.CapacityLimiter(2)
         self._token: trio.lowlevel.TrioToken | None = None
         self._nursery: trio.Nursery | None = None
         self._synced_upto = 0  # the writer's buffered_bytes when the last background sync started
         self._syncing = False
         self.written = 0
 
+    @trio.lowlevel.enable_ki_protection
     def put(self, pos: int, data: memoryview, buf: mmap.mmap, pool: _Buffers) -> None:
         """Queue ``data`` (a view of ``buf``) for offset ``pos``; ``buf`` goes back to ``pool`` once
-        it is written and hashed. Never waits: what is in flight is bounded by the pools' buffers."""
+        it is written and hashed. Never waits: what is in flight is bounded by the pools' buffers.
+        Ctrl-C waits until both threads have the batch, so neither waits for one the other lacks."""
         batch = _Batch(pos, data, buf, pool)
         with self._state:
             if self._next_hash is None:
                 batch.pending = 1  # the commit hashes the file
             else:
                 self._unhashed[pos] = batch
-                self._state.notify()
+                if pos == self._next_hash:
+                    self._state.notify()
         self._writes.put(batch)
 
+    @trio.lowlevel.enable_ki_protection
     def close(self) -> None:
-        """No more batches: :meth:`run` returns once the queued ones are written and hashed."""
+        """No more batches: :meth:`run` returns once the queued ones are written and hashed. Ctrl-C
+        cannot land between telling the two threads: one left waiting would hold the pull forever
+        (a thread call cannot be cancelled)."""
         with self._state:
             self._closed = True
             self._state.notify()
@@ -214,12 +220,14 @@ class _Sink:
         self._token = trio.lowlevel.current_trio_token()
         self._nursery = nursery
         async with task_group() as tasks:
-            tasks.start_soon(self._in_thread, self._write_all)
-            tasks.start_soon(self._in_thread, self._hash_in_order)
+            tasks.start_soon(self._run_in_thread, self._write_all)
+            tasks.start_soon(self._run_in_thread, self._hash_in_order)
 
-    async def _in_thread(self, loop: Callable[[], None]) -> None:
+    async def _run_in_thread(self, thread_main: Callable[[], None]) -> None:
+        """Run one of the two threads' loops; when it fails (or never starts), the other is told to
+        stop, else it would wait for batches that will not come."""
         try:
-            await trio.to_thread.run_sync(loop, limiter=self._threads)
+            await trio.to_thread.run_sync(thread_main, limiter=self._thread_slots)
         except BaseException:
             self.close()  # the other thread must not wait for batches that will not come
             raise
@@ -232,7 +240,8 @@ class _Sink:
             self._token.run_sync_soon(self._written, batch)
 
     def _written(self, batch: _Batch) -> None:
-        """In the Trio thread, once ``batch`` is in the file."""
+        """Called in the Trio thread once ``batch`` is in the file: its buffer and the background
+        sync belong to the Trio thread, so the write thread hands them over here."""
         batch.written = True
         batch.done_one()
         self.written += len(batch.data)

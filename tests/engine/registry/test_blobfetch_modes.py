@@ -312,7 +312,8 @@ async def test_a_write_or_hash_that_fails_mid_blob_fails_the_pull_at_once(
         method: str, err: OSError) -> None:
     """The write and the hash each run in a thread of their own for the whole blob: when one of them
     fails, the other and every receiver stop too, and the pull ends with that error; nothing is
-    published."""
+    published. A thread left waiting for batches that will not come would hang the pull (a thread
+    call cannot be cancelled), and ``fail_after`` would fail the test."""
     repo, _, layer = await _pushed(anon_registry, tmp_path)
     _fail_layer_call(monkeypatch, method, 4, err)
     dst = Store.open(tmp_path / "dst")
@@ -325,7 +326,9 @@ async def test_a_write_or_hash_that_fails_mid_blob_fails_the_pull_at_once(
 async def test_big_blobs_do_not_take_the_threads_the_rest_of_the_pull_needs(
         anon_registry: RegistryServer, proxy: FaultProxy, tmp_path: Path) -> None:
     """Each ranged blob holds two threads for as long as it downloads; with one thread left for
-    everything else, two such blobs at once and the small blobs beside them still finish."""
+    everything else, two such blobs at once and the small blobs beside them still finish. Were the two
+    threads taken from Trio's default limiter, each blob's write thread would hold the one slot and its
+    hash thread would wait for it for ever."""
     src = Store.open(tmp_path / "src")
     repo = unique_repo("blobfetch")
     image = anon_registry.ref(repo, "v1")
