@@ -182,7 +182,7 @@ class _Sink:
         # The two threads hold their slots for the whole download: a limiter of their own, so that
         # many big blobs at once never take every thread the rest of the pull needs.
         self._thread_slots = trio.CapacityLimiter(2)
-        self._token: trio.lowlevel.TrioToken | None = None
+        self._token = trio.lowlevel.current_trio_token()  # how the threads reach the Trio thread
         self._nursery: trio.Nursery | None = None
         self._synced_upto = 0  # the writer's buffered_bytes when the last background sync started
         self._syncing = False
@@ -217,7 +217,6 @@ class _Sink:
         """Write and hash batches until :meth:`close`. Every ``SYNC_EVERY`` bytes written through
         the page cache start an fdatasync in the background, so the commit's fsync is left with only
         the last few batches (``O_DIRECT`` writes leave nothing to write back)."""
-        self._token = trio.lowlevel.current_trio_token()
         self._nursery = nursery
         async with task_group() as tasks:
             tasks.start_soon(self._run_in_thread, self._write_all)
@@ -229,12 +228,11 @@ class _Sink:
         try:
             await trio.to_thread.run_sync(thread_main, limiter=self._thread_slots)
         except BaseException:
-            self.close()  # the other thread must not wait for batches that will not come
+            self.close()
             raise
 
     def _write_all(self) -> None:
         """The write thread: each batch as it was queued, until :meth:`close`."""
-        assert self._token is not None
         while (batch := self._writes.get()) is not None:
             self._writer.write_unhashed(batch.pos, batch.data)
             self._token.run_sync_soon(self._written, batch)
@@ -273,7 +271,6 @@ class _Sink:
     def _hash_in_order(self) -> None:
         """The hash thread: each batch once the prefix reaches it; what is left at the end (after a
         failure) is hashed from the file by the commit."""
-        assert self._token is not None
         while (job := self._next_to_hash()) is not None:
             start, batch, end = job
             if batch is not None:

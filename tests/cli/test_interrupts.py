@@ -8,6 +8,7 @@ exception groups: it must still be one line, never a traceback.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -22,12 +23,11 @@ import trio
 from gadgetstore.engine.archive import export_images
 from gadgetstore.engine.reference import normalize
 from gadgetstore.engine.registry.client import TransferOptions
-from gadgetstore.engine.registry.push import push_image
 from gadgetstore.engine.store import Store
 from tests.support.cli import run_in_store, start_cli
 from tests.support.fakes import FaultProxy
 from tests.support.images import make_gadget_image
-from tests.support.registry import RegistryServer, unique_repo
+from tests.support.registry import RegistryServer, push_gadget_image, unique_repo
 
 LAYER = 3 * 1024 * 1024
 SIGNALS = [pytest.param(signal.SIGINT, 130, "Error: interrupted", id="SIGINT"),
@@ -56,11 +56,10 @@ def _assert_clean(store: Path) -> None:
 
 
 def _pushed(registry: RegistryServer, tmp_path: Path) -> str:
-    image = registry.ref(unique_repo("interrupt"), "v1")
-    src = Store.open(tmp_path / "src")
-    make_gadget_image(src, image, layer_size=LAYER, archs=("amd64",))
-    trio.run(push_image, src, image, TransferOptions(insecure_registries=frozenset({registry.host})))
-    return image
+    push = functools.partial(push_gadget_image, registry, Store.open(tmp_path / "src"), "interrupt",
+                             TransferOptions(insecure_registries=frozenset({registry.host})),
+                             layer_size=LAYER, archs=("amd64",))
+    return registry.ref(trio.run(push), "v1")
 
 
 @pytest.mark.parametrize(("sig", "code", "line"), SIGNALS)

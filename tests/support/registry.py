@@ -41,8 +41,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from gadgetstore.engine.registry.client import TransferOptions
+from gadgetstore.engine.registry.push import push_image
+from gadgetstore.engine.store import Store
 from tests.support import httpserver
 from tests.support.fakes import FaultProxy
+from tests.support.images import make_gadget_image
 
 REGISTRY_BINARY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 TEST_USER = "tester"
@@ -60,6 +64,17 @@ def free_port() -> int:
 
 def unique_repo(prefix: str = "test") -> str:
     return f"{prefix}/{uuid.uuid4().hex[:12]}"
+
+
+async def push_gadget_image(registry: RegistryServer, src: Store, prefix: str, options: TransferOptions,
+                            **image: Any) -> str:
+    """Build a gadget image in ``src`` (with :func:`make_gadget_image`'s keywords) and push it to
+    ``registry`` as ``<prefix>/<unique>:v1``; returns the repository."""
+    repo = unique_repo(prefix)
+    ref = registry.ref(repo, "v1")
+    make_gadget_image(src, ref, **image)
+    await push_image(src, ref, options)
+    return repo
 
 
 # -- certificates ------------------------------------------------------------------------------

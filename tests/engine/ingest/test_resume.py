@@ -12,12 +12,11 @@ import trio
 from gadgetstore.engine.ingest import resume
 from gadgetstore.engine.registry.client import TransferOptions
 from gadgetstore.engine.registry.pull import pull_image
-from gadgetstore.engine.registry.push import push_image
 from gadgetstore.engine.registry.stall import StallPolicy
 from gadgetstore.engine.store import Store
 from tests.support.fakes import FaultProxy
-from tests.support.images import graph_digests, make_gadget_image, pseudo_random, verify_store
-from tests.support.registry import RegistryServer, unique_repo
+from tests.support.images import graph_digests, pseudo_random, verify_store
+from tests.support.registry import RegistryServer, push_gadget_image
 
 PROJECT = str(Path(__file__).resolve().parents[3])
 SIZE = 3 * 1024 * 1024
@@ -39,6 +38,10 @@ def _range_bytes(proxy: FaultProxy) -> int:
     return total
 
 
+async def _pushed_layer_image(registry: RegistryServer, src: Store) -> str:
+    return await push_gadget_image(registry, src, "resume", _opts(registry.host), layer_size=SIZE, archs=("amd64",))
+
+
 def _ingested(root: Path) -> int:
     """The most data any ingest file under ``root`` holds (whole blocks only)."""
     most = 0
@@ -56,10 +59,8 @@ def _ingested(root: Path) -> int:
 
 async def test_resume_from_partial_ingest(anon_registry: RegistryServer, tmp_path: Path) -> None:
     src = Store.open(tmp_path / "src")
-    repo = unique_repo("resume")
+    repo = await _pushed_layer_image(anon_registry, src)
     image = anon_registry.ref(repo, "v1")
-    make_gadget_image(src, image, layer_size=SIZE, archs=("amd64",))
-    await push_image(src, image, _opts(anon_registry.host))
     layer = pseudo_random(SIZE, f"{image}/amd64")
 
     # What a pull killed after the first 5 chunks (and part of the 6th) leaves behind.
@@ -85,11 +86,7 @@ async def test_resume_from_partial_ingest(anon_registry: RegistryServer, tmp_pat
 
 
 async def test_killed_pull_resumes(anon_registry: RegistryServer, tmp_path: Path) -> None:
-    src = Store.open(tmp_path / "src")
-    repo = unique_repo("resume")
-    image = anon_registry.ref(repo, "v1")
-    make_gadget_image(src, image, layer_size=SIZE, archs=("amd64",))
-    await push_image(src, image, _opts(anon_registry.host))
+    repo = await _pushed_layer_image(anon_registry, Store.open(tmp_path / "src"))
 
     proxy = FaultProxy(anon_registry.host)
     try:
@@ -140,19 +137,10 @@ def test_another_writers_ingest_file_is_never_adopted(tmp_path: Path) -> None:
     assert writer.publish() is True
 
 
-async def _pushed_layer_image(registry: RegistryServer, tmp_path: Path) -> str:
-    src = Store.open(tmp_path / "src")
-    repo = unique_repo("resume")
-    image = registry.ref(repo, "v1")
-    make_gadget_image(src, image, layer_size=SIZE, archs=("amd64",))
-    await push_image(src, image, _opts(registry.host))
-    return repo
-
-
 async def test_a_cancelled_pull_keeps_its_partial_for_the_next_run(anon_registry: RegistryServer,
                                                                    tmp_path: Path) -> None:
     """A --timeout or Ctrl-C cancels the pull: what was written stays in ingest/, and a re-run fetches the rest."""
-    repo = await _pushed_layer_image(anon_registry, tmp_path)
+    repo = await _pushed_layer_image(anon_registry, Store.open(tmp_path / "src"))
     last = SIZE - CHUNK
     proxy = FaultProxy(anon_registry.host)
     try:
@@ -180,7 +168,7 @@ async def test_a_cancelled_pull_keeps_its_partial_for_the_next_run(anon_registry
 async def test_a_stalled_chunk_that_exhausts_its_retries_keeps_the_others(anon_registry: RegistryServer,
                                                                           tmp_path: Path) -> None:
     """The chunk's own retries stall too; the blob's next attempt adopts what the first one wrote."""
-    repo = await _pushed_layer_image(anon_registry, tmp_path)
+    repo = await _pushed_layer_image(anon_registry, Store.open(tmp_path / "src"))
     proxy = FaultProxy(anon_registry.host)
     try:
         proxy.add(r"GET /v2/.*/blobs/", "stall", at=1000, times=2, range_start=5 * CHUNK)

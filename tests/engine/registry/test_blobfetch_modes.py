@@ -23,11 +23,10 @@ from gadgetstore.engine.ingest import resume
 from gadgetstore.engine.registry import blobfetch
 from gadgetstore.engine.registry.client import TransferOptions
 from gadgetstore.engine.registry.pull import pull_image
-from gadgetstore.engine.registry.push import push_image
 from gadgetstore.engine.store import Store
 from tests.support.fakes import FaultProxy
-from tests.support.images import graph_digests, make_gadget_image, pseudo_random, verify_store
-from tests.support.registry import RegistryServer, unique_repo
+from tests.support.images import graph_digests, pseudo_random, verify_store
+from tests.support.registry import RegistryServer, push_gadget_image
 
 SIZE = 3 * 1024 * 1024 + 777
 CHUNK = 256 * 1024
@@ -72,10 +71,8 @@ def hashed_at_seal(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 async def _pushed(registry: RegistryServer, tmp_path: Path) -> tuple[str, bytes, Digest]:
     src = Store.open(tmp_path / "src")
-    repo = unique_repo("blobfetch")
+    repo = await push_gadget_image(registry, src, "blobfetch", _opts(registry.host), layer_size=SIZE, archs=("amd64",))
     image = registry.ref(repo, "v1")
-    make_gadget_image(src, image, layer_size=SIZE, archs=("amd64",))
-    await push_image(src, image, _opts(registry.host))
     layer = next(d for d in graph_digests(src, image) if src.blobs.stat(d).st_size == SIZE)
     return repo, pseudo_random(SIZE, f"{image}/amd64"), layer
 
@@ -329,11 +326,8 @@ async def test_big_blobs_do_not_take_the_threads_the_rest_of_the_pull_needs(
     everything else, two such blobs at once and the small blobs beside them still finish. Were the two
     threads taken from Trio's default limiter, each blob's write thread would hold the one slot and its
     hash thread would wait for it for ever."""
-    src = Store.open(tmp_path / "src")
-    repo = unique_repo("blobfetch")
-    image = anon_registry.ref(repo, "v1")
-    make_gadget_image(src, image, layer_size=SIZE, archs=("amd64", "arm64"))
-    await push_image(src, image, _opts(anon_registry.host))
+    repo = await push_gadget_image(anon_registry, Store.open(tmp_path / "src"), "blobfetch", _opts(anon_registry.host),
+                                   layer_size=SIZE, archs=("amd64", "arm64"))
     trio.to_thread.current_default_thread_limiter().total_tokens = 1
     with trio.fail_after(30):
         await pull_image(Store.open(tmp_path / "dst"), f"{proxy.host}/{repo}:v1", _opts(proxy.host))

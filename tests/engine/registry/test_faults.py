@@ -14,7 +14,7 @@ from gadgetstore.engine.registry.push import push_image
 from gadgetstore.engine.store import Store
 from tests.support.fakes import FaultProxy
 from tests.support.images import graph_digests, make_gadget_image, verify_store
-from tests.support.registry import RegistryServer, unique_repo
+from tests.support.registry import RegistryServer, push_gadget_image, unique_repo
 
 BIG = 2_500_000
 
@@ -28,10 +28,7 @@ def options(*hosts: str, **kw: object) -> TransferOptions:
 
 async def _published(anon_registry: RegistryServer, tmp_path: Path, layer_size: int = 300_000) -> tuple[str, Store]:
     src = Store.open(tmp_path / "src")
-    repo = unique_repo("faults")
-    image = anon_registry.ref(repo, "v1")
-    make_gadget_image(src, image, layer_size=layer_size)
-    await push_image(src, image, options(anon_registry.host))
+    repo = await push_gadget_image(anon_registry, src, "faults", options(anon_registry.host), layer_size=layer_size)
     return repo, src
 
 
