@@ -64,9 +64,12 @@ class CommandDeadline:
         self._end = clock() + timeout if timeout is not None else None
 
     def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Ctrl-C (and SIGTERM) arrive as a KeyboardInterrupt at a checkpoint, like a cancellation,
+        never in the middle of a line: raised anywhere, it can leave a coroutine never awaited (a
+        warning on stderr) or a cleanup half done."""
         import trio
 
-        return trio.run(self.bounded, fn, *args)
+        return trio.run(self.bounded, fn, *args, restrict_keyboard_interrupt_to_checkpoints=True)
 
     async def bounded(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``await fn(*args)``, cancelled when the deadline passes (then :class:`CommandTimedOut`)."""

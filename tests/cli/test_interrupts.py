@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from gadgetstore.cli.deadline import CommandDeadline
 from gadgetstore.engine.archive import export_images
 from gadgetstore.engine.reference import normalize
 from gadgetstore.engine.registry.client import TransferOptions
@@ -188,3 +189,20 @@ def test_export(tmp_path: Path, sig: int, code: int, line: str) -> None:
         result = _interrupt(child, sig, there)
     assert result[0] == code and result[2].splitlines() == [line], result
     assert list(out_dir.iterdir()) == []  # neither the archive nor its temporary file
+
+
+def test_an_interrupt_arrives_at_a_checkpoint_not_in_the_middle_of_a_line() -> None:
+    """A network command runs under :class:`CommandDeadline`: a SIGINT that comes while a task runs
+    plain code is raised at that task's next checkpoint, so the code between runs to its end."""
+    reached: list[str] = []
+
+    async def step() -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # its handler runs at one of the next bytecodes
+        total = sum(range(10_000))
+        reached.append(f"ran to the end: {total}")
+        await trio.lowlevel.checkpoint()
+        reached.append("after the checkpoint")
+
+    with pytest.raises(KeyboardInterrupt):
+        CommandDeadline(None).run(step)
+    assert reached == [f"ran to the end: {sum(range(10_000))}"]
